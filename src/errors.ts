@@ -1,0 +1,102 @@
+/**
+ * Every error stratum throws on purpose is a StratumError with a stable `code`,
+ * so scripts and callers can branch on `err.code` instead of parsing messages
+ * (the way undici and containerd's errdefs do).
+ */
+export type ErrorCode =
+  | 'ERR_INVALID_REFERENCE'
+  | 'ERR_INVALID_DIGEST'
+  | 'ERR_DIGEST_MISMATCH'
+  | 'ERR_SIZE_MISMATCH'
+  | 'ERR_INVALID_MANIFEST'
+  | 'ERR_UNSUPPORTED_MEDIA_TYPE'
+  | 'ERR_NO_MATCHING_PLATFORM'
+  | 'ERR_INVALID_PLATFORM'
+  | 'ERR_NOT_FOUND'
+  | 'ERR_ALREADY_EXISTS'
+  | 'ERR_FAILED_PRECONDITION'
+  | 'ERR_INVALID_ARGUMENT'
+  | 'ERR_UNAUTHORIZED'
+  | 'ERR_DENIED'
+  | 'ERR_RATE_LIMITED'
+  | 'ERR_REGISTRY'
+  | 'ERR_NETWORK'
+  | 'ERR_INSECURE_REGISTRY'
+  | 'ERR_CREDENTIALS'
+  | 'ERR_STORE'
+  | 'ERR_LOCKED'
+  | 'ERR_CONFIG';
+
+export class StratumError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+export class InvalidReferenceError extends StratumError {
+  constructor(readonly reference: string, reason: string) {
+    super('ERR_INVALID_REFERENCE', `invalid reference ${JSON.stringify(reference)}: ${reason}`);
+  }
+}
+
+export class InvalidDigestError extends StratumError {
+  constructor(readonly digest: string, reason: string) {
+    super('ERR_INVALID_DIGEST', `invalid digest ${JSON.stringify(digest)}: ${reason}`);
+  }
+}
+
+/** Content did not hash to what its descriptor promised. `subject` names the blob or manifest at fault. */
+export class DigestMismatchError extends StratumError {
+  constructor(readonly subject: string, readonly expected: string, readonly actual: string) {
+    super('ERR_DIGEST_MISMATCH', `${subject}: digest mismatch: expected ${expected}, got ${actual}`);
+  }
+}
+
+export class SizeMismatchError extends StratumError {
+  constructor(readonly subject: string, readonly expected: number, readonly actual: number) {
+    super('ERR_SIZE_MISMATCH', `${subject}: size mismatch: expected ${expected} bytes, got ${actual}`);
+  }
+}
+
+export class InvalidManifestError extends StratumError {
+  constructor(readonly subject: string, reason: string) {
+    super('ERR_INVALID_MANIFEST', `${subject}: invalid manifest: ${reason}`);
+  }
+}
+
+export class UnsupportedMediaTypeError extends StratumError {
+  constructor(readonly subject: string, readonly mediaType: string) {
+    super('ERR_UNSUPPORTED_MEDIA_TYPE', `${subject}: unsupported media type ${JSON.stringify(mediaType)}`);
+  }
+}
+
+export class NotFoundError extends StratumError {
+  constructor(message: string) {
+    super('ERR_NOT_FOUND', message);
+  }
+}
+
+export class AlreadyExistsError extends StratumError {
+  constructor(message: string) {
+    super('ERR_ALREADY_EXISTS', message);
+  }
+}
+
+export class FailedPreconditionError extends StratumError {
+  constructor(message: string) {
+    super('ERR_FAILED_PRECONDITION', message);
+  }
+}
+
+export class InvalidArgumentError extends StratumError {
+  constructor(message: string) {
+    super('ERR_INVALID_ARGUMENT', message);
+  }
+}
+
+export function isStratumError(err: unknown, code?: ErrorCode): err is StratumError {
+  return err instanceof StratumError && (code === undefined || err.code === code);
+}
