@@ -100,3 +100,58 @@ export class InvalidArgumentError extends StratumError {
 export function isStratumError(err: unknown, code?: ErrorCode): err is StratumError {
   return err instanceof StratumError && (code === undefined || err.code === code);
 }
+
+/** Credentials were refused (401 after authenticating). Names the registry, never the secret. */
+export class UnauthorizedError extends StratumError {
+  constructor(readonly registry: string, reason: string) {
+    super('ERR_UNAUTHORIZED', `authentication to ${registry} failed: ${reason}`);
+  }
+}
+
+/** The registry understood who we are and said no (403). */
+export class DeniedError extends StratumError {
+  constructor(readonly registry: string, reason: string) {
+    super('ERR_DENIED', `access to ${registry} denied: ${reason}`);
+  }
+}
+
+/** 429 from a registry; `retryAfterMs` from Retry-After when it was sent. */
+export class RateLimitError extends StratumError {
+  constructor(message: string, readonly retryAfterMs?: number) {
+    super('ERR_RATE_LIMITED', message);
+  }
+}
+
+/** A registry answered with an unexpected status; `retryAfterMs` from Retry-After when it was sent. */
+export class RegistryError extends StratumError {
+  constructor(message: string, readonly status?: number, readonly retryAfterMs?: number) {
+    super('ERR_REGISTRY', message);
+  }
+}
+
+/** A connection-level failure (refused, reset, timed out); `cause` holds the socket error. */
+export class NetworkError extends StratumError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_NETWORK', message, options);
+  }
+}
+
+export class InsecureRegistryError extends StratumError {
+  constructor(readonly url: string, reason: string) {
+    super('ERR_INSECURE_REGISTRY', `refusing plain HTTP to ${url}: ${reason}`);
+  }
+}
+
+/** Reading credentials failed (bad config.json, a credential helper that crashed). Never carries the secret. */
+export class CredentialsError extends StratumError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_CREDENTIALS', message, options);
+  }
+}
+
+/** A configuration file or flag is malformed; the message names the file (or flag) and the field. */
+export class ConfigError extends StratumError {
+  constructor(readonly source: string, readonly field: string, reason: string) {
+    super('ERR_CONFIG', `${source}: ${field}: ${reason}`);
+  }
+}
