@@ -25,7 +25,8 @@ export type ErrorCode =
   | 'ERR_CREDENTIALS'
   | 'ERR_STORE'
   | 'ERR_LOCKED'
-  | 'ERR_CONFIG';
+  | 'ERR_CONFIG'
+  | 'ERR_INVALID_IMAGE_CONFIG';
 
 export class StratumError extends Error {
   readonly code: ErrorCode;
@@ -153,5 +154,28 @@ export class CredentialsError extends StratumError {
 export class ConfigError extends StratumError {
   constructor(readonly source: string, readonly field: string, reason: string) {
     super('ERR_CONFIG', `${source}: ${field}: ${reason}`);
+  }
+}
+
+export class InvalidPlatformError extends StratumError {
+  constructor(readonly platform: string, reason: string) {
+    super('ERR_INVALID_PLATFORM', `invalid platform ${JSON.stringify(platform)}: ${reason}`);
+  }
+}
+
+/** An index offered no manifest for the wanted platform; `available` lists what it did offer. */
+export class NoMatchingPlatformError extends StratumError {
+  constructor(readonly subject: string, readonly wanted: string, readonly available: readonly string[]) {
+    super(
+      'ERR_NO_MATCHING_PLATFORM',
+      `no manifest for ${wanted} in ${subject}; available: ${available.length > 0 ? available.join(', ') : 'none'}`,
+    );
+  }
+}
+
+/** An image config blob (the JSON a manifest's `config` points at) is malformed or disagrees with its manifest. */
+export class InvalidImageConfigError extends StratumError {
+  constructor(readonly subject: string, reason: string) {
+    super('ERR_INVALID_IMAGE_CONFIG', `${subject}: invalid image config: ${reason}`);
   }
 }
