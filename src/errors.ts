@@ -179,3 +179,17 @@ export class InvalidImageConfigError extends StratumError {
     super('ERR_INVALID_IMAGE_CONFIG', `${subject}: invalid image config: ${reason}`);
   }
 }
+
+/** The content store's directory is unusable (not an OCI layout, a foreign layout version, a corrupt index.json, an I/O failure). */
+export class StoreError extends StratumError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_STORE', message, options);
+  }
+}
+
+/** A file lock stayed held by a live process past the caller's timeout; `owner` describes the holder when readable. */
+export class LockedError extends StratumError {
+  constructor(readonly path: string, readonly owner: string | undefined, waitedMs: number) {
+    super('ERR_LOCKED', `${path}: still locked${owner ? ` by ${owner}` : ''} after waiting ${waitedMs} ms`);
+  }
+}
