@@ -22,6 +22,13 @@ export interface IngestWriter {
   readonly digest: Digest;
   /** Bytes already on disk (and hashed) when this writer was opened or last reset. */
   readonly offset: number;
+  /**
+   * Optional: bytes on disk and hashed right now (offset + what stream() has persisted since).
+   * After a stream() writable failed mid-way, the next stream() appends at `written`, so a
+   * downloader can re-request from there with the same writer. Without it, downloaders close()
+   * the writer and ingest() again to learn where to resume.
+   */
+  readonly written?: number;
   /** Appends streamed bytes; use with stream.pipeline(body, writer.stream()). */
   stream(): Writable;
   /** Drops the partial data and starts again from byte 0 (the registry ignored Range). */
