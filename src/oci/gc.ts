@@ -1,0 +1,142 @@
+import { isStratumError } from '../errors.js';
+import type { BlobInfo } from './content.js';
+import { isDigest, type Digest } from './digest.js';
+import { isImageManifestMediaType, isIndexMediaType, isSchema1MediaType } from './mediatypes.js';
+import { DEFAULT_MAX_READ_BYTES, type OciStore } from './store.js';
+import type { ImageIndex } from './types.js';
+
+export interface GcOptions {
+  /** Report what would go without deleting anything. */
+  dryRun?: boolean;
+  /** Partial downloads untouched for this long (and not locked) are deleted. Default one hour. */
+  ingestMaxAgeMs?: number;
+  /** Also keep unreferenced blobs committed up to this long before GC started (a pull tags its image last). Default 0. */
+  gracePeriodMs?: number;
+  /** Manifests and indexes bigger than this are kept but not parsed. Default 4 MiB. */
+  maxManifestBytes?: number;
+}
+
+export interface RemovedIngest {
+  name: string;
+  digest: Digest | undefined;
+  bytes: number;
+}
+
+export interface GcResult {
+  removed: BlobInfo[];
+  removedIngests: RemovedIngest[];
+  /** Bytes of removed blobs plus removed partial downloads. */
+  bytesFreed: number;
+  /** Referenced digests whose blob is missing from the store (a broken image; reported, not fatal). */
+  missing: Digest[];
+}
+
+export interface MarkResult {
+  referenced: Set<Digest>;
+  missing: Digest[];
+}
+
+/** Annotation keys ending in this name a digest that is a root too (e.g. `dev.stratum.source.digest` keeps a schema1 original alive). */
+const DIGEST_ANNOTATION_SUFFIX = '.digest';
+/** Media type used for children that are never parsed (schema1 fsLayers carry no media type). */
+const LEAF = 'application/octet-stream';
+
+/**
+ * Mark and sweep. The index lock is held from reading index.json to the end of the sweep, so
+ * no tag can appear meanwhile; blobs committed after GC started (commit sets mtime, rename sets
+ * ctime) are never removed, so a concurrent ingest is safe.
+ */
+export async function collectGarbage(store: OciStore, options: GcOptions = {}): Promise<GcResult> {
+  const started = Date.now();
+  const dryRun = options.dryRun ?? false;
+  const keepNewerThan = started - (options.gracePeriodMs ?? 0);
+  const ingestCutoff = started - (options.ingestMaxAgeMs ?? 60 * 60 * 1000);
+  const maxBytes = options.maxManifestBytes ?? DEFAULT_MAX_READ_BYTES;
+
+  return store.withIndexLock(async (index) => {
+    const { referenced, missing } = await markReferenced(store, index, maxBytes);
+    const result: GcResult = { removed: [], removedIngests: [], bytesFreed: 0, missing };
+    const candidates: BlobInfo[] = [];
+    for await (const blob of store.blobs()) {
+      if (referenced.has(blob.digest)) continue;
+      if (Math.max(blob.mtimeMs, blob.ctimeMs) >= keepNewerThan) continue;
+      candidates.push({ digest: blob.digest, size: blob.size });
+    }
+    for (const blob of candidates) {
+      if (!dryRun && !(await store.deleteBlob(blob.digest))) continue;
+      result.removed.push(blob);
+      result.bytesFreed += blob.size;
+    }
+    for await (const entry of store.ingests()) {
+      const bytes = await store.reclaimIngest(entry, ingestCutoff, dryRun);
+      if (bytes === undefined) continue;
+      result.removedIngests.push({ name: entry.name, digest: entry.digest, bytes });
+      result.bytesFreed += bytes;
+    }
+    return { result };
+  });
+}
+
+/**
+ * Every digest reachable from index.json: its entries, their `*.digest` annotations, and recursively
+ * the children of each manifest and index (config, layers, manifests, subject; schema1 fsLayers).
+ */
+export async function markReferenced(store: OciStore, index: ImageIndex, maxManifestBytes = DEFAULT_MAX_READ_BYTES): Promise<MarkResult> {
+  const referenced = new Set<Digest>();
+  const missing: Digest[] = [];
+  const queue: { digest: Digest; mediaType: string | undefined }[] = [];
+  for (const entry of index.manifests) {
+    if (isDigest(entry.digest)) queue.push({ digest: entry.digest, mediaType: entry.mediaType });
+    for (const [key, value] of Object.entries(entry.annotations ?? {})) {
+      if (key.endsWith(DIGEST_ANNOTATION_SUFFIX) && isDigest(value)) queue.push({ digest: value, mediaType: undefined });
+    }
+  }
+  while (queue.length > 0) {
+    const { digest, mediaType } = queue.pop()!;
+    if (referenced.has(digest)) continue;
+    referenced.add(digest);
+    const info = await store.info(digest);
+    if (!info) {
+      missing.push(digest);
+      continue;
+    }
+    if (!mayHoldReferences(mediaType) || info.size > maxManifestBytes) continue;
+    for (const child of await childrenOf(store, digest, maxManifestBytes)) queue.push(child);
+  }
+  return { referenced, missing };
+}
+
+/** A descriptor's blob is parsed when it is a manifest or index, or when its type is unknown (annotation roots). */
+function mayHoldReferences(mediaType: string | undefined): boolean {
+  return mediaType === undefined || isIndexMediaType(mediaType) || isImageManifestMediaType(mediaType) || isSchema1MediaType(mediaType);
+}
+
+async function childrenOf(store: OciStore, digest: Digest, maxBytes: number): Promise<{ digest: Digest; mediaType: string | undefined }[]> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse((await store.read(digest, maxBytes)).toString('utf8'));
+  } catch (err) {
+    // Not JSON (an annotation pointing at a layer) or a corrupt blob: it is kept, but it has no children.
+    if (err instanceof SyntaxError || isStratumError(err)) return [];
+    throw err;
+  }
+  if (typeof doc !== 'object' || doc === null) return [];
+  const out: { digest: Digest; mediaType: string | undefined }[] = [];
+  const add = (d: unknown): void => {
+    if (typeof d !== 'object' || d === null) return;
+    const { digest: child, mediaType } = d as { digest?: unknown; mediaType?: unknown };
+    if (isDigest(child)) out.push({ digest: child, mediaType: typeof mediaType === 'string' ? mediaType : undefined });
+  };
+  const m = doc as { manifests?: unknown; config?: unknown; layers?: unknown; subject?: unknown; fsLayers?: unknown; blobs?: unknown };
+  if (Array.isArray(m.manifests)) m.manifests.forEach(add);
+  add(m.config);
+  if (Array.isArray(m.layers)) m.layers.forEach(add);
+  add(m.subject);
+  if (Array.isArray(m.fsLayers)) {
+    for (const l of m.fsLayers) {
+      const sum = (l as { blobSum?: unknown } | null)?.blobSum;
+      if (isDigest(sum)) out.push({ digest: sum, mediaType: LEAF });
+    }
+  }
+  return out;
+}

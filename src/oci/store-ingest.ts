@@ -1,0 +1,260 @@
+import { createReadStream } from 'node:fs';
+import { mkdir, open, rename, rmdir, truncate, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { Writable } from 'node:stream';
+import { DigestMismatchError, SizeMismatchError, StoreError } from '../errors.js';
+import type { BlobInfo, IngestWriter } from './content.js';
+import { digestAlgorithm, Digester, digestHex, type Digest } from './digest.js';
+import { fsyncDir, INGEST_DIR } from './layout.js';
+import type { ReleaseLock } from './lock.js';
+
+/** Where one digest's partial download lives: `<root>/ingest/<alg>-<hex>/`. */
+export interface IngestPaths {
+  dir: string;
+  data: string;
+  state: string;
+  lock: string;
+}
+
+export function ingestPaths(root: string, digest: Digest): IngestPaths {
+  const dir = join(root, INGEST_DIR, `${digestAlgorithm(digest)}-${digestHex(digest)}`);
+  return { dir, data: join(dir, 'data'), state: join(dir, 'state'), lock: join(dir, 'lock') };
+}
+
+/** What the state file records, for humans and for GC's age check. */
+export interface IngestState {
+  digest: Digest;
+  expectedSize?: number;
+  startedAt: string;
+  updatedAt: string;
+  pid: number;
+}
+
+/** Bytes are batched by the Writable (writev) so a burst of small network chunks becomes one write(2). */
+const STREAM_HIGH_WATER_MARK = 1 << 20;
+
+/**
+ * The writer of one ingest. The caller holds the ingest's lock; every exit (commit, close,
+ * abort, a failed verification) releases it exactly once.
+ */
+export class FileIngestWriter implements IngestWriter {
+  private digester: Digester;
+  private onDisk: number;
+  private startOffset: number;
+  private inflight: Promise<void> = Promise.resolve();
+  private failure: Error | undefined;
+  private finished = false;
+  private activeStream: Writable | undefined;
+
+  private constructor(
+    readonly digest: Digest,
+    private readonly paths: IngestPaths,
+    private readonly blobPath: string,
+    private readonly expectedSize: number | undefined,
+    private readonly release: ReleaseLock,
+    private fh: FileHandle,
+    digester: Digester,
+    size: number,
+    private readonly startedAt: string,
+  ) {
+    this.digester = digester;
+    this.onDisk = size;
+    this.startOffset = size;
+  }
+
+  /** Opens the partial data file (creating it), re-hashes what is already there, records the state file. */
+  static async open(args: {
+    digest: Digest;
+    paths: IngestPaths;
+    blobPath: string;
+    expectedSize: number | undefined;
+    release: ReleaseLock;
+  }): Promise<FileIngestWriter> {
+    const { digest, paths, expectedSize, release } = args;
+    let fh: FileHandle | undefined;
+    try {
+      await mkdir(paths.dir, { recursive: true });
+      fh = await open(paths.data, 'a', 0o644);
+      let size = (await fh.stat()).size;
+      if (expectedSize !== undefined && size > expectedSize) {
+        await fh.truncate(0); // longer than the blob can be: the partial is garbage
+        size = 0;
+      }
+      const digester = new Digester(digestAlgorithm(digest));
+      if (size > 0) size = await hashPrefix(paths.data, size, digester);
+      const startedAt = new Date().toISOString();
+      const writer = new FileIngestWriter(digest, paths, args.blobPath, expectedSize, release, fh, digester, size, startedAt);
+      await writer.writeState();
+      return writer;
+    } catch (err) {
+      await fh?.close().catch(() => {});
+      await release().catch(() => {});
+      throw new StoreError(`cannot open ingest of blob ${digest} in ${paths.dir}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  get offset(): number {
+    return this.startOffset;
+  }
+
+  /** Bytes on disk and hashed right now (offset plus what this writer appended); the next stream() appends here. */
+  get written(): number {
+    return this.onDisk;
+  }
+
+  stream(): Writable {
+    this.assertOpen();
+    if (this.activeStream && !this.activeStream.writableFinished && !this.activeStream.destroyed) {
+      throw new StoreError(`ingest of blob ${this.digest}: a write stream is already open`);
+    }
+    const append = (chunks: Buffer[], cb: (err?: Error | null) => void): void => {
+      this.track(this.append(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks))).then(() => cb(), cb);
+    };
+    const stream = new Writable({
+      highWaterMark: STREAM_HIGH_WATER_MARK,
+      write: (chunk: Buffer, _encoding, cb) => append([chunk], cb),
+      writev: (chunks, cb) => append(chunks.map((c) => c.chunk as Buffer), cb),
+      destroy: (err, cb) => {
+        // Let an in-flight write land before the stream reports itself closed, so close()/reset() see a quiet file.
+        this.inflight.then(() => cb(err), () => cb(err));
+      },
+    });
+    this.activeStream = stream;
+    return stream;
+  }
+
+  /** Appends one buffer (used by put()). */
+  async write(data: Uint8Array): Promise<void> {
+    this.assertOpen();
+    await this.track(this.append(data));
+  }
+
+  async reset(): Promise<void> {
+    this.assertOpen();
+    await this.settle();
+    await this.fh.truncate(0);
+    this.digester = new Digester(digestAlgorithm(this.digest));
+    this.onDisk = 0;
+    this.startOffset = 0;
+    this.failure = undefined;
+  }
+
+  async commit(expectedSize?: number): Promise<BlobInfo> {
+    this.assertOpen();
+    await this.settle();
+    if (this.failure) {
+      const failure = this.failure;
+      await this.close();
+      throw new StoreError(`ingest of blob ${this.digest} failed while writing: ${failure.message}`, { cause: failure });
+    }
+    this.finished = true;
+    const subject = `blob ${this.digest}`;
+    const want = expectedSize ?? this.expectedSize;
+    if (want !== undefined && this.onDisk !== want) {
+      await this.discard();
+      throw new SizeMismatchError(subject, want, this.onDisk);
+    }
+    const actual = this.digester.digest();
+    if (actual !== this.digest) {
+      await this.discard();
+      throw new DigestMismatchError(subject, this.digest, actual);
+    }
+    try {
+      // mtime = commit time, so GC can tell a blob committed while it ran from an old unreferenced one.
+      const now = new Date();
+      await this.fh.utimes(now, now);
+      await this.fh.sync();
+      await this.fh.close();
+      await mkdir(dirname(this.blobPath), { recursive: true });
+      await rename(this.paths.data, this.blobPath);
+      await fsyncDir(dirname(this.blobPath));
+    } catch (err) {
+      await this.fh.close().catch(() => {});
+      await this.release().catch(() => {});
+      throw new StoreError(`cannot commit blob ${this.digest} to ${this.blobPath}: ${(err as Error).message}`, { cause: err });
+    }
+    await unlink(this.paths.state).catch(() => {});
+    await this.release();
+    await rmdir(this.paths.dir).catch(() => {}); // another process may already be waiting in it
+    return { digest: this.digest, size: this.onDisk };
+  }
+
+  async close(): Promise<void> {
+    if (this.finished) return;
+    this.finished = true;
+    await this.settle();
+    await this.fh.close().catch(() => {});
+    await this.writeState().catch(() => {});
+    await this.release();
+  }
+
+  async abort(): Promise<void> {
+    if (this.finished) return;
+    this.finished = true;
+    await this.settle();
+    await this.discard();
+  }
+
+  private async discard(): Promise<void> {
+    await this.fh.close().catch(() => {});
+    await unlink(this.paths.data).catch(() => {});
+    await unlink(this.paths.state).catch(() => {});
+    await this.release();
+    await rmdir(this.paths.dir).catch(() => {});
+  }
+
+  private async append(data: Uint8Array): Promise<void> {
+    if (this.finished) throw new StoreError(`ingest of blob ${this.digest} is already finished; cannot write`);
+    if (this.failure) throw this.failure;
+    try {
+      let done = 0;
+      while (done < data.length) {
+        // The file is opened O_APPEND, so each write lands at the end.
+        const { bytesWritten } = await this.fh.write(data, done, data.length - done, null);
+        done += bytesWritten;
+      }
+      this.digester.update(data);
+      this.onDisk += data.length;
+    } catch (err) {
+      // Bytes on disk and the digester may now disagree: refuse to commit; a reopen re-hashes the file.
+      this.failure = err as Error;
+      throw err;
+    }
+  }
+
+  private track(p: Promise<void>): Promise<void> {
+    this.inflight = p.catch(() => {});
+    return p;
+  }
+
+  private async settle(): Promise<void> {
+    await this.inflight;
+  }
+
+  private assertOpen(): void {
+    if (this.finished) throw new StoreError(`ingest of blob ${this.digest} is already committed, closed or aborted`);
+  }
+
+  private async writeState(): Promise<void> {
+    const state: IngestState = {
+      digest: this.digest,
+      startedAt: this.startedAt,
+      updatedAt: new Date().toISOString(),
+      pid: process.pid,
+    };
+    if (this.expectedSize !== undefined) state.expectedSize = this.expectedSize;
+    await writeFile(this.paths.state, JSON.stringify(state) + '\n');
+  }
+}
+
+/** Feeds the first `size` bytes of `path` to the digester, streaming (a partial layer can be hundreds of MB). */
+async function hashPrefix(path: string, size: number, digester: Digester): Promise<number> {
+  const stream = createReadStream(path, { start: 0, end: size - 1, highWaterMark: STREAM_HIGH_WATER_MARK });
+  let seen = 0;
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    digester.update(chunk);
+    seen += chunk.length;
+  }
+  if (seen !== size) await truncate(path, seen);
+  return seen;
+}
