@@ -31,7 +31,8 @@ export interface BlobResponse {
 }
 
 export interface BlobFetcher {
-  fetchBlob(ref: Reference, digest: Digest, options?: { offset?: number; signal?: AbortSignal }): Promise<BlobResponse>;
+  /** `exclude`: endpoint URLs to skip (a mirror that just served corrupt bytes). */
+  fetchBlob(ref: Reference, digest: Digest, options?: { offset?: number; signal?: AbortSignal; exclude?: readonly string[] }): Promise<BlobResponse>;
 }
 
 export interface ManifestFetcher {

@@ -1,0 +1,356 @@
+import type { Readable } from 'node:stream';
+import { Agent, request, type Dispatcher } from 'undici';
+import {
+  DeniedError,
+  DigestMismatchError,
+  InvalidManifestError,
+  NetworkError,
+  NotFoundError,
+  RateLimitError,
+  RegistryError,
+  StratumError,
+  UnauthorizedError,
+} from '../errors.js';
+import { digestAlgorithm, digestOf, isDigest, type Digest, type DigestAlgorithm } from '../oci/digest.js';
+import { MAX_MANIFEST_BYTES, manifestContentType } from '../oci/manifest.js';
+import { MANIFEST_ACCEPT, MediaType } from '../oci/mediatypes.js';
+import type { Reference } from '../oci/reference.js';
+import { isSignedSchema1, schema1PayloadDigest } from '../oci/schema1.js';
+import { Authenticator, excerpt, readLimited, repositoryScope } from './auth.js';
+import { NO_CREDENTIALS, type CredentialSource } from './credentials.js';
+import { DEFAULT_CONCURRENCY, resolveEndpoints, type RegistryConfig } from './hosts.js';
+import { describeError, parseRetryAfter, retryPolicy, withRetry, type RetryPolicy } from './retry.js';
+import type { BlobFetcher, BlobResponse, Endpoint, ManifestFetcher, ResolvedManifest } from './types.js';
+
+export interface RegistryClientOptions {
+  config?: RegistryConfig;
+  credentials?: CredentialSource;
+  userAgent?: string;
+  /** Connection pool to use instead of the client's own keep-alive Agent (the client then does not close it). */
+  dispatcher?: Dispatcher;
+  /** Waiting for response headers; default 60 s. */
+  headersTimeoutMs?: number;
+  /** Silence between two body chunks; default 60 s. */
+  bodyTimeoutMs?: number;
+}
+
+export interface FetchBlobOptions {
+  offset?: number;
+  signal?: AbortSignal;
+  /** Endpoint URLs not to use (a mirror that just served corrupt bytes). */
+  exclude?: readonly string[];
+}
+
+export const DEFAULT_USER_AGENT = 'stratum/0.1.0';
+const MAX_REDIRECTS = 5;
+const ERROR_BODY_LIMIT = 16 * 1024;
+
+interface SendOptions {
+  method?: 'GET' | 'HEAD';
+  headers?: Record<string, string>;
+  scope?: string;
+  signal?: AbortSignal;
+  /** What is being fetched, for error messages: `manifest docker.io/library/ubuntu:15.04`. */
+  what: string;
+}
+
+/**
+ * Talks to one or more registries: endpoints (mirrors, then upstream) from the config, auth per
+ * endpoint host, manifests verified against their digests, blobs streamed with Range and redirects.
+ * One keep-alive connection pool for everything it fetches; close() releases it.
+ */
+export class RegistryClient implements ManifestFetcher, BlobFetcher {
+  readonly config: RegistryConfig;
+  readonly auth: Authenticator;
+  readonly retry: RetryPolicy;
+  readonly userAgent: string;
+  private readonly dispatcher: Dispatcher;
+  private readonly ownsDispatcher: boolean;
+
+  constructor(options: RegistryClientOptions = {}) {
+    this.config = options.config ?? {};
+    this.retry = retryPolicy(this.config.retries);
+    this.userAgent = options.userAgent ?? DEFAULT_USER_AGENT;
+    this.ownsDispatcher = options.dispatcher === undefined;
+    this.dispatcher =
+      options.dispatcher ??
+      new Agent({
+        keepAliveTimeout: 30_000,
+        connections: Math.max(DEFAULT_CONCURRENCY, this.config.concurrency ?? DEFAULT_CONCURRENCY) + 2,
+        headersTimeout: options.headersTimeoutMs ?? 60_000,
+        bodyTimeout: options.bodyTimeoutMs ?? 60_000,
+        connect: { timeout: 10_000 },
+      });
+    this.auth = new Authenticator({ credentials: options.credentials ?? NO_CREDENTIALS, dispatcher: this.dispatcher, userAgent: this.userAgent });
+  }
+
+  get concurrency(): number {
+    return this.config.concurrency ?? DEFAULT_CONCURRENCY;
+  }
+
+  /** Mirrors in order, then the upstream. Throws InsecureRegistryError for a refused http:// mirror. */
+  endpoints(ref: Pick<Reference, 'registry'>): Endpoint[] {
+    return resolveEndpoints(ref.registry, this.config);
+  }
+
+  async resolve(ref: Reference): Promise<ResolvedManifest> {
+    return this.getManifest(ref, ref.digest ?? ref.tag ?? 'latest', ref.digest, `manifest ${ref}`);
+  }
+
+  async fetchManifest(ref: Reference, digest: Digest): Promise<ResolvedManifest> {
+    return this.getManifest(ref, digest, digest, `manifest ${ref.name}@${digest}`);
+  }
+
+  async fetchBlob(ref: Reference, digest: Digest, options: FetchBlobOptions = {}): Promise<BlobResponse> {
+    if (!isDigest(digest)) throw new StratumError('ERR_INVALID_DIGEST', `invalid blob digest ${JSON.stringify(digest)}`);
+    const offset = options.offset ?? 0;
+    const what = `blob ${digest} of ${ref.name}`;
+    return this.acrossEndpoints(ref, options.exclude, async (endpoint) => {
+      const headers: Record<string, string> = {};
+      if (offset > 0) headers.range = `bytes=${offset}-`;
+      const res = await this.sendFollowingRedirects(endpoint, `/v2/${ref.repository}/blobs/${digest}`, {
+        headers,
+        scope: repositoryScope(ref.repository),
+        signal: options.signal,
+        what,
+      });
+      if (res.statusCode === 200 || res.statusCode === 206) {
+        const out: BlobResponse = { body: res.body as unknown as Readable, start: 0, endpoint };
+        if (res.statusCode === 206) {
+          const range = parseContentRange(header(res.headers, 'content-range'));
+          if (!range) {
+            res.body.destroy();
+            throw new RegistryError(`${endpointName(endpoint, ref)} answered 206 for ${what} without a readable Content-Range`, 206);
+          }
+          out.start = range.start;
+          if (range.total !== undefined) out.totalSize = range.total;
+        } else {
+          const length = Number(header(res.headers, 'content-length'));
+          if (header(res.headers, 'content-length') !== undefined && Number.isSafeInteger(length)) out.totalSize = length;
+        }
+        return out;
+      }
+      throw await this.statusError(res, endpoint, ref, what);
+    });
+  }
+
+  /** Releases the connection pool (when the client created it). */
+  async close(): Promise<void> {
+    if (this.ownsDispatcher) await this.dispatcher.close();
+  }
+
+  private async getManifest(ref: Reference, reference: string, expected: Digest | undefined, what: string): Promise<ResolvedManifest> {
+    return withRetry(
+      () =>
+        this.acrossEndpoints(ref, undefined, async (endpoint) => {
+          const res = await this.send(endpoint, `/v2/${ref.repository}/manifests/${reference}`, {
+            headers: { accept: MANIFEST_ACCEPT.join(', ') },
+            scope: repositoryScope(ref.repository),
+            what,
+          });
+          if (res.statusCode !== 200) throw await this.statusError(res, endpoint, ref, what);
+          const declared = Number(header(res.headers, 'content-length'));
+          if (Number.isFinite(declared) && declared > MAX_MANIFEST_BYTES) {
+            res.body.destroy();
+            throw new InvalidManifestError(what, `${declared} bytes is over the ${MAX_MANIFEST_BYTES}-byte manifest size limit`);
+          }
+          const bytes = await readBuffer(res.body, MAX_MANIFEST_BYTES, what);
+          return verifyManifest(bytes, header(res.headers, 'content-type'), header(res.headers, 'docker-content-digest'), expected, `${what} from ${endpoint.url}`, endpoint);
+        }),
+      this.retry,
+    );
+  }
+
+  /**
+   * Tries each endpoint in order; an error from a mirror moves on to the next one (a mirror that
+   * is down, lacks the content or serves garbage must not stop a pull), the upstream's error is final.
+   */
+  private async acrossEndpoints<T>(ref: Reference, exclude: readonly string[] | undefined, fn: (endpoint: Endpoint) => Promise<T>): Promise<T> {
+    const endpoints = this.endpoints(ref).filter((e) => !exclude?.includes(e.url));
+    if (endpoints.length === 0) throw new RegistryError(`no endpoint left for ${ref.name} (all excluded)`);
+    for (let i = 0; ; i++) {
+      const endpoint = endpoints[i]!;
+      try {
+        return await fn(endpoint);
+      } catch (err) {
+        const aborted = (err as { name?: string }).name === 'AbortError';
+        if (!endpoint.isMirror || i === endpoints.length - 1 || aborted) throw err;
+      }
+    }
+  }
+
+  /** One request with auth: a 401 records the challenge and the request is repeated once with credentials. */
+  private async send(endpoint: Endpoint, path: string, options: SendOptions): Promise<Dispatcher.ResponseData> {
+    const url = new URL(endpoint.url + path);
+    const host = url.host;
+    for (let attempt = 0; ; attempt++) {
+      const headers: Record<string, string> = { 'user-agent': this.userAgent, ...options.headers };
+      const authorization = await this.auth.authorization(host, options.scope);
+      if (authorization) headers.authorization = authorization;
+      const res = await this.rawRequest(url, options.method ?? 'GET', headers, options.signal, options.what);
+      if (res.statusCode === 401 && attempt === 0 && this.auth.onUnauthorized(host, res.headers['www-authenticate'], options.scope)) {
+        await res.body.dump();
+        continue;
+      }
+      return res;
+    }
+  }
+
+  /**
+   * Blob GETs are often redirected to storage (S3, a CDN). Redirects are followed here so that
+   * Authorization goes only to the host it belongs to: a redirect to another host gets none.
+   */
+  private async sendFollowingRedirects(endpoint: Endpoint, path: string, options: SendOptions): Promise<Dispatcher.ResponseData> {
+    let res = await this.send(endpoint, path, options);
+    let current = new URL(endpoint.url + path);
+    const origin = current.host;
+    for (let hops = 0; isRedirect(res.statusCode); hops++) {
+      const location = header(res.headers, 'location');
+      await res.body.dump();
+      if (!location) throw new RegistryError(`${current.host} redirected ${options.what} without a Location`, res.statusCode);
+      if (hops >= MAX_REDIRECTS) throw new RegistryError(`too many redirects (over ${MAX_REDIRECTS}) for ${options.what}`, res.statusCode);
+      const next = new URL(location, current);
+      if (next.protocol !== 'https:' && next.protocol !== 'http:') throw new RegistryError(`redirect to unsupported URL scheme ${next.protocol} for ${options.what}`);
+      if (current.protocol === 'https:' && next.protocol === 'http:') {
+        throw new RegistryError(`refusing a redirect from HTTPS to plain HTTP (${next.host}) for ${options.what}`, res.statusCode);
+      }
+      const headers: Record<string, string> = { 'user-agent': this.userAgent, ...options.headers };
+      if (next.host === origin) {
+        const authorization = await this.auth.authorization(origin, options.scope);
+        if (authorization) headers.authorization = authorization;
+      }
+      current = next;
+      res = await this.rawRequest(next, 'GET', headers, options.signal, options.what);
+    }
+    return res;
+  }
+
+  private async rawRequest(url: URL, method: 'GET' | 'HEAD', headers: Record<string, string>, signal: AbortSignal | undefined, what: string): Promise<Dispatcher.ResponseData> {
+    try {
+      return await request(url, { method, headers, signal, dispatcher: this.dispatcher });
+    } catch (err) {
+      if ((err as { name?: string }).name === 'AbortError' || signal?.aborted) throw err;
+      throw new NetworkError(`cannot fetch ${what} from ${url.origin}: ${describeError(err)}`, { cause: err });
+    }
+  }
+
+  private async statusError(res: Dispatcher.ResponseData, endpoint: Endpoint, ref: Reference, what: string): Promise<StratumError> {
+    const text = await readLimited(res.body, ERROR_BODY_LIMIT).catch(() => '');
+    const name = endpointName(endpoint, ref);
+    const detail = registryErrorText(text);
+    const status = res.statusCode;
+    const retryAfterMs = parseRetryAfter(res.headers['retry-after']);
+    switch (status) {
+      case 401:
+        return new UnauthorizedError(name, `${what}: HTTP 401${detail ? `: ${detail}` : ''}`);
+      case 403:
+        return new DeniedError(name, `${what}: HTTP 403${detail ? `: ${detail}` : ''}`);
+      case 404:
+        return new NotFoundError(`${what} not found at ${endpoint.url}${detail ? ` (${detail})` : ''}`);
+      case 429: {
+        const limits = ['ratelimit-limit', 'ratelimit-remaining', 'retry-after']
+          .map((h) => (header(res.headers, h) !== undefined ? `${h}: ${header(res.headers, h)}` : undefined))
+          .filter(Boolean);
+        return new RateLimitError(
+          `${name} rate limit reached fetching ${what} (HTTP 429${limits.length ? `; ${limits.join(', ')}` : ''})${detail ? `: ${detail}` : ''}`,
+          retryAfterMs,
+        );
+      }
+      default:
+        return new RegistryError(`${name} answered HTTP ${status} for ${what}: ${detail || excerpt(text)}`, status, retryAfterMs);
+    }
+  }
+}
+
+/** Computes and checks a manifest's digest; exported for callers that fetch manifests some other way. */
+export function verifyManifest(
+  bytes: Buffer,
+  contentType: string | undefined,
+  dockerContentDigest: string | undefined,
+  expected: Digest | undefined,
+  subject: string,
+  endpoint: Endpoint,
+): ResolvedManifest {
+  const mediaType = detectMediaType(bytes, contentType);
+  const signedSchema1 = mediaType === MediaType.DockerSchema1SignedManifest || (mediaType === MediaType.DockerSchema1Manifest && isSignedSchema1(bytes));
+  const digestWith = (alg: DigestAlgorithm): Digest => (signedSchema1 && alg === 'sha256' ? schema1PayloadDigest(bytes, subject) : digestOf(bytes, alg));
+  if (dockerContentDigest !== undefined && dockerContentDigest !== '') {
+    if (!isDigest(dockerContentDigest)) throw new RegistryError(`${subject}: Docker-Content-Digest ${JSON.stringify(dockerContentDigest)} is not a valid digest`);
+    const actual = digestWith(digestAlgorithm(dockerContentDigest));
+    if (actual !== dockerContentDigest) throw new DigestMismatchError(`${subject} (Docker-Content-Digest)`, dockerContentDigest, actual);
+  }
+  let digest: Digest;
+  if (expected !== undefined) {
+    digest = digestWith(digestAlgorithm(expected));
+    if (digest !== expected) throw new DigestMismatchError(subject, expected, digest);
+  } else {
+    digest = digestWith('sha256');
+  }
+  return { descriptor: { mediaType, digest, size: bytes.length }, bytes, endpoint };
+}
+
+/** Content-Type when it says something, else the body's mediaType, else its shape (schema1 has none). */
+export function detectMediaType(bytes: Buffer, contentType: string | undefined): string {
+  const fromHeader = manifestContentType(contentType);
+  let body: { mediaType?: unknown; schemaVersion?: unknown; signatures?: unknown; manifests?: unknown } | undefined;
+  try {
+    body = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    body = undefined;
+  }
+  if (typeof body?.mediaType === 'string' && body.mediaType !== '') return body.mediaType;
+  if (fromHeader) return fromHeader;
+  if (body?.schemaVersion === 1) return Array.isArray(body.signatures) ? MediaType.DockerSchema1SignedManifest : MediaType.DockerSchema1Manifest;
+  if (Array.isArray(body?.manifests)) return MediaType.OciIndex;
+  return MediaType.OciManifest;
+}
+
+/** `bytes 100-199/1000` → { start: 100, end: 199, total: 1000 }; total undefined for `*`. */
+export function parseContentRange(value: string | undefined): { start: number; end: number; total?: number } | undefined {
+  const m = value && /^\s*bytes\s+(\d+)-(\d+)\/(\d+|\*)\s*$/i.exec(value);
+  if (!m) return undefined;
+  const out: { start: number; end: number; total?: number } = { start: Number(m[1]), end: Number(m[2]) };
+  if (m[3] !== '*') out.total = Number(m[3]);
+  return out;
+}
+
+/** `{errors:[{code,message}]}` from a registry → `MANIFEST_UNKNOWN: manifest unknown`; '' for other bodies. */
+export function registryErrorText(text: string): string {
+  try {
+    const parsed = JSON.parse(text) as { errors?: Array<{ code?: unknown; message?: unknown }> };
+    if (!Array.isArray(parsed.errors)) return '';
+    return parsed.errors
+      .map((e) => [e.code, e.message].filter((x) => typeof x === 'string' && x !== '').join(': '))
+      .filter(Boolean)
+      .join('; ');
+  } catch {
+    return '';
+  }
+}
+
+function endpointName(endpoint: Endpoint, ref: Pick<Reference, 'registry'>): string {
+  return endpoint.isMirror ? new URL(endpoint.url).host : ref.registry;
+}
+
+function isRedirect(status: number): boolean {
+  return status === 301 || status === 302 || status === 303 || status === 307 || status === 308;
+}
+
+function header(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
+  const v = headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+async function readBuffer(body: AsyncIterable<Uint8Array> & { destroy(): unknown }, max: number, what: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > max) {
+      body.destroy();
+      throw new InvalidManifestError(what, `body is over the ${max}-byte manifest size limit`);
+    }
+    chunks.push(Buffer.from(chunk));
+  }
+  return Buffer.concat(chunks);
+}

@@ -1,0 +1,185 @@
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pLimit, { type LimitFunction } from 'p-limit';
+import { DigestMismatchError, RegistryError, SizeMismatchError } from '../errors.js';
+import type { BlobInfo, Ingester, IngestWriter } from '../oci/content.js';
+import type { Digest } from '../oci/digest.js';
+import type { Reference } from '../oci/reference.js';
+import type { RetryConfig } from './hosts.js';
+import { backoffDelay, describeError, isRetryable, retryPolicy } from './retry.js';
+import type { BlobFetcher, DownloadEvent, Endpoint } from './types.js';
+
+export interface DownloadOptions {
+  onEvent?: (event: DownloadEvent) => void;
+  retry?: RetryConfig;
+  signal?: AbortSignal;
+  /**
+   * Sees every byte that goes to the store, in order, each once, starting at `resumedFrom` of the
+   * result (0 unless a partial ingest from an earlier run was resumed; then the caller must hash
+   * the prefix itself, e.g. by reading the committed blob, or pass `teeFromStart`). Retries and a
+   * registry that ignores Range do not repeat bytes to it.
+   */
+  tee?: (chunk: Buffer) => void;
+  /** With `tee`: drop a partial ingest from an earlier run and fetch from byte 0, so tee sees the whole blob. */
+  teeFromStart?: boolean;
+  /**
+   * With `tee`: called before the blob is fetched again from byte 0 from another endpoint after a
+   * mirror served corrupt bytes; the tee consumer must forget what it saw. Without it, a corrupt
+   * blob from a mirror is an error when `tee` is set.
+   */
+  onTeeRestart?: () => void;
+  /** Minimum gap between two 'downloading' events. Default 100 ms. */
+  progressIntervalMs?: number;
+  lockTimeoutMs?: number;
+}
+
+export interface DownloadResult {
+  info: BlobInfo;
+  /** The blob was already in the store; nothing was fetched. */
+  existed: boolean;
+  /** Bytes that were already on disk from an earlier, interrupted ingest (0 for a fresh one). */
+  resumedFrom: number;
+  /** Where the bytes came from (undefined when nothing had to be fetched). */
+  endpoint?: Endpoint;
+}
+
+export { type LimitFunction };
+
+/** Bounded concurrency for blob downloads (p-limit). */
+export function createLimiter(concurrency: number): LimitFunction {
+  return pLimit(concurrency);
+}
+
+/**
+ * Streams one blob from a registry into the store: skips it when the store has it, resumes a
+ * partial ingest with Range, retries connection errors, 5xx and 429 from where the bytes stopped,
+ * restarts from 0 when the registry ignores Range, and commits only after size and digest match.
+ * A digest mismatch aborts the ingest (nothing committed); when a mirror served the bad bytes, the
+ * blob is fetched once more from the next endpoint.
+ */
+export async function downloadBlob(
+  fetcher: BlobFetcher,
+  ref: Reference,
+  desc: { digest: Digest; size?: number },
+  ingester: Ingester,
+  options: DownloadOptions = {},
+): Promise<DownloadResult> {
+  const { digest } = desc;
+  const emit = options.onEvent ?? (() => {});
+  const policy = retryPolicy(options.retry);
+  const ingestOptions = { ...(desc.size !== undefined ? { expectedSize: desc.size } : {}), ...(options.lockTimeoutMs !== undefined ? { lockTimeoutMs: options.lockTimeoutMs } : {}) };
+  const interval = options.progressIntervalMs ?? 100;
+
+  let writer: IngestWriter | null = await ingester.ingest(digest, ingestOptions);
+  if (!writer) return existing(ingester, desc, emit);
+  if (options.tee && options.teeFromStart && writer.offset > 0) await writer.reset();
+  const resumedFrom = writer.offset;
+  /** Everything below this position has been handed to tee. */
+  let teedUpTo = resumedFrom;
+  const exclude: string[] = [];
+  let lastEndpoint: Endpoint | undefined;
+
+  try {
+    for (;;) {
+      let failures = 0;
+      for (;;) {
+        const offset = position(writer);
+        if (desc.size !== undefined && offset >= desc.size && offset > 0) break; // all bytes on disk: verify
+        let fetchedFrom: Endpoint | undefined;
+        try {
+          const res = await fetcher.fetchBlob(ref, digest, { offset, signal: options.signal, exclude });
+          fetchedFrom = res.endpoint;
+          if (res.start !== offset) {
+            if (res.start !== 0) {
+              res.body.destroy();
+              throw new RegistryError(`${res.endpoint.url} answered blob ${digest} from byte ${res.start}, asked for ${offset}`);
+            }
+            await writer.reset(); // Range ignored: the body is the whole blob
+          }
+          if (desc.size !== undefined && res.totalSize !== undefined && res.totalSize !== desc.size) {
+            res.body.destroy();
+            throw new SizeMismatchError(`blob ${digest} of ${ref.name} from ${res.endpoint.url}`, desc.size, res.totalSize);
+          }
+          const total = desc.size ?? res.totalSize;
+          let pos = res.start;
+          let lastEmit = 0;
+          const tee = options.tee;
+          const counter = new Transform({
+            transform(chunk: Buffer, _enc, done) {
+              const end = pos + chunk.length;
+              if (tee && end > teedUpTo) {
+                tee(teedUpTo > pos ? chunk.subarray(teedUpTo - pos) : chunk);
+                teedUpTo = end;
+              }
+              pos = end;
+              const now = Date.now();
+              if (now - lastEmit >= interval) {
+                lastEmit = now;
+                emit({ type: 'downloading', digest, current: pos, ...(total !== undefined ? { total } : {}) });
+              }
+              done(null, chunk);
+            },
+          });
+          await pipeline(res.body, counter, writer.stream(), ...(options.signal ? [{ signal: options.signal }] : []));
+          emit({ type: 'downloading', digest, current: pos, ...(total !== undefined ? { total } : {}) });
+          lastEndpoint = res.endpoint;
+          break;
+        } catch (err) {
+          if (options.signal?.aborted || !isRetryable(err)) throw err;
+          if (writer.written === undefined) {
+            // The writer cannot tell how much it persisted: hand the partial file back and reopen it.
+            await writer.close();
+            writer = await ingester.ingest(digest, ingestOptions);
+            if (!writer) return existing(ingester, desc, emit); // another process finished it meanwhile
+          }
+          if (position(writer) > offset) failures = 0; // progress: a flaky link gets its attempts back
+          failures++;
+          if (failures >= policy.maxAttempts) throw err;
+          const delayMs = backoffDelay(failures, policy, err);
+          const from = fetchedFrom ? ` from ${fetchedFrom.url}` : '';
+          emit({ type: 'retrying', digest, attempt: failures, delayMs, reason: `${describeError(err)}${from}` });
+          await sleep(delayMs, undefined, options.signal ? { signal: options.signal } : undefined);
+        }
+      }
+
+      emit({ type: 'verifying', digest });
+      const committing = writer;
+      try {
+        const info = await committing.commit(desc.size);
+        writer = null;
+        emit({ type: 'complete', digest, size: info.size, resumedFrom });
+        return { info, existed: false, resumedFrom, ...(lastEndpoint ? { endpoint: lastEndpoint } : {}) };
+      } catch (err) {
+        if (!(err instanceof DigestMismatchError || err instanceof SizeMismatchError)) throw err;
+        await committing.abort();
+        writer = null;
+        const canRestartTee = !options.tee || options.onTeeRestart !== undefined;
+        if (!lastEndpoint?.isMirror || exclude.length > 0 || !canRestartTee) throw err;
+        exclude.push(lastEndpoint.url);
+        emit({ type: 'retrying', digest, attempt: 1, delayMs: 0, reason: `${err.message}; trying the next endpoint` });
+        writer = await ingester.ingest(digest, ingestOptions);
+        if (!writer) return existing(ingester, desc, emit);
+        if (writer.offset > 0) await writer.reset();
+        options.onTeeRestart?.();
+        teedUpTo = 0;
+      }
+    }
+  } finally {
+    // Keeps partial bytes for a later resume (close is idempotent and a no-op after commit/abort).
+    if (writer) await writer.close().catch(() => {});
+  }
+}
+
+function position(writer: IngestWriter): number {
+  return writer.written ?? writer.offset;
+}
+
+async function existing(ingester: Ingester, desc: { digest: Digest; size?: number }, emit: (e: DownloadEvent) => void): Promise<DownloadResult> {
+  let size = desc.size;
+  // Stores that are also Providers (OciStore) know the size of what they hold; schema1 descriptors do not.
+  const info = (ingester as Partial<{ info(d: Digest): Promise<BlobInfo | undefined> }>).info;
+  if (typeof info === 'function') size = (await info.call(ingester, desc.digest))?.size ?? size;
+  emit({ type: 'exists', digest: desc.digest, size: size ?? 0 });
+  return { info: { digest: desc.digest, size: size ?? 0 }, existed: true, resumedFrom: 0 };
+}

@@ -1,0 +1,285 @@
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { TokenIssuer } from './token-issuer.js';
+
+/**
+ * An HTTP proxy in front of a real registry that forwards everything and can be told to misbehave
+ * on the next matching request(s): cut a body short, flip a byte, answer a status of its own,
+ * rewrite a header, demand a bearer token, ignore Range, redirect blobs to another host name.
+ * Every request is logged (method, path, request headers, status) for asserts.
+ */
+
+export interface ProxyLogEntry {
+  method: string;
+  /** Path with query string, as requested. */
+  url: string;
+  /** Path without the query string. */
+  path: string;
+  /** The Host header the client sent (`127.0.0.1:PORT` or `localhost:PORT`). */
+  host: string;
+  headers: IncomingHttpHeaders;
+  /** Status the client got (0 when the socket was destroyed before headers). */
+  status: number;
+}
+
+interface Matcher {
+  method?: string;
+  path: RegExp;
+}
+
+interface BodyRule extends Matcher {
+  kind: 'cut' | 'corrupt';
+  at: number;
+  remaining: number;
+}
+
+interface RespondRule extends Matcher {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+  remaining: number;
+}
+
+interface HeaderRule extends Matcher {
+  name: string;
+  value: string;
+  remaining: number;
+}
+
+export const BLOB_PATH = /\/v2\/.+\/blobs\/sha(256|512):[0-9a-f]+$/;
+const REDIRECT_PREFIX = '/_redirected';
+
+export interface MatchOptions {
+  /** Which paths (without query) the rule applies to. */
+  path?: RegExp;
+  method?: string;
+  /** How many matching requests it applies to; default 1. */
+  count?: number;
+}
+
+export class FaultProxy {
+  readonly log: ProxyLogEntry[] = [];
+  private bodyRules: BodyRule[] = [];
+  private respondRules: RespondRule[] = [];
+  private headerRules: HeaderRule[] = [];
+  private stripRange = false;
+  private bearer?: { issuer: TokenIssuer; service: string };
+  private redirectHost?: string;
+  private readonly sockets = new Set<Socket>();
+
+  private constructor(
+    private readonly server: Server,
+    readonly target: URL,
+  ) {}
+
+  /** Starts a proxy on 127.0.0.1 forwarding to `target` (e.g. `http://127.0.0.1:5000`). */
+  static async start(target: string): Promise<FaultProxy> {
+    const server = createServer();
+    const proxy = new FaultProxy(server, new URL(target));
+    server.on('request', (req, res) => proxy.handle(req, res));
+    server.on('connection', (s) => {
+      proxy.sockets.add(s);
+      s.on('close', () => proxy.sockets.delete(s));
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => resolve());
+    });
+    return proxy;
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+  /** `127.0.0.1:PORT` */
+  get host(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+  get url(): string {
+    return `http://${this.host}`;
+  }
+
+  /** The next matching response (default: a blob GET) sends `bytes` body bytes, then the socket is destroyed. */
+  cutAfter(bytes: number, opts: MatchOptions = {}): this {
+    this.bodyRules.push({ kind: 'cut', at: bytes, ...matcher(opts, 'GET', BLOB_PATH), remaining: opts.count ?? 1 });
+    return this;
+  }
+
+  /** The next matching response (default: a blob GET) has the body byte at position `n` flipped. */
+  corruptByteAt(n: number, opts: MatchOptions = {}): this {
+    this.bodyRules.push({ kind: 'corrupt', at: n, ...matcher(opts, 'GET', BLOB_PATH), remaining: opts.count ?? 1 });
+    return this;
+  }
+
+  /** The next `count` requests matching `path` get this answer from the proxy itself (e.g. 429 with Retry-After). */
+  respond(status: number, headers: Record<string, string> = {}, opts: MatchOptions & { body?: string } = {}): this {
+    const body = opts.body ?? JSON.stringify({ errors: [{ code: status === 429 ? 'TOOMANYREQUESTS' : 'UNAVAILABLE', message: `injected HTTP ${status}` }] });
+    this.respondRules.push({ status, headers, body, ...matcher(opts, undefined, /.*/), remaining: opts.count ?? 1 });
+    return this;
+  }
+
+  /** Replaces (or adds) a response header on the next `count` matching responses. */
+  rewriteHeader(name: string, value: string, opts: MatchOptions = {}): this {
+    this.headerRules.push({ name: name.toLowerCase(), value, ...matcher(opts, undefined, /.*/), remaining: opts.count ?? 1 });
+    return this;
+  }
+
+  /** From now on, /v2/ requests without a bearer token the issuer accepts get a 401 Bearer challenge. */
+  requireBearer(opts: { issuer: TokenIssuer; service?: string }): this {
+    this.bearer = { issuer: opts.issuer, service: opts.service ?? 'fault-proxy' };
+    return this;
+  }
+
+  /** From now on, the Range header is removed before forwarding, so the registry answers 200 with the whole blob. */
+  ignoreRange(on = true): this {
+    this.stripRange = on;
+    return this;
+  }
+
+  /**
+   * From now on, blob GETs are answered with 307 to the same proxy under another host name
+   * (`localhost` instead of `127.0.0.1`), as registries redirect to storage; the redirected
+   * request is served without any auth check.
+   */
+  redirectBlobsTo(hostname: string): this {
+    this.redirectHost = hostname;
+    return this;
+  }
+
+  /** Forgets every rule (not the log). */
+  reset(): this {
+    this.bodyRules = [];
+    this.respondRules = [];
+    this.headerRules = [];
+    this.stripRange = false;
+    this.bearer = undefined;
+    this.redirectHost = undefined;
+    return this;
+  }
+
+  clearLog(): void {
+    this.log.length = 0;
+  }
+
+  /** Log entries with this method whose path matches. */
+  requests(method: string, path: RegExp): ProxyLogEntry[] {
+    return this.log.filter((e) => e.method === method && path.test(e.path));
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private take<T extends Matcher & { remaining: number }>(rules: T[], method: string, path: string): T | undefined {
+    const rule = rules.find((r) => r.remaining > 0 && (r.method === undefined || r.method === method) && r.path.test(path));
+    if (rule) rule.remaining--;
+    return rule;
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const method = req.method ?? 'GET';
+    const url = req.url ?? '/';
+    let path = url.split('?', 1)[0]!;
+    const entry: ProxyLogEntry = { method, url, path, host: req.headers.host ?? '', headers: { ...req.headers }, status: 0 };
+    this.log.push(entry);
+    res.on('finish', () => (entry.status = res.statusCode));
+    res.on('close', () => {
+      if (entry.status === 0 && res.headersSent) entry.status = res.statusCode;
+    });
+
+    const redirected = path.startsWith(`${REDIRECT_PREFIX}/`);
+    if (redirected) path = path.slice(REDIRECT_PREFIX.length);
+
+    const canned = this.take(this.respondRules, method, path);
+    if (canned) {
+      res.writeHead(canned.status, { 'content-type': 'application/json', ...canned.headers });
+      res.end(canned.body);
+      return;
+    }
+
+    if (!redirected && this.bearer && path.startsWith('/v2/')) {
+      const auth = req.headers.authorization ?? '';
+      const token = auth.startsWith('Bearer ') ? auth.slice(7) : undefined;
+      if (!token || !this.bearer.issuer.isValid(token)) {
+        const repo = /^\/v2\/(.+)\/(manifests|blobs|tags)\//.exec(path)?.[1];
+        const scope = repo ? `,scope="repository:${repo}:pull"` : '';
+        res.writeHead(401, {
+          'content-type': 'application/json',
+          'www-authenticate': `Bearer realm="${this.bearer.issuer.realm}",service="${this.bearer.service}"${scope}`,
+        });
+        res.end(JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] }));
+        return;
+      }
+    }
+
+    if (!redirected && this.redirectHost && method === 'GET' && BLOB_PATH.test(path)) {
+      res.writeHead(307, { location: `http://${this.redirectHost}:${this.port}${REDIRECT_PREFIX}${url}` });
+      res.end();
+      return;
+    }
+
+    const headers = { ...req.headers };
+    delete headers.authorization; // the real registry runs without auth; the proxy plays its auth
+    if (this.stripRange) delete headers.range;
+    const bodyRule = this.take(this.bodyRules, method, path);
+    const upstream = httpRequest(
+      { host: this.target.hostname, port: this.target.port, method, path: redirected ? url.slice(REDIRECT_PREFIX.length) : url, headers },
+      (up) => this.relay(up, res, bodyRule, method, path),
+    );
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  }
+
+  private relay(up: IncomingMessage, res: ServerResponse, rule: BodyRule | undefined, method: string, path: string): void {
+    const headers = { ...up.headers };
+    for (let r = this.take(this.headerRules, method, path); r; r = this.take(this.headerRules, method, path)) headers[r.name] = r.value;
+    res.writeHead(up.statusCode ?? 502, headers);
+    if (!rule || (up.statusCode !== 200 && up.statusCode !== 206)) {
+      up.pipe(res);
+      return;
+    }
+    let pos = 0;
+    if (rule.kind === 'corrupt') {
+      up.on('data', (chunk: Buffer) => {
+        if (rule.at >= pos && rule.at < pos + chunk.length) {
+          chunk = Buffer.from(chunk);
+          chunk[rule.at - pos] ^= 0xff;
+        }
+        pos += chunk.length;
+        if (!res.write(chunk)) {
+          up.pause();
+          res.once('drain', () => up.resume());
+        }
+      });
+      up.on('end', () => res.end());
+      return;
+    }
+    // cut: send exactly `at` body bytes, then kill the connection mid-body.
+    let done = false;
+    up.on('data', (chunk: Buffer) => {
+      if (done) return;
+      const room = rule.at - pos;
+      const part = chunk.length > room ? chunk.subarray(0, room) : chunk;
+      pos += part.length;
+      if (pos >= rule.at) {
+        done = true;
+        up.destroy();
+        res.write(part, () => res.socket?.destroy());
+        return;
+      }
+      if (!res.write(part)) {
+        up.pause();
+        res.once('drain', () => up.resume());
+      }
+    });
+    up.on('end', () => {
+      if (!done) res.end();
+    });
+  }
+}
+
+function matcher(opts: MatchOptions, defaultMethod: string | undefined, defaultPath: RegExp): Matcher {
+  const method = opts.method ?? defaultMethod;
+  return { path: opts.path ?? defaultPath, ...(method ? { method } : {}) };
+}

@@ -1,0 +1,207 @@
+import assert from 'node:assert/strict';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { isStratumError } from '../../src/errors.js';
+import { Digester, digestOf } from '../../src/oci/digest.js';
+import { parseReference } from '../../src/oci/reference.js';
+import { OciStore } from '../../src/oci/store.js';
+import { RegistryClient } from '../../src/registry/client.js';
+import { createLimiter, downloadBlob } from '../../src/registry/download.js';
+import type { DownloadEvent } from '../../src/registry/types.js';
+import { TempDirs } from '../helpers/tmp.js';
+import { FAST_RETRIES, startRig, type RegistryRig } from './setup.js';
+
+const tmp = new TempDirs();
+const clients: RegistryClient[] = [];
+let rig: RegistryRig;
+
+function client(config: ConstructorParameters<typeof RegistryClient>[0] = {}): RegistryClient {
+  const c = new RegistryClient({ ...config, config: { retries: FAST_RETRIES, ...config.config } });
+  clients.push(c);
+  return c;
+}
+
+async function store(): Promise<OciStore> {
+  return OciStore.open(await tmp.make('dl-store'));
+}
+
+/** Files left anywhere under the store root except blobs/ and the layout files. */
+async function leftovers(s: OciStore): Promise<string[]> {
+  const all = (await readdir(s.root, { recursive: true, withFileTypes: true })).filter((e) => e.isFile());
+  return all.map((e) => join(e.parentPath ?? (e as unknown as { path: string }).path, e.name)).filter((p) => !/oci-layout$|index\.json$/.test(p));
+}
+
+describe('downloadBlob against a real registry', () => {
+  before(async () => {
+    rig = await startRig();
+  });
+  after(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await rig?.stop();
+    await tmp.cleanup();
+  });
+
+  test('fresh download: events, committed blob, then "exists" without any GET', async () => {
+    rig.proxy.reset().clearLog();
+    const s = await store();
+    const events: DownloadEvent[] = [];
+    const { digest, bytes, ref } = rig.blob;
+    const res = await downloadBlob(client(), ref, { digest, size: bytes.length }, s, { onEvent: (e) => events.push(e), progressIntervalMs: 0 });
+    assert.deepEqual(res.info, { digest, size: bytes.length });
+    assert.equal(res.existed, false);
+    assert.equal(res.resumedFrom, 0);
+    assert.ok((await s.read(digest, 8 << 20)).equals(bytes));
+    const types = events.map((e) => e.type);
+    assert.equal(types[0], 'downloading');
+    assert.deepEqual(types.slice(-2), ['verifying', 'complete']);
+    const last = events.filter((e) => e.type === 'downloading').at(-1) as Extract<DownloadEvent, { type: 'downloading' }>;
+    assert.equal(last.current, bytes.length);
+    assert.equal(last.total, bytes.length);
+
+    rig.proxy.clearLog();
+    const again: DownloadEvent[] = [];
+    const second = await downloadBlob(client(), ref, { digest, size: bytes.length }, s, { onEvent: (e) => again.push(e) });
+    assert.equal(second.existed, true);
+    assert.deepEqual(again, [{ type: 'exists', digest, size: bytes.length }]);
+    assert.equal(rig.proxy.requests('GET', /\/blobs\//).length, 0);
+  });
+
+  test('connection cut mid-blob → retried with Range from the bytes on disk; tee sees every byte once', async () => {
+    rig.proxy.reset().clearLog();
+    const s = await store();
+    const { digest, bytes, ref } = rig.blob;
+    const cut = 1024 * 1024 + 7;
+    rig.proxy.cutAfter(cut);
+    const teed = new Digester();
+    const events: DownloadEvent[] = [];
+    const res = await downloadBlob(client(), ref, { digest, size: bytes.length }, s, { tee: (c) => teed.update(c), onEvent: (e) => events.push(e) });
+    assert.equal(res.info.digest, digest);
+    const gets = rig.proxy.requests('GET', /\/blobs\//);
+    assert.equal(gets.length, 2);
+    assert.equal(gets[0]!.headers.range, undefined);
+    const m = /^bytes=(\d+)-$/.exec(String(gets[1]!.headers.range));
+    assert.ok(m, `second request carries Range, got ${gets[1]!.headers.range}`);
+    const from = Number(m[1]);
+    assert.ok(from > 0 && from <= cut, `resumed from ${from}, cut after ${cut}`);
+    assert.equal(gets[1]!.status, 206);
+    assert.equal(teed.digest(), digest);
+    assert.equal(teed.size, bytes.length);
+    assert.ok(events.some((e) => e.type === 'retrying'));
+    assert.ok((await s.read(digest, 8 << 20)).equals(bytes));
+  });
+
+  test('cut with no retries left → error, partial kept; the rerun fetches only the missing bytes', async () => {
+    rig.proxy.reset().clearLog();
+    const s = await store();
+    const { digest, bytes, ref } = rig.blob;
+    rig.proxy.cutAfter(2 * 1024 * 1024);
+    await assert.rejects(downloadBlob(client(), ref, { digest, size: bytes.length }, s, { retry: { maxAttempts: 1 } }));
+    assert.equal(await s.has(digest), false);
+    rig.proxy.clearLog();
+    const res = await downloadBlob(client(), ref, { digest, size: bytes.length }, s);
+    assert.ok(res.resumedFrom > 0 && res.resumedFrom <= 2 * 1024 * 1024, `resumedFrom ${res.resumedFrom}`);
+    const [get] = rig.proxy.requests('GET', /\/blobs\//);
+    assert.equal(get!.headers.range, `bytes=${res.resumedFrom}-`);
+    assert.ok((await s.read(digest, 8 << 20)).equals(bytes));
+  });
+
+  test('registry ignores Range after a cut → restarts from 0, result and tee still right', async () => {
+    rig.proxy.reset().clearLog();
+    const s = await store();
+    const { digest, bytes, ref } = rig.blob;
+    rig.proxy.cutAfter(500_000).ignoreRange();
+    const teed = new Digester();
+    const res = await downloadBlob(client(), ref, { digest, size: bytes.length }, s, { tee: (c) => teed.update(c) });
+    assert.equal(res.info.size, bytes.length);
+    const gets = rig.proxy.requests('GET', /\/blobs\//);
+    assert.deepEqual(gets.map((g) => g.status), [200, 200]);
+    assert.match(String(gets[1]!.headers.range), /^bytes=\d+-$/, 'asked for a range (which the proxy stripped)');
+    assert.equal(teed.digest(), digest);
+    assert.equal(teed.size, bytes.length);
+    rig.proxy.reset();
+  });
+
+  test('one corrupted byte → DigestMismatchError, nothing committed, no partial left', async () => {
+    rig.proxy.reset();
+    const s = await store();
+    const { digest, bytes, ref } = rig.blob;
+    rig.proxy.corruptByteAt(12345);
+    await assert.rejects(downloadBlob(client(), ref, { digest, size: bytes.length }, s), (err: Error) => {
+      assert.ok(isStratumError(err, 'ERR_DIGEST_MISMATCH'), err.message);
+      assert.match(err.message, new RegExp(digest));
+      return true;
+    });
+    assert.equal(await s.has(digest), false);
+    assert.deepEqual(await leftovers(s), []);
+  });
+
+  test('a mirror serving a corrupt blob → fetched again from the upstream', async () => {
+    rig.proxy.reset().clearLog();
+    const s = await store();
+    const { digest, bytes } = rig.blob;
+    const c = client({ config: { mirrors: { [rig.registry.host]: [rig.proxy.url] } } });
+    const ref = parseReference(`${rig.registry.host}/library/app:1`);
+    rig.proxy.corruptByteAt(99);
+    const res = await downloadBlob(c, ref, { digest, size: bytes.length }, s);
+    assert.equal(res.endpoint?.isMirror, false);
+    assert.equal(res.endpoint?.url, rig.registry.url);
+    assert.equal(rig.proxy.requests('GET', /\/blobs\//).length, 1, 'the mirror was asked once');
+    assert.ok((await s.read(digest, 8 << 20)).equals(bytes));
+  });
+
+  test('429 with Retry-After: 1 → retried after at least a second', async () => {
+    rig.proxy.reset().clearLog();
+    const s = await store();
+    const { digest, bytes, ref } = rig.blob;
+    rig.proxy.respond(429, { 'retry-after': '1' }, { path: /\/blobs\// });
+    const events: DownloadEvent[] = [];
+    const started = Date.now();
+    await downloadBlob(client(), ref, { digest, size: bytes.length }, s, { onEvent: (e) => events.push(e) });
+    assert.ok(Date.now() - started >= 1000);
+    const retry = events.find((e) => e.type === 'retrying') as Extract<DownloadEvent, { type: 'retrying' }>;
+    assert.equal(retry.delayMs, 1000);
+    assert.match(retry.reason, /429/);
+    assert.deepEqual(rig.proxy.requests('GET', /\/blobs\//).map((e) => e.status), [429, 200]);
+  });
+
+  test('503 → retried', async () => {
+    rig.proxy.reset().clearLog();
+    const s = await store();
+    const { digest, bytes, ref } = rig.blob;
+    rig.proxy.respond(503, {}, { path: /\/blobs\//, count: 2 });
+    await downloadBlob(client(), ref, { digest, size: bytes.length }, s);
+    assert.deepEqual(rig.proxy.requests('GET', /\/blobs\//).map((e) => e.status), [503, 503, 200]);
+    assert.equal(await s.has(digest), true);
+  });
+
+  test('unknown size (schema1 style) and a 404 that is not retried', async () => {
+    rig.proxy.reset().clearLog();
+    const s = await store();
+    const layer = rig.fixtures.base.layers[0]!;
+    const ref = rig.ref('library/base:1');
+    const res = await downloadBlob(client(), ref, { digest: layer.digest }, s);
+    assert.equal(res.info.size, layer.size);
+    const missing = digestOf('missing blob');
+    rig.proxy.clearLog();
+    await assert.rejects(downloadBlob(client(), ref, { digest: missing }, s), (err: Error) => isStratumError(err, 'ERR_NOT_FOUND'));
+    assert.equal(rig.proxy.requests('GET', /\/blobs\//).length, 1);
+  });
+
+  test('createLimiter bounds concurrency', async () => {
+    const limit = createLimiter(2);
+    let running = 0;
+    let peak = 0;
+    await Promise.all(
+      Array.from({ length: 6 }, () =>
+        limit(async () => {
+          running++;
+          peak = Math.max(peak, running);
+          await new Promise((r) => setTimeout(r, 10));
+          running--;
+        }),
+      ),
+    );
+    assert.equal(peak, 2);
+  });
+});
