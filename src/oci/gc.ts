@@ -4,6 +4,7 @@ import { isDigest, type Digest } from './digest.js';
 import { isImageManifestMediaType, isIndexMediaType, isSchema1MediaType } from './mediatypes.js';
 import { DEFAULT_MAX_READ_BYTES, type OciStore } from './store.js';
 import type { ImageIndex } from './types.js';
+import { leasedDigests } from './lease.js';
 
 export interface GcOptions {
   /** Report what would go without deleting anything. */
@@ -42,7 +43,7 @@ const DIGEST_ANNOTATION_SUFFIX = '.digest';
 const LEAF = 'application/octet-stream';
 
 /**
- * Mark and sweep. The index lock is held from reading index.json to the end of the sweep, so
+ * Mark and sweep. Roots are index.json's entries and the digests of live leases. The index lock is held from reading index.json to the end of the sweep, so
  * no tag can appear meanwhile; blobs committed after GC started (commit sets mtime, rename sets
  * ctime) are never removed, so a concurrent ingest is safe.
  */
@@ -54,7 +55,7 @@ export async function collectGarbage(store: OciStore, options: GcOptions = {}): 
   const maxBytes = options.maxManifestBytes ?? DEFAULT_MAX_READ_BYTES;
 
   return store.withIndexLock(async (index) => {
-    const { referenced, missing } = await markReferenced(store, index, maxBytes);
+    const { referenced, missing } = await markReferenced(store, index, maxBytes, await leasedDigests(store.root, dryRun));
     const result: GcResult = { removed: [], removedIngests: [], bytesFreed: 0, missing };
     const candidates: BlobInfo[] = [];
     for await (const blob of store.blobs()) {
@@ -81,10 +82,17 @@ export async function collectGarbage(store: OciStore, options: GcOptions = {}): 
  * Every digest reachable from index.json: its entries, their `*.digest` annotations, and recursively
  * the children of each manifest and index (config, layers, manifests, subject; schema1 fsLayers).
  */
-export async function markReferenced(store: OciStore, index: ImageIndex, maxManifestBytes = DEFAULT_MAX_READ_BYTES): Promise<MarkResult> {
+export async function markReferenced(
+  store: OciStore,
+  index: ImageIndex,
+  maxManifestBytes = DEFAULT_MAX_READ_BYTES,
+  leased: Iterable<Digest> = [],
+): Promise<MarkResult> {
   const referenced = new Set<Digest>();
   const missing: Digest[] = [];
   const queue: { digest: Digest; mediaType: string | undefined }[] = [];
+  // Leased blobs are roots; an in-flight pull may not have fetched them yet, so they are not "missing".
+  for (const digest of leased) referenced.add(digest);
   for (const entry of index.manifests) {
     if (isDigest(entry.digest)) queue.push({ digest: entry.digest, mediaType: entry.mediaType });
     for (const [key, value] of Object.entries(entry.annotations ?? {})) {

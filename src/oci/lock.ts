@@ -113,7 +113,8 @@ export function isOwnerGone(owner: LockOwner): boolean {
   return false;
 }
 
-function newOwner(): LockOwner {
+/** An owner record for this process, as lock files and leases store it. */
+export function newOwner(): LockOwner {
   const owner: LockOwner = {
     pid: process.pid,
     hostname: thisHost,

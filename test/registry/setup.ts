@@ -24,10 +24,10 @@ export async function startRig(opts: { schema1?: boolean } = {}): Promise<Regist
   const registry = await startRegistry({ schema1: opts.schema1 ?? false });
   let proxy: FaultProxy | undefined;
   try {
-    const fixtures = await withoutExplicitContentLength(() => pushFixtures(registry));
+    const fixtures = await pushFixtures(registry);
     const bytes = randomBytes(BIG_BLOB_SIZE);
     const digest = digestOf(bytes);
-    await withoutExplicitContentLength(() => uploadBlob(registry, 'library/app', digest, { bytes }));
+    await uploadBlob(registry, 'library/app', digest, { bytes });
     proxy = await FaultProxy.start(registry.url);
     const p = proxy;
     const ref = (repoAndTag: string) => parseReference(`${p.host}/${repoAndTag}`);
@@ -51,25 +51,3 @@ export async function startRig(opts: { schema1?: boolean } = {}): Promise<Regist
 
 /** Fast retries for tests. */
 export const FAST_RETRIES = { maxAttempts: 4, baseDelayMs: 20, maxDelayMs: 100, maxRetryAfterMs: 5000 };
-
-/**
- * Importing undici 7 installs its Agent as the global dispatcher, which Node 20's built-in fetch
- * then uses; that Agent refuses a request whose content-length was given by the caller and also
- * computed by fetch ("invalid content-length header"). The fixture pusher sets it on blob PUTs,
- * so while it runs, fetch calls with a Buffer body get the header dropped (fetch sets it itself).
- */
-async function withoutExplicitContentLength<T>(fn: () => Promise<T>): Promise<T> {
-  const original = globalThis.fetch;
-  globalThis.fetch = ((input: Parameters<typeof fetch>[0], init?: RequestInit) => {
-    if (init?.body instanceof Uint8Array && init.headers && !(init.headers instanceof Headers) && !Array.isArray(init.headers)) {
-      const headers = Object.fromEntries(Object.entries(init.headers).filter(([k]) => k.toLowerCase() !== 'content-length'));
-      init = { ...init, headers };
-    }
-    return original(input, init);
-  }) as typeof fetch;
-  try {
-    return await fn();
-  } finally {
-    globalThis.fetch = original;
-  }
-}

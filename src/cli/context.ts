@@ -1,0 +1,64 @@
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { OciStore, defaultStoreRoot } from '../oci/store.js';
+import { RegistryClient } from '../registry/client.js';
+import { loadRegistryConfig, parseMirrorFlag, type RegistryConfig } from '../registry/hosts.js';
+
+export interface GlobalFlags {
+  store?: string;
+  config?: string;
+  mirror?: string[];
+  'insecure-registry'?: string[];
+  concurrency?: string;
+}
+
+export const GLOBAL_OPTIONS = {
+  store: { type: 'string' },
+  config: { type: 'string' },
+  mirror: { type: 'string', multiple: true },
+  'insecure-registry': { type: 'string', multiple: true },
+  concurrency: { type: 'string' },
+} as const;
+
+export function openStore(flags: GlobalFlags, env = process.env): Promise<OciStore> {
+  return OciStore.open(flags.store ?? defaultStoreRoot(env));
+}
+
+/** `--config`, else $STRATUM_CONFIG, else $XDG_CONFIG_HOME/stratum/config.json when it exists. */
+export function configPath(flags: GlobalFlags, env = process.env): string | undefined {
+  if (flags.config) return flags.config;
+  if (env.STRATUM_CONFIG) return env.STRATUM_CONFIG;
+  const xdg = env.XDG_CONFIG_HOME || join(homedir(), '.config');
+  const path = join(xdg, 'stratum', 'config.json');
+  return existsSync(path) ? path : undefined;
+}
+
+export async function registryConfig(flags: GlobalFlags, env = process.env): Promise<RegistryConfig> {
+  const path = configPath(flags, env);
+  const config: RegistryConfig = path ? await loadRegistryConfig(path) : {};
+  const mirrors: Record<string, string[]> = { ...(config.mirrors ?? {}) };
+  for (const flag of flags.mirror ?? []) {
+    const { registry, url } = parseMirrorFlag(flag);
+    // Mirrors named on the command line come before those of the config file.
+    mirrors[registry] = [url, ...(mirrors[registry] ?? []).filter((u) => u !== url)];
+  }
+  const insecure = [...(config.insecure ?? []), ...(flags['insecure-registry'] ?? [])];
+  const concurrency = flags.concurrency !== undefined ? parsePositiveInt(flags.concurrency, '--concurrency') : config.concurrency;
+  return { ...config, mirrors, insecure, ...(concurrency !== undefined ? { concurrency } : {}) };
+}
+
+export async function registryClient(flags: GlobalFlags): Promise<{ client: RegistryClient; config: RegistryConfig }> {
+  const config = await registryConfig(flags);
+  return { client: new RegistryClient({ config }), config };
+}
+
+export function parsePositiveInt(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} takes a whole number of at least 1, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+export class UsageError extends Error {
+  readonly code = 'ERR_USAGE';
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+import { StratumError } from '../errors.js';
+import { UsageError } from './context.js';
+import * as pull from './commands/pull.js';
+import * as images from './commands/images.js';
+import * as inspect from './commands/inspect.js';
+import * as history from './commands/history.js';
+import * as df from './commands/df.js';
+import * as gc from './commands/gc.js';
+import * as rmi from './commands/rmi.js';
+
+interface Command {
+  usage: string;
+  run(argv: string[]): Promise<number>;
+}
+
+const COMMANDS: Record<string, Command> = { pull, images, inspect, history, df, gc, rmi };
+
+const USAGE = `Usage: stratum COMMAND [OPTIONS]
+
+An OCI image layer engine: pull, store and inspect container images.
+
+Commands:
+  pull       Download an image into the store (verified, deduplicated)
+  images     List images in the store
+  inspect    Show an image's manifest and config
+  history    Show the history of an image
+  df         Show store disk usage and sharing between images
+  rmi        Remove image tags
+  gc         Delete blobs no image needs
+
+Global options: --store DIR, --config FILE, --mirror [REGISTRY=]URL, --insecure-registry HOST
+Run 'stratum COMMAND --help' for more information on a command.`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === 'version') {
+    process.stdout.write('stratum 0.1.0\n');
+    return 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`stratum: unknown command ${JSON.stringify(name)}\n\n${USAGE}\n`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`${command.usage}\n`);
+    return 0;
+  }
+  try {
+    return await command.run(rest);
+  } catch (err) {
+    return reportError(err, command);
+  }
+}
+
+function reportError(err: unknown, command: Command): number {
+  if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    process.stderr.write(`stratum: ${(err as Error).message}\n\n${command.usage}\n`);
+    return 2;
+  }
+  if (err instanceof StratumError) {
+    process.stderr.write(`stratum: error: ${err.message} (${err.code})\n`);
+    return 1;
+  }
+  process.stderr.write(`stratum: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  return 1;
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,249 @@
+import pLimit from 'p-limit';
+import { digestOf, type Digest } from '../oci/digest.js';
+import { parseReference, type Reference } from '../oci/reference.js';
+import { parseManifest } from '../oci/manifest.js';
+import { parseImageConfig, checkConfigMatchesManifest } from '../oci/config.js';
+import { formatPlatform, hostPlatform, platformMatches, selectManifest } from '../oci/platform.js';
+import { parseSchema1, convertSchema1, schema1Blobs } from '../oci/schema1.js';
+import { MediaType } from '../oci/mediatypes.js';
+import { Lease } from '../oci/lease.js';
+import type { Descriptor, ImageConfig, ImageManifest, Platform } from '../oci/types.js';
+import type { BlobInfo } from '../oci/content.js';
+import type { OciStore } from '../oci/store.js';
+import type { RegistryClient } from '../registry/client.js';
+import { downloadBlob } from '../registry/download.js';
+import type { DownloadEvent, ResolvedManifest } from '../registry/types.js';
+import { uncompressedDigest } from '../unpack/decompress.js';
+import { InvalidManifestError, NoMatchingPlatformError } from '../errors.js';
+import { SOURCE_DIGEST_ANNOTATION, SOURCE_MEDIA_TYPE_ANNOTATION, SCHEMA1_BLOB_ANNOTATION } from './annotations.js';
+import { loadImage, type StoredImage } from './image.js';
+
+export type PullEvent =
+  | { type: 'resolved'; reference: Reference; digest: Digest; mediaType: string; endpoint: string }
+  | { type: 'layers'; layers: { digest: Digest; size?: number }[] }
+  | DownloadEvent
+  | { type: 'tagged'; name: string; digest: Digest };
+
+export interface PullOptions {
+  store: OciStore;
+  client: RegistryClient;
+  /** Wanted platform; default the host's. An explicit one is also checked against a single-platform image. */
+  platform?: Platform;
+  /** Layers downloaded at once. Default 3. */
+  concurrency?: number;
+  onEvent?: (event: PullEvent) => void;
+  signal?: AbortSignal;
+}
+
+export interface PullResult {
+  reference: Reference;
+  /** Fully qualified name the image is tagged under in the store. */
+  name: string;
+  /** What the reference resolved to at the registry (index, manifest or schema1 digest), as docker prints it. */
+  digest: Digest;
+  /** The image manifest stored and tagged (the converted one for schema1). */
+  manifest: Descriptor;
+  config: ImageConfig;
+  layers: Descriptor[];
+  /** True when no blob had to be fetched. */
+  upToDate: boolean;
+  /** Bytes fetched from the registry in this pull. */
+  bytesDownloaded: number;
+}
+
+interface PulledImage {
+  manifest: Descriptor;
+  manifestJson: ImageManifest;
+  config: ImageConfig;
+  annotations: Record<string, string>;
+}
+
+/**
+ * Fetches an image into the store, verifying every byte, and tags it under its full name.
+ * Everything it writes is held by a lease until the tag lands, so a concurrent GC cannot
+ * remove the layers of an image that is half pulled.
+ */
+export async function pull(input: string | Reference, options: PullOptions): Promise<PullResult> {
+  const reference = typeof input === 'string' ? parseReference(input) : input;
+  const resolved = await options.client.resolve(reference);
+  const session = new PullSession(reference, options, await Lease.create(options.store.root));
+  try {
+    return await session.run(resolved);
+  } finally {
+    await session.lease.release();
+  }
+}
+
+class PullSession {
+  private readonly emit: (e: PullEvent) => void;
+  private readonly wanted: Platform;
+  private fetched = 0;
+  private bytes = 0;
+
+  constructor(
+    private readonly reference: Reference,
+    private readonly options: PullOptions,
+    readonly lease: Lease,
+  ) {
+    this.emit = options.onEvent ?? (() => {});
+    this.wanted = options.platform ?? hostPlatform();
+  }
+
+  private get store(): OciStore {
+    return this.options.store;
+  }
+
+  async run(resolved: ResolvedManifest): Promise<PullResult> {
+    const { reference } = this;
+    const sourceDigest = resolved.descriptor.digest;
+    this.emit({ type: 'resolved', reference, digest: sourceDigest, mediaType: resolved.descriptor.mediaType, endpoint: resolved.endpoint.url });
+
+    const current = await this.storedCopy(sourceDigest);
+    const image = current ? this.reuse(current) : await this.fetchImage(resolved);
+    const name = reference.toString();
+    if (!current) {
+      const { config } = image;
+      await this.store.setTag(name, {
+        ...image.manifest,
+        platform: { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) },
+        annotations: { [SOURCE_DIGEST_ANNOTATION]: sourceDigest, [SOURCE_MEDIA_TYPE_ANNOTATION]: resolved.descriptor.mediaType, ...image.annotations },
+      });
+    }
+    this.emit({ type: 'tagged', name, digest: image.manifest.digest });
+    return {
+      reference,
+      name,
+      digest: sourceDigest,
+      manifest: image.manifest,
+      config: image.config,
+      layers: image.manifestJson.layers,
+      upToDate: this.fetched === 0,
+      bytesDownloaded: this.bytes,
+    };
+  }
+
+  /**
+   * The image already tagged under this name, when it came from the same registry digest, is for
+   * the wanted platform and has all its blobs: then nothing is fetched, like docker's "up to date".
+   * (For schema1 this also avoids storing the registry's fresh re-signature of the same payload.)
+   */
+  private async storedCopy(sourceDigest: Digest): Promise<StoredImage | undefined> {
+    const tagged = await this.store.getTag(this.reference.toString());
+    if (!tagged || tagged.descriptor.annotations?.[SOURCE_DIGEST_ANNOTATION] !== sourceDigest) return undefined;
+    if (tagged.descriptor.platform && !platformMatches(this.wanted, tagged.descriptor.platform)) return undefined;
+    try {
+      const image = await loadImage(this.store, tagged);
+      const present = await Promise.all(image.manifest.layers.map((l) => this.store.has(l.digest)));
+      return present.every(Boolean) ? image : undefined;
+    } catch {
+      return undefined; // damaged or missing blobs: pull again
+    }
+  }
+
+  private reuse(image: StoredImage): PulledImage {
+    const layers = image.manifest.layers;
+    this.emit({ type: 'layers', layers: layers.map((l) => ({ digest: l.digest, size: l.size })) });
+    for (const l of layers) this.emit({ type: 'exists', digest: l.digest, size: l.size });
+    return { manifest: image.descriptor, manifestJson: image.manifest, config: image.config, annotations: {} };
+  }
+
+  private async fetchImage(resolved: ResolvedManifest): Promise<PulledImage> {
+    const { reference } = this;
+    let source = resolved;
+    let parsed = parseManifest(resolved.bytes, resolved.descriptor.mediaType, reference.familiar);
+    if (parsed.kind === 'index') {
+      await this.put(resolved.bytes, resolved.descriptor.digest);
+      const child = selectManifest(parsed.index, this.wanted, reference.toString());
+      const subject = `${reference.name}@${child.digest}`;
+      source = await this.options.client.fetchManifest(reference, child.digest);
+      parsed = parseManifest(source.bytes, source.descriptor.mediaType, subject);
+      if (parsed.kind !== 'image') {
+        throw new InvalidManifestError(subject, `index entry for ${formatPlatform(this.wanted)} is a ${parsed.kind}, not an image manifest`);
+      }
+    }
+    if (parsed.kind === 'schema1') return this.fetchSchema1(resolved);
+    if (parsed.kind !== 'image') throw new InvalidManifestError(reference.toString(), 'an index inside an index is not supported');
+
+    const manifestJson = parsed.manifest;
+    const subject = source === resolved ? reference.toString() : `${reference.name}@${source.descriptor.digest}`;
+    this.emit({ type: 'layers', layers: manifestJson.layers.map((l) => ({ digest: l.digest, size: l.size })) });
+    await this.fetch(manifestJson.config);
+    const config = parseImageConfig(await this.store.read(manifestJson.config.digest), `${subject} config`);
+    checkConfigMatchesManifest(config, manifestJson, subject);
+    const imagePlatform = { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) };
+    if (this.options.platform && !platformMatches(this.options.platform, imagePlatform)) {
+      throw new NoMatchingPlatformError(reference.familiar, formatPlatform(this.options.platform), [formatPlatform(imagePlatform)]);
+    }
+    await this.fetchAll(manifestJson.layers, async (layer) => void (await this.fetch(layer)));
+    await this.put(source.bytes, source.descriptor.digest);
+    return {
+      manifest: { mediaType: parsed.mediaType, digest: source.descriptor.digest, size: source.bytes.length },
+      manifestJson,
+      config,
+      annotations: {},
+    };
+  }
+
+  /**
+   * Schema1 carries no config and no diffIDs: layers are fetched (the empty throwaway blob once),
+   * their uncompressed digests computed from the store, and the image converted to an OCI
+   * manifest + config that is stored and tagged. The signed original is kept as a blob too.
+   */
+  private async fetchSchema1(resolved: ResolvedManifest): Promise<PulledImage> {
+    const { reference } = this;
+    const schema1 = parseSchema1(resolved.bytes, reference.toString());
+    const imagePlatform = { os: 'linux', architecture: schema1.architecture };
+    if (this.options.platform && !platformMatches(this.options.platform, imagePlatform)) {
+      throw new NoMatchingPlatformError(reference.familiar, formatPlatform(this.options.platform), [formatPlatform(imagePlatform)]);
+    }
+    const blobs = schema1Blobs(schema1).map((digest) => ({ digest }));
+    this.emit({ type: 'layers', layers: blobs });
+    const diffIds = new Map<Digest, Digest>();
+    const sizes = new Map<Digest, number>();
+    const mediaTypes = new Map<Digest, string>();
+    await this.fetchAll(blobs, async ({ digest }) => {
+      await this.fetch({ digest });
+      const layer = await uncompressedDigest(this.store.open(digest));
+      diffIds.set(digest, layer.digest);
+      sizes.set(digest, layer.compressedSize);
+      mediaTypes.set(digest, layer.compression === 'gzip' ? MediaType.OciLayerGzip : layer.compression === 'zstd' ? MediaType.OciLayerZstd : MediaType.OciLayer);
+    });
+    const converted = convertSchema1(schema1, diffIds, sizes, (blobSum) => mediaTypes.get(blobSum)!, reference.toString());
+    const original = await this.put(resolved.bytes);
+    await this.put(converted.configBytes);
+    const manifest = await this.put(converted.manifestBytes);
+    return {
+      manifest: { mediaType: MediaType.OciManifest, digest: manifest.digest, size: manifest.size },
+      manifestJson: converted.manifest,
+      config: converted.config,
+      annotations: { [SCHEMA1_BLOB_ANNOTATION]: original.digest },
+    };
+  }
+
+  /** Runs `each` over the unique blobs, `concurrency` at a time. */
+  private async fetchAll<T extends { digest: Digest }>(blobs: readonly T[], each: (blob: T) => Promise<void>): Promise<void> {
+    const limit = pLimit(this.options.concurrency ?? 3);
+    const seen = new Set<Digest>();
+    const unique = blobs.filter((b) => !seen.has(b.digest) && seen.add(b.digest));
+    await Promise.all(unique.map((b) => limit(() => each(b))));
+  }
+
+  private async fetch(desc: { digest: Digest; size?: number }): Promise<void> {
+    await this.lease.add(desc.digest);
+    await downloadBlob(this.options.client, this.reference, desc, this.store, {
+      signal: this.options.signal,
+      onEvent: (e) => {
+        if (e.type === 'complete') {
+          this.fetched++;
+          this.bytes += e.size - e.resumedFrom;
+        }
+        this.emit(e);
+      },
+    });
+  }
+
+  private async put(bytes: Uint8Array, expected?: Digest): Promise<BlobInfo> {
+    await this.lease.add(expected ?? digestOf(bytes));
+    return this.store.put(bytes, expected);
+  }
+}
