@@ -19,7 +19,7 @@ import { isSignedSchema1, schema1PayloadDigest } from '../oci/schema1.js';
 import { Authenticator, excerpt, readLimited, repositoryScope } from './auth.js';
 import { NO_CREDENTIALS, type CredentialSource } from './credentials.js';
 import { DEFAULT_CONCURRENCY, resolveEndpoints, type RegistryConfig } from './hosts.js';
-import { describeError, parseRetryAfter, retryPolicy, withRetry, type RetryPolicy } from './retry.js';
+import { describeError, isRetryable, parseRetryAfter, retryPolicy, withRetry, type RetryPolicy } from './retry.js';
 import type { BlobFetcher, BlobResponse, Endpoint, ManifestFetcher, ResolvedManifest } from './types.js';
 
 export interface RegistryClientOptions {
@@ -163,20 +163,25 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
 
   /**
    * Tries each endpoint in order; an error from a mirror moves on to the next one (a mirror that
-   * is down, lacks the content or serves garbage must not stop a pull), the upstream's error is final.
+   * is down, lacks the content or serves garbage must not stop a pull). When every endpoint
+   * failed, the error reported is the one that says most: a transient one (5xx, 429, a dropped
+   * connection) first, so the caller's retry tries the endpoints again; else a definitive answer
+   * (not found, bad digest, bad manifest) over "could not connect" (an offline upstream behind a
+   * mirror that answered 404 must say "not found"); else the last.
    */
   private async acrossEndpoints<T>(ref: Reference, exclude: readonly string[] | undefined, fn: (endpoint: Endpoint) => Promise<T>): Promise<T> {
     const endpoints = this.endpoints(ref).filter((e) => !exclude?.includes(e.url));
     if (endpoints.length === 0) throw new RegistryError(`no endpoint left for ${ref.name} (all excluded)`);
-    for (let i = 0; ; i++) {
-      const endpoint = endpoints[i]!;
+    const errors: unknown[] = [];
+    for (const endpoint of endpoints) {
       try {
         return await fn(endpoint);
       } catch (err) {
-        const aborted = (err as { name?: string }).name === 'AbortError';
-        if (!endpoint.isMirror || i === endpoints.length - 1 || aborted) throw err;
+        if ((err as { name?: string }).name === 'AbortError') throw err;
+        errors.push(err);
       }
     }
+    throw errors.find((e) => isRetryable(e)) ?? errors.find((e) => !(e instanceof NetworkError)) ?? errors[errors.length - 1];
   }
 
   /** One request with auth: a 401 records the challenge and the request is repeated once with credentials. */

@@ -2,7 +2,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pLimit, { type LimitFunction } from 'p-limit';
-import { DigestMismatchError, RegistryError, SizeMismatchError } from '../errors.js';
+import { DigestMismatchError, NetworkError, RegistryError, SizeMismatchError } from '../errors.js';
 import type { BlobInfo, Ingester, IngestWriter } from '../oci/content.js';
 import type { Digest } from '../oci/digest.js';
 import type { Reference } from '../oci/reference.js';
@@ -79,6 +79,8 @@ export async function downloadBlob(
   let teedUpTo = resumedFrom;
   const exclude: string[] = [];
   let lastEndpoint: Endpoint | undefined;
+  /** A mirror's bad content; reported instead of the upstream's failure to connect, which says less. */
+  let mirrorError: unknown;
 
   try {
     for (;;) {
@@ -157,6 +159,7 @@ export async function downloadBlob(
         const canRestartTee = !options.tee || options.onTeeRestart !== undefined;
         if (!lastEndpoint?.isMirror || exclude.length > 0 || !canRestartTee) throw err;
         exclude.push(lastEndpoint.url);
+        mirrorError = err;
         emit({ type: 'retrying', digest, attempt: 1, delayMs: 0, reason: `${err.message}; trying the next endpoint` });
         writer = await ingester.ingest(digest, ingestOptions);
         if (!writer) return existing(ingester, desc, emit);
@@ -165,6 +168,8 @@ export async function downloadBlob(
         teedUpTo = 0;
       }
     }
+  } catch (err) {
+    throw mirrorError !== undefined && err instanceof NetworkError ? mirrorError : err;
   } finally {
     // Keeps partial bytes for a later resume (close is idempotent and a no-op after commit/abort).
     if (writer) await writer.close().catch(() => {});
