@@ -3,6 +3,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { OciStore, defaultStoreRoot } from '../oci/store.js';
 import { RegistryClient } from '../registry/client.js';
+import { DockerConfigCredentials } from '../registry/credentials.js';
 import { loadRegistryConfig, parseMirrorFlag, type RegistryConfig } from '../registry/hosts.js';
 
 export interface GlobalFlags {
@@ -50,7 +51,8 @@ export async function registryConfig(flags: GlobalFlags, env = process.env): Pro
 
 export async function registryClient(flags: GlobalFlags): Promise<{ client: RegistryClient; config: RegistryConfig }> {
   const config = await registryConfig(flags);
-  return { client: new RegistryClient({ config }), config };
+  // Credentials come from Docker's config.json ($DOCKER_CONFIG or ~/.docker): auths, credsStore, credHelpers.
+  return { client: new RegistryClient({ config, credentials: new DockerConfigCredentials() }), config };
 }
 
 export function parsePositiveInt(value: string, flag: string): number {

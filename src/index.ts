@@ -1,0 +1,41 @@
+/**
+ * stratum's library API: the same pieces the CLI is built from.
+ *
+ *   import { OciStore, RegistryClient, pull } from 'stratum';
+ *   const store = await OciStore.open('/var/lib/stratum');
+ *   const client = new RegistryClient({ config: { mirrors: { 'docker.io': ['http://127.0.0.1:5000'] } } });
+ *   const image = await pull('ubuntu:15.04', { store, client });
+ */
+export * from './errors.js';
+
+// References, digests, media types and the OCI shapes.
+export { parseReference, withDigest, withTag, withoutTag, familiarName, type Reference } from './oci/reference.js';
+export { parseDigest, isDigest, digestOf, digestHex, shortDigest, chainIds, Digester, EMPTY_GZIP_LAYER_DIGEST, type Digest, type DigestAlgorithm } from './oci/digest.js';
+export { MediaType, MANIFEST_ACCEPT, layerCompression, type LayerCompression } from './oci/mediatypes.js';
+export type { Descriptor, ImageConfig, ImageIndex, ImageManifest, HistoryEntry, Platform } from './oci/types.js';
+export { parseManifest, type ParsedManifest } from './oci/manifest.js';
+export { parseImageConfig, checkConfigMatchesManifest } from './oci/config.js';
+export { parsePlatform, normalizePlatform, formatPlatform, hostPlatform, platformMatches, selectManifest } from './oci/platform.js';
+export { parseSchema1, schema1PayloadDigest, convertSchema1, schema1Blobs, verifySchema1Signatures, signSchema1, type Schema1Manifest } from './oci/schema1.js';
+
+// The content store.
+export type { BlobInfo, IngestWriter, IngestOptions, Provider, Ingester, TagStore, TaggedImage } from './oci/content.js';
+export { OciStore, defaultStoreRoot } from './oci/store.js';
+export { collectGarbage, type GcOptions, type GcResult } from './oci/gc.js';
+export { Lease } from './oci/lease.js';
+
+// The registry client.
+export { RegistryClient, type RegistryClientOptions } from './registry/client.js';
+export { loadRegistryConfig, parseMirrorFlag, resolveEndpoints, type RegistryConfig, type RetryConfig } from './registry/hosts.js';
+export { DockerConfigCredentials, StaticCredentials, NO_CREDENTIALS, type Credentials, type CredentialSource } from './registry/credentials.js';
+export { downloadBlob, createLimiter } from './registry/download.js';
+export type { Endpoint, ResolvedManifest, BlobResponse, DownloadEvent, BlobFetcher, ManifestFetcher } from './registry/types.js';
+
+// Images: pull, read back, history, disk usage.
+export { pull, type PullOptions, type PullResult, type PullEvent } from './image/pull.js';
+export { findImage, loadImage, loadImageByName, imageSize, type StoredImage } from './image/image.js';
+export { imageHistory, type HistoryRow } from './image/history.js';
+export { storeUsage, type StoreUsage, type ImageUsage, type LayerUsage } from './image/usage.js';
+
+// Decompression.
+export { uncompressedDigest, detectCompression, decompressor } from './unpack/decompress.js';
