@@ -94,9 +94,11 @@ export function resolveEndpoints(registry: string, config: RegistryConfig = {}):
 
 /** `docker.io=http://127.0.0.1:5000` → { registry: 'docker.io', url: 'http://127.0.0.1:5000' }. */
 export function parseMirrorFlag(flag: string): { registry: string; url: string } {
+  // A bare URL mirrors Docker Hub, like dockerd's --registry-mirror.
+  if (/^https?:\/\//.test(flag)) return parseMirrorFlag(`${DOCKER_HUB}=${flag}`);
   const eq = flag.indexOf('=');
   if (eq <= 0 || eq === flag.length - 1) {
-    throw new ConfigError('--mirror', flag, 'expected REGISTRY=URL, e.g. docker.io=http://127.0.0.1:5000');
+    throw new ConfigError('--mirror', flag, 'expected [REGISTRY=]URL, e.g. docker.io=http://127.0.0.1:5000');
   }
   const registry = flag.slice(0, eq).trim();
   const url = flag.slice(eq + 1).trim();

@@ -40,6 +40,8 @@ describe('hosts', () => {
 
   test('--mirror flags: parsed, merged before the file, bad ones named', () => {
     assert.deepEqual(parseMirrorFlag('docker.io=http://127.0.0.1:5000'), { registry: 'docker.io', url: 'http://127.0.0.1:5000' });
+    assert.deepEqual(parseMirrorFlag('http://127.0.0.1:5000'), { registry: 'docker.io', url: 'http://127.0.0.1:5000' });
+    assert.deepEqual(parseMirrorFlag('ghcr.io=https://m.example/ghcr?x=1'), { registry: 'ghcr.io', url: 'https://m.example/ghcr?x=1' });
     for (const bad of ['docker.io', '=http://x', 'docker.io=', 'docker.io=ftp://x', 'docker.io=http://']) {
       assert.throws(() => parseMirrorFlag(bad), (err: Error) => isStratumError(err, 'ERR_CONFIG') && err.message.includes('--mirror'), bad);
     }
