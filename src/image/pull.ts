@@ -174,7 +174,7 @@ class PullSession {
     if (this.options.platform && !platformMatches(this.options.platform, imagePlatform)) {
       throw new NoMatchingPlatformError(reference.familiar, formatPlatform(this.options.platform), [formatPlatform(imagePlatform)]);
     }
-    await this.fetchAll(manifestJson.layers, async (layer) => void (await this.fetch(layer)));
+    await this.fetchAll(manifestJson.layers, (layer, releaseSlot) => this.fetch(layer, releaseSlot));
     await this.put(source.bytes, source.descriptor.digest);
     return {
       manifest: { mediaType: parsed.mediaType, digest: source.descriptor.digest, size: source.bytes.length },
@@ -220,18 +220,34 @@ class PullSession {
     };
   }
 
-  /** Runs `each` over the unique blobs, `concurrency` at a time. */
-  private async fetchAll<T extends { digest: Digest }>(blobs: readonly T[], each: (blob: T) => Promise<void>): Promise<void> {
+  /**
+   * Runs `each` over the unique blobs, `concurrency` at a time. A blob's slot is free when `each`
+   * settles or calls `releaseSlot` (once its bytes are in, so its fsync overlaps the next transfer).
+   */
+  private async fetchAll<T extends { digest: Digest }>(blobs: readonly T[], each: (blob: T, releaseSlot: () => void) => Promise<void>): Promise<void> {
     const limit = pLimit(this.options.concurrency ?? 3);
     const seen = new Set<Digest>();
     const unique = blobs.filter((b) => !seen.has(b.digest) && seen.add(b.digest));
-    await Promise.all(unique.map((b) => limit(() => each(b))));
+    await Promise.all(
+      unique.map(async (b) => {
+        let done: Promise<void> | undefined;
+        await limit(
+          () =>
+            new Promise<void>((releaseSlot) => {
+              done = each(b, releaseSlot);
+              done.then(releaseSlot, releaseSlot);
+            }),
+        );
+        await done;
+      }),
+    );
   }
 
-  private async fetch(desc: { digest: Digest; size?: number }): Promise<void> {
+  private async fetch(desc: { digest: Digest; size?: number }, onFetched?: () => void): Promise<void> {
     await this.lease.add(desc.digest);
     await downloadBlob(this.options.client, this.reference, desc, this.store, {
       signal: this.options.signal,
+      ...(onFetched ? { onFetched } : {}),
       onEvent: (e) => {
         if (e.type === 'complete') {
           this.fetched++;

@@ -29,6 +29,12 @@ export interface DownloadOptions {
    * blob from a mirror is an error when `tee` is set.
    */
   onTeeRestart?: () => void;
+  /**
+   * Called once, when every byte of the blob has been received and written, before it is verified
+   * and committed (fsync, rename). A caller that bounds transfers can start the next one then, so
+   * the fsync overlaps it. A mirror's corrupt blob fetched again from the next endpoint comes after.
+   */
+  onFetched?: () => void;
   /** Minimum gap between two 'downloading' events. Default 100 ms. */
   progressIntervalMs?: number;
   lockTimeoutMs?: number;
@@ -79,6 +85,7 @@ export async function downloadBlob(
   let teedUpTo = resumedFrom;
   const exclude: string[] = [];
   let lastEndpoint: Endpoint | undefined;
+  let fetchedSignalled = false;
   /** A mirror's bad content; reported instead of the upstream's failure to connect, which says less. */
   let mirrorError: unknown;
 
@@ -145,6 +152,10 @@ export async function downloadBlob(
         }
       }
 
+      if (!fetchedSignalled) {
+        fetchedSignalled = true;
+        options.onFetched?.();
+      }
       emit({ type: 'verifying', digest });
       const committing = writer;
       try {
