@@ -114,8 +114,21 @@ export async function downloadBlob(
           let pos = res.start;
           let lastEmit = 0;
           const tee = options.tee;
+          const sink = writer.stream();
+          // Socket reads arrive 64 KiB at a time; corking the sink until the event loop has taken
+          // every read that is ready lets the store write them with one writev instead of several.
+          let corked = false;
+          const uncork = () => {
+            corked = false;
+            sink.uncork();
+          };
           const counter = new Transform({
             transform(chunk: Buffer, _enc, done) {
+              if (!corked) {
+                corked = true;
+                sink.cork();
+                setImmediate(uncork);
+              }
               const end = pos + chunk.length;
               if (tee && end > teedUpTo) {
                 tee(teedUpTo > pos ? chunk.subarray(teedUpTo - pos) : chunk);
@@ -130,7 +143,7 @@ export async function downloadBlob(
               done(null, chunk);
             },
           });
-          await pipeline(res.body, counter, writer.stream(), ...(options.signal ? [{ signal: options.signal }] : []));
+          await pipeline(res.body, counter, sink, ...(options.signal ? [{ signal: options.signal }] : []));
           emit({ type: 'downloading', digest, current: pos, ...(total !== undefined ? { total } : {}) });
           lastEndpoint = res.endpoint;
           break;
