@@ -1,0 +1,96 @@
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { MediaType } from '../../src/oci/mediatypes.js';
+import { BIG_IMAGE_REF, buildBigImage, pushBigImage, removeBigImage, type BigImageOptions } from '../../test/fixtures/big-image.js';
+import { startRegistry, type TestRegistry } from '../../test/helpers/registry.js';
+
+/** What a cached registry holds, written once the push has completed. */
+export interface CachedBigImage {
+  key: string;
+  options: Required<BigImageOptions>;
+  /** Repository and tag inside the registry, e.g. `bench/big:1`. */
+  reference: string;
+  /** Manifest digest as the registry serves it. */
+  digest: string;
+  totalCompressedBytes: number;
+  layers: { digest: string; size: number }[];
+  builtAt: string;
+}
+
+export interface BenchRegistry {
+  registry: TestRegistry;
+  image: CachedBigImage;
+  /** False when the image had to be built and pushed in this run. */
+  cacheHit: boolean;
+}
+
+/** Bump when the cache's layout changes so old caches are rebuilt rather than misread. */
+const CACHE_FORMAT = 1;
+
+export const DEFAULT_BIG_IMAGE: Required<BigImageOptions> = { layers: 6, totalCompressedMB: 220, smallFilesLayer: 12000, seed: 'stratum-bench' };
+
+export function cacheKey(options: Required<BigImageOptions>): string {
+  const canonical = JSON.stringify({ format: CACHE_FORMAT, reference: BIG_IMAGE_REF, ...options }, Object.keys({ format: 0, reference: 0, ...options }).sort());
+  return createHash('sha256').update(canonical).digest('hex').slice(0, 16);
+}
+
+/**
+ * Starts docker-registry on 127.0.0.1 over storage kept in `cacheRoot/registry-<key>/`, where
+ * the benchmark image was pushed by an earlier run; builds and pushes it when that storage is
+ * missing or does not serve the recorded manifest.
+ */
+export async function startBenchRegistry(
+  cacheRoot: string,
+  options: Required<BigImageOptions> = DEFAULT_BIG_IMAGE,
+  log: (line: string) => void = () => {},
+): Promise<BenchRegistry> {
+  const key = cacheKey(options);
+  const dir = join(cacheRoot, `registry-${key}`);
+  const storageDir = join(dir, 'storage');
+  const markerPath = join(dir, 'image.json');
+  await mkdir(storageDir, { recursive: true });
+  const registry = await startRegistry({ storageDir });
+  try {
+    const cached = existsSync(markerPath) ? (JSON.parse(await readFile(markerPath, 'utf8')) as CachedBigImage) : undefined;
+    if (cached && cached.key === key && (await servesImage(registry, cached))) return { registry, image: cached, cacheHit: true };
+
+    log(`building ${BIG_IMAGE_REF} (${options.layers} layers, ~${options.totalCompressedMB} MB) into ${dir}; later runs reuse it`);
+    await rm(markerPath, { force: true });
+    const buildDir = join(dir, 'layout');
+    await removeBigImage(buildDir);
+    const built = await buildBigImage(buildDir, options);
+    const digest = await pushBigImage(buildDir, registry);
+    await removeBigImage(buildDir);
+    const image: CachedBigImage = {
+      key,
+      options,
+      reference: BIG_IMAGE_REF,
+      digest,
+      totalCompressedBytes: built.totalCompressedBytes,
+      layers: built.layers.map((l) => ({ digest: l.digest, size: l.size })),
+      builtAt: new Date().toISOString(),
+    };
+    await writeFile(markerPath, JSON.stringify(image, null, 2) + '\n');
+    return { registry, image, cacheHit: false };
+  } catch (err) {
+    await registry.stop();
+    throw err;
+  }
+}
+
+/** True when the registry answers the recorded manifest digest and has every layer blob. */
+async function servesImage(registry: TestRegistry, image: CachedBigImage): Promise<boolean> {
+  const [repo, tag] = image.reference.split(':') as [string, string];
+  const head = await fetch(`${registry.url}/v2/${repo}/manifests/${tag}`, {
+    method: 'HEAD',
+    headers: { accept: `${MediaType.OciManifest}, ${MediaType.DockerManifest}` },
+  });
+  if (head.status !== 200 || head.headers.get('docker-content-digest') !== image.digest) return false;
+  for (const layer of image.layers) {
+    const blob = await fetch(`${registry.url}/v2/${repo}/blobs/${layer.digest}`, { method: 'HEAD' });
+    if (blob.status !== 200 || Number(blob.headers.get('content-length')) !== layer.size) return false;
+  }
+  return true;
+}
