@@ -1,0 +1,77 @@
+/**
+ * The snapshotter contract (containerd's `snapshots.Snapshotter`), shared by every backend:
+ * overlay, native, btrfs, zfs. See ../../../shared/DESIGN.md and snapshotter-conformance.md.
+ */
+
+export type Kind = 'active' | 'view' | 'committed';
+
+export interface Info {
+  kind: Kind;
+  /** The key of an active or view snapshot, or the name of a committed one. */
+  name: string;
+  /** The committed snapshot this one is based on; undefined for a root. */
+  parent?: string;
+  labels: Record<string, string>;
+  created: Date;
+  updated: Date;
+}
+
+/** A mount as containerd describes one: `mount -t TYPE -o OPTIONS SOURCE TARGET`. */
+export interface Mount {
+  type: string;
+  source: string;
+  options: string[];
+}
+
+export interface Usage {
+  /** Bytes of disk the snapshot's own data uses (not its parents'). */
+  size: number;
+  inodes: number;
+}
+
+export interface SnapshotOptions {
+  labels?: Record<string, string>;
+}
+
+export interface CommitOptions extends SnapshotOptions {
+  /**
+   * Rebase (containerd 2.1's overlay capability): commit an active snapshot prepared WITHOUT a
+   * parent under this committed parent. Only backends with capabilities.rebase accept it; it lets
+   * overlay layers be extracted in parallel, each in its own directory.
+   */
+  parent?: string;
+}
+
+export type WalkFunc = (info: Info) => void | Promise<void>;
+
+export interface Snapshotter {
+  /** 'overlay' | 'native' | 'btrfs' | 'zfs' */
+  readonly name: string;
+  /** rebase: commit(…, {parent}) is supported (overlay). */
+  readonly capabilities: { rebase: boolean };
+  /**
+   * How a layer is applied to an active snapshot of this backend: 'overlay' writes whiteouts as
+   * char 0/0 devices and opaque xattrs into the snapshot's own upper directory; 'full' applies
+   * deletions to a directory that already holds the parent's files (native, btrfs, zfs).
+   */
+  readonly applyMode: 'overlay' | 'full';
+  /** The directory a layer is extracted into for an active snapshot (overlay: its upperdir). */
+  applyDir(key: string): Promise<string>;
+  /** Directory that holds the snapshotter's data and metadata. */
+  readonly root: string;
+  stat(key: string): Promise<Info>;
+  /** Updates labels only. fieldpaths: none (replace all labels), or `labels` / `labels.<k>` entries. */
+  update(info: Pick<Info, 'name'> & Partial<Info>, ...fieldpaths: string[]): Promise<Info>;
+  usage(key: string): Promise<Usage>;
+  /** Mounts of an active or view snapshot; FailedPrecondition for a committed one. */
+  mounts(key: string): Promise<Mount[]>;
+  prepare(key: string, parent?: string, options?: SnapshotOptions): Promise<Mount[]>;
+  view(key: string, parent?: string, options?: SnapshotOptions): Promise<Mount[]>;
+  commit(name: string, key: string, options?: CommitOptions): Promise<void>;
+  remove(key: string): Promise<void>;
+  /** Calls fn for every snapshot matching any of the filters (each filter: comma = AND). */
+  walk(fn: WalkFunc, ...filters: string[]): Promise<void>;
+  /** Removes data that no metadata points to (left by remove or by a crash). */
+  cleanup(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,40 @@
+import type { Readable } from 'node:stream';
+import type { Digest } from '../oci/digest.js';
+
+/** Limits that stop a decompression bomb or a runaway layer with an error naming the layer. */
+export interface UnpackLimits {
+  /** Total uncompressed bytes of one layer. Default 64 GiB. */
+  maxBytes?: number;
+  /** Entries in one layer. Default 10 million. */
+  maxEntries?: number;
+  /** Length of one path. Default 4096. */
+  maxPathLength?: number;
+}
+
+export interface ApplyOptions {
+  /** 'overlay': whiteouts become char 0/0 devices and opaque dirs get trusted.overlay.opaque=y (user.overlay.* when userxattr); 'full': deletions in a directory holding the parent's files. */
+  mode: 'overlay' | 'full';
+  /** Use user.overlay.* xattrs (rootless overlay with userxattr). */
+  userxattr?: boolean;
+  /** The config's rootfs.diff_ids[i]: the uncompressed stream must hash to it, else ApplyError and the caller must not commit. */
+  expectedDiffId?: Digest;
+  /** Names the layer in errors, e.g. `layer 3 (sha256:…) of docker.io/library/x:1`. */
+  subject: string;
+  limits?: UnpackLimits;
+  signal?: AbortSignal;
+}
+
+export interface ApplyResult {
+  diffId: Digest;
+  /** Uncompressed bytes read. */
+  size: number;
+  entries: number;
+}
+
+/**
+ * CONTRACT (being implemented in src/unpack/apply.ts):
+ * applyLayer(compressed: Readable, rootDir: string, options: ApplyOptions): Promise<ApplyResult>
+ * Detects gzip / zstd / plain by magic bytes, parses the tar stream, converts whiteouts, writes
+ * every entry inside rootDir through the native addon (kernel-enforced containment).
+ */
+export type ApplyLayer = (compressed: Readable, rootDir: string, options: ApplyOptions) => Promise<ApplyResult>;
