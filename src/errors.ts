@@ -26,7 +26,10 @@ export type ErrorCode =
   | 'ERR_STORE'
   | 'ERR_LOCKED'
   | 'ERR_CONFIG'
-  | 'ERR_INVALID_IMAGE_CONFIG';
+  | 'ERR_INVALID_IMAGE_CONFIG'
+  | 'ERR_UNSAFE_ENTRY'
+  | 'ERR_LIMIT_EXCEEDED'
+  | 'ERR_INVALID_LAYER';
 
 export class StratumError extends Error {
   readonly code: ErrorCode;
@@ -191,5 +194,26 @@ export class StoreError extends StratumError {
 export class LockedError extends StratumError {
   constructor(readonly path: string, readonly owner: string | undefined, waitedMs: number) {
     super('ERR_LOCKED', `${path}: still locked${owner ? ` by ${owner}` : ''} after waiting ${waitedMs} ms`);
+  }
+}
+
+/** A layer entry that would escape the root or is malformed (`..`, absolute, a symlinked parent, a bad whiteout); names the layer and the entry. */
+export class UnsafeEntryError extends StratumError {
+  constructor(readonly subject: string, readonly entry: string, reason: string) {
+    super('ERR_UNSAFE_ENTRY', `${subject}: entry ${JSON.stringify(entry)}: ${reason}`);
+  }
+}
+
+/** A layer exceeded a configured limit (bytes, entries, path length): a decompression bomb stops here. */
+export class LayerLimitError extends StratumError {
+  constructor(readonly subject: string, readonly limit: 'maxBytes' | 'maxEntries' | 'maxPathLength', readonly value: number, detail: string) {
+    super('ERR_LIMIT_EXCEEDED', `${subject}: ${detail} exceeds limit ${limit}=${value}`);
+  }
+}
+
+/** A layer blob that is not a readable (compressed) tar, or that could not be applied; names the layer. */
+export class LayerApplyError extends StratumError {
+  constructor(readonly subject: string, reason: string, options?: { cause?: unknown }) {
+    super('ERR_INVALID_LAYER', `${subject}: ${reason}`, options);
   }
 }
