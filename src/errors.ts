@@ -29,7 +29,8 @@ export type ErrorCode =
   | 'ERR_INVALID_IMAGE_CONFIG'
   | 'ERR_UNSAFE_ENTRY'
   | 'ERR_LIMIT_EXCEEDED'
-  | 'ERR_INVALID_LAYER';
+  | 'ERR_INVALID_LAYER'
+  | 'ERR_MOUNT';
 
 export class StratumError extends Error {
   readonly code: ErrorCode;
@@ -215,5 +216,12 @@ export class LayerLimitError extends StratumError {
 export class LayerApplyError extends StratumError {
   constructor(readonly subject: string, reason: string, options?: { cause?: unknown }) {
     super('ERR_INVALID_LAYER', `${subject}: ${reason}`, options);
+  }
+}
+
+/** A mount or unmount failed (overlay, bind); the message names the target and what was mounted. */
+export class MountError extends StratumError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_MOUNT', message, options);
   }
 }
