@@ -1,5 +1,70 @@
-/** CONTRACT (being implemented): opens a snapshotter backend on a root directory. */
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { InvalidArgumentError } from '../errors.js';
+import { mountAll, unmountAll } from './mount.js';
+import { NativeSnapshotter } from './native/native.js';
+import { kernelHasOverlay } from './overlay/kernel.js';
+import { OverlaySnapshotter } from './overlay/overlay.js';
 import type { Snapshotter } from './snapshotter.js';
+
 export type SnapshotterName = 'overlay' | 'native' | 'btrfs' | 'zfs';
-export declare function openSnapshotter(name: SnapshotterName, root: string): Promise<Snapshotter>;
-export type { Snapshotter } from './snapshotter.js';
+export const SNAPSHOTTER_NAMES: readonly SnapshotterName[] = ['overlay', 'native', 'btrfs', 'zfs'];
+
+/** Opens (creating if needed) the snapshotter `name` on `root`. */
+export async function openSnapshotter(name: SnapshotterName, root: string): Promise<Snapshotter> {
+  await mkdir(root, { recursive: true, mode: 0o711 });
+  switch (name) {
+    case 'overlay':
+      return OverlaySnapshotter.open(root);
+    case 'native':
+      return NativeSnapshotter.open(root);
+    case 'btrfs':
+    case 'zfs':
+      throw new InvalidArgumentError(`snapshotter ${JSON.stringify(name)} is not implemented yet (overlay, native are)`);
+    default:
+      throw new InvalidArgumentError(`unknown snapshotter ${JSON.stringify(name)} (${SNAPSHOTTER_NAMES.join(', ')})`);
+  }
+}
+
+/**
+ * overlay when the kernel has it and this process may mount (CAP_SYS_ADMIN), else native. With
+ * `probeDir` (a directory on the filesystem the snapshots will live on), a real overlay is
+ * mounted there first: an upperdir on some filesystems (overlay itself, some FUSE) is refused.
+ */
+export async function defaultSnapshotter(probeDir?: string): Promise<SnapshotterName> {
+  if (!kernelHasOverlay() || !(await hasSysAdmin())) return 'native';
+  if (probeDir === undefined) return 'overlay';
+  return (await overlayWorksIn(probeDir)) ? 'overlay' : 'native';
+}
+
+async function hasSysAdmin(): Promise<boolean> {
+  try {
+    const status = await readFile('/proc/self/status', 'utf8');
+    const hex = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+    return hex !== undefined && (BigInt(`0x${hex}`) & (1n << 21n)) !== 0n;
+  } catch {
+    return false;
+  }
+}
+
+async function overlayWorksIn(dir: string): Promise<boolean> {
+  await mkdir(dir, { recursive: true });
+  const probe = await mkdtemp(join(dir, '.overlay-probe-'));
+  const [lower1, lower2, upper, work, merged] = ['l1', 'l2', 'u', 'w', 'm'].map((d) => join(probe, d)) as [string, string, string, string, string];
+  try {
+    for (const d of [lower1, lower2, upper, work, merged]) await mkdir(d);
+    await mountAll([{ type: 'overlay', source: 'overlay', options: [`lowerdir=${lower1}:${lower2}`, `upperdir=${upper}`, `workdir=${work}`] }], merged);
+    await unmountAll(merged);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await unmountAll(merged, true).catch(() => {});
+    await rm(probe, { recursive: true, force: true });
+  }
+}
+
+export type { Snapshotter, Info, Kind, Mount, Usage, SnapshotOptions, CommitOptions, WalkFunc } from './snapshotter.js';
+export { mountAll, unmountAll, isMountPoint } from './mount.js';
+export { OverlaySnapshotter } from './overlay/overlay.js';
+export { NativeSnapshotter } from './native/native.js';

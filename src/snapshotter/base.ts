@@ -1,0 +1,326 @@
+import { access, mkdir, readdir, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
+import { matchesAny, parseFilters } from './filters.js';
+import {
+  REMOVAL_DIR,
+  SNAPSHOTS_DIR,
+  STAGING_DIR,
+  isPidAlive,
+  moveToRemoval,
+  ownedName,
+  ownerPid,
+  removeTree,
+} from './fsutil.js';
+import { getOwn, setOwn, validLabels } from './labels.js';
+import { MetadataStore, type MetadataState, type SnapshotRecord } from './metadata.js';
+import type { CommitOptions, Info, Mount, SnapshotOptions, Snapshotter, Usage, WalkFunc } from './snapshotter.js';
+
+/** Staging and removal paths this process is working on right now; cleanup leaves them alone. */
+const inFlight = new Set<string>();
+
+/**
+ * The backend-independent part of every snapshotter (containerd's snapshots/storage): the
+ * metadata rules, errors, walk filters and the life cycle of a snapshot's data directory.
+ * Backends say how data is created, mounted and measured.
+ *
+ * Data of snapshot `id` lives in `<root>/snapshots/<id>`. A new snapshot's data is built in
+ * `<root>/staging/…` without the lock, then renamed into place inside the metadata transaction
+ * that records it, so a crash leaves at worst a directory no metadata points to (cleanup
+ * reclaims it). Remove writes the metadata first and then moves the data away.
+ */
+export abstract class MetadataSnapshotter implements Snapshotter {
+  abstract readonly name: string;
+  abstract readonly capabilities: { rebase: boolean };
+  abstract readonly applyMode: 'overlay' | 'full';
+  protected readonly meta: MetadataStore;
+  private closed = false;
+
+  protected constructor(readonly root: string) {
+    this.meta = new MetadataStore(root);
+  }
+
+  /** Creates the root's directories; backends call it before handing out an instance. */
+  protected async init(): Promise<void> {
+    for (const dir of [SNAPSHOTS_DIR, STAGING_DIR, REMOVAL_DIR]) await mkdir(join(this.root, dir), { recursive: true, mode: 0o711 });
+  }
+
+  /** Builds the data of a new snapshot at `dir` (which does not exist yet). `parents`: the chain's ids, newest first. */
+  protected abstract createData(dir: string, kind: 'active' | 'view', parents: number[]): Promise<void>;
+  protected abstract mountsFor(kind: 'active' | 'view', id: number, parents: number[]): Mount[];
+  protected abstract dataUsage(id: number): Promise<Usage>;
+  /** Where a layer is extracted for active snapshot `id`. */
+  protected abstract applyDirOf(id: number): string;
+
+  protected dataDir(id: number): string {
+    return join(this.root, SNAPSHOTS_DIR, String(id));
+  }
+
+  async stat(key: string): Promise<Info> {
+    this.checkOpen();
+    const state = await this.meta.read();
+    return toInfo(key, mustGet(state, key));
+  }
+
+  async update(info: Pick<Info, 'name'> & Partial<Info>, ...fieldpaths: string[]): Promise<Info> {
+    this.checkOpen();
+    const key = info?.name;
+    checkKey(key, 'update');
+    const paths = fieldpaths.flatMap((p) => p.split(',')).map((p) => p.trim()).filter((p) => p !== '');
+    for (const p of paths) {
+      if (p !== 'labels' && !(p.startsWith('labels.') && p.length > 'labels.'.length)) {
+        throw new InvalidArgumentError(`cannot update field ${JSON.stringify(p)} of snapshot ${JSON.stringify(key)}: only labels and labels.<key> can be updated`);
+      }
+    }
+    const given = validLabels(info.labels, `snapshot ${JSON.stringify(key)}`);
+    return this.meta.transaction((state) => {
+      const rec = mustGet(state, key);
+      if (paths.length === 0 || paths.includes('labels')) {
+        rec.labels = given;
+      } else {
+        for (const p of paths) {
+          const label = p.slice('labels.'.length);
+          const value = getOwn(given, label);
+          if (value === undefined) delete rec.labels[label];
+          else setOwn(rec.labels, label, value);
+        }
+      }
+      rec.updated = after(rec.updated);
+      return toInfo(key, rec);
+    });
+  }
+
+  async usage(key: string): Promise<Usage> {
+    this.checkOpen();
+    const rec = mustGet(await this.meta.read(), key);
+    return this.dataUsage(rec.id);
+  }
+
+  async mounts(key: string): Promise<Mount[]> {
+    this.checkOpen();
+    const state = await this.meta.read();
+    const rec = mustGet(state, key);
+    if (rec.kind === 'committed') throw new FailedPreconditionError(`snapshot ${JSON.stringify(key)} is committed: it has no mounts (view or prepare on it)`);
+    return this.mountsFor(rec.kind, rec.id, parentChain(state, rec.parent));
+  }
+
+  async applyDir(key: string): Promise<string> {
+    this.checkOpen();
+    const rec = mustGet(await this.meta.read(), key);
+    if (rec.kind !== 'active') throw new FailedPreconditionError(`snapshot ${JSON.stringify(key)} is ${rec.kind}: layers are applied to active snapshots only`);
+    return this.applyDirOf(rec.id);
+  }
+
+  prepare(key: string, parent?: string, options?: SnapshotOptions): Promise<Mount[]> {
+    return this.createSnapshot('active', key, parent, options);
+  }
+
+  view(key: string, parent?: string, options?: SnapshotOptions): Promise<Mount[]> {
+    return this.createSnapshot('view', key, parent, options);
+  }
+
+  async commit(name: string, key: string, options: CommitOptions = {}): Promise<void> {
+    this.checkOpen();
+    checkKey(name, 'commit (name)');
+    checkKey(key, 'commit (key)');
+    const labels = validLabels(options.labels, `snapshot ${JSON.stringify(name)}`);
+    const rebaseOnto = options.parent === '' ? undefined : options.parent;
+    if (rebaseOnto !== undefined && !this.capabilities.rebase) {
+      throw new InvalidArgumentError(`${this.name} snapshotter cannot rebase: commit ${JSON.stringify(key)} with a parent is not supported`);
+    }
+    await this.meta.transaction((state) => {
+      const rec = mustGet(state, key);
+      if (rec.kind !== 'active') throw new FailedPreconditionError(`cannot commit snapshot ${JSON.stringify(key)}: it is ${rec.kind}, only active snapshots can be committed`);
+      if (Object.hasOwn(state.snapshots, name)) throw new AlreadyExistsError(`cannot commit ${JSON.stringify(key)} as ${JSON.stringify(name)}: snapshot ${JSON.stringify(name)} already exists`);
+      let parent = rec.parent;
+      if (rebaseOnto !== undefined) {
+        if (rec.parent !== undefined) {
+          throw new FailedPreconditionError(`cannot rebase snapshot ${JSON.stringify(key)} onto ${JSON.stringify(rebaseOnto)}: it was prepared on ${JSON.stringify(rec.parent)}, only a snapshot prepared without parent can be rebased`);
+        }
+        checkParent(state, rebaseOnto, `commit ${JSON.stringify(key)}`);
+        parent = rebaseOnto;
+      }
+      delete state.snapshots[key];
+      const now = new Date().toISOString();
+      const committed: SnapshotRecord = { id: rec.id, kind: 'committed', labels, created: now, updated: now };
+      if (parent !== undefined) committed.parent = parent;
+      setOwn(state.snapshots, name, committed);
+    });
+  }
+
+  async remove(key: string): Promise<void> {
+    this.checkOpen();
+    checkKey(key, 'remove');
+    const id = await this.meta.transaction((state) => {
+      const rec = mustGet(state, key);
+      for (const [child, r] of Object.entries(state.snapshots)) {
+        if (r.parent === key) throw new FailedPreconditionError(`cannot remove snapshot with child: ${JSON.stringify(key)} is the parent of ${JSON.stringify(child)}`);
+      }
+      delete state.snapshots[key];
+      return rec.id;
+    });
+    // Metadata first: a crash from here on leaves only a directory no metadata points to.
+    await this.removeData(id);
+  }
+
+  async walk(fn: WalkFunc, ...filters: string[]): Promise<void> {
+    this.checkOpen();
+    const parsed = parseFilters(filters);
+    const state = await this.meta.read();
+    // No lock is held while fn runs, so fn may call stat (or anything else).
+    for (const key of Object.keys(state.snapshots).sort()) {
+      const info = toInfo(key, state.snapshots[key]!);
+      if (matchesAny(parsed, info)) await fn(info);
+    }
+  }
+
+  async cleanup(): Promise<void> {
+    this.checkOpen();
+    // Under the lock, so a directory another process is renaming into place with its metadata is never taken.
+    await this.meta.locked(async () => {
+      const state = await this.meta.read();
+      const live = new Set(Object.values(state.snapshots).map((r) => String(r.id)));
+      for (const name of await readdir(join(this.root, SNAPSHOTS_DIR))) {
+        if (!live.has(name)) await this.discardOrphan(name);
+      }
+    });
+    // Temp files of metadata writers that died before their rename.
+    for (const name of await readdir(this.root)) {
+      const m = /^metadata\.json\.(\d+)-[0-9a-f]+\.tmp$/.exec(name);
+      if (m && Number(m[1]) !== process.pid && !isPidAlive(Number(m[1]))) await removeTree(join(this.root, name));
+    }
+    for (const area of [REMOVAL_DIR, STAGING_DIR]) {
+      for (const name of await readdir(join(this.root, area))) {
+        const path = join(this.root, area, name);
+        const pid = ownerPid(name);
+        const abandoned = pid === undefined || (pid === process.pid ? !inFlight.has(path) : !isPidAlive(pid));
+        if (abandoned) await removeTree(path);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+
+  /** Moves the data of a snapshot that no metadata points to out of snapshots/ (cleanup then deletes it). */
+  protected async discardOrphan(name: string): Promise<void> {
+    await moveToRemoval(this.root, join(this.root, SNAPSHOTS_DIR, name), `orphan-${name}`);
+  }
+
+  /** Moves a removed snapshot's data away and deletes it. */
+  protected async removeData(id: number): Promise<void> {
+    const aside = await moveToRemoval(this.root, this.dataDir(id), `snapshot-${id}`);
+    if (aside === undefined) return;
+    inFlight.add(aside);
+    try {
+      await removeTree(aside);
+    } finally {
+      inFlight.delete(aside);
+    }
+  }
+
+  protected checkOpen(): void {
+    if (this.closed) throw new FailedPreconditionError(`${this.name} snapshotter at ${this.root} is closed`);
+  }
+
+  private async createSnapshot(kind: 'active' | 'view', key: string, parentName: string | undefined, options: SnapshotOptions = {}): Promise<Mount[]> {
+    this.checkOpen();
+    const verb = kind === 'active' ? 'prepare' : 'view';
+    checkKey(key, verb);
+    const labels = validLabels(options.labels, `snapshot ${JSON.stringify(key)}`);
+    const parent = parentName === '' ? undefined : parentName;
+    const check = (state: MetadataState): number[] => {
+      if (Object.hasOwn(state.snapshots, key)) throw new AlreadyExistsError(`cannot ${verb} ${JSON.stringify(key)}: snapshot ${JSON.stringify(key)} already exists`);
+      if (parent === undefined) return [];
+      checkParent(state, parent, `${verb} ${JSON.stringify(key)}`);
+      return parentChain(state, parent);
+    };
+    // Fail fast before building any data; the transaction checks again.
+    const chain = check(await this.meta.read());
+    const staging = join(this.root, STAGING_DIR, ownedName('new'));
+    inFlight.add(staging);
+    try {
+      await this.createData(staging, kind, chain);
+      const id = await this.meta.transaction(async (state) => {
+        const now = check(state);
+        if (now.join() !== chain.join()) {
+          throw new FailedPreconditionError(`cannot ${verb} ${JSON.stringify(key)}: parent ${JSON.stringify(parent)} was replaced while the snapshot was being created`);
+        }
+        const id = state.nextId++;
+        const target = this.dataDir(id);
+        // Left by a process that died after renaming but before its metadata was written.
+        if (await exists(target)) await moveToRemoval(this.root, target, `orphan-${id}`);
+        await rename(staging, target);
+        const stamp = new Date().toISOString();
+        const rec: SnapshotRecord = { id, kind, labels, created: stamp, updated: stamp };
+        if (parent !== undefined) rec.parent = parent;
+        setOwn(state.snapshots, key, rec);
+        return id;
+      });
+      return this.mountsFor(kind, id, chain);
+    } catch (err) {
+      await removeTree(staging);
+      throw err;
+    } finally {
+      inFlight.delete(staging);
+    }
+  }
+}
+
+function checkKey(key: unknown, what: string): asserts key is string {
+  if (typeof key !== 'string' || key === '') throw new InvalidArgumentError(`${what}: a snapshot key must be a non-empty string`);
+}
+
+function mustGet(state: MetadataState, key: string): SnapshotRecord {
+  checkKey(key, 'snapshot lookup');
+  const rec = getOwn(state.snapshots, key);
+  if (rec === undefined) throw new NotFoundError(`snapshot ${JSON.stringify(key)} not found`);
+  return rec;
+}
+
+function checkParent(state: MetadataState, parent: string, what: string): void {
+  const rec = getOwn(state.snapshots, parent);
+  if (rec === undefined) throw new NotFoundError(`cannot ${what}: parent snapshot ${JSON.stringify(parent)} not found`);
+  if (rec.kind !== 'committed') throw new InvalidArgumentError(`cannot ${what}: parent snapshot ${JSON.stringify(parent)} is ${rec.kind}, not committed`);
+}
+
+/** Ids of `parent` and its ancestors, newest first. */
+export function parentChain(state: MetadataState, parent: string | undefined): number[] {
+  const ids: number[] = [];
+  const total = Object.keys(state.snapshots).length;
+  for (let name = parent; name !== undefined; ) {
+    const rec = getOwn(state.snapshots, name);
+    if (rec === undefined) throw new NotFoundError(`snapshot metadata is inconsistent: parent ${JSON.stringify(name)} not found`);
+    ids.push(rec.id);
+    if (ids.length > total) throw new FailedPreconditionError(`snapshot metadata is inconsistent: parent cycle through ${JSON.stringify(name)}`);
+    name = rec.parent;
+  }
+  return ids;
+}
+
+function toInfo(name: string, rec: SnapshotRecord): Info {
+  const info: Info = {
+    kind: rec.kind,
+    name,
+    labels: validLabels(rec.labels, 'stored snapshot'),
+    created: new Date(rec.created),
+    updated: new Date(rec.updated),
+  };
+  if (rec.parent !== undefined) info.parent = rec.parent;
+  return info;
+}
+
+/** Now, but strictly after `previous` (updated must move forward even within one millisecond). */
+function after(previous: string): string {
+  const prev = Date.parse(previous);
+  return new Date(Math.max(Date.now(), prev + 1)).toISOString();
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
