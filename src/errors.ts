@@ -30,7 +30,10 @@ export type ErrorCode =
   | 'ERR_UNSAFE_ENTRY'
   | 'ERR_LIMIT_EXCEEDED'
   | 'ERR_INVALID_LAYER'
-  | 'ERR_MOUNT';
+  | 'ERR_MOUNT'
+  | 'ERR_UNSAFE_PATH'
+  | 'ERR_APPLY'
+  | 'ERR_NATIVE_ADDON';
 
 export class StratumError extends Error {
   readonly code: ErrorCode;
@@ -223,5 +226,54 @@ export class LayerApplyError extends StratumError {
 export class MountError extends StratumError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_MOUNT', message, options);
+  }
+}
+
+/** Where a native filesystem call failed: the root-relative path, and the errno and syscall when the kernel refused. */
+export interface FsErrorDetails {
+  path: string;
+  errno?: number;
+  /** e.g. 'ELOOP' */
+  errnoName?: string;
+  syscall?: string;
+  /** Index of the failed op in its batch. */
+  opIndex?: number;
+}
+
+/** Base of the native filesystem errors: carries FsErrorDetails as fields. */
+export class NativeFsError extends StratumError {
+  readonly path: string;
+  readonly errno?: number;
+  readonly errnoName?: string;
+  readonly syscall?: string;
+  readonly opIndex?: number;
+  constructor(code: 'ERR_UNSAFE_PATH' | 'ERR_APPLY', message: string, details: FsErrorDetails, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.path = details.path;
+    if (details.errno !== undefined) this.errno = details.errno;
+    if (details.errnoName !== undefined) this.errnoName = details.errnoName;
+    if (details.syscall !== undefined) this.syscall = details.syscall;
+    if (details.opIndex !== undefined) this.opIndex = details.opIndex;
+  }
+}
+
+/** A root-relative path refused before or by the kernel: `..`, absolute, a symlinked parent, a mount crossing. */
+export class UnsafePathError extends NativeFsError {
+  constructor(message: string, details: FsErrorDetails, options?: { cause?: unknown }) {
+    super('ERR_UNSAFE_PATH', message, details, options);
+  }
+}
+
+/** A filesystem call inside a snapshot root failed (permission, no space, a non-directory parent…); names the path and syscall. */
+export class FsApplyError extends NativeFsError {
+  constructor(message: string, details: FsErrorDetails, options?: { cause?: unknown }) {
+    super('ERR_APPLY', message, details, options);
+  }
+}
+
+/** The compiled native addon (build/Release/stratum.node) is missing or does not load. */
+export class NativeAddonError extends StratumError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_NATIVE_ADDON', message, options);
   }
 }
