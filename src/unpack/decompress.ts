@@ -1,5 +1,5 @@
 import { createGunzip } from 'node:zlib';
-import { PassThrough, Transform, type Readable } from 'node:stream';
+import { Duplex, PassThrough, Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DecompressStream } from 'zstd-napi';
 import { Digester, type Digest } from '../oci/digest.js';
@@ -31,13 +31,18 @@ export function decompressor(kind: LayerCompression): Transform {
   }
 }
 
-/** Peeks at the first bytes of a stream to detect its compression, then decompresses it. */
-export function autoDecompressor(onDetect?: (kind: LayerCompression) => void): Transform {
+/**
+ * Peeks at the first bytes of a stream to detect its compression, then decompresses it.
+ * A Duplex rather than a Transform so that backpressure reaches the inner decompressor: when the
+ * reader stops, the inner stream is paused (a gzip bomb never piles up in memory).
+ */
+export function autoDecompressor(onDetect?: (kind: LayerCompression) => void): Duplex {
   let inner: Transform | undefined;
   let pending: Buffer[] = [];
   let pendingBytes = 0;
-  const outer = new Transform({
-    transform(chunk: Buffer, _enc, done) {
+  const outer = new Duplex({
+    readableHighWaterMark: 256 * 1024,
+    write(chunk: Buffer, _enc, done) {
       if (inner) return void (inner.write(chunk) ? done() : inner.once('drain', done));
       pending.push(chunk);
       pendingBytes += chunk.length;
@@ -45,10 +50,17 @@ export function autoDecompressor(onDetect?: (kind: LayerCompression) => void): T
       start();
       done();
     },
-    flush(done) {
+    final(done) {
       if (!inner) start();
       inner!.end();
-      inner!.once('end', () => done());
+      done();
+    },
+    read() {
+      inner?.resume();
+    },
+    destroy(err, done) {
+      inner?.destroy();
+      done(err);
     },
   });
   function start() {
@@ -56,9 +68,12 @@ export function autoDecompressor(onDetect?: (kind: LayerCompression) => void): T
     const kind = detectCompression(head);
     onDetect?.(kind);
     inner = decompressor(kind);
-    inner.on('data', (d: Buffer) => outer.push(d));
+    inner.on('data', (d: Buffer) => {
+      if (!outer.push(d)) inner!.pause();
+    });
+    inner.on('end', () => outer.push(null));
     inner.on('error', (err) => outer.destroy(err));
-    inner.write(head);
+    if (head.length > 0) inner.write(head);
     pending = [];
   }
   return outer;

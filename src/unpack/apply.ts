@@ -1,0 +1,83 @@
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { DigestMismatchError, LayerApplyError, LayerLimitError, StratumError } from '../errors.js';
+import { Digester } from '../oci/digest.js';
+import type { LayerCompression } from '../oci/mediatypes.js';
+import { autoDecompressor } from './decompress.js';
+import { LayerWriter } from './layer-writer.js';
+import { nativeBinding } from './native-binding.js';
+import { TarFormatError, TarReader } from './tar-reader.js';
+import type { ApplyOptions, ApplyResult } from './types.js';
+
+export const DEFAULT_LIMITS = { maxBytes: 64 * 1024 ** 3, maxEntries: 10_000_000, maxPathLength: 4096 } as const;
+
+/**
+ * Applies one layer blob to rootDir: decompresses (gzip / zstd / plain by magic bytes), hashes
+ * the uncompressed stream (the diffID, trailing bytes included), parses the tar, and writes every
+ * entry through the native addon inside the root. Throws DigestMismatchError (ERR_DIGEST_MISMATCH)
+ * after applying when expectedDiffId differs: the caller must then not commit the snapshot.
+ */
+export async function applyLayer(compressed: Readable, rootDir: string, options: ApplyOptions): Promise<ApplyResult & { compression: LayerCompression }> {
+  const { subject } = options;
+  const limits = { ...DEFAULT_LIMITS, ...options.limits };
+  const binding = await nativeBinding(subject);
+  options.signal?.throwIfAborted();
+  const rootFd = binding.openRoot(rootDir);
+  const writer = new LayerWriter(binding, rootFd, rootDir, {
+    mode: options.mode,
+    userxattr: options.userxattr,
+    subject,
+    maxEntries: limits.maxEntries,
+    maxPathLength: limits.maxPathLength,
+  });
+  const digester = new Digester();
+  const reader = new TarReader();
+  let compression: LayerCompression = 'none';
+  const decompressed = autoDecompressor((kind) => (compression = kind));
+  const piping = pipeline(compressed, decompressed, options.signal ? { signal: options.signal } : {});
+  piping.catch(() => {});
+  try {
+    try {
+      for await (const chunk of decompressed as AsyncIterable<Buffer>) {
+        digester.update(chunk);
+        if (digester.size > limits.maxBytes) {
+          throw new LayerLimitError(subject, 'maxBytes', limits.maxBytes, `uncompressed size above ${limits.maxBytes} bytes`);
+        }
+        if (reader.ended) continue; // bytes after the end-of-archive marker: hashed, not parsed
+        reader.push(chunk);
+        for (let ev = reader.next(); ev !== null; ev = reader.next()) {
+          if (ev.kind === 'entry' && ev.header.size > limits.maxBytes - digester.size + chunk.length) {
+            throw new LayerLimitError(subject, 'maxBytes', limits.maxBytes, `entry ${JSON.stringify(ev.header.name)} declares ${ev.header.size} bytes, which with what came before`);
+          }
+          await writer.handle(ev);
+        }
+      }
+      await piping;
+      reader.finish();
+      await writer.finish();
+    } catch (err) {
+      decompressed.destroy();
+      compressed.destroy();
+      await writer.abort();
+      throw toLayerError(err, subject, compression, options.signal);
+    }
+  } finally {
+    binding.closeFd(rootFd);
+  }
+  const diffId = digester.digest();
+  if (options.expectedDiffId !== undefined && diffId !== options.expectedDiffId) {
+    throw new DigestMismatchError(`${subject} (uncompressed diffID)`, options.expectedDiffId, diffId);
+  }
+  return { diffId, size: digester.size, entries: writer.entries, compression };
+}
+
+function toLayerError(err: unknown, subject: string, compression: LayerCompression, signal?: AbortSignal): unknown {
+  if (err instanceof StratumError) return err;
+  if (signal?.aborted) return signal.reason ?? err;
+  const message = err instanceof Error ? err.message : String(err);
+  if (err instanceof TarFormatError) return new LayerApplyError(subject, message, { cause: err });
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && code.startsWith('Z_')) return new LayerApplyError(subject, `${compression} decompression failed: ${message}`, { cause: err });
+  if (compression === 'zstd' && /zstd|frame|corrupt/i.test(message)) return new LayerApplyError(subject, `zstd decompression failed: ${message}`, { cause: err });
+  return new LayerApplyError(subject, `applying to the root failed: ${message}`, { cause: err });
+}
