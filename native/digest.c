@@ -1,0 +1,240 @@
+/*
+ * DigestWriter: writev + EVP_DigestUpdate of a batch of Buffers, both on the libuv threadpool,
+ * so a blob download spends no main-thread time hashing or copying to the page cache. OpenSSL's
+ * EVP symbols come from the node binary itself.
+ */
+#include "common.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+typedef struct {
+  EVP_MD_CTX *ctx;
+  int fd;
+  int busy;     /* a write/update is on the threadpool */
+  int finished; /* digest() was called */
+  int poisoned; /* a write failed: the bytes on disk and the hash may disagree */
+} digest_handle;
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref handle_ref;
+  napi_ref buffers_ref;
+  digest_handle *h;
+  struct iovec *iov;  /* consumed by writev */
+  struct iovec *hash; /* the same chunks, for hashing */
+  int n;
+  int do_write;
+  int err;
+  size_t total;
+} digest_work;
+
+static void finalize_handle(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  digest_handle *h = data;
+  EVP_MD_CTX_free(h->ctx);
+  free(h);
+}
+
+static digest_handle *get_handle(napi_env env, napi_value v) {
+  void *data = NULL;
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  if (t != napi_external || napi_get_value_external(env, v, &data) != napi_ok || !data) {
+    st_throw_msg(env, "ERR_INVALID_ARGUMENT", "expected a digest writer handle");
+    return NULL;
+  }
+  return data;
+}
+
+/* digestCreate(fd, algorithm) → handle; fd -1 for a hash-only handle. */
+static napi_value digest_create(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd = -1;
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    st_throw_msg(env, "ERR_INVALID_ARGUMENT", "digestCreate(fd, algorithm)");
+    return NULL;
+  }
+  char *alg = st_get_string(env, argv[1], "algorithm", NULL);
+  if (!alg) return NULL;
+  const EVP_MD *md = strcmp(alg, "sha256") == 0 ? EVP_sha256() : strcmp(alg, "sha512") == 0 ? EVP_sha512() : NULL;
+  if (!md) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "unsupported digest algorithm \"%.100s\" (sha256 or sha512)", alg);
+    free(alg);
+    st_throw_msg(env, "ERR_INVALID_ARGUMENT", msg);
+    return NULL;
+  }
+  free(alg);
+  digest_handle *h = calloc(1, sizeof *h);
+  h->ctx = EVP_MD_CTX_new();
+  if (!h->ctx || EVP_DigestInit_ex(h->ctx, md, NULL) != 1) {
+    EVP_MD_CTX_free(h->ctx);
+    free(h);
+    napi_throw_error(env, "ERR_APPLY", "cannot initialise the OpenSSL digest");
+    return NULL;
+  }
+  h->fd = fd;
+  napi_value ext;
+  napi_create_external(env, h, finalize_handle, NULL, &ext);
+  return ext;
+}
+
+static void execute(napi_env env, void *data) {
+  (void)env;
+  digest_work *w = data;
+  if (w->do_write) {
+    struct iovec *iov = w->iov;
+    int cnt = w->n;
+    while (cnt > 0 && iov->iov_len == 0) iov++, cnt--;
+    while (cnt > 0) {
+      ssize_t r = writev(w->h->fd, iov, cnt > IOV_MAX ? IOV_MAX : cnt);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        w->err = errno;
+        return;
+      }
+      /* A short write: step over what landed and go on from the middle of a chunk. */
+      size_t left = (size_t)r;
+      while (cnt > 0 && left >= iov->iov_len) left -= iov->iov_len, iov++, cnt--;
+      if (cnt > 0) {
+        iov->iov_base = (char *)iov->iov_base + left;
+        iov->iov_len -= left;
+      }
+      while (cnt > 0 && iov->iov_len == 0) iov++, cnt--;
+    }
+  }
+  for (int i = 0; i < w->n; i++) EVP_DigestUpdate(w->h->ctx, w->hash[i].iov_base, w->hash[i].iov_len);
+}
+
+static void complete(napi_env env, napi_status status, void *data) {
+  digest_work *w = data;
+  w->h->busy = 0;
+  if (status != napi_ok && !w->err) w->err = ECANCELED;
+  if (w->err) {
+    w->h->poisoned = 1;
+    st_error e;
+    char fdname[32];
+    snprintf(fdname, sizeof fdname, "fd %d", w->h->fd);
+    st_fail(&e, ST_APPLY, w->err, "writev", fdname, "cannot write %zu bytes of a digested stream", w->total);
+    napi_reject_deferred(env, w->deferred, st_error_value(env, &e));
+  } else {
+    napi_value n;
+    napi_create_double(env, (double)w->total, &n);
+    napi_resolve_deferred(env, w->deferred, n);
+  }
+  napi_delete_reference(env, w->handle_ref);
+  napi_delete_reference(env, w->buffers_ref);
+  napi_delete_async_work(env, w->work);
+  free(w->iov);
+  free(w->hash);
+  free(w);
+}
+
+/* digestWrite(handle, buffers: Buffer[], write: boolean) → Promise<number of bytes>. */
+static napi_value digest_write(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 3) {
+    st_throw_msg(env, "ERR_INVALID_ARGUMENT", "digestWrite(handle, buffers, write)");
+    return NULL;
+  }
+  digest_handle *h = get_handle(env, argv[0]);
+  if (!h) return NULL;
+  bool do_write = false, is_arr = false;
+  napi_get_value_bool(env, argv[2], &do_write);
+  napi_is_array(env, argv[1], &is_arr);
+  const char *misuse = !is_arr ? "buffers must be an array of Buffers"
+                       : h->busy ? "a write or update on this digest writer is still running: await it first"
+                       : h->finished ? "digest() was already called on this digest writer"
+                       : h->poisoned ? "an earlier write of this digest writer failed"
+                       : do_write && h->fd < 0 ? "this digest writer has no file descriptor" : NULL;
+  if (misuse) {
+    st_throw_msg(env, "ERR_INVALID_ARGUMENT", misuse);
+    return NULL;
+  }
+  uint32_t n;
+  napi_get_array_length(env, argv[1], &n);
+  digest_work *w = calloc(1, sizeof *w);
+  w->iov = calloc(n ? n : 1, sizeof *w->iov);
+  w->hash = calloc(n ? n : 1, sizeof *w->hash);
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value el;
+    bool is_buf;
+    napi_get_element(env, argv[1], i, &el);
+    napi_is_buffer(env, el, &is_buf);
+    if (!is_buf) {
+      free(w->iov);
+      free(w->hash);
+      free(w);
+      st_throw_msg(env, "ERR_INVALID_ARGUMENT", "buffers must be an array of Buffers");
+      return NULL;
+    }
+    napi_get_buffer_info(env, el, &w->iov[i].iov_base, &w->iov[i].iov_len);
+    w->hash[i] = w->iov[i];
+    w->total += w->iov[i].iov_len;
+  }
+  w->n = (int)n;
+  w->h = h;
+  w->do_write = do_write;
+  h->busy = 1;
+  /* The wrapper passes an array it owns and never changes: one reference keeps the Buffers alive. */
+  napi_create_reference(env, argv[0], 1, &w->handle_ref);
+  napi_create_reference(env, argv[1], 1, &w->buffers_ref);
+  napi_value promise, name;
+  napi_create_promise(env, &w->deferred, &promise);
+  napi_create_string_utf8(env, "stratum.digestWrite", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, execute, complete, w, &w->work);
+  napi_queue_async_work(env, w->work);
+  return promise;
+}
+
+/* digestFinal(handle) → lowercase hex. */
+static napi_value digest_final(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  digest_handle *h = argc ? get_handle(env, argv[0]) : NULL;
+  if (!h) return NULL;
+  const char *misuse = h->busy       ? "a write or update on this digest writer is still running: await it first"
+                       : h->finished ? "digest() was already called on this digest writer"
+                       : h->poisoned ? "an earlier write of this digest writer failed: the digest would be wrong"
+                                     : NULL;
+  if (misuse) {
+    st_throw_msg(env, "ERR_INVALID_ARGUMENT", misuse);
+    return NULL;
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  h->finished = 1;
+  if (EVP_DigestFinal_ex(h->ctx, md, &len) != 1) {
+    napi_throw_error(env, "ERR_APPLY", "OpenSSL could not finalise the digest");
+    return NULL;
+  }
+  static const char hex[] = "0123456789abcdef";
+  char out[EVP_MAX_MD_SIZE * 2 + 1];
+  for (unsigned int i = 0; i < len; i++) {
+    out[2 * i] = hex[md[i] >> 4];
+    out[2 * i + 1] = hex[md[i] & 15];
+  }
+  napi_value s;
+  napi_create_string_latin1(env, out, len * 2, &s);
+  return s;
+}
+
+napi_status st_init_digest(napi_env env, napi_value exports) {
+  napi_status s;
+  if ((s = st_export(env, exports, "digestCreate", digest_create)) != napi_ok) return s;
+  if ((s = st_export(env, exports, "digestWrite", digest_write)) != napi_ok) return s;
+  return st_export(env, exports, "digestFinal", digest_final);
+}

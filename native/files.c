@@ -1,0 +1,252 @@
+/*
+ * Synchronous single calls: root descriptors, large-file create/finish (content is written from
+ * JS with fs.write), and xattr reads/writes on an absolute path's entry itself.
+ */
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+static napi_value open_root(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char *path = argc ? st_get_string(env, argv[0], "root path", NULL) : NULL;
+  if (!path) return NULL;
+  int fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  napi_value r = NULL;
+  if (fd < 0) {
+    st_error e;
+    st_fail(&e, ST_APPLY, errno, "open", path, "cannot open snapshot root");
+    st_throw(env, &e);
+  } else {
+    napi_create_int32(env, fd, &r);
+  }
+  free(path);
+  return r;
+}
+
+static napi_value close_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int fd;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || st_get_fd(env, argv[0], &fd) < 0) return NULL;
+  if (close(fd) < 0 && errno != EINTR) {
+    st_error e;
+    st_fail(&e, ST_APPLY, errno, "close", "", "cannot close descriptor %d", fd);
+    st_throw(env, &e);
+  }
+  return NULL;
+}
+
+static napi_value create_file(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  int rootfd;
+  uint32_t mode = 0644;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2 || st_get_fd(env, argv[0], &rootfd) < 0) return NULL;
+  if (argc > 2) napi_get_value_uint32(env, argv[2], &mode);
+  size_t len;
+  char *path = st_get_string(env, argv[1], "path", &len);
+  if (!path) return NULL;
+  st_error e;
+  int fd = st_create_file(rootfd, path, len, mode, &e);
+  free(path);
+  if (fd < 0) {
+    st_throw(env, &e);
+    return NULL;
+  }
+  napi_value r;
+  napi_create_int32(env, fd, &r);
+  return r;
+}
+
+static int get_num(napi_env env, napi_value obj, const char *key, double *out, int required) {
+  napi_value v;
+  napi_valuetype t;
+  napi_get_named_property(env, obj, key, &v);
+  napi_typeof(env, v, &t);
+  if (t == napi_undefined && !required) return 1;
+  if (t != napi_number) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "meta.%s must be a number", key);
+    st_throw_msg(env, "ERR_INVALID_ARGUMENT", msg);
+    return -1;
+  }
+  napi_get_value_double(env, v, out);
+  return 0;
+}
+
+/* finishFile(fd, meta, path?): the optional path only names the file in errors. */
+static napi_value finish_file(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  int fd;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2 || st_get_fd(env, argv[0], &fd) < 0) return NULL;
+  double mode, uid, gid, msec, mnsec, asec = 0, ansec = 0;
+  if (get_num(env, argv[1], "mode", &mode, 1) < 0 || get_num(env, argv[1], "uid", &uid, 1) < 0 ||
+      get_num(env, argv[1], "gid", &gid, 1) < 0 || get_num(env, argv[1], "mtimeSec", &msec, 1) < 0 ||
+      get_num(env, argv[1], "mtimeNsec", &mnsec, 1) < 0)
+    return NULL;
+  int ra = get_num(env, argv[1], "atimeSec", &asec, 0);
+  if (ra < 0 || get_num(env, argv[1], "atimeNsec", &ansec, 0) < 0) return NULL;
+  if (ra == 1) { /* no atime: use the mtime, so the tree is the same on every unpack */
+    asec = msec;
+    ansec = mnsec;
+  }
+  st_meta m = {(uint32_t)mode, (uint32_t)uid, (uint32_t)gid, (int64_t)asec, (int64_t)msec,
+               (uint32_t)ansec, (uint32_t)mnsec, 0, NULL};
+  napi_value xobj, names = NULL;
+  napi_valuetype t;
+  napi_get_named_property(env, argv[1], "xattrs", &xobj);
+  napi_typeof(env, xobj, &t);
+  uint32_t nx = 0;
+  if (t == napi_object) {
+    napi_get_property_names(env, xobj, &names);
+    napi_get_array_length(env, names, &nx);
+  }
+  st_xattr *xs = calloc(nx ? nx : 1, sizeof *xs);
+  char **keys = calloc(nx ? nx : 1, sizeof *keys);
+  char *path = NULL;
+  napi_value result = NULL;
+  for (uint32_t i = 0; i < nx; i++) {
+    napi_value k, v;
+    bool is_buf;
+    napi_get_element(env, names, i, &k);
+    keys[i] = st_get_string(env, k, "xattr name", NULL);
+    if (!keys[i]) goto out;
+    napi_get_property(env, xobj, k, &v);
+    napi_is_buffer(env, v, &is_buf);
+    if (!is_buf) {
+      st_throw_msg(env, "ERR_INVALID_ARGUMENT", "meta.xattrs values must be Buffers");
+      goto out;
+    }
+    void *base;
+    napi_get_buffer_info(env, v, &base, &xs[i].size);
+    xs[i].value = base;
+    xs[i].name = keys[i];
+  }
+  m.nxattrs = nx;
+  m.xattrs = xs;
+  if (argc > 2) {
+    napi_typeof(env, argv[2], &t);
+    if (t == napi_string && !(path = st_get_string(env, argv[2], "path", NULL))) goto out;
+  }
+  st_error e;
+  char fdname[32];
+  snprintf(fdname, sizeof fdname, "fd %d", fd);
+  if (st_finish_fd(fd, &m, path ? path : fdname, &e) < 0) st_throw(env, &e);
+  else napi_get_undefined(env, &result);
+out:
+  for (uint32_t i = 0; i < nx; i++) free(keys[i]);
+  free(keys);
+  free(xs);
+  free(path);
+  return result;
+}
+
+static napi_value lgetxattrs(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char *path = argc ? st_get_string(env, argv[0], "path", NULL) : NULL;
+  if (!path) return NULL;
+  napi_value result = NULL;
+  char *names = NULL, *value = NULL;
+  st_error e;
+  ssize_t n;
+  for (;;) { /* the list can grow between the size query and the read */
+    n = llistxattr(path, NULL, 0);
+    if (n < 0) break;
+    free(names);
+    names = malloc((size_t)n + 1);
+    ssize_t got = llistxattr(path, names, (size_t)n);
+    if (got >= 0 || errno != ERANGE) {
+      n = got;
+      break;
+    }
+  }
+  if (n < 0) {
+    st_fail(&e, ST_APPLY, errno, "llistxattr", path, "cannot list xattrs");
+    st_throw(env, &e);
+    goto out;
+  }
+  napi_create_object(env, &result);
+  for (char *k = names; k < names + n; k += strlen(k) + 1) {
+    ssize_t vn;
+    for (;;) {
+      vn = lgetxattr(path, k, NULL, 0);
+      if (vn < 0) break;
+      free(value);
+      value = malloc((size_t)vn + 1);
+      ssize_t got = lgetxattr(path, k, value, (size_t)vn);
+      if (got >= 0 || errno != ERANGE) {
+        vn = got;
+        break;
+      }
+    }
+    if (vn < 0) {
+      if (errno == ENODATA) continue; /* removed meanwhile */
+      st_fail(&e, ST_APPLY, errno, "lgetxattr", path, "cannot read xattr %s", k);
+      st_throw(env, &e);
+      result = NULL;
+      goto out;
+    }
+    napi_value buf;
+    void *dst;
+    napi_create_buffer_copy(env, (size_t)vn, value, &dst, &buf);
+    napi_set_named_property(env, result, k, buf);
+  }
+out:
+  free(names);
+  free(value);
+  free(path);
+  return result;
+}
+
+static napi_value lsetxattr_js(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  bool is_buf = false;
+  if (argc == 3) napi_is_buffer(env, argv[2], &is_buf);
+  if (!is_buf) {
+    st_throw_msg(env, "ERR_INVALID_ARGUMENT", "lsetxattr(path, name, value: Buffer)");
+    return NULL;
+  }
+  char *path = st_get_string(env, argv[0], "path", NULL);
+  if (!path) return NULL;
+  char *name = st_get_string(env, argv[1], "xattr name", NULL);
+  if (!name) {
+    free(path);
+    return NULL;
+  }
+  void *value;
+  size_t size;
+  napi_get_buffer_info(env, argv[2], &value, &size);
+  if (lsetxattr(path, name, value, size, 0) < 0) {
+    st_error e;
+    st_fail(&e, ST_APPLY, errno, "lsetxattr", path, "cannot set xattr %s", name);
+    st_throw(env, &e);
+  }
+  free(path);
+  free(name);
+  return NULL;
+}
+
+napi_status st_init_files(napi_env env, napi_value exports) {
+  napi_status s;
+  if ((s = st_export(env, exports, "openRoot", open_root)) != napi_ok) return s;
+  if ((s = st_export(env, exports, "closeFd", close_fd)) != napi_ok) return s;
+  if ((s = st_export(env, exports, "createFile", create_file)) != napi_ok) return s;
+  if ((s = st_export(env, exports, "finishFile", finish_file)) != napi_ok) return s;
+  if ((s = st_export(env, exports, "lgetxattrs", lgetxattrs)) != napi_ok) return s;
+  return st_export(env, exports, "lsetxattr", lsetxattr_js);
+}

@@ -1,0 +1,47 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { NativeAddonError } from '../errors.js';
+
+/**
+ * The raw exports of build/Release/stratum.node (native/*.c). Only src/sys uses these; everyone
+ * else goes through the typed NativeBinding of native.ts, which encodes batches and types errors.
+ */
+export interface RawAddon {
+  applyProgram(rootFd: number, program: Buffer, datas: Buffer[]): Promise<void>;
+  openRoot(path: string): number;
+  closeFd(fd: number): void;
+  createFile(rootFd: number, path: string, mode: number): number;
+  finishFile(fd: number, meta: object, path?: string): void;
+  lgetxattrs(absPath: string): Record<string, Buffer>;
+  lsetxattr(absPath: string, name: string, value: Buffer): void;
+  mountOverlayPaths(target: string, lowers: string[], upper: string | null, work: string | null, flags: string[]): void;
+  bindMount(source: string, target: string, readonly: boolean): void;
+  unmount(target: string, detach: boolean): void;
+  digestCreate(fd: number, algorithm: string): DigestHandle;
+  /** Resolves with the number of bytes written (write = true) or hashed. */
+  digestWrite(handle: DigestHandle, buffers: Buffer[], write: boolean): Promise<number>;
+  digestFinal(handle: DigestHandle): string;
+}
+
+/** Opaque N-API external holding an EVP_MD_CTX. */
+export type DigestHandle = { readonly __digestHandle: unique symbol };
+
+/** build/Release/stratum.node of the package this file belongs to (dist/src/sys → repo root). */
+export const ADDON_PATH = fileURLToPath(new URL('../../../build/Release/stratum.node', import.meta.url));
+
+let loaded: RawAddon | undefined;
+
+/** Loads the addon once; missing or broken is an error, never a silent fallback. */
+export function rawAddon(): RawAddon {
+  if (loaded) return loaded;
+  if (!existsSync(ADDON_PATH)) {
+    throw new NativeAddonError(`native addon not built: ${ADDON_PATH} is missing; run npm rebuild (node-gyp, with nodedir=/usr)`);
+  }
+  try {
+    loaded = createRequire(import.meta.url)(ADDON_PATH) as RawAddon;
+  } catch (err) {
+    throw new NativeAddonError(`native addon ${ADDON_PATH} does not load: ${(err as Error).message}; run npm rebuild`, { cause: err });
+  }
+  return loaded;
+}
