@@ -1,0 +1,258 @@
+/**
+ * One snapshotter per test on a fresh root, with real mounts under a scratch directory that
+ * are always taken down again (also when a test fails half way), plus the assertions the
+ * metadata rules share: the exact error class and code, and "refused again, nothing changed".
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { lstat, mkdir, mkdtemp, readdir, readFile, rm, rmdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { StratumError } from '../../../src/errors.js';
+import { mountAll, unmountAll } from '../../../src/snapshotter/mount.js';
+import type { Info, Mount, SnapshotOptions, Snapshotter } from '../../../src/snapshotter/snapshotter.js';
+import { tempDir } from '../../helpers/tmp.js';
+
+const run = promisify(execFile);
+
+export interface Backend {
+  name: string;
+  open(root: string): Promise<Snapshotter>;
+  skipReason?: () => Promise<string | undefined>;
+}
+
+export class Harness {
+  /** mount target → the key it shows, in mount order. */
+  private readonly mounted = new Map<string, string>();
+  private counter = 0;
+
+  private constructor(
+    readonly sn: Snapshotter,
+    /** The snapshotter root. */
+    readonly root: string,
+    /** Scratch space outside the root: mount targets, reference trees. */
+    readonly scratch: string,
+    private readonly base: string,
+    private readonly backend: Backend,
+  ) {}
+
+  static async open(backend: Backend): Promise<Harness> {
+    const base = await tempDir(`conformance-${backend.name}`);
+    const root = join(base, 'root');
+    const scratch = join(base, 'scratch');
+    await mkdir(root);
+    await mkdir(scratch);
+    try {
+      return new Harness(await backend.open(root), root, scratch, base, backend);
+    } catch (err) {
+      await rm(base, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** Reopens the snapshotter on the same root (after close). */
+  async reopen(): Promise<Harness> {
+    await this.sn.close();
+    const h = new Harness(await this.backend.open(this.root), this.root, this.scratch, this.base, this.backend);
+    return h;
+  }
+
+  /** A second snapshotter instance on the same root (the caller closes it). */
+  openAnother(): Promise<Snapshotter> {
+    return this.backend.open(this.root);
+  }
+
+  /** The temp directory holding root and scratch: nothing may appear beside it. */
+  get baseDir(): string {
+    return this.base;
+  }
+
+  unique(prefix: string): string {
+    return `${prefix}-${++this.counter}`;
+  }
+
+  async mkScratch(prefix: string): Promise<string> {
+    return mkdtemp(join(this.scratch, `${prefix}-`));
+  }
+
+  /** mountAll onto a fresh directory; returns it. */
+  async mount(mounts: Mount[], key = '?'): Promise<string> {
+    const target = await this.mkScratch('mnt');
+    await mountAll(mounts, target);
+    this.mounted.set(target, key);
+    return target;
+  }
+
+  async unmount(target: string): Promise<void> {
+    await unmountAll(target);
+    this.mounted.delete(target);
+    await rmdir(target);
+  }
+
+  /** Unmounts whatever shows `key`. */
+  async unmountKey(key: string): Promise<void> {
+    for (const [target, k] of [...this.mounted].reverse()) if (k === key) await this.unmount(target);
+  }
+
+  /** prepare + mount: the writable directory. */
+  async prepare(key: string, parent?: string, options?: SnapshotOptions): Promise<string> {
+    return this.mount(await this.sn.prepare(key, parent, options), key);
+  }
+
+  /** Unmounts the key's directory (if mounted here), then commits. */
+  async commit(name: string, key: string, options?: SnapshotOptions): Promise<void> {
+    await this.unmountKey(key);
+    await this.sn.commit(name, key, options);
+  }
+
+  /** One committed layer `name` on `parent`, its content made by fn through a real mount. */
+  async layer(name: string, parent: string | undefined, fn: (dir: string) => Promise<void>, options?: SnapshotOptions): Promise<void> {
+    const key = `extract-${++this.counter} ${name}`;
+    const dir = await this.prepare(key, parent, options);
+    await fn(dir);
+    await this.commit(name, key, options);
+  }
+
+  /** A mounted read-only view of `parent` for the duration of fn; the view is removed after. */
+  async withView<T>(parent: string | undefined, fn: (dir: string) => Promise<T>): Promise<T> {
+    const key = this.unique('view');
+    const target = await this.mount(await this.sn.view(key, parent), key);
+    try {
+      return await fn(target);
+    } finally {
+      await this.unmount(target);
+      await this.sn.remove(key);
+    }
+  }
+
+  /** Every Info, sorted by name, dates as ISO strings. */
+  async infos(...filters: string[]): Promise<Info[]> {
+    const out: Info[] = [];
+    await this.sn.walk((info) => {
+      out.push(info);
+    }, ...filters);
+    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  /**
+   * What "nothing changed" compares: every Info (incl. timestamps), and the directories under
+   * the root down to depth 3 (a leaked snapshot directory shows there).
+   */
+  async state(): Promise<string> {
+    const infos = (await this.infos()).map((i) => ({ ...i, created: i.created.toISOString(), updated: i.updated.toISOString() }));
+    const dirs: string[] = [];
+    const visit = async (rel: string, depth: number): Promise<void> => {
+      if (depth > 3) return;
+      for (const e of await readdir(join(this.root, rel), { withFileTypes: true })) {
+        if (!e.isDirectory()) continue;
+        const p = rel ? `${rel}/${e.name}` : e.name;
+        dirs.push(p);
+        await visit(p, depth + 1);
+      }
+    };
+    await visit('', 1);
+    return JSON.stringify({ infos, dirs: dirs.sort() }, null, 1);
+  }
+
+  /** Takes down every mount (also ones a failed test left), closes, removes the scratch area. */
+  async dispose(): Promise<void> {
+    const errors: unknown[] = [];
+    for (const target of [...this.mounted.keys()].reverse()) {
+      try {
+        await this.unmount(target);
+      } catch (err) {
+        errors.push(err);
+      }
+    }
+    for (const target of await mountsUnder(this.base)) {
+      try {
+        await unmountAll(target);
+      } catch {
+        await run('umount', ['-l', target]).catch((err: unknown) => errors.push(err));
+      }
+    }
+    try {
+      await this.sn.close();
+    } catch (err) {
+      errors.push(err);
+    }
+    const left = await mountsUnder(this.base);
+    if (left.length > 0) throw new Error(`mounts left under ${this.base}, not removing it: ${left.join(', ')}`);
+    await rm(this.base, { recursive: true, force: true, maxRetries: 3 });
+    if (errors.length > 0) throw new AggregateError(errors, `cleaning up ${this.base}`);
+  }
+}
+
+/** Mount points at or below dir, deepest first (from /proc/self/mountinfo). */
+export async function mountsUnder(dir: string): Promise<string[]> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  const out: string[] = [];
+  for (const line of text.split('\n')) {
+    const fields = line.split(' ');
+    const point = fields[4]?.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if (point && (point === dir || point.startsWith(`${dir}/`))) out.push(point);
+  }
+  return out.reverse();
+}
+
+type ErrorClass = new (...args: never[]) => StratumError;
+
+/** Awaits a rejection of exactly this class and code (and message, when given). */
+export async function expectError(
+  action: () => Promise<unknown>,
+  cls: ErrorClass,
+  code: string,
+  message?: RegExp,
+): Promise<StratumError> {
+  let caught: unknown;
+  try {
+    await action();
+  } catch (err) {
+    caught = err;
+  }
+  assert.ok(caught !== undefined, `expected ${cls.name} (${code}), but the call succeeded`);
+  const e = caught as StratumError;
+  assert.ok(caught instanceof cls, `expected ${cls.name} (${code}), got ${(e as Error)?.name}: ${(e as Error)?.message} (code ${e?.code})`);
+  assert.equal(e.code, code, `error code of: ${e.message}`);
+  if (message) assert.match(e.message, message);
+  return e;
+}
+
+/** The call is refused the same way twice, and neither refusal changed any state. */
+export async function expectRefusedTwice(
+  h: Harness,
+  action: () => Promise<unknown>,
+  cls: ErrorClass,
+  code: string,
+  message?: RegExp,
+): Promise<void> {
+  const before = await h.state();
+  const first = await expectError(action, cls, code, message);
+  const second = await expectError(action, cls, code, message);
+  assert.equal(second.message, first.message, 'a repeated refusal gives the same message');
+  assert.equal(await h.state(), before, 'a refused call must change nothing (metadata and directories)');
+}
+
+/** Disk usage of a tree the way du counts it: allocated blocks, each inode once. */
+export async function diskBytes(dir: string): Promise<number> {
+  const seen = new Set<bigint>();
+  let bytes = 0;
+  const visit = async (p: string): Promise<void> => {
+    const st = await lstat(p, { bigint: true });
+    if (!seen.has(st.ino)) {
+      seen.add(st.ino);
+      bytes += Number(st.blocks) * 512;
+    }
+    if (st.isDirectory()) for (const name of await readdir(p)) await visit(join(p, name));
+  };
+  await visit(dir);
+  return bytes;
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Sleeps until the wall clock has entered the next whole second. */
+export async function nextSecond(): Promise<void> {
+  const now = Date.now();
+  await sleep(1000 - (now % 1000) + 5);
+}
