@@ -70,10 +70,10 @@ export async function measureCommand(spec: CommandSpec): Promise<Measurement> {
   }
 }
 
-/** Runs a command to completion without measuring it (setup steps such as `sync`). */
-export async function runQuiet(command: string, args: string[]): Promise<void> {
+/** Runs a command to completion without measuring it (setup steps such as `sync`); `silent` drops its stderr too. */
+export async function runQuiet(command: string, args: string[], silent = false): Promise<void> {
   await new Promise<void>((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+    const child = spawn(command, args, { stdio: ['ignore', 'ignore', silent ? 'ignore' : 'inherit'] });
     child.once('error', reject);
     child.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`${command} ${args.join(' ')} exited with ${code}`))));
   });

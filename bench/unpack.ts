@@ -1,0 +1,346 @@
+/**
+ * Issue 3's unpack benchmark: a cold pull that ends with the image unpacked, of the same
+ * multi-layer image (bench/big:1: ≈231 MB compressed, 6 layers, one of 12,000 small files) from
+ * docker-registry on 127.0.0.1, by
+ *   - stratum: `stratum pull --snapshotter overlay` (unpacks by default),
+ *   - containerd 1.6: `ctr image pull --snapshotter overlayfs` against a private daemon,
+ *   - skopeo copy + `umoci raw unpack` (two commands, timed together),
+ *   - the floor: sequential `gzip -dc LAYER | tar -x` of the same layer blobs into one dir
+ *     (no download, no digest checks, no whiteouts: what unpacking cannot beat),
+ * in one run, alternating the tools after one discarded warm-up of each, every run into fresh
+ * state that is deleted afterwards.
+ *
+ *   npm run build && node dist/bench/unpack.js [--runs N]
+ *
+ * Prints a table and the ratios stratum/containerd and stratum/floor against the targets, and
+ * writes .bench/unpack-results.json.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { spawnSync } from 'node:child_process';
+import { startBenchRegistry, type CachedBigImage } from './lib/big-image-registry.js';
+import { CTR, requireContainerd, startContainerd, type PrivateContainerd } from './lib/containerd.js';
+import { measureCommand, requireGnuTime, runQuiet, type CommandSpec } from './lib/measure.js';
+import { benchRegistryStorage, registryBlobPath } from './lib/registry-blobs.js';
+import { summarize, type Summary } from './lib/stats.js';
+
+const TARGET_RATIO_CONTAINERD = 0.8;
+const TARGET_RATIO_FLOOR = 1.2;
+/** 150 MB in decimal units, the stricter reading of the target. */
+const TARGET_RSS_BYTES = 150e6;
+/** The repository root (this file runs as dist/bench/unpack.js). */
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const BENCH_DIR = join(ROOT, '.bench');
+const RUNS_DIR = join(BENCH_DIR, 'unpack-runs');
+const STRATUM_CLI = join(ROOT, 'dist/src/cli/main.js');
+const NAMESPACE = 'bench';
+
+type ToolName = 'stratum' | 'containerd' | 'skopeo+umoci' | 'tar-floor';
+
+interface Run {
+  wallSeconds: number;
+  /** Peak RSS of the measured command (GNU time %M: the largest process of its tree). */
+  peakRssBytes: number;
+  /** containerd only: the daemon's VmHWM (a fresh daemon per run, so the peak of this run). */
+  daemonPeakRssBytes?: number;
+}
+
+interface Prepared {
+  spec: CommandSpec;
+  /** After the timed command: checks it did the work and returns extra figures. */
+  finish(): Promise<Partial<Run>>;
+  /** Removes everything the run made (outside the timing). */
+  cleanup(): Promise<void>;
+}
+
+interface Tool {
+  name: ToolName;
+  /** Sets up one cold run in `dir` (fresh, empty). */
+  prepare(dir: string): Promise<Prepared>;
+  /** The command line as documented in the results. */
+  describe: string;
+}
+
+/** Counts regular files under dir (outside the timing) so a tool that did nothing is caught. */
+function countFiles(dir: string): number {
+  const r = spawnSync('find', [dir, '-type', 'f'], { encoding: 'utf8', maxBuffer: 256 << 20 });
+  if (r.status !== 0) throw new Error(`find ${dir} failed: ${r.stderr}`);
+  return r.stdout.split('\n').filter(Boolean).length;
+}
+
+function expectFiles(tool: string, dir: string, image: CachedBigImage): void {
+  const want = image.options.smallFilesLayer + 2 * (image.layers.length - 1);
+  const got = countFiles(dir);
+  if (got !== want) throw new Error(`${tool}: ${dir} holds ${got} files, expected ${want}`);
+}
+
+function tools(host: string, image: CachedBigImage): Tool[] {
+  const ref = `${host}/${image.reference}`;
+  const storage = benchRegistryStorage(BENCH_DIR, image.options);
+  const blobs = image.layers.map((l) => registryBlobPath(storage, l.digest));
+  for (const b of blobs) if (!existsSync(b)) throw new Error(`layer blob ${b} missing from the registry's storage`);
+  return [
+    {
+      name: 'stratum',
+      describe: `node dist/src/cli/main.js pull --quiet --snapshotter overlay --store STORE HOST/${image.reference}`,
+      async prepare(dir) {
+        const store = join(dir, 'store');
+        return {
+          spec: {
+            command: process.execPath,
+            args: [STRATUM_CLI, 'pull', '--quiet', '--snapshotter', 'overlay', '--store', store, ref],
+            // No user config may change what is measured.
+            env: { ...process.env, STRATUM_CONFIG: '', XDG_CONFIG_HOME: join(BENCH_DIR, 'empty-config'), DOCKER_CONFIG: join(BENCH_DIR, 'empty-config') },
+          },
+          // The store holds the blobs and the unpacked snapshots: at least the image's files.
+          finish: async () => {
+            const want = image.options.smallFilesLayer + 2 * (image.layers.length - 1);
+            const got = countFiles(store);
+            if (got < want) throw new Error(`stratum: ${store} holds ${got} files, expected the image's ${want} unpacked files at least`);
+            return {};
+          },
+          cleanup: () => rm(dir, { recursive: true, force: true }),
+        };
+      },
+    },
+    {
+      name: 'containerd',
+      describe: `ctr -a SOCK -n ${NAMESPACE} image pull --plain-http --snapshotter overlayfs HOST/${image.reference} (private containerd 1.6, fresh root per run)`,
+      async prepare(dir) {
+        const daemon: PrivateContainerd = await startContainerd(dir);
+        return {
+          spec: { command: CTR, args: ['-a', daemon.socket, '-n', NAMESPACE, 'image', 'pull', '--plain-http', '--snapshotter', 'overlayfs', ref] },
+          async finish() {
+            const daemonPeakRssBytes = await daemon.peakRssBytes();
+            const r = spawnSync(CTR, ['-a', daemon.socket, '-n', NAMESPACE, 'snapshots', '--snapshotter', 'overlayfs', 'ls'], { encoding: 'utf8' });
+            const committed = r.stdout.split('\n').filter((l) => /\bCommitted\s*$/.test(l)).length;
+            if (committed !== image.layers.length) throw new Error(`containerd: ${committed} committed snapshots, expected ${image.layers.length}:\n${r.stdout}${r.stderr}`);
+            return { daemonPeakRssBytes };
+          },
+          async cleanup() {
+            await daemon.stop();
+            await rm(dir, { recursive: true, force: true });
+          },
+        };
+      },
+    },
+    {
+      name: 'skopeo+umoci',
+      describe: `skopeo copy --src-tls-verify=false docker://HOST/${image.reference} oci:DIR/layout:big && umoci raw unpack --image DIR/layout:big DIR/rootfs`,
+      async prepare(dir) {
+        const layout = join(dir, 'layout');
+        const rootfs = join(dir, 'rootfs');
+        return {
+          spec: {
+            command: 'bash',
+            args: [
+              '-c',
+              'set -e; skopeo copy --quiet --src-tls-verify=false "docker://$1" "oci:$2:big"; umoci raw unpack --image "$2:big" "$3" >/dev/null',
+              'bash',
+              ref,
+              layout,
+              rootfs,
+            ],
+          },
+          finish: async () => (expectFiles('skopeo+umoci', rootfs, image), {}),
+          cleanup: () => rm(dir, { recursive: true, force: true }),
+        };
+      },
+    },
+    {
+      name: 'tar-floor',
+      describe: 'for each layer blob, oldest first: gzip -dc BLOB | tar -x -C DIR (blobs read from the registry storage)',
+      async prepare(dir) {
+        const rootfs = join(dir, 'rootfs');
+        await mkdir(rootfs);
+        return {
+          spec: { command: 'bash', args: ['-c', 'set -e -o pipefail; d="$1"; shift; for f in "$@"; do gzip -dc "$f" | tar -x -C "$d"; done', 'bash', rootfs, ...blobs] },
+          finish: async () => (expectFiles('tar-floor', rootfs, image), {}),
+          cleanup: () => rm(dir, { recursive: true, force: true }),
+        };
+      },
+    },
+  ];
+}
+
+/** Why stratum cannot be measured yet, or undefined when its pull unpacks. */
+function stratumUnavailable(): string | undefined {
+  if (!existsSync(STRATUM_CLI)) return `${STRATUM_CLI} is missing (npm run build)`;
+  const r = spawnSync(process.execPath, [STRATUM_CLI, 'pull', '--help'], { encoding: 'utf8' });
+  if (r.status !== 0) return `stratum pull --help failed: ${(r.stderr || r.stdout).trim().split('\n')[0]}`;
+  if (!/--snapshotter/.test(r.stdout + r.stderr)) return 'stratum pull has no --snapshotter option yet (unpack not integrated)';
+  return undefined;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      runs: { type: 'string', default: '3' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write('usage: node dist/bench/unpack.js [--runs N (default 3)]\n');
+    return;
+  }
+  const runs = Number(values.runs);
+  if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs takes a whole number ≥ 1, got ${values.runs}`);
+  if (process.getuid?.() !== 0) throw new Error('run as root: containerd, umoci and tar must set real owners');
+  requireGnuTime();
+  requireContainerd();
+
+  await mkdir(BENCH_DIR, { recursive: true });
+  const log = (line: string) => process.stderr.write(`bench:unpack: ${line}\n`);
+  const { registry, image, cacheHit } = await startBenchRegistry(BENCH_DIR, undefined, log);
+  try {
+    log(`registry ${registry.host}, image ${image.reference} ${image.digest} (${image.layers.length} layers, ${mb(image.totalCompressedBytes)} MB)${cacheHit ? ', cached' : ''}`);
+    await rm(RUNS_DIR, { recursive: true, force: true });
+    await mkdir(RUNS_DIR, { recursive: true });
+    // Anything else busy on the machine (the cores and the disk are shared) skews every number.
+    const loadBefore = loadavg();
+    if (loadBefore[0]! > 1) log(`WARNING: load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')} before the runs: the numbers will be noisy`);
+    const skipped = new Map<ToolName, string>();
+    const why = stratumUnavailable();
+    if (why) skipped.set('stratum', why);
+    const all = tools(registry.host, image);
+    const list = all.filter((t) => !skipped.has(t.name));
+    for (const [name, reason] of skipped) log(`${name}: n/a (${reason})`);
+    const results = new Map<ToolName, Run[]>(list.map((t) => [t.name, []]));
+
+    const once = async (tool: Tool): Promise<Run> => {
+      const dir = await mkdtemp(join(RUNS_DIR, `${tool.name.replace('+', '-')}-`));
+      const prepared = await tool.prepare(dir).catch(async (err: unknown) => {
+        await rm(dir, { recursive: true, force: true });
+        throw err;
+      });
+      try {
+        // Dirty pages of the previous run (its files, its deletion) are flushed outside the timing.
+        await runQuiet('sync', []);
+        const m = await measureCommand(prepared.spec);
+        const extra = await prepared.finish();
+        return { wallSeconds: m.wallSeconds, peakRssBytes: m.peakRssBytes, ...extra };
+      } finally {
+        await prepared.cleanup();
+      }
+    };
+
+    for (const tool of list) {
+      const r = await once(tool);
+      log(`warm-up ${tool.name}: ${r.wallSeconds.toFixed(2)} s (discarded)`);
+    }
+    for (let i = 1; i <= runs; i++) {
+      for (const tool of list) {
+        const r = await once(tool);
+        results.get(tool.name)!.push(r);
+        log(`run ${i}/${runs} ${tool.name}: ${r.wallSeconds.toFixed(2)} s, ${mb(r.peakRssBytes)} MB${r.daemonPeakRssBytes ? ` (daemon ${mb(r.daemonPeakRssBytes)} MB)` : ''}`);
+      }
+    }
+
+    const wall = (name: ToolName) => (results.has(name) ? summarize(results.get(name)!.map((r) => r.wallSeconds)) : undefined);
+    const rss = (name: ToolName) => (results.has(name) ? summarize(results.get(name)!.map((r) => r.peakRssBytes)) : undefined);
+    const daemonRss = results.has('containerd') ? summarize(results.get('containerd')!.map((r) => r.daemonPeakRssBytes ?? 0)) : undefined;
+    const ratio = (a: ToolName, b: ToolName) => {
+      const wa = wall(a);
+      const wb = wall(b);
+      return wa && wb ? wa.median / wb.median : undefined;
+    };
+    const stratumVsContainerd = ratio('stratum', 'containerd');
+    const stratumVsFloor = ratio('stratum', 'tar-floor');
+    const stratumRss = rss('stratum');
+
+    const out: string[] = [];
+    out.push(`cold pull + unpack of ${image.reference} (${image.layers.length} layers, ${mb(image.totalCompressedBytes)} MB compressed, ${image.options.smallFilesLayer} small files in one layer), ${runs} alternating runs each after a warm-up`);
+    const loadAfter = loadavg();
+    out.push(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`);
+    out.push(`load average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${loadAfter.map((l) => l.toFixed(2)).join(' ')}`);
+    out.push('');
+    out.push(row(['tool', 'wall median', 'wall min', 'wall max', 'peak RSS median']));
+    out.push(row(['---', '---', '---', '---', '---']));
+    for (const tool of all) {
+      const w = wall(tool.name);
+      const r = rss(tool.name);
+      if (!w || !r) {
+        out.push(row([tool.name, 'n/a', 'n/a', 'n/a', 'n/a']));
+        continue;
+      }
+      const rssText = tool.name === 'containerd' && daemonRss ? `ctr ${mb(r.median)} MB + daemon ${mb(daemonRss.median)} MB` : `${mb(r.median)} MB`;
+      out.push(row([tool.name, secs(w.median), secs(w.min), secs(w.max), rssText]));
+    }
+    out.push('');
+    const verdict = (v: number | undefined, target: number) => (v === undefined ? 'n/a' : `${v.toFixed(2)}x  (target ≤ ${target}x: ${v <= target ? 'met' : 'MISSED'})`);
+    out.push(`stratum/containerd (wall medians): ${verdict(stratumVsContainerd, TARGET_RATIO_CONTAINERD)}`);
+    out.push(`stratum/tar-floor (wall medians): ${verdict(stratumVsFloor, TARGET_RATIO_FLOOR)}`);
+    out.push(
+      `stratum peak RSS (median): ${stratumRss ? `${mb(stratumRss.median)} MB  (target ≤ ${mb(TARGET_RSS_BYTES)} MB: ${stratumRss.median <= TARGET_RSS_BYTES ? 'met' : 'MISSED'})` : 'n/a'}`,
+    );
+    const informative = (['containerd', 'skopeo+umoci'] as const).map((n) => {
+      const r = ratio(n, 'tar-floor');
+      return `${n}/tar-floor ${r === undefined ? 'n/a' : `${r.toFixed(2)}x`}`;
+    });
+    out.push(`for reference: ${informative.join(', ')}`);
+    for (const [name, reason] of skipped) out.push(`${name}: n/a — ${reason}`);
+    process.stdout.write(out.join('\n') + '\n');
+
+    const json = {
+      date: new Date().toISOString(),
+      machine: { cores: cpus().length, cpu: cpus()[0]?.model, memoryBytes: totalmem(), node: process.version, loadBefore, loadAfter },
+      image: { reference: image.reference, digest: image.digest, layers: image.layers.length, compressedBytes: image.totalCompressedBytes, smallFiles: image.options.smallFilesLayer },
+      runs,
+      tools: Object.fromEntries(
+        all.map((t) => [
+          t.name,
+          results.has(t.name)
+            ? {
+                command: t.describe,
+                wallSeconds: omitSamples(wall(t.name)!),
+                peakRssBytes: omitSamples(rss(t.name)!),
+                ...(t.name === 'containerd' && daemonRss ? { daemonPeakRssBytes: omitSamples(daemonRss) } : {}),
+                runs: results.get(t.name),
+              }
+            : { command: t.describe, unavailable: skipped.get(t.name) },
+        ]),
+      ),
+      ratios: { stratumVsContainerd: stratumVsContainerd ?? null, stratumVsFloor: stratumVsFloor ?? null },
+      targets: { stratumVsContainerd: TARGET_RATIO_CONTAINERD, stratumVsFloor: TARGET_RATIO_FLOOR, peakRssBytes: TARGET_RSS_BYTES },
+      met:
+        stratumVsContainerd === undefined
+          ? null
+          : {
+              stratumVsContainerd: stratumVsContainerd <= TARGET_RATIO_CONTAINERD,
+              stratumVsFloor: stratumVsFloor! <= TARGET_RATIO_FLOOR,
+              peakRss: stratumRss!.median <= TARGET_RSS_BYTES,
+            },
+    };
+    await writeFile(join(BENCH_DIR, 'unpack-results.json'), JSON.stringify(json, null, 2) + '\n');
+    log(`results written to ${join(BENCH_DIR, 'unpack-results.json')}`);
+  } finally {
+    if (existsSync(RUNS_DIR) && (await readdir(RUNS_DIR)).length === 0) await rm(RUNS_DIR, { recursive: true, force: true });
+    await registry.stop();
+  }
+}
+
+function omitSamples(s: Summary): Omit<Summary, 'samples'> {
+  return { median: s.median, min: s.min, max: s.max };
+}
+
+/** Decimal megabytes (10^6 bytes), as the issue states its sizes. */
+function mb(bytes: number): string {
+  return (bytes / 1e6).toFixed(1);
+}
+
+function secs(s: number): string {
+  return `${s.toFixed(2)} s`;
+}
+
+function row(cells: string[]): string {
+  return `| ${cells.join(' | ')} |`;
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench:unpack: ${(err as Error).stack ?? err}\n`);
+  process.exit(1);
+});
