@@ -8,7 +8,7 @@
  * kernel. Both fail with UnsafePathError (ERR_UNSAFE_PATH) naming the path; other failures are
  * FsApplyError (ERR_APPLY) with the path, errno and syscall; mounts fail with MountError.
  */
-import { FsApplyError, InvalidArgumentError, MountError, type NativeFsError, StratumError, UnsafePathError } from '../errors.js';
+import { FsApplyError, InvalidArgumentError, MountError, StratumError, UnsafePathError } from '../errors.js';
 import { rawAddon, type DigestHandle, type RawAddon } from './addon.js';
 import { encodeBatch } from './batch-encoding.js';
 
@@ -215,4 +215,3 @@ export const bindMount = (source: string, target: string, readonly: boolean): vo
 export const unmount = (target: string, detach?: boolean): void => loadNative().unmount(target, detach);
 export const createDigestWriter = (fd: number, algorithm: 'sha256' | 'sha512'): DigestWriter => loadNative().createDigestWriter(fd, algorithm);
 
-export type { NativeFsError };
