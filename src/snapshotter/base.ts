@@ -208,15 +208,21 @@ export abstract class MetadataSnapshotter implements Snapshotter {
     await moveToRemoval(this.root, join(this.root, SNAPSHOTS_DIR, name), `orphan-${name}`);
   }
 
-  /** Moves a removed snapshot's data away and deletes it. */
+  /**
+   * Moves a removed snapshot's data away and deletes it. Its metadata is already gone, so a
+   * failure here (a busy mount point, EIO) must not fail the remove: cleanup reclaims the rest.
+   */
   protected async removeData(id: number): Promise<void> {
-    const aside = await moveToRemoval(this.root, this.dataDir(id), `snapshot-${id}`);
-    if (aside === undefined) return;
-    inFlight.add(aside);
+    let aside: string | undefined;
     try {
+      aside = await moveToRemoval(this.root, this.dataDir(id), `snapshot-${id}`);
+      if (aside === undefined) return;
+      inFlight.add(aside);
       await removeTree(aside);
+    } catch {
+      // left for cleanup
     } finally {
-      inFlight.delete(aside);
+      if (aside !== undefined) inFlight.delete(aside);
     }
   }
 
