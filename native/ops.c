@@ -260,17 +260,57 @@ static int op_file(int pfd, const st_path *p, const st_op *op, st_error *e) {
   return r;
 }
 
+static int is_overlay_xattr(const char *name) {
+  return strncmp(name, "trusted.overlay.", 16) == 0 || strncmp(name, "user.overlay.", 13) == 0;
+}
+
+/*
+ * A directory entry for a directory that is already there (a lower layer's, on a full snapshot)
+ * replaces its metadata whole, as the merged view of an overlay shows it: xattrs the entry does
+ * not carry are removed. overlayfs' own xattrs (opaque markers set by this layer) stay.
+ */
+static int drop_unlisted_xattrs(int pfd, const char *name, const st_meta *m, const char *entry, st_error *e) {
+  int fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    st_fail(e, ST_APPLY, errno, "openat", entry, "cannot open directory to update its xattrs");
+    return -1;
+  }
+  char list[65536];
+  ssize_t n = flistxattr(fd, list, sizeof list);
+  int r = 0;
+  if (n < 0) {
+    if (errno != ENOTSUP) {
+      st_fail(e, ST_APPLY, errno, "flistxattr", entry, "cannot list xattrs");
+      r = -1;
+    }
+    n = 0;
+  }
+  for (ssize_t off = 0; r == 0 && off < n; off += (ssize_t)strlen(list + off) + 1) {
+    const char *x = list + off;
+    if (is_overlay_xattr(x)) continue;
+    int listed = 0;
+    for (uint32_t i = 0; i < m->nxattrs && !listed; i++) listed = strcmp(m->xattrs[i].name, x) == 0;
+    if (!listed && fremovexattr(fd, x) < 0 && errno != ENODATA) {
+      st_fail(e, ST_APPLY, errno, "fremovexattr", entry, "cannot remove xattr %s", x);
+      r = -1;
+    }
+  }
+  close(fd);
+  return r;
+}
+
 static int op_mkdir(int pfd, const st_path *p, const st_op *op, st_error *e) {
+  int kept = 0;
   for (int attempt = 0; attempt < 4; attempt++) {
     if (mkdirat(pfd, p->name, 0700) == 0) break;
     if (errno != EEXIST) {
       st_fail(e, ST_APPLY, errno, "mkdirat", op->path, "cannot create directory");
       return -1;
     }
-    int kept = 0;
     if (make_way(pfd, p->name, 1, &kept, op->path, e) < 0) return -1;
     if (kept) break;
   }
+  if (kept && drop_unlisted_xattrs(pfd, p->name, &op->meta, op->path, e) < 0) return -1;
   return set_meta_at(pfd, p->name, &op->meta, 0, op->path, e);
 }
 

@@ -1,17 +1,11 @@
-import { execFile } from 'node:child_process';
 import { readFile, realpath } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { promisify } from 'node:util';
 import { InvalidArgumentError, StratumError, MountError } from '../errors.js';
-import { mountBinding } from './binding.js';
+import { loadNative } from '../sys/native.js';
 import type { Mount } from './snapshotter.js';
-
-const run = promisify(execFile);
 
 /** The kernel's limit on overlay lower layers (OVL_MAX_STACK). */
 export const MAX_OVERLAY_LOWERS = 500;
-/** The legacy mount(2) data page: longer option strings are silently truncated (see FACTS.md). */
-const LEGACY_OPTIONS_LIMIT = 4095;
 
 export interface OverlaySpec {
   lowers: string[];
@@ -60,8 +54,8 @@ function isBind(m: Mount): boolean {
 
 /**
  * Mounts `mounts` on `target` in order (containerd's mount.All). Overlay goes through the
- * native addon's new-mount-API call with one lowerdir+ per layer, so long chains mount whole;
- * while the addon is not built, mount(8) is used for option strings the legacy call cannot truncate.
+ * native addon's new-mount-API call with one lowerdir+ per layer, so long chains mount whole
+ * (mount(8)'s legacy call would silently truncate their options at one page).
  */
 export async function mountAll(mounts: Mount[], target: string): Promise<void> {
   const done: number[] = [];
@@ -77,13 +71,10 @@ export async function mountAll(mounts: Mount[], target: string): Promise<void> {
 }
 
 async function mountOne(m: Mount, target: string): Promise<void> {
-  const binding = await mountBinding();
+  const binding = loadNative();
   if (isBind(m)) {
     const readonly = m.options.includes('ro');
-    if (binding) return wrap(`bind mount ${m.source} on ${target}`, () => binding.bindMount(m.source, target, readonly));
-    await exec(['--bind', m.source, target], `bind mount ${m.source} on ${target}`);
-    if (readonly) await exec(['-o', 'remount,bind,ro', target], `remount ${target} read-only`);
-    return;
+    return wrap(`bind mount ${m.source} on ${target}`, () => binding.bindMount(m.source, target, readonly));
   }
   if (m.type !== 'overlay') throw new InvalidArgumentError(`cannot mount ${m.source} on ${target}: mount type ${JSON.stringify(m.type)} is not supported (overlay, bind)`);
   const spec = parseOverlayOptions(m.options);
@@ -91,17 +82,10 @@ async function mountOne(m: Mount, target: string): Promise<void> {
   if (spec.lowers.length > MAX_OVERLAY_LOWERS) {
     throw new InvalidArgumentError(`cannot mount overlay on ${target}: ${spec.lowers.length} lower layers, the kernel allows at most ${MAX_OVERLAY_LOWERS}`);
   }
-  if (binding) {
-    const options: { lowers: string[]; upper?: string; work?: string; flags?: string[] } = { lowers: spec.lowers, flags: spec.flags };
-    if (spec.upper !== undefined) options.upper = spec.upper;
-    if (spec.work !== undefined) options.work = spec.work;
-    return wrap(`overlay mount of ${spec.lowers.length} layers on ${target}`, () => binding.mountOverlay(target, options));
-  }
-  const data = m.options.join(',');
-  if (data.length > LEGACY_OPTIONS_LIMIT) {
-    throw new MountError(`cannot mount overlay of ${spec.lowers.length} layers on ${target}: its options are ${data.length} bytes, more than mount(2) takes, and the native addon (new mount API) is not built`);
-  }
-  await exec(['-t', 'overlay', '-o', data, m.source, target], `overlay mount on ${target}`);
+  const options: { lowers: string[]; upper?: string; work?: string; flags?: string[] } = { lowers: spec.lowers, flags: spec.flags };
+  if (spec.upper !== undefined) options.upper = spec.upper;
+  if (spec.work !== undefined) options.work = spec.work;
+  return wrap(`overlay mount of ${spec.lowers.length} layers on ${target}`, () => binding.mountOverlay(target, options));
 }
 
 /** Unmounts everything mounted on `target` (containerd's UnmountAll). Not mounted is fine. */
@@ -110,11 +94,7 @@ export async function unmountAll(target: string, detach = false): Promise<void> 
 }
 
 async function unmountOnce(target: string, detach: boolean): Promise<void> {
-  const binding = await mountBinding();
-  if (binding) return wrap(`unmount ${target}`, () => binding.unmount(target, detach));
-  await run('umount', detach ? ['-l', target] : [target]).catch((err: Error & { stderr?: string }) => {
-    throw new MountError(`unmount ${target}: ${err.stderr?.trim() || err.message}`, { cause: err });
-  });
+  return wrap(`unmount ${target}`, () => loadNative().unmount(target, detach));
 }
 
 /** Whether something is mounted exactly on `path` (per /proc/self/mountinfo). */
@@ -135,15 +115,6 @@ export async function isMountPoint(path: string): Promise<boolean> {
 
 function unescapeMountinfo(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
-}
-
-async function exec(args: string[], what: string): Promise<void> {
-  try {
-    await run('mount', args);
-  } catch (err) {
-    const e = err as Error & { stderr?: string };
-    throw new MountError(`${what}: ${e.stderr?.trim() || e.message}`, { cause: err });
-  }
 }
 
 function wrap(what: string, fn: () => void): void {

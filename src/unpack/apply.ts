@@ -5,7 +5,7 @@ import { Digester } from '../oci/digest.js';
 import type { LayerCompression } from '../oci/mediatypes.js';
 import { autoDecompressor } from './decompress.js';
 import { LayerWriter } from './layer-writer.js';
-import { nativeBinding } from './native-binding.js';
+import { loadNative } from '../sys/native.js';
 import { TarFormatError, TarReader } from './tar-reader.js';
 import type { ApplyOptions, ApplyResult } from './types.js';
 
@@ -20,7 +20,7 @@ export const DEFAULT_LIMITS = { maxBytes: 64 * 1024 ** 3, maxEntries: 10_000_000
 export async function applyLayer(compressed: Readable, rootDir: string, options: ApplyOptions): Promise<ApplyResult & { compression: LayerCompression }> {
   const { subject } = options;
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
-  const binding = await nativeBinding(subject);
+  const binding = loadNative();
   options.signal?.throwIfAborted();
   const rootFd = binding.openRoot(rootDir);
   const writer = new LayerWriter(binding, rootFd, rootDir, {
@@ -68,7 +68,8 @@ export async function applyLayer(compressed: Readable, rootDir: string, options:
   if (options.expectedDiffId !== undefined && diffId !== options.expectedDiffId) {
     throw new DigestMismatchError(`${subject} (uncompressed diffID)`, options.expectedDiffId, diffId);
   }
-  return { diffId, size: digester.size, entries: writer.entries, compression };
+  const overlayFixups = writer.overlayFixups();
+  return { diffId, size: digester.size, entries: writer.entries, compression, ...(overlayFixups ? { overlayFixups } : {}) };
 }
 
 function toLayerError(err: unknown, subject: string, compression: LayerCompression, signal?: AbortSignal): unknown {

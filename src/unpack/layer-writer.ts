@@ -11,6 +11,7 @@ import type { EntryMeta, NativeBinding } from '../sys/native.js';
 import { ancestors, depth, isWithin, joinPath, normaliseEntryPath, parentOf } from './entry-path.js';
 import { OpBatcher } from './op-batcher.js';
 import type { TarEvent, TarHeader } from './tar-reader.js';
+import type { OverlayFixups } from './types.js';
 import { classifyWhiteout, isOverlayXattr, opaqueXattrName } from './whiteout.js';
 
 const writeAsync = promisify(fsWrite);
@@ -43,6 +44,10 @@ export class LayerWriter {
   private readonly opaqueDone = new Set<string>();
   /** full mode: ancestors found on disk as real directories (from lower layers). */
   private readonly lowerDirs = new Set<string>();
+  /** overlay mode: directories this layer created without an entry; they take their metadata from the layers below. */
+  private readonly inheritDirs = new Set<string>();
+  /** overlay mode: hardlinks whose target is in a layer below (linked once the parent chain is there). */
+  private readonly lowerLinks: { path: string; target: string }[] = [];
   private current: { header: TarHeader; path: string; meta: EntryMeta; parts: Buffer[]; bytes: number; fd?: number; pos: number; writing?: Promise<void> } | null = null;
 
   constructor(
@@ -73,6 +78,12 @@ export class LayerWriter {
       if (this.batcher.full) await this.batcher.dispatch();
     }
     await this.batcher.flush();
+  }
+
+  /** overlay mode: what can only be finished against the layers below (see applyOverlayFixups). */
+  overlayFixups(): OverlayFixups | undefined {
+    if (this.inheritDirs.size === 0 && this.lowerLinks.length === 0) return undefined;
+    return { inheritDirs: [...this.inheritDirs], lowerLinks: [...this.lowerLinks] };
   }
 
   /** Closes a big file left open by a failure. */
@@ -202,6 +213,7 @@ export class LayerWriter {
     }
     this.batcher.add({ op: 'mkdir', path, meta });
     this.record(path, 'dir');
+    this.inheritDirs.delete(path);
     this.dirTimes.set(path, meta);
     // A whiteout and a directory of the same name in one layer: the new directory replaces the old one whole.
     if (replacedWhiteout && this.opts.mode === 'overlay') this.markOpaque(path);
@@ -221,10 +233,13 @@ export class LayerWriter {
     const kind = this.written.get(target);
     if (kind === 'dir' || kind === 'implicitDir') this.refuse(h.name, `hardlink to directory ${JSON.stringify(h.linkname)}`);
     if (kind === 'whiteout') this.refuse(h.name, `hardlink target ${JSON.stringify(h.linkname)} was deleted by this layer`);
-    if (kind === undefined && this.opts.mode === 'overlay') {
-      this.refuse(h.name, `hardlink target ${JSON.stringify(h.linkname)} is not in this layer`);
-    }
     await this.replaceNonDir(path);
+    if (kind === undefined && this.opts.mode === 'overlay') {
+      // The target is in a layer below, which an upper directory cannot link to yet.
+      this.lowerLinks.push({ path, target });
+      this.record(path, 'file');
+      return;
+    }
     this.batcher.add({ op: 'hardlink', path, target });
     this.record(path, 'file');
     if (this.batcher.full) await this.batcher.dispatch();
@@ -245,6 +260,8 @@ export class LayerWriter {
 
   private async opaque(h: TarHeader, dir: string): Promise<void> {
     if (this.opts.mode === 'overlay') {
+      // A marker for a directory the layer has no entry for: the directory must exist to carry it.
+      if (dir !== '' && this.written.get(dir) !== 'dir') this.batcher.add({ op: 'mkdir', path: dir, meta: implicitDirMeta() });
       this.markOpaque(dir);
       return;
     }
@@ -324,6 +341,7 @@ export class LayerWriter {
       if (!create) return false;
       // The addon creates missing parents (0755, owned by us) on the way; no op needed.
       this.record(a, 'implicitDir');
+      if (this.opts.mode === 'overlay') this.inheritDirs.add(a);
     }
     return true;
   }
@@ -362,6 +380,7 @@ export class LayerWriter {
   }
 
   private forgetBelow(path: string): void {
+    for (const d of this.inheritDirs) if (isWithin(d, path)) this.inheritDirs.delete(d);
     for (const p of [...this.written.keys()]) {
       if (p !== path && isWithin(p, path)) {
         this.written.delete(p);

@@ -29,6 +29,19 @@ export interface ApplyResult {
   /** Uncompressed bytes read. */
   size: number;
   entries: number;
+  /** overlay mode: work left until the layers below are there (see applyOverlayFixups). */
+  overlayFixups?: OverlayFixups;
+}
+
+/**
+ * An overlay layer is extracted into its own directory, possibly before its parents exist. Two
+ * things need the layers below: directories the layer created only as parents of its entries
+ * (their mode, owner, xattrs and times come from below, as overlayfs' copy-up would give), and
+ * hardlinks to files of a lower layer (the file is copied up, then linked, so both names stay one file).
+ */
+export interface OverlayFixups {
+  inheritDirs: string[];
+  lowerLinks: { path: string; target: string }[];
 }
 
 /**

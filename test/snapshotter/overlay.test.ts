@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { link, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { mountBinding } from '../../src/snapshotter/binding.js';
 import { MetadataStore } from '../../src/snapshotter/metadata.js';
 import { isMountPoint, mountAll, parseOverlayOptions, unmountAll } from '../../src/snapshotter/mount.js';
 import { kernelHasOverlay, overlayFeatures } from '../../src/snapshotter/overlay/kernel.js';
@@ -162,10 +161,6 @@ describe('overlay: mounts', () => {
   });
 
   test('a chain of 500 layers mounts whole through the new mount API', { skip: noMount, timeout: 60_000 }, async (t) => {
-    if (!(await mountBinding())) {
-      t.skip('the native addon (mountOverlay with one lowerdir+ per layer) is not built yet; mount(8) would truncate the options');
-      return;
-    }
     const s = await open();
     let parent: string | undefined;
     for (let i = 0; i < 500; i++) {
@@ -187,22 +182,6 @@ describe('overlay: mounts', () => {
       async () => mountAll(await s.prepare('too-deep', 'L500'), mnt),
       /at most 500/,
     );
-    assert.equal(await isMountPoint(mnt), false);
-  });
-
-  test('without the addon, options longer than one page are refused instead of truncated', { skip: noMount }, async (t) => {
-    if (await mountBinding()) {
-      t.skip('the native addon is built: long chains mount through it');
-      return;
-    }
-    const s = await open();
-    let parent: string | undefined;
-    for (let i = 0; i < 110; i++) {
-      await layer(s, `L${i}`, parent, {});
-      parent = `L${i}`;
-    }
-    const mnt = await target();
-    await assert.rejects(async () => mountAll(await s.view('v', parent), mnt), { code: 'ERR_MOUNT' });
     assert.equal(await isMountPoint(mnt), false);
   });
 });

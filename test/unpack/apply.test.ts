@@ -8,13 +8,19 @@ import { isStratumError } from '../../src/errors.js';
 import type { Digest } from '../../src/oci/digest.js';
 import type { NativeBinding } from '../../src/sys/native.js';
 import { applyLayer } from '../../src/unpack/apply.js';
-import { tryNativeBinding } from '../../src/unpack/native-binding.js';
+import { loadNative } from '../../src/sys/native.js';
 import { buildLayer, random, type EntrySpec } from '../fixtures/layers.js';
 import { TempDirs } from '../helpers/tmp.js';
 
 const tmp = new TempDirs();
 after(() => tmp.cleanup());
-const binding = await tryNativeBinding();
+const binding = ((): ReturnType<typeof loadNative> | Error => {
+  try {
+    return loadNative();
+  } catch (err) {
+    return err as Error;
+  }
+})();
 const skip = binding instanceof Error ? `native addon unavailable: ${binding.message}` : process.getuid?.() !== 0 ? 'needs root (chown, devices, trusted xattrs)' : false;
 
 async function apply(entries: EntrySpec[], root: string, mode: 'overlay' | 'full', compression: 'gzip' | 'zstd' | 'none' = 'gzip', expectedDiffId?: Digest) {

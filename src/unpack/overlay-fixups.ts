@@ -1,0 +1,86 @@
+import { closeSync, write, type BigIntStats } from 'node:fs';
+import { lstat, open } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { join } from 'node:path';
+import { UnsafeEntryError } from '../errors.js';
+import { loadNative, type EntryMeta, type NativeBinding } from '../sys/native.js';
+import { ancestors } from './entry-path.js';
+import type { OverlayFixups } from './types.js';
+import { isOverlayXattr } from './whiteout.js';
+
+const writeAsync = promisify(write);
+const lstatBig = (path: string) => lstat(path, { bigint: true }).catch(() => undefined);
+
+/**
+ * Finishes an overlay layer extracted into `upperDir` against `lowerView`, the merged view of
+ * the layers below it (mounted read-only): hardlinks to lower files become a copy-up of the
+ * target plus a link to it, and directories the layer only implied take the metadata the layers
+ * below give them. Paths are resolved inside upperDir by the addon, as for the layer itself.
+ */
+export async function applyOverlayFixups(upperDir: string, lowerView: string, fixups: OverlayFixups, subject: string): Promise<void> {
+  const binding = loadNative();
+  const rootFd = binding.openRoot(upperDir);
+  try {
+    const inherit = new Set(fixups.inheritDirs);
+    const copiedUp = new Set<string>();
+    for (const { path, target } of fixups.lowerLinks) {
+      if (!copiedUp.has(target)) {
+        const below = await lstatBig(join(lowerView, target));
+        if (!below) throw new UnsafeEntryError(subject, path, `hardlink target ${JSON.stringify(target)} is neither in this layer nor in the layers below`);
+        if (!below.isFile()) throw new UnsafeEntryError(subject, path, `hardlink target ${JSON.stringify(target)} in the layers below is not a regular file`);
+        for (const dir of ancestors(target)) if (!(await exists(join(upperDir, dir)))) inherit.add(dir);
+        await copyUp(binding, rootFd, join(lowerView, target), target, below);
+        copiedUp.add(target);
+      }
+      await binding.applyBatch(rootFd, [{ op: 'hardlink', path, target }]);
+    }
+    for (const dir of inherit) {
+      const below = await lstatBig(join(lowerView, dir));
+      if (below?.isDirectory()) await binding.applyBatch(rootFd, [{ op: 'mkdir', path: dir, meta: metaOf(below, join(lowerView, dir), binding) }]);
+    }
+  } finally {
+    binding.closeFd(rootFd);
+  }
+}
+
+async function copyUp(binding: NativeBinding, rootFd: number, from: string, path: string, st: BigIntStats): Promise<void> {
+  const fd = binding.createFile(rootFd, path, Number(st.mode & 0o7777n));
+  try {
+    const source = await open(from, 'r');
+    try {
+      const buffer = Buffer.allocUnsafe(1 << 20);
+      for (let pos = 0; ; ) {
+        const { bytesRead } = await source.read(buffer, 0, buffer.length, pos);
+        if (bytesRead === 0) break;
+        for (let off = 0; off < bytesRead; ) off += (await writeAsync(fd, buffer, off, bytesRead - off, pos + off)).bytesWritten;
+        pos += bytesRead;
+      }
+    } finally {
+      await source.close();
+    }
+    binding.finishFile(fd, metaOf(st, from, binding), path);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return (await lstat(path).catch(() => undefined)) !== undefined;
+}
+
+/** The entry's metadata as the layers below show it; overlayfs' own xattrs are not carried over. */
+function metaOf(st: BigIntStats, absPath: string, binding: NativeBinding): EntryMeta {
+  const xattrs: Record<string, Buffer> = {};
+  for (const [name, value] of Object.entries(binding.lgetxattrs(absPath))) if (!isOverlayXattr(name)) xattrs[name] = value;
+  const second = 1_000_000_000n;
+  return {
+    mode: Number(st.mode & 0o7777n),
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    mtimeSec: Number(st.mtimeNs / second),
+    mtimeNsec: Number(st.mtimeNs % second),
+    atimeSec: Number(st.atimeNs / second),
+    atimeNsec: Number(st.atimeNs % second),
+    xattrs,
+  };
+}
