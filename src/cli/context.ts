@@ -3,11 +3,15 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { OciStore, defaultStoreRoot } from '../oci/store.js';
 import { RegistryClient } from '../registry/client.js';
+import { defaultSnapshotter, openSnapshotter, type SnapshotterName } from '../snapshotter/index.js';
+import type { Snapshotter } from '../snapshotter/snapshotter.js';
 import { DockerConfigCredentials } from '../registry/credentials.js';
 import { loadRegistryConfig, parseMirrorFlag, type RegistryConfig } from '../registry/hosts.js';
 
 export interface GlobalFlags {
   store?: string;
+  snapshotter?: string;
+  'snapshot-root'?: string;
   config?: string;
   mirror?: string[];
   'insecure-registry'?: string[];
@@ -16,6 +20,8 @@ export interface GlobalFlags {
 
 export const GLOBAL_OPTIONS = {
   store: { type: 'string' },
+  snapshotter: { type: 'string' },
+  'snapshot-root': { type: 'string' },
   config: { type: 'string' },
   mirror: { type: 'string', multiple: true },
   'insecure-registry': { type: 'string', multiple: true },
@@ -63,4 +69,24 @@ export function parsePositiveInt(value: string, flag: string): number {
 
 export class UsageError extends Error {
   readonly code = 'ERR_USAGE';
+}
+
+const SNAPSHOTTERS: readonly SnapshotterName[] = ['overlay', 'native', 'btrfs', 'zfs'];
+
+/** `--snapshotter`, else $STRATUM_SNAPSHOTTER, else overlay where the kernel allows it, else native. */
+export async function snapshotterName(flags: GlobalFlags, env = process.env): Promise<SnapshotterName> {
+  const name = flags.snapshotter ?? env.STRATUM_SNAPSHOTTER;
+  if (name === undefined || name === '') return defaultSnapshotter();
+  if (!(SNAPSHOTTERS as readonly string[]).includes(name)) throw new UsageError(`--snapshotter must be one of ${SNAPSHOTTERS.join(', ')}, got ${JSON.stringify(name)}`);
+  return name as SnapshotterName;
+}
+
+/** Snapshots live beside the content: `<store>/snapshots/<name>`, or `--snapshot-root` / $STRATUM_SNAPSHOT_ROOT. */
+export function snapshotRoot(store: OciStore, name: SnapshotterName, flags: GlobalFlags, env = process.env): string {
+  return flags['snapshot-root'] ?? (env.STRATUM_SNAPSHOT_ROOT || join(store.root, 'snapshots', name));
+}
+
+export async function openImageSnapshotter(flags: GlobalFlags, store: OciStore, env = process.env): Promise<Snapshotter> {
+  const name = await snapshotterName(flags, env);
+  return openSnapshotter(name, snapshotRoot(store, name, flags, env));
 }

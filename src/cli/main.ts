@@ -8,17 +8,21 @@ import * as history from './commands/history.js';
 import * as df from './commands/df.js';
 import * as gc from './commands/gc.js';
 import * as rmi from './commands/rmi.js';
+import * as mount from './commands/mount.js';
+import * as unmount from './commands/unmount.js';
+import * as snapshot from './commands/snapshot.js';
+import * as exportCommand from './commands/export.js';
 
 interface Command {
   usage: string;
   run(argv: string[]): Promise<number>;
 }
 
-const COMMANDS: Record<string, Command> = { pull, images, inspect, history, df, gc, rmi };
+const COMMANDS: Record<string, Command> = { pull, images, inspect, history, df, gc, rmi, mount, unmount, snapshot, export: exportCommand };
 
 const USAGE = `Usage: stratum COMMAND [OPTIONS]
 
-An OCI image layer engine: pull, store and inspect container images.
+An OCI image layer engine: pull, store, unpack and mount container images.
 
 Commands:
   pull       Download an image into the store (verified, deduplicated)
@@ -26,10 +30,15 @@ Commands:
   inspect    Show an image's manifest and config
   history    Show the history of an image
   df         Show store disk usage and sharing between images
+  mount      Mount an image's root filesystem (read-only view or --rw snapshot)
+  unmount    Unmount what mount mounted
+  snapshot   List, prepare, view, commit, remove snapshots
+  export     Write an image's flattened root filesystem as a tar
   rmi        Remove image tags
   gc         Delete blobs no image needs
 
-Global options: --store DIR, --config FILE, --mirror [REGISTRY=]URL, --insecure-registry HOST
+Global options: --store DIR, --snapshotter overlay|native|btrfs|zfs, --snapshot-root DIR, --config FILE,
+                --mirror [REGISTRY=]URL, --insecure-registry HOST
 Run 'stratum COMMAND --help' for more information on a command.`;
 
 export async function main(argv: string[]): Promise<number> {

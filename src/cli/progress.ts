@@ -26,9 +26,11 @@ export class PullProgress {
   private readonly layerIds = new Set<Digest>();
   private readonly lastStatus = new Map<string, string>();
 
+  /** With `unpack`, a layer is "Pull complete" once extracted, as docker shows it; else once downloaded. */
   constructor(
     private readonly out: Writable,
     private readonly mode: ProgressMode,
+    private readonly options: { unpack?: boolean } = {},
   ) {}
 
   header(text: string): void {
@@ -61,7 +63,11 @@ export class PullProgress {
         return this.layer(e.digest, 'Verifying Checksum');
       case 'complete':
         this.layer(e.digest, 'Download complete');
-        return this.layer(e.digest, 'Pull complete');
+        return this.options.unpack ? undefined : this.layer(e.digest, 'Pull complete');
+      case 'extracting':
+        return this.layer(e.digest, `Extracting ${progressBar(e.current, e.total)}`, 'Extracting');
+      case 'unpacked':
+        return this.layer(e.digest, e.existed ? 'Already exists' : 'Pull complete');
       default:
         return;
     }

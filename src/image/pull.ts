@@ -15,6 +15,9 @@ import { downloadBlob } from '../registry/download.js';
 import type { DownloadEvent, ResolvedManifest } from '../registry/types.js';
 import { uncompressedDigest } from '../unpack/decompress.js';
 import { InvalidManifestError, NoMatchingPlatformError } from '../errors.js';
+import type { Snapshotter } from '../snapshotter/snapshotter.js';
+import type { UnpackLimits } from '../unpack/types.js';
+import { unpackLayers, type UnpackEvent, type UnpackResult } from './unpack.js';
 import { SOURCE_DIGEST_ANNOTATION, SOURCE_MEDIA_TYPE_ANNOTATION, SCHEMA1_BLOB_ANNOTATION } from './annotations.js';
 import { loadImage, type StoredImage } from './image.js';
 
@@ -22,7 +25,15 @@ export type PullEvent =
   | { type: 'resolved'; reference: Reference; digest: Digest; mediaType: string; endpoint: string }
   | { type: 'layers'; layers: { digest: Digest; size?: number }[] }
   | DownloadEvent
+  | UnpackEvent
   | { type: 'tagged'; name: string; digest: Digest };
+
+export interface PullUnpackOptions {
+  snapshotter: Snapshotter;
+  /** Layers extracted at once where the backend can rebase (overlay). Default 2. */
+  concurrency?: number;
+  limits?: UnpackLimits;
+}
 
 export interface PullOptions {
   store: OciStore;
@@ -33,6 +44,8 @@ export interface PullOptions {
   concurrency?: number;
   onEvent?: (event: PullEvent) => void;
   signal?: AbortSignal;
+  /** Unpack the layers into committed snapshots (chainID names) as their blobs arrive. */
+  unpack?: PullUnpackOptions;
 }
 
 export interface PullResult {
@@ -49,6 +62,8 @@ export interface PullResult {
   upToDate: boolean;
   /** Bytes fetched from the registry in this pull. */
   bytesDownloaded: number;
+  /** With unpack: the committed snapshot of the top layer, and how many layers were extracted now. */
+  unpacked?: UnpackResult;
 }
 
 interface PulledImage {
@@ -79,6 +94,9 @@ class PullSession {
   private readonly wanted: Platform;
   private fetched = 0;
   private bytes = 0;
+  /** Settles when a blob of this pull is verified in the store; unpacking waits on it. */
+  private readonly blobs = new Map<Digest, { promise: Promise<void>; resolve(): void; reject(err: unknown): void }>();
+  private unpacking: Promise<UnpackResult> | undefined;
 
   constructor(
     private readonly reference: Reference,
@@ -100,6 +118,7 @@ class PullSession {
 
     const current = await this.storedCopy(sourceDigest);
     const image = current ? this.reuse(current) : await this.fetchImage(resolved);
+    const unpacked = this.options.unpack ? await (this.unpacking ?? this.unpack(image.manifestJson.layers, image.config)) : undefined;
     const name = reference.toString();
     if (!current) {
       const { config } = image;
@@ -119,7 +138,24 @@ class PullSession {
       layers: image.manifestJson.layers,
       upToDate: this.fetched === 0,
       bytesDownloaded: this.bytes,
+      ...(unpacked ? { unpacked } : {}),
     };
+  }
+
+  /** Starts unpacking (when asked to); layers are extracted as soon as their blobs are verified. */
+  private unpack(layers: readonly Descriptor[], config: ImageConfig): Promise<UnpackResult> {
+    const options = this.options.unpack!;
+    return unpackLayers({
+      store: this.store,
+      snapshotter: options.snapshotter,
+      layers,
+      diffIds: config.rootfs.diff_ids,
+      subject: this.reference.toString(),
+      blobReady: (digest) => this.blobs.get(digest)?.promise ?? Promise.resolve(),
+      ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}),
+      ...(options.limits ? { limits: options.limits } : {}),
+      onEvent: this.emit,
+    });
   }
 
   /**
@@ -174,7 +210,13 @@ class PullSession {
     if (this.options.platform && !platformMatches(this.options.platform, imagePlatform)) {
       throw new NoMatchingPlatformError(reference.familiar, formatPlatform(this.options.platform), [formatPlatform(imagePlatform)]);
     }
-    await this.fetchAll(manifestJson.layers, (layer, releaseSlot) => this.fetch(layer, releaseSlot));
+    for (const layer of manifestJson.layers) this.expectBlob(layer.digest);
+    const fetching = this.fetchAll(manifestJson.layers, (layer, releaseSlot) => this.fetch(layer, releaseSlot));
+    if (this.options.unpack) {
+      this.unpacking = this.unpack(manifestJson.layers, config);
+      this.unpacking.catch(() => {}); // awaited in run(); a download failure is the error to report first
+    }
+    await fetching;
     await this.put(source.bytes, source.descriptor.digest);
     return {
       manifest: { mediaType: parsed.mediaType, digest: source.descriptor.digest, size: source.bytes.length },
@@ -243,7 +285,27 @@ class PullSession {
     );
   }
 
+  private expectBlob(digest: Digest): void {
+    if (this.blobs.has(digest)) return;
+    let resolve!: () => void;
+    let reject!: (err: unknown) => void;
+    const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
+    promise.catch(() => {}); // observed through blobReady; a failure also fails the download itself
+    this.blobs.set(digest, { promise, resolve, reject });
+  }
+
   private async fetch(desc: { digest: Digest; size?: number }, onFetched?: () => void): Promise<void> {
+    const waiter = this.blobs.get(desc.digest);
+    try {
+      await this.download(desc, onFetched);
+      waiter?.resolve();
+    } catch (err) {
+      waiter?.reject(err);
+      throw err;
+    }
+  }
+
+  private async download(desc: { digest: Digest; size?: number }, onFetched?: () => void): Promise<void> {
     await this.lease.add(desc.digest);
     await downloadBlob(this.options.client, this.reference, desc, this.store, {
       signal: this.options.signal,

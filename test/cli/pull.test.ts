@@ -156,14 +156,20 @@ describe('stratum pull (CLI, real registry through the fault proxy)', () => {
     const events = r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l));
     assert.equal(events[0].type, 'resolved');
     assert.ok(events.some((e) => e.type === 'complete' && e.digest === fixtures.base.layers[0]!.digest));
-    assert.deepEqual(events.at(-1), {
+    const done = events.at(-1);
+    assert.deepEqual(done, {
       type: 'done',
       name: 'docker.io/library/base:1',
       digest: fixtures.base.digest,
       manifest: fixtures.base.digest,
       status: 'downloaded',
-      bytesDownloaded: events.at(-1).bytesDownloaded,
+      bytesDownloaded: done.bytesDownloaded,
+      chainId: fixtures.base.layers[0]!.diffId,
+      layersExtracted: 1,
+      snapshotter: done.snapshotter,
     });
+    assert.ok(done.bytesDownloaded > fixtures.base.layers[0]!.size);
+    assert.ok(events.some((e) => e.type === 'unpacked' && e.chainId === fixtures.base.layers[0]!.diffId && e.existed === false));
     const q = await pull(store, 'base:1', '--quiet');
     assert.equal(q.stdout, 'docker.io/library/base:1\n');
   });

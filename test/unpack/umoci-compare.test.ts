@@ -10,7 +10,12 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import type { SnapshotterName } from '../../src/snapshotter/index.js';
+import { openSnapshotter, type SnapshotterName } from '../../src/snapshotter/index.js';
+import { OciStore } from '../../src/oci/store.js';
+import { RegistryClient } from '../../src/registry/client.js';
+import { pull } from '../../src/image/pull.js';
+import { loadImageByName } from '../../src/image/image.js';
+import { mountImage, unmountImage } from '../../src/image/rootfs.js';
 import { checkExpectations, PROOF_IMAGE_NAMES, pushProofImages, type ProofImageName, type PushedProofImage } from '../fixtures/proof-images.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { TempDirs } from '../helpers/tmp.js';
@@ -33,12 +38,28 @@ const MISSING = missing();
  * directory. `cleanup` unmounts and removes whatever it made.
  */
 async function stratumRootfs(store: string, ref: string, snapshotterName: SnapshotterName): Promise<{ dir: string; cleanup: () => Promise<void> }> {
-  void store;
-  void ref;
-  throw new Error(`stratumRootfs(${snapshotterName}): not integrated yet (stratum pull does not unpack yet)`);
+  const content = await OciStore.open(store);
+  const snapshotter = await openSnapshotter(snapshotterName, join(store, 'snapshots', snapshotterName));
+  const client = new RegistryClient();
+  try {
+    const pulled = await pull(ref, { store: content, client, unpack: { snapshotter } });
+    assert.ok(pulled.unpacked?.chainId, `${ref} was not unpacked`);
+    const dir = await tmp.make(`rootfs-${snapshotterName}`);
+    await mountImage(content, snapshotter, await loadImageByName(content, ref), dir);
+    return {
+      dir,
+      cleanup: async () => {
+        await unmountImage([snapshotter], dir);
+        await snapshotter.close();
+      },
+    };
+  } catch (err) {
+    await snapshotter.close();
+    throw err;
+  } finally {
+    await client.close();
+  }
 }
-
-const NOT_INTEGRATED = 'stratum pull does not unpack yet: the lead wires stratumRootfs() when the unpacker lands';
 
 let registry: TestRegistry | undefined;
 let images: Record<ProofImageName, PushedProofImage> | undefined;
@@ -101,7 +122,7 @@ for (const name of PROOF_IMAGE_NAMES) {
     });
 
     for (const snapshotter of ['overlay', 'native'] as const) {
-      test(`stratum ${snapshotter} rootfs equals umoci's`, { todo: NOT_INTEGRATED }, async (t) => {
+      test(`stratum ${snapshotter} rootfs equals umoci's`, async (t) => {
         if (MISSING) return t.skip(MISSING);
         const ref = await referenceOf(name);
         const store = await tmp.make(`store-${name}-${snapshotter}`);

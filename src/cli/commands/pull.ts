@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { parseReference } from '../../oci/reference.js';
 import { parsePlatform } from '../../oci/platform.js';
 import { pull } from '../../image/pull.js';
-import { GLOBAL_OPTIONS, openStore, registryClient, type GlobalFlags } from '../context.js';
+import { GLOBAL_OPTIONS, openImageSnapshotter, openStore, registryClient, type GlobalFlags } from '../context.js';
 import { PullProgress, type ProgressMode } from '../progress.js';
 
 export const usage = `Usage: stratum pull [OPTIONS] NAME[:TAG|@DIGEST]
@@ -16,6 +16,9 @@ Options:
       --insecure-registry HOST       Allow plain HTTP to HOST (loopback is always allowed)
       --config FILE                  Registry configuration (mirrors, insecure hosts, concurrency)
       --concurrency N                Layers downloaded at once (default 3)
+      --snapshotter NAME             overlay, native, btrfs or zfs (default: overlay where the kernel allows, else native)
+      --snapshot-root DIR            Where snapshots live (default: STORE/snapshots/NAME)
+      --no-unpack                    Only fetch: do not unpack the layers into snapshots
   -q, --quiet                        Print only the image name when done
       --json                         One JSON event per line`;
 
@@ -41,23 +44,30 @@ export async function run(argv: string[]): Promise<number> {
   const store = await openStore(flags);
   const { client, config } = await registryClient(flags);
   const mode: ProgressMode = values.json ? 'json' : values.quiet ? 'quiet' : process.stdout.isTTY ? 'tty' : 'plain';
-  const progress = new PullProgress(process.stdout, mode);
+  const snapshotter = values['no-unpack'] ? undefined : await openImageSnapshotter(flags, store);
+  const progress = new PullProgress(process.stdout, mode, { unpack: snapshotter !== undefined });
   const before = await store.getTag(reference.toString());
   const tagOrDigest = reference.tag ?? reference.digest!;
   progress.header(`${tagOrDigest}: Pulling from ${reference.repository}`);
-  const result = await pull(reference, {
-    store,
-    client,
-    platform,
-    concurrency: config.concurrency,
-    onEvent: (e) => progress.event(e),
-  });
+  let result;
+  try {
+    result = await pull(reference, {
+      store,
+      client,
+      platform,
+      concurrency: config.concurrency,
+      onEvent: (e) => progress.event(e),
+      ...(snapshotter ? { unpack: { snapshotter } } : {}),
+    });
+  } finally {
+    await snapshotter?.close();
+  }
   const unchanged = result.upToDate && before?.descriptor.digest === result.manifest.digest;
   const status = unchanged ? `Image is up to date for ${reference.familiar}` : `Downloaded newer image for ${reference.familiar}`;
   progress.footer([`Digest: ${result.digest}`, `Status: ${status}`]);
   if (mode === 'json') {
     process.stdout.write(
-      JSON.stringify({ type: 'done', name: result.name, digest: result.digest, manifest: result.manifest.digest, status: unchanged ? 'up-to-date' : 'downloaded', bytesDownloaded: result.bytesDownloaded }) + '\n',
+      JSON.stringify({ type: 'done', name: result.name, digest: result.digest, manifest: result.manifest.digest, status: unchanged ? 'up-to-date' : 'downloaded', bytesDownloaded: result.bytesDownloaded, ...(result.unpacked ? { chainId: result.unpacked.chainId ?? null, layersExtracted: result.unpacked.extracted, snapshotter: snapshotter!.name } : {}) }) + '\n',
     );
   } else {
     process.stdout.write(`${result.name}\n`);

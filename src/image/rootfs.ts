@@ -1,0 +1,93 @@
+import { mkdir, mkdtemp, rmdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { chainIds, type Digest } from '../oci/digest.js';
+import type { Provider } from '../oci/content.js';
+import type { Snapshotter, Mount } from '../snapshotter/snapshotter.js';
+import { mountAll, unmountAll } from '../snapshotter/mount.js';
+import { unpackLayers, type UnpackEvent } from './unpack.js';
+import type { StoredImage } from './image.js';
+
+/** Label on the snapshot behind a `stratum mount`, naming where it is mounted. */
+export const MOUNTPOINT_LABEL = 'dev.stratum.mountpoint';
+export const IMAGE_LABEL = 'dev.stratum.image';
+
+/** The committed snapshot of the image's top layer, unpacking what is missing first. */
+export async function ensureUnpacked(
+  store: Provider,
+  snapshotter: Snapshotter,
+  image: StoredImage,
+  onEvent?: (e: UnpackEvent) => void,
+): Promise<Digest | undefined> {
+  const diffIds = image.config.rootfs.diff_ids;
+  const top = chainIds(diffIds).at(-1);
+  const result = await unpackLayers({ store, snapshotter, layers: image.manifest.layers, diffIds, subject: image.name, ...(onEvent ? { onEvent } : {}) });
+  return result.chainId ?? top;
+}
+
+export interface MountedImage {
+  key: string;
+  target: string;
+  mounts: Mount[];
+  readonly: boolean;
+}
+
+/**
+ * Mounts an image at `target`: a writable snapshot named `rwKey` on the image's top chainID, or
+ * a read-only view (removed again by unmountImage). The snapshot carries the mountpoint label.
+ */
+export async function mountImage(
+  store: Provider,
+  snapshotter: Snapshotter,
+  image: StoredImage,
+  target: string,
+  options: { rwKey?: string; onEvent?: (e: UnpackEvent) => void } = {},
+): Promise<MountedImage> {
+  const mountpoint = resolve(target);
+  const top = await ensureUnpacked(store, snapshotter, image, options.onEvent);
+  const readonly = options.rwKey === undefined;
+  const key = options.rwKey ?? `view-${randomBytes(6).toString('hex')}`;
+  const labels = { [MOUNTPOINT_LABEL]: mountpoint, [IMAGE_LABEL]: image.name };
+  const mounts = readonly ? await snapshotter.view(key, top, { labels }) : await snapshotter.prepare(key, top, { labels });
+  try {
+    await mkdir(mountpoint, { recursive: true });
+    await mountAll(mounts, mountpoint);
+  } catch (err) {
+    if (readonly) await snapshotter.remove(key).catch(() => {});
+    throw err;
+  }
+  return { key, target: mountpoint, mounts, readonly };
+}
+
+/** Unmounts `target` and forgets it: a view is removed, a writable snapshot keeps its data for commit. */
+export async function unmountImage(snapshotters: Snapshotter[], target: string): Promise<{ key?: string; removed: boolean }> {
+  const mountpoint = resolve(target);
+  await unmountAll(mountpoint);
+  for (const snapshotter of snapshotters) {
+    let found: { name: string; kind: string } | undefined;
+    await snapshotter.walk((info) => {
+      if (info.labels[MOUNTPOINT_LABEL] === mountpoint && info.kind !== 'committed') found = info;
+    });
+    if (!found) continue;
+    if (found.kind === 'view') {
+      await snapshotter.remove(found.name);
+      return { key: found.name, removed: true };
+    }
+    await snapshotter.update({ name: found.name }, `labels.${MOUNTPOINT_LABEL}`);
+    return { key: found.name, removed: false };
+  }
+  return { removed: false };
+}
+
+/** Runs fn with the image's merged root filesystem mounted read-only at a temporary directory. */
+export async function withImageRootfs<T>(store: Provider, snapshotter: Snapshotter, image: StoredImage, fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'stratum-rootfs-'));
+  await mountImage(store, snapshotter, image, dir);
+  try {
+    return await fn(dir);
+  } finally {
+    await unmountImage([snapshotter], dir);
+    await rmdir(dir);
+  }
+}

@@ -1,0 +1,171 @@
+import { mkdir, mkdtemp, rmdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Transform } from 'node:stream';
+import pLimit from 'p-limit';
+import { chainIds, digestHex, type Digest } from '../oci/digest.js';
+import type { Provider } from '../oci/content.js';
+import { acquireFileLock } from '../oci/lock.js';
+import type { Descriptor } from '../oci/types.js';
+import type { Snapshotter } from '../snapshotter/snapshotter.js';
+import { applyLayer } from '../unpack/apply.js';
+import type { OverlayFixups, UnpackLimits } from '../unpack/types.js';
+import { applyOverlayFixups } from '../unpack/overlay-fixups.js';
+import { mountAll, unmountAll } from '../snapshotter/mount.js';
+import { InvalidManifestError, isStratumError } from '../errors.js';
+
+export type UnpackEvent =
+  | { type: 'extracting'; digest: Digest; current: number; total: number }
+  | { type: 'unpacked'; digest: Digest; chainId: Digest; existed: boolean };
+
+export interface UnpackRequest {
+  store: Provider;
+  snapshotter: Snapshotter;
+  /** The image manifest's layers, oldest first. */
+  layers: readonly Descriptor[];
+  /** The config's rootfs.diff_ids, one per layer. */
+  diffIds: readonly Digest[];
+  /** Names the image in errors. */
+  subject: string;
+  /** Resolves once a layer's blob is verified in the store (a pull in progress); default: already there. */
+  blobReady?: (digest: Digest) => Promise<void>;
+  /** Layers extracted at once where the backend can rebase (overlay). Default 2. */
+  concurrency?: number;
+  limits?: UnpackLimits;
+  onEvent?: (event: UnpackEvent) => void;
+}
+
+export interface UnpackResult {
+  /** chainID of the top layer: the committed snapshot an image's containers start from. Undefined for an image without layers. */
+  chainId?: Digest;
+  /** Layers extracted now (the others were committed already). */
+  extracted: number;
+}
+
+/**
+ * Applies an image's layers as committed snapshots named by chainID, skipping every chainID that
+ * is already committed (also by another process: each chainID is extracted under a file lock).
+ * Backends that can rebase (overlay) extract layers in parallel, each into its own snapshot
+ * prepared without a parent, and commit them in chain order onto their parent; the others
+ * (native, btrfs, zfs) prepare each layer on its committed parent and apply it in order.
+ */
+export async function unpackLayers(request: UnpackRequest): Promise<UnpackResult> {
+  const { layers, diffIds, snapshotter, subject } = request;
+  if (layers.length !== diffIds.length) {
+    throw new InvalidManifestError(subject, `${layers.length} layers but ${diffIds.length} diff_ids in the config`);
+  }
+  if (layers.length === 0) return { extracted: 0 };
+  const chain = chainIds(diffIds);
+  const lockDir = join(snapshotter.root, 'locks');
+  await mkdir(lockDir, { recursive: true });
+  const ready = request.blobReady ?? (async () => {});
+  let extracted = 0;
+
+  const unpackOne = async (i: number, parentCommitted: Promise<void>): Promise<void> => {
+    const layer = layers[i]!;
+    const chainId = chain[i]!;
+    const parent = i > 0 ? chain[i - 1] : undefined;
+    await ready(layer.digest);
+    if (await isCommitted(snapshotter, chainId)) {
+      await parentCommitted;
+      request.onEvent?.({ type: 'unpacked', digest: layer.digest, chainId, existed: true });
+      return;
+    }
+    const release = await acquireFileLock(join(lockDir, digestHex(chainId)));
+    try {
+      if (await isCommitted(snapshotter, chainId)) {
+        await parentCommitted;
+        request.onEvent?.({ type: 'unpacked', digest: layer.digest, chainId, existed: true });
+        return;
+      }
+      const rebase = snapshotter.capabilities.rebase;
+      if (!rebase) await parentCommitted;
+      const key = `extract-${process.pid}-${randomBytes(6).toString('hex')}-${chainId}`;
+      await snapshotter.prepare(key, rebase ? undefined : parent, { labels: { 'dev.stratum.unpack.layer': layer.digest } });
+      try {
+        const dir = await snapshotter.applyDir(key);
+        const layerSubject = `layer ${i + 1}/${layers.length} (${layer.digest}) of ${subject}`;
+        const applied = await applyLayer(withProgress(request, layer), dir, {
+          mode: snapshotter.applyMode,
+          expectedDiffId: diffIds[i],
+          subject: layerSubject,
+          ...(request.limits ? { limits: request.limits } : {}),
+        });
+        await parentCommitted;
+        if (applied.overlayFixups) await fixUpAgainstParent(snapshotter, parent, dir, applied.overlayFixups, layerSubject);
+        await snapshotter.commit(chainId, key, {
+          labels: { 'dev.stratum.layer': layer.digest, 'dev.stratum.diffid': diffIds[i]! },
+          ...(rebase && parent ? { parent } : {}),
+        });
+        extracted++;
+      } catch (err) {
+        await snapshotter.remove(key).catch(() => {});
+        throw err;
+      }
+      request.onEvent?.({ type: 'unpacked', digest: layer.digest, chainId, existed: false });
+    } finally {
+      await release();
+    }
+  };
+
+  // Each layer's task resolves when its chainID is committed; the next waits on it before it commits.
+  const limit = pLimit(snapshotter.capabilities.rebase ? (request.concurrency ?? 2) : 1);
+  const committed: Promise<void>[] = [];
+  for (let i = 0; i < layers.length; i++) {
+    const parentCommitted = i > 0 ? committed[i - 1]! : Promise.resolve();
+    committed.push(limit(() => unpackOne(i, parentCommitted)));
+  }
+  // Surface the first failure, but let every task settle so no extraction runs on in the background.
+  const results = await Promise.allSettled(committed);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return { chainId: chain[chain.length - 1]!, extracted };
+}
+
+/** Finishes an overlay layer against the merged view of its (now committed) parent chain. */
+async function fixUpAgainstParent(snapshotter: Snapshotter, parent: string | undefined, dir: string, fixups: OverlayFixups, subject: string): Promise<void> {
+  const viewKey = `fixup-${process.pid}-${randomBytes(6).toString('hex')}`;
+  const lowerView = await mkdtemp(join(tmpdir(), 'stratum-lower-'));
+  try {
+    if (parent !== undefined) await mountAll(await snapshotter.view(viewKey, parent), lowerView);
+    await applyOverlayFixups(dir, lowerView, fixups, subject);
+  } finally {
+    if (parent !== undefined) {
+      await unmountAll(lowerView);
+      await snapshotter.remove(viewKey).catch(() => {});
+    }
+    await rmdir(lowerView);
+  }
+}
+
+async function isCommitted(snapshotter: Snapshotter, name: string): Promise<boolean> {
+  try {
+    return (await snapshotter.stat(name)).kind === 'committed';
+  } catch (err) {
+    if (isStratumError(err, 'ERR_NOT_FOUND')) return false;
+    throw err;
+  }
+}
+
+/** The layer blob from the store, reporting how much of it extraction has consumed. */
+function withProgress(request: UnpackRequest, layer: Descriptor) {
+  const source = request.store.open(layer.digest);
+  const emit = request.onEvent;
+  if (!emit) return source;
+  let current = 0;
+  let last = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      current += chunk.length;
+      const now = Date.now();
+      if (now - last >= 100 || current === layer.size) {
+        last = now;
+        emit({ type: 'extracting', digest: layer.digest, current, total: layer.size });
+      }
+      done(null, chunk);
+    },
+  });
+  source.on('error', (err) => counter.destroy(err));
+  return source.pipe(counter);
+}
