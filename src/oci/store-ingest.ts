@@ -4,7 +4,8 @@ import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
 import { DigestMismatchError, SizeMismatchError, StoreError } from '../errors.js';
 import type { BlobInfo, IngestWriter } from './content.js';
-import { digestAlgorithm, Digester, digestHex, type Digest } from './digest.js';
+import { digestAlgorithm, digestHex, type Digest } from './digest.js';
+import { createDigestWriter, type DigestWriter } from '../sys/native.js';
 import { fsyncDir, INGEST_DIR } from './layout.js';
 import type { ReleaseLock } from './lock.js';
 
@@ -38,7 +39,8 @@ const STREAM_HIGH_WATER_MARK = 1 << 20;
  * abort, a failed verification) releases it exactly once.
  */
 export class FileIngestWriter implements IngestWriter {
-  private digester: Digester;
+  /** Writes and hashes on libuv's thread pool (native addon), so the main thread only receives. */
+  private digester: DigestWriter;
   private onDisk: number;
   private startOffset: number;
   private inflight: Promise<void> = Promise.resolve();
@@ -53,7 +55,7 @@ export class FileIngestWriter implements IngestWriter {
     private readonly expectedSize: number | undefined,
     private readonly release: ReleaseLock,
     private fh: FileHandle,
-    digester: Digester,
+    digester: DigestWriter,
     size: number,
     private readonly startedAt: string,
   ) {
@@ -80,7 +82,7 @@ export class FileIngestWriter implements IngestWriter {
         await fh.truncate(0); // longer than the blob can be: the partial is garbage
         size = 0;
       }
-      const digester = new Digester(digestAlgorithm(digest));
+      const digester = createDigestWriter(fh.fd, digestAlgorithm(digest));
       if (size > 0) size = await hashPrefix(paths.data, size, digester);
       const startedAt = new Date().toISOString();
       const writer = new FileIngestWriter(digest, paths, args.blobPath, expectedSize, release, fh, digester, size, startedAt);
@@ -133,7 +135,7 @@ export class FileIngestWriter implements IngestWriter {
     this.assertOpen();
     await this.settle();
     await this.fh.truncate(0);
-    this.digester = new Digester(digestAlgorithm(this.digest));
+    this.digester = createDigestWriter(this.fh.fd, digestAlgorithm(this.digest));
     this.onDisk = 0;
     this.startOffset = 0;
     this.failure = undefined;
@@ -154,7 +156,7 @@ export class FileIngestWriter implements IngestWriter {
       await this.discard();
       throw new SizeMismatchError(subject, want, this.onDisk);
     }
-    const actual = this.digester.digest();
+    const actual = `${digestAlgorithm(this.digest)}:${this.digester.digest()}` as Digest;
     if (actual !== this.digest) {
       await this.discard();
       throw new DigestMismatchError(subject, this.digest, actual);
@@ -207,34 +209,19 @@ export class FileIngestWriter implements IngestWriter {
     await this.appendChunks([data]);
   }
 
-  /** Writes the chunks in order with one writev(2) (the file is O_APPEND), hashing them while the write runs. */
+  /** Writes the chunks in order with one writev(2) (the file is O_APPEND) and hashes them, off the main thread. */
   private async appendChunks(chunks: readonly Uint8Array[]): Promise<void> {
     if (this.finished) throw new StoreError(`ingest of blob ${this.digest} is already finished; cannot write`);
     if (this.failure) throw this.failure;
     let total = 0;
     for (const c of chunks) total += c.length;
     try {
-      const written = this.fh.writev(chunks as Uint8Array[]);
-      // Hashing on this thread overlaps the write on libuv's pool; a failed write poisons the
-      // writer (this.failure) before anything could be committed with this digest state.
-      for (const c of chunks) this.digester.update(c);
-      const { bytesWritten } = await written;
-      if (bytesWritten < total) await this.writeRest(chunks, bytesWritten, total);
+      await this.digester.write(chunks.map(asBuffer));
       this.onDisk += total;
     } catch (err) {
-      // Bytes on disk and the digester may now disagree: refuse to commit; a reopen re-hashes the file.
+      // Bytes on disk and the digest may now disagree: refuse to commit; a reopen re-hashes the file.
       this.failure = err as Error;
       throw err;
-    }
-  }
-
-  /** Finishes a short writev: the bytes after the first `from` of `chunks`. */
-  private async writeRest(chunks: readonly Uint8Array[], from: number, total: number): Promise<void> {
-    const rest = Buffer.concat(chunks as Uint8Array[], total).subarray(from);
-    let done = 0;
-    while (done < rest.length) {
-      const { bytesWritten } = await this.fh.write(rest, done, rest.length - done, null);
-      done += bytesWritten;
     }
   }
 
@@ -263,12 +250,16 @@ export class FileIngestWriter implements IngestWriter {
   }
 }
 
+function asBuffer(chunk: Uint8Array): Buffer {
+  return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+}
+
 /** Feeds the first `size` bytes of `path` to the digester, streaming (a partial layer can be hundreds of MB). */
-async function hashPrefix(path: string, size: number, digester: Digester): Promise<number> {
+async function hashPrefix(path: string, size: number, digester: DigestWriter): Promise<number> {
   const stream = createReadStream(path, { start: 0, end: size - 1, highWaterMark: STREAM_HIGH_WATER_MARK });
   let seen = 0;
   for await (const chunk of stream as AsyncIterable<Buffer>) {
-    digester.update(chunk);
+    await digester.update([chunk]);
     seen += chunk.length;
   }
   if (seen !== size) await truncate(path, seen);
