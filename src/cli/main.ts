@@ -1,24 +1,26 @@
 #!/usr/bin/env node
 import { StratumError } from '../errors.js';
 import { UsageError } from './context.js';
-import * as pull from './commands/pull.js';
-import * as images from './commands/images.js';
-import * as inspect from './commands/inspect.js';
-import * as history from './commands/history.js';
-import * as df from './commands/df.js';
-import * as gc from './commands/gc.js';
-import * as rmi from './commands/rmi.js';
-import * as mount from './commands/mount.js';
-import * as unmount from './commands/unmount.js';
-import * as snapshot from './commands/snapshot.js';
-import * as exportCommand from './commands/export.js';
 
 interface Command {
   usage: string;
   run(argv: string[]): Promise<number>;
 }
 
-const COMMANDS: Record<string, Command> = { pull, images, inspect, history, df, gc, rmi, mount, unmount, snapshot, export: exportCommand };
+/** Loaded on demand: a command pays only for the modules it uses (undici, the addon…) at start-up. */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  pull: () => import('./commands/pull.js'),
+  images: () => import('./commands/images.js'),
+  inspect: () => import('./commands/inspect.js'),
+  history: () => import('./commands/history.js'),
+  df: () => import('./commands/df.js'),
+  gc: () => import('./commands/gc.js'),
+  rmi: () => import('./commands/rmi.js'),
+  mount: () => import('./commands/mount.js'),
+  unmount: () => import('./commands/unmount.js'),
+  snapshot: () => import('./commands/snapshot.js'),
+  export: () => import('./commands/export.js'),
+};
 
 const USAGE = `Usage: stratum COMMAND [OPTIONS]
 
@@ -51,11 +53,12 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write('stratum 0.1.0\n');
     return 0;
   }
-  const command = COMMANDS[name];
-  if (!command) {
+  const load = COMMANDS[name];
+  if (!load) {
     process.stderr.write(`stratum: unknown command ${JSON.stringify(name)}\n\n${USAGE}\n`);
     return 2;
   }
+  const command = await load();
   if (rest.includes('--help') || rest.includes('-h')) {
     process.stdout.write(`${command.usage}\n`);
     return 0;

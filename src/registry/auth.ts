@@ -1,4 +1,5 @@
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { request } from './http.js';
 import { NetworkError, RegistryError, UnauthorizedError } from '../errors.js';
 import { normaliseAuthKey, type CredentialSource, type Credentials } from './credentials.js';
 
