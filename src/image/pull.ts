@@ -30,7 +30,7 @@ export type PullEvent =
 
 export interface PullUnpackOptions {
   snapshotter: Snapshotter;
-  /** Layers extracted at once where the backend can rebase (overlay). Default 2. */
+  /** Layers extracted at once where the backend can rebase (overlay). Default 3. */
   concurrency?: number;
   limits?: UnpackLimits;
 }
@@ -97,6 +97,9 @@ class PullSession {
   /** Settles when a blob of this pull is verified in the store; unpacking waits on it. */
   private readonly blobs = new Map<Digest, { promise: Promise<void>; resolve(): void; reject(err: unknown): void }>();
   private unpacking: Promise<UnpackResult> | undefined;
+  /** Stops this pull's downloads when one part of it failed (and follows the caller's signal). */
+  private readonly cancel = new AbortController();
+  private readonly signal: AbortSignal;
 
   constructor(
     private readonly reference: Reference,
@@ -105,6 +108,7 @@ class PullSession {
   ) {
     this.emit = options.onEvent ?? (() => {});
     this.wanted = options.platform ?? hostPlatform();
+    this.signal = options.signal ? AbortSignal.any([options.signal, this.cancel.signal]) : this.cancel.signal;
   }
 
   private get store(): OciStore {
@@ -203,15 +207,25 @@ class PullSession {
     const manifestJson = parsed.manifest;
     const subject = source === resolved ? reference.toString() : `${reference.name}@${source.descriptor.digest}`;
     this.emit({ type: 'layers', layers: manifestJson.layers.map((l) => ({ digest: l.digest, size: l.size })) });
-    await this.fetch(manifestJson.config);
-    const config = parseImageConfig(await this.store.read(manifestJson.config.digest), `${subject} config`);
-    checkConfigMatchesManifest(config, manifestJson, subject);
-    const imagePlatform = { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) };
-    if (this.options.platform && !platformMatches(this.options.platform, imagePlatform)) {
-      throw new NoMatchingPlatformError(reference.familiar, formatPlatform(this.options.platform), [formatPlatform(imagePlatform)]);
-    }
     for (const layer of manifestJson.layers) this.expectBlob(layer.digest);
-    const fetching = this.fetchAll(manifestJson.layers, (layer, releaseSlot) => this.fetch(layer, releaseSlot));
+    const fetchLayers = () => this.fetchAll(manifestJson.layers, (layer, releaseSlot) => this.fetch(layer, releaseSlot));
+    // Layers start with the config unless the config must first prove the image is for an explicitly asked platform.
+    let fetching = this.options.platform === undefined ? fetchLayers() : undefined;
+    fetching?.catch(() => {}); // awaited below
+    let config: ImageConfig;
+    try {
+      await this.fetch(manifestJson.config);
+      config = parseImageConfig(await this.store.read(manifestJson.config.digest), `${subject} config`);
+      checkConfigMatchesManifest(config, manifestJson, subject);
+      const imagePlatform = { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) };
+      if (this.options.platform && !platformMatches(this.options.platform, imagePlatform)) {
+        throw new NoMatchingPlatformError(reference.familiar, formatPlatform(this.options.platform), [formatPlatform(imagePlatform)]);
+      }
+    } catch (err) {
+      this.cancel.abort(err);
+      throw err;
+    }
+    fetching ??= fetchLayers();
     if (this.options.unpack) {
       this.unpacking = this.unpack(manifestJson.layers, config);
       this.unpacking.catch(() => {}); // awaited in run(); a download failure is the error to report first
@@ -308,7 +322,7 @@ class PullSession {
   private async download(desc: { digest: Digest; size?: number }, onFetched?: () => void): Promise<void> {
     await this.lease.add(desc.digest);
     await downloadBlob(this.options.client, this.reference, desc, this.store, {
-      signal: this.options.signal,
+      signal: this.signal,
       ...(onFetched ? { onFetched } : {}),
       onEvent: (e) => {
         if (e.type === 'complete') {

@@ -30,7 +30,7 @@ export interface UnpackRequest {
   subject: string;
   /** Resolves once a layer's blob is verified in the store (a pull in progress); default: already there. */
   blobReady?: (digest: Digest) => Promise<void>;
-  /** Layers extracted at once where the backend can rebase (overlay). Default 2. */
+  /** Layers extracted at once where the backend can rebase (overlay). Default 3. */
   concurrency?: number;
   limits?: UnpackLimits;
   onEvent?: (event: UnpackEvent) => void;
@@ -66,7 +66,6 @@ export async function unpackLayers(request: UnpackRequest): Promise<UnpackResult
     const layer = layers[i]!;
     const chainId = chain[i]!;
     const parent = i > 0 ? chain[i - 1] : undefined;
-    await ready(layer.digest);
     if (await isCommitted(snapshotter, chainId)) {
       await parentCommitted;
       request.onEvent?.({ type: 'unpacked', digest: layer.digest, chainId, existed: true });
@@ -110,11 +109,18 @@ export async function unpackLayers(request: UnpackRequest): Promise<UnpackResult
   };
 
   // Each layer's task resolves when its chainID is committed; the next waits on it before it commits.
-  const limit = pLimit(snapshotter.capabilities.rebase ? (request.concurrency ?? 2) : 1);
+  // A layer takes an extraction slot only once its blob is there, so slots never idle on a download.
+  const limit = pLimit(snapshotter.capabilities.rebase ? (request.concurrency ?? 3) : 1);
   const committed: Promise<void>[] = [];
   for (let i = 0; i < layers.length; i++) {
     const parentCommitted = i > 0 ? committed[i - 1]! : Promise.resolve();
-    committed.push(limit(() => unpackOne(i, parentCommitted)));
+    const rebase = snapshotter.capabilities.rebase;
+    committed.push(
+      (rebase ? ready(layers[i]!.digest) : parentCommitted).then(() => limit(async () => {
+        if (!rebase) await ready(layers[i]!.digest);
+        return unpackOne(i, parentCommitted);
+      })),
+    );
   }
   // Surface the first failure, but let every task settle so no extraction runs on in the background.
   const results = await Promise.allSettled(committed);
