@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startBenchRegistry } from './lib/big-image-registry.js';
-import { measureCommand, requireGnuTime, runQuiet, type CommandSpec, type Measurement } from './lib/measure.js';
+import { measureCommand, requireGnuTime, settleDisk, type CommandSpec, type Measurement } from './lib/measure.js';
 import { summarize, type Summary } from './lib/stats.js';
 
 const TARGET_RATIO = 0.9;
@@ -89,7 +89,7 @@ async function main(): Promise<void> {
       const parent = await mkdtemp(join(storesDir, `${tool.name}-`));
       const store = join(parent, 'store');
       // Dirty pages of the previous run (its store, its deletion) are flushed outside the timing.
-      await runQuiet('sync', []);
+      await settleDisk();
       try {
         return await measureCommand(tool.command(registry.host, image.reference, store));
       } finally {

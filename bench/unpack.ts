@@ -16,7 +16,7 @@
  * writes .bench/unpack-results.json.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +24,8 @@ import { parseArgs } from 'node:util';
 import { spawnSync } from 'node:child_process';
 import { startBenchRegistry, type CachedBigImage } from './lib/big-image-registry.js';
 import { CTR, requireContainerd, startContainerd, type PrivateContainerd } from './lib/containerd.js';
-import { measureCommand, requireGnuTime, runQuiet, type CommandSpec } from './lib/measure.js';
+import { measureCommand, requireGnuTime, settleDisk, type CommandSpec } from './lib/measure.js';
+import { createScratchFs, type ScratchFs } from './lib/scratch-fs.js';
 import { benchRegistryStorage, registryBlobPath } from './lib/registry-blobs.js';
 import { summarize, type Summary } from './lib/stats.js';
 
@@ -78,6 +79,17 @@ function expectFiles(tool: string, dir: string, image: CachedBigImage): void {
   if (got !== want) throw new Error(`${tool}: ${dir} holds ${got} files, expected ${want}`);
 }
 
+/**
+ * Run directories live on a fresh scratch ext4 (see createScratchFs) and are deleted only with it,
+ * after the last run: on ext4 the first files created after a large deletion cost seconds of extra
+ * kernel time (measured here: the same 12k-file extraction took 0.3 s, or 3.7-9.8 s right after an
+ * rm -rf), which would land on whichever tool runs next.
+ */
+const pendingRemovals: string[] = [];
+async function removeAtEnd(dir: string): Promise<void> {
+  pendingRemovals.push(dir);
+}
+
 function tools(host: string, image: CachedBigImage): Tool[] {
   const ref = `${host}/${image.reference}`;
   const storage = benchRegistryStorage(BENCH_DIR, image.options);
@@ -103,7 +115,7 @@ function tools(host: string, image: CachedBigImage): Tool[] {
             if (got < want) throw new Error(`stratum: ${store} holds ${got} files, expected the image's ${want} unpacked files at least`);
             return {};
           },
-          cleanup: () => rm(dir, { recursive: true, force: true }),
+          cleanup: () => removeAtEnd(dir),
         };
       },
     },
@@ -123,7 +135,7 @@ function tools(host: string, image: CachedBigImage): Tool[] {
           },
           async cleanup() {
             await daemon.stop();
-            await rm(dir, { recursive: true, force: true });
+            await removeAtEnd(dir);
           },
         };
       },
@@ -147,7 +159,7 @@ function tools(host: string, image: CachedBigImage): Tool[] {
             ],
           },
           finish: async () => (expectFiles('skopeo+umoci', rootfs, image), {}),
-          cleanup: () => rm(dir, { recursive: true, force: true }),
+          cleanup: () => removeAtEnd(dir),
         };
       },
     },
@@ -160,7 +172,7 @@ function tools(host: string, image: CachedBigImage): Tool[] {
         return {
           spec: { command: 'bash', args: ['-c', 'set -e -o pipefail; d="$1"; shift; for f in "$@"; do gzip -dc "$f" | tar -x -C "$d"; done', 'bash', rootfs, ...blobs] },
           finish: async () => (expectFiles('tar-floor', rootfs, image), {}),
-          cleanup: () => rm(dir, { recursive: true, force: true }),
+          cleanup: () => removeAtEnd(dir),
         };
       },
     },
@@ -196,10 +208,11 @@ async function main(): Promise<void> {
   await mkdir(BENCH_DIR, { recursive: true });
   const log = (line: string) => process.stderr.write(`bench:unpack: ${line}\n`);
   const { registry, image, cacheHit } = await startBenchRegistry(BENCH_DIR, undefined, log);
+  let scratch: ScratchFs | undefined;
   try {
     log(`registry ${registry.host}, image ${image.reference} ${image.digest} (${image.layers.length} layers, ${mb(image.totalCompressedBytes)} MB)${cacheHit ? ', cached' : ''}`);
     await rm(RUNS_DIR, { recursive: true, force: true });
-    await mkdir(RUNS_DIR, { recursive: true });
+    scratch = await createScratchFs(RUNS_DIR, 16);
     // Anything else busy on the machine (the cores and the disk are shared) skews every number.
     const loadBefore = loadavg();
     if (loadBefore[0]! > 1) log(`WARNING: load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')} before the runs: the numbers will be noisy`);
@@ -218,8 +231,8 @@ async function main(): Promise<void> {
         throw err;
       });
       try {
-        // Dirty pages of the previous run (its files, its deletion) are flushed outside the timing.
-        await runQuiet('sync', []);
+        // Dirty pages of the previous run (its files, its deletion) are flushed, and the disk left to go idle, outside the timing.
+        await settleDisk();
         const m = await measureCommand(prepared.spec);
         const extra = await prepared.finish();
         return { wallSeconds: m.wallSeconds, peakRssBytes: m.peakRssBytes, ...extra };
@@ -318,7 +331,9 @@ async function main(): Promise<void> {
     await writeFile(join(BENCH_DIR, 'unpack-results.json'), JSON.stringify(json, null, 2) + '\n');
     log(`results written to ${join(BENCH_DIR, 'unpack-results.json')}`);
   } finally {
-    if (existsSync(RUNS_DIR) && (await readdir(RUNS_DIR)).length === 0) await rm(RUNS_DIR, { recursive: true, force: true });
+    // The runs' trees go with the scratch filesystem.
+    pendingRemovals.splice(0);
+    await scratch?.remove();
     await registry.stop();
   }
 }

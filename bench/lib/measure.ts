@@ -78,3 +78,39 @@ export async function runQuiet(command: string, args: string[], silent = false):
     child.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`${command} ${args.join(' ')} exited with ${code}`))));
   });
 }
+
+/** Total sectors written and I/Os in flight over all block devices (/proc/diskstats). */
+async function diskActivity(): Promise<string> {
+  const { readFile } = await import('node:fs/promises');
+  let written = 0;
+  let inFlight = 0;
+  for (const line of (await readFile('/proc/diskstats', 'utf8')).split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 12) continue;
+    written += Number(f[9]);
+    inFlight += Number(f[11]);
+  }
+  return `${written}/${inFlight}`;
+}
+
+/**
+ * `sync`, then waits until the disks are idle (no sectors written and nothing in flight for a
+ * whole second, at most `maxMs`): deleting the previous run's tree (with the `discard` mount
+ * option here) keeps the disk busy for seconds after `rm` returns, which would land in the next
+ * tool's timing.
+ */
+export async function settleDisk(maxMs = 30_000): Promise<void> {
+  const { setTimeout: sleep } = await import('node:timers/promises');
+  await runQuiet('sync', []);
+  const deadline = Date.now() + maxMs;
+  let last = await diskActivity();
+  let quietSince = Date.now();
+  while (Date.now() < deadline) {
+    await sleep(250);
+    const now = await diskActivity();
+    if (now !== last || !now.endsWith('/0')) {
+      last = now;
+      quietSince = Date.now();
+    } else if (Date.now() - quietSince >= 1000) return;
+  }
+}

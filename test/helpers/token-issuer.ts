@@ -32,14 +32,11 @@ export class TokenIssuer {
   readonly requests: TokenRequest[] = [];
   private readonly tokens = new Map<string, number>();
 
-  private constructor(
-    private readonly server: Server,
-    private readonly options: TokenIssuerOptions,
-  ) {}
+  private constructor(private readonly server: Server) {}
 
   static async start(options: TokenIssuerOptions = {}): Promise<TokenIssuer> {
     const server = createServer();
-    const issuer = new TokenIssuer(server, options);
+    const issuer = new TokenIssuer(server);
     server.on('request', (req, res) => {
       const url = new URL(req.url ?? '/', 'http://x');
       const entry: TokenRequest = { service: url.searchParams.get('service'), scope: url.searchParams.get('scope'), status: 0 };

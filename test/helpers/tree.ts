@@ -3,15 +3,13 @@
  * the proof that stratum's unpacked rootfs equals a reference unpacker's (umoci's).
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { loadNative } from '../../src/sys/native.js';
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, type BigIntStats } from 'node:fs';
+import { createReadStream, type BigIntStats } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { promisify } from 'node:util';
 
-const run = promisify(execFile);
 
 export type TreeEntryType = 'file' | 'dir' | 'symlink' | 'char' | 'block' | 'fifo' | 'socket';
 
@@ -132,62 +130,10 @@ async function hashFile(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-/**
- * The xattr reader to use: the native addon's lgetxattrs once it is built (src/sys/native.ts),
- * else one `getfattr -R` process for the whole tree (Debian package `attr`).
- */
+/** Reads each path's own xattrs (symlinks included) through the native addon. */
 export async function xattrReader(): Promise<XattrReader> {
-  const native = await nativeLgetxattrs();
-  if (native) {
-    return async (_root, paths) => new Map(paths.map((p) => [p, native(p)]));
-  }
-  if (existsSync(GETFATTR)) return getfattrReader;
-  throw new Error(`cannot read xattrs: the native addon is not built and ${GETFATTR} is missing (apt-get install attr)`);
-}
-
-async function nativeLgetxattrs(): Promise<((absPath: string) => Record<string, Buffer>) | undefined> {
-  try {
-    const mod = (await import('../../src/sys/native.js')) as Record<string, unknown>;
-    for (const candidate of [mod['native'], typeof mod['loadNative'] === 'function' ? (mod['loadNative'] as () => unknown)() : undefined]) {
-      const lgetxattrs = (candidate as { lgetxattrs?: unknown } | undefined)?.lgetxattrs;
-      if (typeof lgetxattrs === 'function') return (p) => (lgetxattrs as (p: string) => Record<string, Buffer>).call(candidate, p);
-    }
-  } catch {
-    // not built yet
-  }
-  return undefined;
-}
-
-const GETFATTR = '/usr/bin/getfattr';
-
-const getfattrReader: XattrReader = async (root, paths) => {
-  // -P: do not follow symlinks while walking; -h: read a symlink's own xattrs; -m -: every namespace.
-  const { stdout } = await run(GETFATTR, ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', root], {
-    maxBuffer: 256 << 20,
-    encoding: 'buffer',
-  });
-  const out = new Map<string, Record<string, Buffer>>();
-  let current: Record<string, Buffer> | undefined;
-  for (const line of stdout.toString('latin1').split('\n')) {
-    if (line.startsWith('# file: ')) {
-      current = {};
-      out.set(unescapeGetfattr(line.slice('# file: '.length)), current);
-    } else if (line && current) {
-      const eq = line.indexOf('=');
-      const name = line.slice(0, eq);
-      const value = line.slice(eq + 1);
-      current[name] = value.startsWith('0x') ? Buffer.from(value.slice(2), 'hex') : Buffer.alloc(0);
-    }
-  }
-  const wanted = new Set(paths);
-  for (const p of out.keys()) if (!wanted.has(p)) out.delete(p);
-  return out;
-};
-
-/** getfattr prints names as raw bytes with `\ooo` escapes for specials; `line` holds bytes as latin1. */
-function unescapeGetfattr(line: string): string {
-  const bytes = Buffer.from(line.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))).replace(/\\\\/g, '\\'), 'latin1');
-  return bytes.toString('utf8');
+  const native = loadNative();
+  return async (_root, paths) => new Map(paths.map((p) => [p, native.lgetxattrs(p)]));
 }
 
 export interface CompareOptions {

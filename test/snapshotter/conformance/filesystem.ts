@@ -4,7 +4,7 @@ import { chmod, chown, lchown, link, lstat, mkdir, readdir, readFile, rename, rm
 import { dirname, join } from 'node:path';
 import { AlreadyExistsError, FailedPreconditionError } from '../../../src/errors.js';
 import type { Mount } from '../../../src/snapshotter/snapshotter.js';
-import { expectError, nextSecond, type Harness } from './harness.js';
+import { expectError, nextSecond } from './harness.js';
 import type { Register } from './suite.js';
 import { hardlinkGroups, listing, snapshotTree } from './tree.js';
 
