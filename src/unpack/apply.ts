@@ -1,7 +1,8 @@
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestMismatchError, LayerApplyError, LayerLimitError, StratumError } from '../errors.js';
-import { Digester } from '../oci/digest.js';
+import type { Digest } from '../oci/digest.js';
+import type { DigestWriter } from '../sys/native.js';
 import type { LayerCompression } from '../oci/mediatypes.js';
 import { autoDecompressor } from './decompress.js';
 import { LayerWriter } from './layer-writer.js';
@@ -30,7 +31,8 @@ export async function applyLayer(compressed: Readable, rootDir: string, options:
     maxEntries: limits.maxEntries,
     maxPathLength: limits.maxPathLength,
   });
-  const digester = new Digester();
+  // The diffID is hashed on the thread pool, one batch in flight, while this thread parses the tar.
+  const digester = new PipelinedDigest(binding.createDigestWriter(-1, 'sha256'));
   const reader = new TarReader();
   let compression: LayerCompression = 'none';
   const decompressed = autoDecompressor((kind) => (compression = kind));
@@ -55,16 +57,18 @@ export async function applyLayer(compressed: Readable, rootDir: string, options:
       await piping;
       reader.finish();
       await writer.finish();
+      await digester.settle();
     } catch (err) {
       decompressed.destroy();
       compressed.destroy();
       await writer.abort();
+      await digester.settle().catch(() => {});
       throw toLayerError(err, subject, compression, options.signal);
     }
   } finally {
     binding.closeFd(rootFd);
   }
-  const diffId = digester.digest();
+  const diffId = `sha256:${digester.digest()}` as Digest;
   if (options.expectedDiffId !== undefined && diffId !== options.expectedDiffId) {
     throw new DigestMismatchError(`${subject} (uncompressed diffID)`, options.expectedDiffId, diffId);
   }
@@ -81,4 +85,45 @@ function toLayerError(err: unknown, subject: string, compression: LayerCompressi
   if (typeof code === 'string' && code.startsWith('Z_')) return new LayerApplyError(subject, `${compression} decompression failed: ${message}`, { cause: err });
   if (compression === 'zstd' && /zstd|frame|corrupt/i.test(message)) return new LayerApplyError(subject, `zstd decompression failed: ${message}`, { cause: err });
   return new LayerApplyError(subject, `applying to the root failed: ${message}`, { cause: err });
+}
+
+/** Feeds a DigestWriter without waiting on it: chunks queue up while one update runs. */
+class PipelinedDigest {
+  size = 0;
+  private queued: Buffer[] = [];
+  private running: Promise<void> | undefined;
+  private failure: unknown;
+
+  constructor(private readonly writer: DigestWriter) {}
+
+  update(chunk: Buffer): void {
+    if (this.failure !== undefined) throw this.failure;
+    this.size += chunk.length;
+    this.queued.push(chunk);
+    this.running ??= this.drain();
+  }
+
+  /** Resolves once every chunk given so far is hashed. */
+  async settle(): Promise<void> {
+    while (this.running) await this.running;
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  digest(): string {
+    return this.writer.digest();
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.queued.length > 0) {
+        const batch = this.queued;
+        this.queued = [];
+        await this.writer.update(batch);
+      }
+    } catch (err) {
+      this.failure = err;
+    } finally {
+      this.running = undefined;
+    }
+  }
 }
