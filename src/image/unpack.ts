@@ -87,6 +87,7 @@ export async function unpackLayers(request: UnpackRequest): Promise<UnpackResult
         const layerSubject = `layer ${i + 1}/${layers.length} (${layer.digest}) of ${subject}`;
         const applied = await applyLayer(withProgress(request, layer), dir, {
           mode: snapshotter.applyMode,
+          hasLowerLayers: parent !== undefined,
           expectedDiffId: diffIds[i],
           subject: layerSubject,
           ...(request.limits ? { limits: request.limits } : {}),

@@ -27,6 +27,7 @@ export async function applyLayer(compressed: Readable, rootDir: string, options:
   const writer = new LayerWriter(binding, rootFd, rootDir, {
     mode: options.mode,
     userxattr: options.userxattr,
+    hasLowerLayers: options.hasLowerLayers,
     subject,
     maxEntries: limits.maxEntries,
     maxPathLength: limits.maxPathLength,

@@ -23,6 +23,8 @@ type Kind = 'dir' | 'implicitDir' | 'file' | 'symlink' | 'node' | 'whiteout';
 
 export interface LayerWriterOptions {
   mode: 'overlay' | 'full';
+  /** overlay mode: false for a chain's first layer, which has nothing below to hide. */
+  hasLowerLayers?: boolean;
   userxattr?: boolean;
   subject: string;
   maxEntries: number;
@@ -48,6 +50,8 @@ export class LayerWriter {
   private readonly inheritDirs = new Set<string>();
   /** overlay mode: hardlinks whose target is in a layer below (linked once the parent chain is there). */
   private readonly lowerLinks: { path: string; target: string }[] = [];
+  /** overlay mode: whiteout devices written; one that hides nothing below must go again. */
+  private readonly whiteouts = new Set<string>();
   private current: { header: TarHeader; path: string; meta: EntryMeta; parts: Buffer[]; bytes: number; fd?: number; pos: number; writing?: Promise<void> } | null = null;
 
   constructor(
@@ -82,8 +86,8 @@ export class LayerWriter {
 
   /** overlay mode: what can only be finished against the layers below (see applyOverlayFixups). */
   overlayFixups(): OverlayFixups | undefined {
-    if (this.inheritDirs.size === 0 && this.lowerLinks.length === 0) return undefined;
-    return { inheritDirs: [...this.inheritDirs], lowerLinks: [...this.lowerLinks] };
+    if (this.inheritDirs.size === 0 && this.lowerLinks.length === 0 && this.whiteouts.size === 0) return undefined;
+    return { inheritDirs: [...this.inheritDirs], lowerLinks: [...this.lowerLinks], whiteouts: [...this.whiteouts] };
   }
 
   /** Closes a big file left open by a failure. */
@@ -249,7 +253,11 @@ export class LayerWriter {
     // A whiteout never hides an entry of its own layer: the entry stays.
     if (this.written.has(target)) return;
     if (this.opts.mode === 'overlay') {
-      this.batcher.add({ op: 'mknod', path: target, kind: 'char', major: 0, minor: 0, meta: { ...this.meta(h), mode: 0, uid: 0, gid: 0, xattrs: undefined } });
+      // In a chain's first layer a whiteout hides nothing: a bind-mounted view must not show a device.
+      if (this.opts.hasLowerLayers !== false) {
+        this.batcher.add({ op: 'mknod', path: target, kind: 'char', major: 0, minor: 0, meta: { ...this.meta(h), mode: 0, uid: 0, gid: 0, xattrs: undefined } });
+        this.whiteouts.add(target);
+      }
     } else {
       this.batcher.add({ op: 'remove', path: target });
       this.forgetLower(target);
@@ -280,6 +288,8 @@ export class LayerWriter {
   }
 
   private markOpaque(dir: string): void {
+    if (this.opts.hasLowerLayers === false) return; // nothing below to hide
+
     this.batcher.add({ op: 'setxattr', path: dir, name: opaqueXattrName(this.opts.userxattr), value: Buffer.from('y') });
   }
 
@@ -393,6 +403,7 @@ export class LayerWriter {
   }
 
   private record(path: string, kind: Kind): void {
+    if (kind !== 'whiteout') this.whiteouts.delete(path);
     this.written.set(path, kind);
     this.recordChild(path);
   }

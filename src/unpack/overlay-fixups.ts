@@ -14,8 +14,8 @@ const lstatBig = (path: string) => lstat(path, { bigint: true }).catch(() => und
 /**
  * Finishes an overlay layer extracted into `upperDir` against `lowerView`, the merged view of
  * the layers below it (mounted read-only): hardlinks to lower files become a copy-up of the
- * target plus a link to it, and directories the layer only implied take the metadata the layers
- * below give them. Paths are resolved inside upperDir by the addon, as for the layer itself.
+ * target plus a link to it, whiteouts that hide nothing are removed, and directories the layer
+ * only implied take the metadata the layers below give them. Paths are resolved inside upperDir by the addon, as for the layer itself.
  */
 export async function applyOverlayFixups(upperDir: string, lowerView: string, fixups: OverlayFixups, subject: string): Promise<void> {
   const binding = loadNative();
@@ -34,6 +34,9 @@ export async function applyOverlayFixups(upperDir: string, lowerView: string, fi
       }
       await binding.applyBatch(rootFd, [{ op: 'hardlink', path, target }]);
     }
+    const hidingNothing: string[] = [];
+    for (const path of fixups.whiteouts) if (!(await exists(join(lowerView, path)))) hidingNothing.push(path);
+    if (hidingNothing.length > 0) await binding.applyBatch(rootFd, hidingNothing.map((path) => ({ op: 'remove' as const, path })));
     for (const dir of inherit) {
       const below = await lstatBig(join(lowerView, dir));
       if (below?.isDirectory()) await binding.applyBatch(rootFd, [{ op: 'mkdir', path: dir, meta: metaOf(below, join(lowerView, dir), binding) }]);

@@ -16,6 +16,8 @@ export interface ApplyOptions {
   mode: 'overlay' | 'full';
   /** Use user.overlay.* xattrs (rootless overlay with userxattr). */
   userxattr?: boolean;
+  /** overlay mode: false for the first layer of a chain, which writes no whiteouts or opaque markers (nothing below to hide). */
+  hasLowerLayers?: boolean;
   /** The config's rootfs.diff_ids[i]: the uncompressed stream must hash to it, else ApplyError and the caller must not commit. */
   expectedDiffId?: Digest;
   /** Names the layer in errors, e.g. `layer 3 (sha256:…) of docker.io/library/x:1`. */
@@ -42,6 +44,8 @@ export interface ApplyResult {
 export interface OverlayFixups {
   inheritDirs: string[];
   lowerLinks: { path: string; target: string }[];
+  /** Whiteout devices written; those that hide nothing below are removed (overlayfs would list them in a directory that exists only in this layer). */
+  whiteouts: string[];
 }
 
 /**

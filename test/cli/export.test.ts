@@ -117,22 +117,10 @@ function exportToStdout(reference: string, file: string): Promise<{ code: number
   });
 }
 
-const PAX_BUG =
-  "BUG: src/image/export.ts add() writes its own PAX header through tar-stream's pack.entry({ type: 'pax-header' }, buffer); tar-stream 3.2 " +
-  "(pack.js Sink: _isVoid for every type but file/contiguous-file) refuses any body for it with 'No body allowed for this entry', emitted as an " +
-  'unhandled error event: the export process crashes (raw stack, no typed error) for every entry needing PAX (xattrs, names over 100 bytes, non-ASCII), ' +
-  "and leaves its read-only view mounted at /tmp/stratum-rootfs-*, the view snapshot in the metadata and FILE.partial on disk";
-const BUGS: Partial<Record<Name, string>> = {
-  xattrs: PAX_BUG,
-  longnames: PAX_BUG,
-  modes:
-    'BUG: src/image/export.ts baseHeader() passes mode 0 for a file or directory of mode 0000, and tar-stream pack.entry (pack.js: ' +
-    '`if (!header.mode) header.mode = DMODE/FMODE`) writes it as 0644 (dirs 0755): "locked" (mode 0000 in the image) exports as 0644',
-};
 
 describe('stratum export', () => {
   for (const name of NAMES) {
-    test(`${name}: GNU tar's extraction of the export equals the overlay merged view; -o - gives the same bytes`, BUGS[name] ? { todo: BUGS[name] } : {}, async (t) => {
+    test(`${name}: GNU tar's extraction of the export equals the overlay merged view; -o - gives the same bytes`, async (t) => {
       if (MISSING) return t.skip(MISSING);
       const image = images[name];
       const out = await tmp(`export-${name}`);

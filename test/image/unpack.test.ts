@@ -559,11 +559,7 @@ describe('later layers hide what earlier ones hold, though overlay extracts laye
 });
 
 describe('whiteouts with nothing below them leave no trace in the mounted rootfs', () => {
-  const ghostBug =
-    'BUG: src/unpack/layer-writer.ts whiteout() (overlay mode) always writes a char 0/0 device, also when no layer below has the path; ' +
-    'in a directory that exists in no lower layer (a non-merged overlay dir) the kernel lists that whiteout in readdir while lstat gives ENOENT. ' +
-    'fixUpAgainstParent (src/image/unpack.ts) has the lower view and could drop such whiteouts';
-  test('a whiteout inside a directory the layers below do not have is not listed in the merged view (overlay)', { todo: ghostBug }, async (t) => {
+  test('a whiteout inside a directory the layers below do not have is not listed in the merged view (overlay)', async (t) => {
     if (MISSING) return t.skip(MISSING);
     const image = images.freshwh!;
     const store = await tmp.make('store-freshwh');
@@ -578,12 +574,7 @@ describe('whiteouts with nothing below them leave no trace in the mounted rootfs
     }
   });
 
-  test('the view of a single-layer image shows neither whiteout devices nor overlay xattrs, like umoci (overlay)', {
-    todo:
-      'BUG: the read-only view of an image with one layer is a bind mount of that layer\'s overlay upperdir (src/snapshotter/overlay/overlay.ts mountsFor, ' +
-      'used by stratum mount and export through src/image/rootfs.ts), so the char 0/0 whiteouts and trusted.overlay.opaque that src/unpack/layer-writer.ts ' +
-      'wrote for layer 1 show up as a device "ghost" and an xattr on "d"',
-  }, async (t) => {
+  test('the view of a single-layer image shows neither whiteout devices nor overlay xattrs, like umoci (overlay)', async (t) => {
     if (MISSING) return t.skip(MISSING);
     const image = images.single!;
     const store = await tmp.make('store-single');
