@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startBenchRegistry } from './lib/big-image-registry.js';
 import { measureCommand, requireGnuTime, settleDisk, type CommandSpec, type Measurement } from './lib/measure.js';
-import { summarize, type Summary } from './lib/stats.js';
+import { summarize, type Summary, mb, row, secs } from './lib/stats.js';
 
 const TARGET_RATIO = 0.9;
 /** 150 MB in decimal units, the stricter reading of the target. */
@@ -162,18 +162,6 @@ function describe(spec: CommandSpec): string {
   return [cmd, ...spec.args.map((a) => (a === STRATUM_CLI ? 'dist/src/cli/main.js' : a))].join(' ');
 }
 
-/** Decimal megabytes (10^6 bytes), as the issue states its sizes. */
-function mb(bytes: number): string {
-  return (bytes / 1e6).toFixed(1);
-}
-
-function secs(s: number): string {
-  return `${s.toFixed(2)} s`;
-}
-
-function row(cells: string[]): string {
-  return `| ${cells.join(' | ')} |`;
-}
 
 main().catch((err: unknown) => {
   process.stderr.write(`bench:pull: ${(err as Error).stack ?? err}\n`);

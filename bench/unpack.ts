@@ -27,7 +27,7 @@ import { CTR, requireContainerd, startContainerd, type PrivateContainerd } from 
 import { measureCommand, requireGnuTime, settleDisk, type CommandSpec } from './lib/measure.js';
 import { createScratchFs, type ScratchFs } from './lib/scratch-fs.js';
 import { benchRegistryStorage, registryBlobPath } from './lib/registry-blobs.js';
-import { summarize, type Summary } from './lib/stats.js';
+import { summarize, type Summary, mb, row, secs } from './lib/stats.js';
 
 const TARGET_RATIO_CONTAINERD = 0.8;
 const TARGET_RATIO_FLOOR = 1.2;
@@ -342,18 +342,6 @@ function omitSamples(s: Summary): Omit<Summary, 'samples'> {
   return { median: s.median, min: s.min, max: s.max };
 }
 
-/** Decimal megabytes (10^6 bytes), as the issue states its sizes. */
-function mb(bytes: number): string {
-  return (bytes / 1e6).toFixed(1);
-}
-
-function secs(s: number): string {
-  return `${s.toFixed(2)} s`;
-}
-
-function row(cells: string[]): string {
-  return `| ${cells.join(' | ')} |`;
-}
 
 main().catch((err: unknown) => {
   process.stderr.write(`bench:unpack: ${(err as Error).stack ?? err}\n`);

@@ -17,7 +17,8 @@ export async function createScratchFs(dir: string, sizeGiB: number): Promise<Scr
   const image = `${dir}.img`;
   await runQuiet('umount', [dir], true).catch(() => {});
   await rm(image, { force: true });
-  await runQuiet('truncate', ['-s', `${sizeGiB}G`, image]);
+  // Preallocated, not sparse: writes inside the loop filesystem must not allocate blocks in the host's.
+  await runQuiet('fallocate', ['-l', `${sizeGiB}G`, image]);
   await runQuiet('mkfs.ext4', ['-q', '-F', '-E', 'lazy_itable_init=0,lazy_journal_init=0', image]);
   await mkdir(dir, { recursive: true });
   await runQuiet('mount', ['-o', 'loop', image, dir]);

@@ -62,36 +62,40 @@ export async function unpackLayers(request: UnpackRequest): Promise<UnpackResult
   const ready = request.blobReady ?? (async () => {});
   let extracted = 0;
 
+  const rebase = snapshotter.capabilities.rebase;
+  // Extraction slots: a layer holds one only while it extracts, never while it waits for its blob
+  // or for its parent's commit (layers whose blobs came first would otherwise fill every slot
+  // waiting on a parent that cannot get one).
+  const slot = pLimit(rebase ? (request.concurrency ?? 3) : 1);
+
   const unpackOne = async (i: number, parentCommitted: Promise<void>): Promise<void> => {
     const layer = layers[i]!;
     const chainId = chain[i]!;
     const parent = i > 0 ? chain[i - 1] : undefined;
-    if (await isCommitted(snapshotter, chainId)) {
+    const existed = async () => {
       await parentCommitted;
       request.onEvent?.({ type: 'unpacked', digest: layer.digest, chainId, existed: true });
-      return;
-    }
+    };
+    await ready(layer.digest);
+    if (await isCommitted(snapshotter, chainId)) return existed();
     const release = await acquireFileLock(join(lockDir, digestHex(chainId)));
     try {
-      if (await isCommitted(snapshotter, chainId)) {
-        await parentCommitted;
-        request.onEvent?.({ type: 'unpacked', digest: layer.digest, chainId, existed: true });
-        return;
-      }
-      const rebase = snapshotter.capabilities.rebase;
+      if (await isCommitted(snapshotter, chainId)) return await existed();
       if (!rebase) await parentCommitted;
       const key = `extract-${process.pid}-${randomBytes(6).toString('hex')}-${chainId}`;
       await snapshotter.prepare(key, rebase ? undefined : parent, { labels: { 'dev.stratum.unpack.layer': layer.digest } });
       try {
         const dir = await snapshotter.applyDir(key);
         const layerSubject = `layer ${i + 1}/${layers.length} (${layer.digest}) of ${subject}`;
-        const applied = await applyLayer(withProgress(request, layer), dir, {
-          mode: snapshotter.applyMode,
-          hasLowerLayers: parent !== undefined,
-          expectedDiffId: diffIds[i],
-          subject: layerSubject,
-          ...(request.limits ? { limits: request.limits } : {}),
-        });
+        const applied = await slot(() =>
+          applyLayer(withProgress(request, layer), dir, {
+            mode: snapshotter.applyMode,
+            hasLowerLayers: parent !== undefined,
+            expectedDiffId: diffIds[i],
+            subject: layerSubject,
+            ...(request.limits ? { limits: request.limits } : {}),
+          }),
+        );
         await parentCommitted;
         if (applied.overlayFixups) await fixUpAgainstParent(snapshotter, parent, dir, applied.overlayFixups, layerSubject);
         await snapshotter.commit(chainId, key, {
@@ -110,19 +114,8 @@ export async function unpackLayers(request: UnpackRequest): Promise<UnpackResult
   };
 
   // Each layer's task resolves when its chainID is committed; the next waits on it before it commits.
-  // A layer takes an extraction slot only once its blob is there, so slots never idle on a download.
-  const limit = pLimit(snapshotter.capabilities.rebase ? (request.concurrency ?? 3) : 1);
   const committed: Promise<void>[] = [];
-  for (let i = 0; i < layers.length; i++) {
-    const parentCommitted = i > 0 ? committed[i - 1]! : Promise.resolve();
-    const rebase = snapshotter.capabilities.rebase;
-    committed.push(
-      (rebase ? ready(layers[i]!.digest) : parentCommitted).then(() => limit(async () => {
-        if (!rebase) await ready(layers[i]!.digest);
-        return unpackOne(i, parentCommitted);
-      })),
-    );
-  }
+  for (let i = 0; i < layers.length; i++) committed.push(unpackOne(i, i > 0 ? committed[i - 1]! : Promise.resolve()));
   // Surface the first failure, but let every task settle so no extraction runs on in the background.
   const results = await Promise.allSettled(committed);
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');

@@ -4,28 +4,20 @@
  * demand, and the errors. Real registry, real overlay and bind mounts.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import { chainIds, type Digest } from '../../src/oci/digest.js';
 import { buildLayer, random, type EntrySpec } from '../fixtures/layers.js';
 import { writeOciLayout } from '../fixtures/layout.js';
 import { pushOciLayout } from '../fixtures/push.js';
 import { sharedRegistry, type TestRegistry } from '../helpers/registry.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
-import { TempDirs } from '../helpers/tmp.js';
+import { mountPoints, TempDirs } from '../helpers/tmp.js';
 
-const exec = promisify(execFile);
 const tmpDirs = new TempDirs();
-const made: string[] = [];
-const tmp = async (prefix: string) => {
-  const dir = await tmpDirs.make(prefix);
-  made.push(dir);
-  return dir;
-};
+const tmp = (prefix: string) => tmpDirs.make(prefix);
 
 function missing(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root: overlay and bind mounts';
@@ -64,24 +56,9 @@ before(async () => {
 });
 
 after(async () => {
-  await unmountUnder(made);
   await registry?.stop();
   await tmpDirs.cleanup();
 });
-
-async function mountPoints(): Promise<string[]> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
-  return info
-    .split('\n')
-    .map((l) => l.split(' ')[4])
-    .filter((p): p is string => p !== undefined)
-    .map((p) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
-}
-
-async function unmountUnder(roots: readonly string[]): Promise<void> {
-  const points = (await mountPoints()).filter((p) => roots.some((r) => p === r || p.startsWith(`${r}/`)));
-  for (const p of points.sort((a, b) => b.length - a.length)) await exec('umount', ['-l', p]).catch(() => {});
-}
 
 const isMounted = async (dir: string) => (await mountPoints()).includes(dir);
 const cli = (args: string[]): Promise<CliResult> => runCli(args, env);

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { lstat, readFile, readdir } from 'node:fs/promises';
+import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -29,15 +29,7 @@ import type { ImageConfig } from '../../src/oci/types.js';
 
 const exec = promisify(execFile);
 const tmpDirs = new TempDirs();
-/** Every temp dir made here, so that after() can unmount what a failed test left mounted under them. */
-const made: string[] = [];
-const tmp = {
-  make: async (prefix: string) => {
-    const dir = await tmpDirs.make(prefix);
-    made.push(dir);
-    return dir;
-  },
-};
+const tmp = tmpDirs;
 
 function missing(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root: overlay mounts, owners, trusted xattrs';
@@ -252,22 +244,9 @@ before(async () => {
 });
 
 after(async () => {
-  await unmountUnder(made);
   await registry?.stop();
   await tmpDirs.cleanup();
 });
-
-/** Unmounts whatever is still mounted under the temp dirs of this file (deepest first). */
-async function unmountUnder(roots: readonly string[]): Promise<void> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
-  const points = info
-    .split('\n')
-    .map((l) => l.split(' ')[4])
-    .filter((p): p is string => p !== undefined)
-    .map((p) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
-    .filter((p) => roots.some((r) => p === r || p.startsWith(`${r}/`)));
-  for (const p of points.sort((a, b) => b.length - a.length)) await exec('umount', ['-l', p]).catch(() => {});
-}
 
 // ---- helpers ----------------------------------------------------------------------------------
 

@@ -8,20 +8,13 @@ import { isStratumError } from '../../src/errors.js';
 import type { Digest } from '../../src/oci/digest.js';
 import type { NativeBinding } from '../../src/sys/native.js';
 import { applyLayer } from '../../src/unpack/apply.js';
-import { loadNative } from '../../src/sys/native.js';
+import { nativeOrSkip } from '../helpers/native.js';
 import { buildLayer, random, type EntrySpec } from '../fixtures/layers.js';
 import { TempDirs } from '../helpers/tmp.js';
 
 const tmp = new TempDirs();
 after(() => tmp.cleanup());
-const binding = ((): ReturnType<typeof loadNative> | Error => {
-  try {
-    return loadNative();
-  } catch (err) {
-    return err as Error;
-  }
-})();
-const skip = binding instanceof Error ? `native addon unavailable: ${binding.message}` : process.getuid?.() !== 0 ? 'needs root (chown, devices, trusted xattrs)' : false;
+const { binding, skip } = nativeOrSkip('chown, devices, trusted xattrs');
 
 async function apply(entries: EntrySpec[], root: string, mode: 'overlay' | 'full', compression: 'gzip' | 'zstd' | 'none' = 'gzip', expectedDiffId?: Digest) {
   const layer = await buildLayer(entries, { compression, dir: await tmp.make('layer') });

@@ -6,20 +6,13 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isStratumError } from '../../src/errors.js';
 import { applyLayer } from '../../src/unpack/apply.js';
-import { loadNative } from '../../src/sys/native.js';
+import { nativeOrSkip } from '../helpers/native.js';
 import { hostileCases, writeHostileCorpus } from '../fixtures/hostile/corpus.js';
 import { TempDirs } from '../helpers/tmp.js';
 
 const tmp = new TempDirs();
 after(() => tmp.cleanup());
-const binding = ((): ReturnType<typeof loadNative> | Error => {
-  try {
-    return loadNative();
-  } catch (err) {
-    return err as Error;
-  }
-})();
-const skip = binding instanceof Error ? `native addon unavailable: ${binding.message}` : process.getuid?.() !== 0 ? 'needs root (devices, chown)' : false;
+const { skip } = nativeOrSkip('devices, chown');
 
 /** Every path under dir except `skip`, with type, mode, owner, size, mtime and content hash. */
 async function snapshot(dir: string, skipPath: string): Promise<Map<string, string>> {
