@@ -8,7 +8,8 @@ import { parseSchema1, convertSchema1, schema1Blobs } from '../oci/schema1.js';
 import { MediaType } from '../oci/mediatypes.js';
 import { Lease } from '../oci/lease.js';
 import type { Descriptor, ImageConfig, ImageManifest, Platform } from '../oci/types.js';
-import type { BlobInfo } from '../oci/content.js';
+import type { BlobInfo, Provider } from '../oci/content.js';
+import { closeSync, createReadStream, openSync } from 'node:fs';
 import type { OciStore } from '../oci/store.js';
 import type { RegistryClient } from '../registry/client.js';
 import { downloadBlob } from '../registry/download.js';
@@ -85,6 +86,7 @@ export async function pull(input: string | Reference, options: PullOptions): Pro
   try {
     return await session.run(resolved);
   } finally {
+    session.closeVerified();
     await session.lease.release();
   }
 }
@@ -94,7 +96,9 @@ class PullSession {
   private readonly wanted: Platform;
   private fetched = 0;
   private bytes = 0;
-  /** Settles when a blob of this pull is verified in the store; unpacking waits on it. */
+  /** Read descriptors of blobs verified but maybe not yet renamed into the store, for the unpacker. */
+  private readonly verifiedFds = new Map<Digest, number>();
+  /** Settles when a blob of this pull is verified; unpacking waits on it. */
   private readonly blobs = new Map<Digest, { promise: Promise<void>; resolve(): void; reject(err: unknown): void }>();
   private unpacking: Promise<UnpackResult> | undefined;
   /** Stops this pull's downloads when one part of it failed (and follows the caller's signal). */
@@ -146,11 +150,34 @@ class PullSession {
     };
   }
 
+  /** The store, but a blob verified by this pull is read from the descriptor opened at verification. */
+  private verifiedProvider(): Provider {
+    const store = this.store;
+    const fds = this.verifiedFds;
+    return {
+      has: (d) => store.has(d),
+      info: (d) => store.info(d),
+      read: (d, max) => store.read(d, max),
+      open: (d) => {
+        const fd = fds.get(d);
+        if (fd === undefined) return store.open(d);
+        fds.delete(d);
+        return createReadStream('', { fd, highWaterMark: 1 << 20 });
+      },
+    };
+  }
+
+  /** Closes descriptors of verified blobs that no layer extraction took (their chainIDs were unpacked already). */
+  closeVerified(): void {
+    for (const fd of this.verifiedFds.values()) closeSync(fd);
+    this.verifiedFds.clear();
+  }
+
   /** Starts unpacking (when asked to); layers are extracted as soon as their blobs are verified. */
   private unpack(layers: readonly Descriptor[], config: ImageConfig): Promise<UnpackResult> {
     const options = this.options.unpack!;
     return unpackLayers({
-      store: this.store,
+      store: this.verifiedProvider(),
       snapshotter: options.snapshotter,
       layers,
       diffIds: config.rootfs.diff_ids,
@@ -310,8 +337,15 @@ class PullSession {
 
   private async fetch(desc: { digest: Digest; size?: number }, onFetched?: () => void): Promise<void> {
     const waiter = this.blobs.get(desc.digest);
+    // Unpacking may start on the verified bytes while their fsync and rename still run.
+    const onVerified = waiter
+      ? (path: string) => {
+          this.verifiedFds.set(desc.digest, openSync(path, 'r'));
+          waiter.resolve();
+        }
+      : undefined;
     try {
-      await this.download(desc, onFetched);
+      await this.download(desc, onFetched, onVerified);
       waiter?.resolve();
     } catch (err) {
       waiter?.reject(err);
@@ -319,11 +353,12 @@ class PullSession {
     }
   }
 
-  private async download(desc: { digest: Digest; size?: number }, onFetched?: () => void): Promise<void> {
+  private async download(desc: { digest: Digest; size?: number }, onFetched?: () => void, onVerified?: (path: string) => void): Promise<void> {
     await this.lease.add(desc.digest);
     await downloadBlob(this.options.client, this.reference, desc, this.store, {
       signal: this.signal,
       ...(onFetched ? { onFetched } : {}),
+      ...(onVerified ? { onVerified } : {}),
       onEvent: (e) => {
         if (e.type === 'complete') {
           this.fetched++;

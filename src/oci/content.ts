@@ -33,8 +33,12 @@ export interface IngestWriter {
   stream(): Writable;
   /** Drops the partial data and starts again from byte 0 (the registry ignored Range). */
   reset(): Promise<void>;
-  /** Verifies size (when known) and digest, fsyncs, renames into blobs/. Releases the lock. */
-  commit(expectedSize?: number): Promise<BlobInfo>;
+  /**
+   * Verifies size (when known) and digest, fsyncs, renames into blobs/. Releases the lock.
+   * `onVerified` is called once the content is known good, before the fsync and rename, with the
+   * path of the verified data: a reader may open it there and go on reading after the rename.
+   */
+  commit(expectedSize?: number, hooks?: { onVerified?: (path: string) => void }): Promise<BlobInfo>;
   /** Releases the lock and keeps partial bytes for a later resume. Idempotent. */
   close(): Promise<void>;
   /** Releases the lock and deletes the partial bytes. Idempotent. */

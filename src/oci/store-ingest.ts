@@ -141,7 +141,7 @@ export class FileIngestWriter implements IngestWriter {
     this.failure = undefined;
   }
 
-  async commit(expectedSize?: number): Promise<BlobInfo> {
+  async commit(expectedSize?: number, hooks: { onVerified?: (path: string) => void } = {}): Promise<BlobInfo> {
     this.assertOpen();
     await this.settle();
     if (this.failure) {
@@ -161,6 +161,7 @@ export class FileIngestWriter implements IngestWriter {
       await this.discard();
       throw new DigestMismatchError(subject, this.digest, actual);
     }
+    hooks.onVerified?.(this.paths.data);
     try {
       // mtime = commit time, so GC can tell a blob committed while it ran from an old unreferenced one.
       const now = new Date();

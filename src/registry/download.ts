@@ -35,6 +35,8 @@ export interface DownloadOptions {
    * the fsync overlaps it. A mirror's corrupt blob fetched again from the next endpoint comes after.
    */
   onFetched?: () => void;
+  /** Called with the path of the verified content before it is fsynced and renamed into the store (see IngestWriter.commit). */
+  onVerified?: (path: string) => void;
   /** Minimum gap between two 'downloading' events. Default 100 ms. */
   progressIntervalMs?: number;
   lockTimeoutMs?: number;
@@ -172,7 +174,7 @@ export async function downloadBlob(
       emit({ type: 'verifying', digest });
       const committing = writer;
       try {
-        const info = await committing.commit(desc.size);
+        const info = await committing.commit(desc.size, options.onVerified ? { onVerified: options.onVerified } : {});
         writer = null;
         emit({ type: 'complete', digest, size: info.size, resumedFrom });
         return { info, existed: false, resumedFrom, ...(lastEndpoint ? { endpoint: lastEndpoint } : {}) };
