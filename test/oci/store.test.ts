@@ -440,4 +440,37 @@ describe('OciStore', () => {
       await access(join(root, 'ingest'));
     });
   });
+
+  describe('commit hooks', () => {
+    it('onVerified sees the verified data before it is in blobs/, and a reader opened then reads it all after the rename', async () => {
+      const store = await OciStore.open(freshRoot());
+      const data = Buffer.from('verified before it is committed\n'.repeat(1000));
+      const digest = digestOf(data);
+      const writer = (await store.ingest(digest, { expectedSize: data.length }))!;
+      await pipeline(Readable.from([data]), writer.stream());
+      let seen: { inBlobs: boolean; fd: number } | undefined;
+      const { openSync, readFileSync, closeSync, existsSync } = await import('node:fs');
+      const info = await writer.commit(data.length, {
+        onVerified: (path) => {
+          seen = { inBlobs: existsSync(store.blobPath(digest)), fd: openSync(path, 'r') };
+        },
+      });
+      assert.equal(info.digest, digest);
+      assert.ok(seen, 'onVerified was called');
+      assert.equal(seen.inBlobs, false, 'called before the rename into blobs/');
+      assert.deepEqual(readFileSync(seen.fd), data);
+      closeSync(seen.fd);
+      assert.equal(await store.has(digest), true);
+    });
+
+    it('onVerified is not called for content that fails verification', async () => {
+      const store = await OciStore.open(freshRoot());
+      const digest = digestOf('the right content');
+      const writer = (await store.ingest(digest))!;
+      await pipeline(Readable.from([Buffer.from('the wrong content')]), writer.stream());
+      let called = false;
+      await assert.rejects(writer.commit(undefined, { onVerified: () => (called = true) }), (e: unknown) => isStratumError(e, 'ERR_DIGEST_MISMATCH'));
+      assert.equal(called, false);
+    });
+  });
 });
