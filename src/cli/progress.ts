@@ -68,6 +68,13 @@ export class PullProgress {
         return this.layer(e.digest, `Extracting ${progressBar(e.current, e.total)}`, 'Extracting');
       case 'unpacked':
         return this.layer(e.digest, e.existed ? 'Already exists' : 'Pull complete');
+      case 'tagged':
+        // Blobs that are no layer of the stored image (schema1's empty throwaway blob) finish here.
+        for (const digest of this.layerIds) {
+          const status = this.lastStatus.get(shortDigest(digest));
+          if (status === 'Download complete') this.set(digest, 'Pull complete');
+        }
+        return;
       default:
         return;
     }
@@ -86,9 +93,10 @@ export class PullProgress {
   private set(digest: Digest, text: string, statusKey = text): void {
     const id = shortDigest(digest);
     const line = `${id}: ${text}`;
+    const changed = this.lastStatus.get(id) !== statusKey;
+    this.lastStatus.set(id, statusKey);
     if (this.mode === 'plain') {
-      if (this.lastStatus.get(id) !== statusKey) this.out.write(`${line}\n`);
-      this.lastStatus.set(id, statusKey);
+      if (changed) this.out.write(`${line}\n`);
       return;
     }
     const index = this.lineOf.get(id);

@@ -5,10 +5,10 @@ import { digestOf } from '../../src/oci/digest.js';
 import { PullProgress, type ProgressMode } from '../../src/cli/progress.js';
 import type { PullEvent } from '../../src/image/pull.js';
 
-function render(mode: ProgressMode, events: PullEvent[]): string {
+function render(mode: ProgressMode, events: PullEvent[], unpack = false): string {
   let out = '';
   const sink = new Writable({ write: (chunk, _enc, done) => ((out += chunk.toString()), done()) });
-  const progress = new PullProgress(sink, mode);
+  const progress = new PullProgress(sink, mode, { unpack });
   for (const e of events) progress.event(e);
   return out;
 }
@@ -57,5 +57,31 @@ describe('pull progress rendering', () => {
     assert.equal(lines.length, events.length);
     assert.equal(lines[1].id, a.slice(7, 19));
     assert.equal(render('quiet', events), '');
+  });
+
+  it('with unpack: Pull complete once extracted; a blob that is no layer (schema1 empty blob) completes when the image is tagged', () => {
+    const id = (d: string) => d.slice(7, 19);
+    const empty = digestOf('empty throwaway');
+    const out = render(
+      'plain',
+      [
+        { type: 'layers', layers: [{ digest: a }, { digest: empty }] },
+        { type: 'complete', digest: a, size: 10, resumedFrom: 0 },
+        { type: 'complete', digest: empty, size: 32, resumedFrom: 0 },
+        { type: 'extracting', digest: a, current: 10, total: 10 },
+        { type: 'unpacked', digest: a, chainId: a, existed: false },
+        { type: 'tagged', name: 'docker.io/library/x:1', digest: b },
+      ],
+      true,
+    );
+    assert.deepEqual(out.trimEnd().split('\n'), [
+      `${id(a)}: Pulling fs layer`,
+      `${id(empty)}: Pulling fs layer`,
+      `${id(a)}: Download complete`,
+      `${id(empty)}: Download complete`,
+      `${id(a)}: Extracting [${'='.repeat(50)}>]  10B/10B`,
+      `${id(a)}: Pull complete`,
+      `${id(empty)}: Pull complete`,
+    ]);
   });
 });
