@@ -125,7 +125,17 @@ class PullSession {
     this.emit({ type: 'resolved', reference, digest: sourceDigest, mediaType: resolved.descriptor.mediaType, endpoint: resolved.endpoint.url });
 
     const current = await this.storedCopy(sourceDigest);
-    const image = current ? this.reuse(current) : await this.fetchImage(resolved);
+    let image: PulledImage;
+    try {
+      image = current ? this.reuse(current) : await this.fetchImage(resolved);
+    } catch (err) {
+      // Stop the other downloads, fail the extractions still waiting for a blob, and let the
+      // running ones finish before this pull reports its failure (and releases its lease).
+      this.cancel.abort(err);
+      for (const waiter of this.blobs.values()) waiter.reject(err);
+      await this.unpacking?.catch(() => {});
+      throw err;
+    }
     const unpacked = this.options.unpack ? await (this.unpacking ?? this.unpack(image.manifestJson.layers, image.config)) : undefined;
     const name = reference.toString();
     if (!current) {
