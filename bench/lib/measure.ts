@@ -94,13 +94,16 @@ async function diskActivity(): Promise<string> {
 }
 
 /**
- * `sync`, then waits until the disks are idle (no sectors written and nothing in flight for a
+ * `sync` (twice), then waits until the disks are idle (no sectors written and nothing in flight for a
  * whole second, at most `maxMs`): deleting the previous run's tree (with the `discard` mount
  * option here) keeps the disk busy for seconds after `rm` returns, which would land in the next
  * tool's timing.
  */
 export async function settleDisk(maxMs = 30_000): Promise<void> {
   const { setTimeout: sleep } = await import('node:timers/promises');
+  // Twice: syncing a loop-mounted filesystem leaves the pages it wrote into its backing file dirty
+  // on the host filesystem, and their writeback would otherwise land in the next run.
+  await runQuiet('sync', []);
   await runQuiet('sync', []);
   const deadline = Date.now() + maxMs;
   let last = await diskActivity();
