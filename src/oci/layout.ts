@@ -115,13 +115,7 @@ export async function readIndexFile(root: string): Promise<ImageIndex> {
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
   const tmp = tempPathFor(path);
   try {
-    const fh = await open(tmp, 'wx', 0o644);
-    try {
-      await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
+    await writeSyncedTemp(tmp, data);
     await rename(tmp, path);
   } catch (err) {
     await unlink(tmp).catch(() => {});
@@ -133,13 +127,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
 /** Creates `path` with `data` unless it exists; atomic (temp file + link), so a reader never sees it half-written. */
 async function createFileIfMissing(path: string, data: string): Promise<void> {
   const tmp = tempPathFor(path);
-  const fh = await open(tmp, 'wx', 0o644);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
+  await writeSyncedTemp(tmp, data);
   try {
     await link(tmp, path);
     await fsyncDir(dirname(path));
@@ -147,6 +135,17 @@ async function createFileIfMissing(path: string, data: string): Promise<void> {
     if (!isCode(err, 'EEXIST')) throw err;
   } finally {
     await unlink(tmp).catch(() => {});
+  }
+}
+
+/** Creates `tmp` (which must not exist) with `data`, fsynced, ready to be renamed or linked into place. */
+async function writeSyncedTemp(tmp: string, data: string | Uint8Array): Promise<void> {
+  const fh = await open(tmp, 'wx', 0o644);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
   }
 }
 

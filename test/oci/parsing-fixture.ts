@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { hasTool } from '../helpers/tools.js';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,14 +26,6 @@ export interface RealImage {
   cleanup(): Promise<void>;
 }
 
-async function hasTool(name: string): Promise<boolean> {
-  try {
-    await run(name, ['--version']);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Returns the image, or a reason to skip when umoci or skopeo is missing. */
 export async function buildRealImage(): Promise<RealImage | { skip: string }> {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { hasTool } from '../helpers/tools.js';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { access, mkdir, readdir, readFile, readlink, stat, writeFile } from 'node:fs/promises';
@@ -25,14 +26,6 @@ import {
 
 const run = promisify(execFile);
 
-async function hasTool(name: string): Promise<boolean> {
-  try {
-    await run(name, ['--version']);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function chunksOf(data: Buffer, size: number): Buffer[] {
   const out: Buffer[] = [];
