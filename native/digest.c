@@ -2,6 +2,12 @@
  * DigestWriter: writev + EVP_DigestUpdate of a batch of Buffers, both on the libuv threadpool,
  * so a blob download spends no main-thread time hashing or copying to the page cache. OpenSSL's
  * EVP symbols come from the node binary itself.
+ *
+ * With drop-behind, the written bytes leave the page cache as the stream goes: every full window
+ * is handed to writeback at once (sync_file_range WRITE), and the window before it, written back
+ * by then, is dropped (POSIX_FADV_DONTNEED). A blob the caller will not read back soon then costs
+ * a bounded amount of page cache instead of its whole size, the pages are recycled while they are
+ * hot, and the final fsync finds almost everything already on disk.
  */
 #include "common.h"
 
@@ -10,8 +16,11 @@
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+#define DROP_WINDOW ((off_t)8 << 20)
 
 typedef struct {
   EVP_MD_CTX *ctx;
@@ -19,6 +28,9 @@ typedef struct {
   int busy;     /* a write/update is on the threadpool */
   int finished; /* digest() was called */
   int poisoned; /* a write failed: the bytes on disk and the hash may disagree */
+  int drop_behind;
+  off_t flushing;   /* writeback was started for [.., flushing) */
+  off_t dropped;    /* [.., dropped) was written back and dropped from the page cache */
 } digest_handle;
 
 typedef struct {
@@ -54,10 +66,29 @@ static digest_handle *get_handle(napi_env env, napi_value v) {
   return data;
 }
 
-/* digestCreate(fd, algorithm) → handle; fd -1 for a hash-only handle. */
+/*
+ * Advisory only: an error here changes no byte and the final fsync reports any write error, so
+ * none is raised. Windows are aligned to the file, so a resumed ingest continues the same grid.
+ */
+static void drop_behind(digest_handle *h) {
+  off_t end = lseek(h->fd, 0, SEEK_CUR);
+  if (end < 0) return;
+  while (end - h->flushing >= DROP_WINDOW) {
+    sync_file_range(h->fd, h->flushing, DROP_WINDOW, SYNC_FILE_RANGE_WRITE);
+    h->flushing += DROP_WINDOW;
+  }
+  /* One window stays in flight so the wait below rarely waits. */
+  while (h->flushing - h->dropped >= 2 * DROP_WINDOW) {
+    sync_file_range(h->fd, h->dropped, DROP_WINDOW, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+    posix_fadvise(h->fd, h->dropped, DROP_WINDOW, POSIX_FADV_DONTNEED);
+    h->dropped += DROP_WINDOW;
+  }
+}
+
+/* digestCreate(fd, algorithm, dropBehind?) → handle; fd -1 for a hash-only handle. */
 static napi_value digest_create(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int32_t fd = -1;
   if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
@@ -84,6 +115,9 @@ static napi_value digest_create(napi_env env, napi_callback_info info) {
     return NULL;
   }
   h->fd = fd;
+  bool drop = false;
+  if (argc > 2) napi_get_value_bool(env, argv[2], &drop);
+  h->drop_behind = drop && fd >= 0;
   napi_value ext;
   napi_create_external(env, h, finalize_handle, NULL, &ext);
   return ext;
@@ -112,6 +146,7 @@ static void execute(napi_env env, void *data) {
       }
       while (cnt > 0 && iov->iov_len == 0) iov++, cnt--;
     }
+    if (w->h->drop_behind) drop_behind(w->h);
   }
   for (int i = 0; i < w->n; i++) EVP_DigestUpdate(w->h->ctx, w->hash[i].iov_base, w->hash[i].iov_len);
 }

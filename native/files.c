@@ -241,6 +241,22 @@ static napi_value lsetxattr_js(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* dropCache(fd, offset, length): POSIX_FADV_DONTNEED, advisory (dirty pages stay; errors ignored). */
+static napi_value drop_cache(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  int fd;
+  int64_t offset = 0, length = 0;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 3 || st_get_fd(env, argv[0], &fd) < 0) return NULL;
+  if (napi_get_value_int64(env, argv[1], &offset) != napi_ok || napi_get_value_int64(env, argv[2], &length) != napi_ok || offset < 0 || length < 0) {
+    st_throw_msg(env, "ERR_INVALID_ARGUMENT", "dropCache(fd, offset, length) takes byte counts ≥ 0");
+    return NULL;
+  }
+  posix_fadvise(fd, (off_t)offset, (off_t)length, POSIX_FADV_DONTNEED);
+  return NULL;
+}
+
 napi_status st_init_files(napi_env env, napi_value exports) {
   napi_status s;
   if ((s = st_export(env, exports, "openRoot", open_root)) != napi_ok) return s;
@@ -248,5 +264,6 @@ napi_status st_init_files(napi_env env, napi_value exports) {
   if ((s = st_export(env, exports, "createFile", create_file)) != napi_ok) return s;
   if ((s = st_export(env, exports, "finishFile", finish_file)) != napi_ok) return s;
   if ((s = st_export(env, exports, "lgetxattrs", lgetxattrs)) != napi_ok) return s;
+  if ((s = st_export(env, exports, "dropCache", drop_cache)) != napi_ok) return s;
   return st_export(env, exports, "lsetxattr", lsetxattr_js);
 }

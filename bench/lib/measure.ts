@@ -79,6 +79,17 @@ export async function runQuiet(command: string, args: string[], silent = false):
   });
 }
 
+/** Runs a setup command to completion and returns its stdout (stderr passes through). */
+export async function runCapture(command: string, args: string[]): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    child.once('error', reject);
+    child.once('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${command} ${args.join(' ')} exited with ${code}`))));
+  });
+}
+
 /** Total sectors written and I/Os in flight over all block devices (/proc/diskstats). */
 async function diskActivity(): Promise<string> {
   const { readFile } = await import('node:fs/promises');

@@ -1,5 +1,5 @@
 import { mkdir, rm, rmdir } from 'node:fs/promises';
-import { runQuiet } from './measure.js';
+import { runCapture, runQuiet } from './measure.js';
 
 export interface ScratchFs {
   dir: string;
@@ -7,11 +7,13 @@ export interface ScratchFs {
 }
 
 /**
- * A fresh ext4 on a sparse loop file, mounted at `dir`, for the runs of one benchmark. On a
+ * A fresh ext4 on a preallocated loop file, mounted at `dir`, for the runs of one benchmark. On a
  * filesystem that has seen many deletions, ext4's inode allocator skips recently deleted inodes
  * (perf: find_inode_bit / recently_deleted) and creating a file can cost 20x more kernel time for
  * minutes; a new filesystem gives every tool the same clean start. Inode tables are written up
- * front (no lazy init running in the background during the runs).
+ * front (no lazy init running in the background during the runs). The loop device does direct
+ * I/O, as a disk would: with buffered I/O every byte a tool writes would be cached twice, once
+ * in the scratch filesystem and again in the host filesystem's copy of the loop file.
  */
 export async function createScratchFs(dir: string, sizeGiB: number): Promise<ScratchFs> {
   const image = `${dir}.img`;
@@ -21,11 +23,13 @@ export async function createScratchFs(dir: string, sizeGiB: number): Promise<Scr
   await runQuiet('fallocate', ['-l', `${sizeGiB}G`, image]);
   await runQuiet('mkfs.ext4', ['-q', '-F', '-E', 'lazy_itable_init=0,lazy_journal_init=0', image]);
   await mkdir(dir, { recursive: true });
-  await runQuiet('mount', ['-o', 'loop', image, dir]);
+  const device = (await runCapture('losetup', ['--direct-io=on', '--show', '--find', image])).trim();
+  await runQuiet('mount', [device, dir]);
   return {
     dir,
     async remove() {
       await runQuiet('umount', [dir]);
+      await runQuiet('losetup', ['--detach', device], true).catch(() => {});
       await rmdir(dir).catch(() => {});
       await rm(image, { force: true });
     },

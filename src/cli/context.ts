@@ -45,9 +45,9 @@ export async function registryConfig(flags: GlobalFlags, env = process.env): Pro
   const path = configPath(flags, env);
   const config: RegistryConfig = path ? await loadRegistryConfig(path) : {};
   const mirrors: Record<string, string[]> = { ...(config.mirrors ?? {}) };
-  for (const flag of flags.mirror ?? []) {
+  // Mirrors named on the command line come before those of the config file, in the order given.
+  for (const flag of [...(flags.mirror ?? [])].reverse()) {
     const { registry, url } = parseMirrorFlag(flag);
-    // Mirrors named on the command line come before those of the config file.
     mirrors[registry] = [url, ...(mirrors[registry] ?? []).filter((u) => u !== url)];
   }
   const insecure = [...(config.insecure ?? []), ...(flags['insecure-registry'] ?? [])];

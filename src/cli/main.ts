@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { setFlagsFromString } from 'node:v8';
 import { StratumError } from '../errors.js';
 import { UsageError } from './context.js';
 
@@ -6,6 +7,11 @@ interface Command {
   usage: string;
   run(argv: string[]): Promise<number>;
 }
+
+// A pull allocates many short-lived objects around the bytes it streams; V8 would grow the young
+// generation for them to 16 MiB semi-spaces, which only adds resident memory (~15-30 MB measured)
+// without making the pull faster. Kept at its initial size in the CLI; library users keep theirs.
+setFlagsFromString('--semi-space-growth-factor=1');
 
 /** Loaded on demand: a command pays only for the modules it uses (undici, the addon…) at start-up. */
 const COMMANDS: Record<string, () => Promise<Command>> = {

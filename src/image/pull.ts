@@ -9,7 +9,8 @@ import { MediaType } from '../oci/mediatypes.js';
 import { Lease } from '../oci/lease.js';
 import type { Descriptor, ImageConfig, ImageManifest, Platform } from '../oci/types.js';
 import type { BlobInfo, Provider } from '../oci/content.js';
-import { closeSync, createReadStream, openSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
+import { blobReadStream } from '../oci/blob-stream.js';
 import type { OciStore } from '../oci/store.js';
 import type { RegistryClient } from '../registry/client.js';
 import { downloadBlob } from '../registry/download.js';
@@ -19,6 +20,7 @@ import { InvalidManifestError, NoMatchingPlatformError } from '../errors.js';
 import type { Snapshotter } from '../snapshotter/snapshotter.js';
 import type { UnpackLimits } from '../unpack/types.js';
 import { unpackLayers, type UnpackEvent, type UnpackResult } from './unpack.js';
+import { LiveBlob } from './live-blob.js';
 import { SOURCE_DIGEST_ANNOTATION, SOURCE_MEDIA_TYPE_ANNOTATION, SCHEMA1_BLOB_ANNOTATION } from './annotations.js';
 import { loadImage, type StoredImage } from './image.js';
 
@@ -100,6 +102,8 @@ class PullSession {
   private readonly verifiedFds = new Map<Digest, number>();
   /** Settles when a blob of this pull is verified; unpacking waits on it. */
   private readonly blobs = new Map<Digest, { promise: Promise<void>; resolve(): void; reject(err: unknown): void }>();
+  /** Layer blobs followed while they download, for extraction on the way (see LiveBlob). */
+  private readonly live = new Map<Digest, LiveBlob>();
   private unpacking: Promise<UnpackResult> | undefined;
   /** Stops this pull's downloads when one part of it failed (and follows the caller's signal). */
   private readonly cancel = new AbortController();
@@ -133,6 +137,7 @@ class PullSession {
       // running ones finish before this pull reports its failure (and releases its lease).
       this.cancel.abort(err);
       for (const waiter of this.blobs.values()) waiter.reject(err);
+      for (const live of this.live.values()) live.settled(false);
       await this.unpacking?.catch(() => {});
       throw err;
     }
@@ -168,11 +173,11 @@ class PullSession {
       has: (d) => store.has(d),
       info: (d) => store.info(d),
       read: (d, max) => store.read(d, max),
-      open: (d) => {
+      open: (d, options) => {
         const fd = fds.get(d);
-        if (fd === undefined) return store.open(d);
+        if (fd === undefined) return store.open(d, options);
         fds.delete(d);
-        return createReadStream('', { fd, highWaterMark: 1 << 20 });
+        return blobReadStream(fd, options);
       },
     };
   }
@@ -193,6 +198,11 @@ class PullSession {
       diffIds: config.rootfs.diff_ids,
       subject: this.reference.toString(),
       blobReady: (digest) => this.blobs.get(digest)?.promise ?? Promise.resolve(),
+      liveBlob: async (digest) => {
+        const live = this.live.get(digest);
+        const stream = await live?.source();
+        return stream ? { stream, isVoid: () => live!.isVoid() } : undefined;
+      },
       ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}),
       ...(options.limits ? { limits: options.limits } : {}),
       onEvent: this.emit,
@@ -343,6 +353,7 @@ class PullSession {
     const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
     promise.catch(() => {}); // observed through blobReady; a failure also fails the download itself
     this.blobs.set(digest, { promise, resolve, reject });
+    if (this.options.unpack) this.live.set(digest, new LiveBlob());
   }
 
   private async fetch(desc: { digest: Digest; size?: number }, onFetched?: () => void): Promise<void> {
@@ -354,19 +365,23 @@ class PullSession {
           waiter.resolve();
         }
       : undefined;
+    const live = this.live.get(desc.digest);
     try {
-      await this.download(desc, onFetched, onVerified);
+      await this.download(desc, onFetched, onVerified, live);
+      live?.settled(true);
       waiter?.resolve();
     } catch (err) {
+      live?.settled(false);
       waiter?.reject(err);
       throw err;
     }
   }
 
-  private async download(desc: { digest: Digest; size?: number }, onFetched?: () => void, onVerified?: (path: string) => void): Promise<void> {
+  private async download(desc: { digest: Digest; size?: number }, onFetched?: () => void, onVerified?: (path: string) => void, watch?: LiveBlob): Promise<void> {
     await this.lease.add(desc.digest);
     await downloadBlob(this.options.client, this.reference, desc, this.store, {
       signal: this.signal,
+      ...(watch ? { watch } : {}),
       ...(onFetched ? { onFetched } : {}),
       ...(onVerified ? { onVerified } : {}),
       onEvent: (e) => {

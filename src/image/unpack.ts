@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Transform } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import pLimit from 'p-limit';
 import { chainIds, digestHex, type Digest } from '../oci/digest.js';
 import type { Provider } from '../oci/content.js';
@@ -30,10 +30,22 @@ export interface UnpackRequest {
   subject: string;
   /** Resolves once a layer's blob is verified in the store (a pull in progress); default: already there. */
   blobReady?: (digest: Digest) => Promise<void>;
+  /**
+   * A layer blob still downloading, to extract while it arrives (backends that can rebase only);
+   * undefined when it is not coming through this pull's downloads. Its extraction is committed
+   * only once `blobReady` resolves and the source was not voided by a restarted download.
+   */
+  liveBlob?: (digest: Digest) => Promise<LiveSource | undefined>;
   /** Layers extracted at once where the backend can rebase (overlay). Default 3. */
   concurrency?: number;
   limits?: UnpackLimits;
   onEvent?: (event: UnpackEvent) => void;
+}
+
+export interface LiveSource {
+  stream: Readable;
+  /** True once the download restarted: what the stream gave is void. */
+  isVoid(): boolean;
 }
 
 export interface UnpackResult {
@@ -76,26 +88,61 @@ export async function unpackLayers(request: UnpackRequest): Promise<UnpackResult
       await parentCommitted;
       request.onEvent?.({ type: 'unpacked', digest: layer.digest, chainId, existed: true });
     };
-    await ready(layer.digest);
-    if (await isCommitted(snapshotter, chainId)) return existed();
+    const live = rebase && request.liveBlob ? await request.liveBlob(layer.digest) : undefined;
+    const skip = async () => {
+      live?.stream.destroy();
+      await ready(layer.digest);
+      await existed();
+    };
+    if (!live) await ready(layer.digest);
+    if (await isCommitted(snapshotter, chainId)) return skip();
     const release = await acquireFileLock(join(lockDir, digestHex(chainId)));
     try {
-      if (await isCommitted(snapshotter, chainId)) return await existed();
+      if (await isCommitted(snapshotter, chainId)) return await skip();
       if (!rebase) await parentCommitted;
-      const key = `extract-${process.pid}-${randomBytes(6).toString('hex')}-${chainId}`;
-      await snapshotter.prepare(key, rebase ? undefined : parent, { labels: { 'dev.stratum.unpack.layer': layer.digest } });
+      const layerSubject = `layer ${i + 1}/${layers.length} (${layer.digest}) of ${subject}`;
+      const extract = async (source: Readable) => {
+        const key = `extract-${process.pid}-${randomBytes(6).toString('hex')}-${chainId}`;
+        await snapshotter.prepare(key, rebase ? undefined : parent, { labels: { 'dev.stratum.unpack.layer': layer.digest } });
+        try {
+          const dir = await snapshotter.applyDir(key);
+          const applied = await slot(() =>
+            applyLayer(withProgress(request, layer, source), dir, {
+              mode: snapshotter.applyMode,
+              hasLowerLayers: parent !== undefined,
+              expectedDiffId: diffIds[i],
+              subject: layerSubject,
+              ...(request.limits ? { limits: request.limits } : {}),
+            }),
+          );
+          return { key, dir, applied };
+        } catch (err) {
+          source.destroy();
+          await snapshotter.remove(key).catch(() => {});
+          throw err;
+        }
+      };
+      let result: Awaited<ReturnType<typeof extract>> | undefined;
+      if (live) {
+        try {
+          result = await extract(live.stream);
+        } catch (err) {
+          // Bad bytes from a mirror fail the extraction before the download sees the digest and
+          // fetches the blob again: wait for the download's verdict (its failure is the one to report).
+          await ready(layer.digest);
+          if (!live.isVoid()) throw err;
+        }
+        await ready(layer.digest);
+        if (result && live.isVoid()) {
+          await snapshotter.remove(result.key).catch(() => {});
+          result = undefined;
+        }
+      }
+      // Not live, or the download restarted under the reader: from the verified blob (read once
+      // to unpack and rarely again, so its pages leave the cache as extraction goes).
+      result ??= await extract(request.store.open(layer.digest, { dropBehind: true }));
+      const { key, dir, applied } = result;
       try {
-        const dir = await snapshotter.applyDir(key);
-        const layerSubject = `layer ${i + 1}/${layers.length} (${layer.digest}) of ${subject}`;
-        const applied = await slot(() =>
-          applyLayer(withProgress(request, layer), dir, {
-            mode: snapshotter.applyMode,
-            hasLowerLayers: parent !== undefined,
-            expectedDiffId: diffIds[i],
-            subject: layerSubject,
-            ...(request.limits ? { limits: request.limits } : {}),
-          }),
-        );
         await parentCommitted;
         if (applied.overlayFixups) await fixUpAgainstParent(snapshotter, parent, dir, applied.overlayFixups, layerSubject);
         await snapshotter.commit(chainId, key, {
@@ -148,9 +195,8 @@ async function isCommitted(snapshotter: Snapshotter, name: string): Promise<bool
   }
 }
 
-/** The layer blob from the store, reporting how much of it extraction has consumed. */
-function withProgress(request: UnpackRequest, layer: Descriptor) {
-  const source = request.store.open(layer.digest);
+/** The layer blob's bytes, reporting how much of them extraction has consumed. */
+function withProgress(request: UnpackRequest, layer: Descriptor, source: Readable) {
   const emit = request.onEvent;
   if (!emit) return source;
   let current = 0;

@@ -1,4 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
+import type { BlobReadOptions } from './blob-stream.js';
 import type { Digest } from './digest.js';
 import type { Descriptor } from './types.js';
 
@@ -29,6 +30,11 @@ export interface IngestWriter {
    * the writer and ingest() again to learn where to resume.
    */
   readonly written?: number;
+  /**
+   * Optional: the file the bytes are appended to, in order, for a reader that follows the ingest
+   * as it grows (it must stop trusting what it read once the downloader reports a restart).
+   */
+  readonly dataPath?: string;
   /** Appends streamed bytes; use with stream.pipeline(body, writer.stream()). */
   stream(): Writable;
   /** Drops the partial data and starts again from byte 0 (the registry ignored Range). */
@@ -56,7 +62,7 @@ export interface Provider {
   has(digest: Digest): Promise<boolean>;
   info(digest: Digest): Promise<BlobInfo | undefined>;
   /** A stream of a committed blob; throws NotFoundError. */
-  open(digest: Digest): Readable;
+  open(digest: Digest, options?: BlobReadOptions): Readable;
   /** Reads a small committed blob whole (manifests, configs), refusing anything over maxBytes. */
   read(digest: Digest, maxBytes?: number): Promise<Buffer>;
 }

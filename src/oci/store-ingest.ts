@@ -82,7 +82,7 @@ export class FileIngestWriter implements IngestWriter {
         await fh.truncate(0); // longer than the blob can be: the partial is garbage
         size = 0;
       }
-      const digester = createDigestWriter(fh.fd, digestAlgorithm(digest));
+      const digester = createDigestWriter(fh.fd, digestAlgorithm(digest), { dropBehind: true });
       if (size > 0) size = await hashPrefix(paths.data, size, digester);
       const startedAt = new Date().toISOString();
       const writer = new FileIngestWriter(digest, paths, args.blobPath, expectedSize, release, fh, digester, size, startedAt);
@@ -100,6 +100,10 @@ export class FileIngestWriter implements IngestWriter {
   }
 
   /** Bytes on disk and hashed right now (offset plus what this writer appended); the next stream() appends here. */
+  get dataPath(): string {
+    return this.paths.data;
+  }
+
   get written(): number {
     return this.onDisk;
   }
@@ -135,7 +139,7 @@ export class FileIngestWriter implements IngestWriter {
     this.assertOpen();
     await this.settle();
     await this.fh.truncate(0);
-    this.digester = createDigestWriter(this.fh.fd, digestAlgorithm(this.digest));
+    this.digester = createDigestWriter(this.fh.fd, digestAlgorithm(this.digest), { dropBehind: true });
     this.onDisk = 0;
     this.startOffset = 0;
     this.failure = undefined;

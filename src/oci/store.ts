@@ -1,8 +1,9 @@
-import { createReadStream, openSync } from 'node:fs';
+import { openSync } from 'node:fs';
 import { lstat, open, readdir, rmdir, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { DigestMismatchError, InvalidArgumentError, NotFoundError, StoreError } from '../errors.js';
+import { blobReadStream, type BlobReadOptions } from './blob-stream.js';
 import type { BlobInfo, IngestOptions, IngestWriter, Ingester, Provider, TaggedImage, TagStore } from './content.js';
 import { digestAlgorithm, digestHex, digestOf, isDigest, parseDigest, type Digest, type DigestAlgorithm } from './digest.js';
 import {
@@ -90,7 +91,7 @@ export class OciStore implements Provider, Ingester, TagStore {
     }
   }
 
-  open(digest: Digest): Readable {
+  open(digest: Digest, options: BlobReadOptions = {}): Readable {
     const path = this.blobPath(digest);
     let fd: number;
     try {
@@ -100,7 +101,7 @@ export class OciStore implements Provider, Ingester, TagStore {
       if (isCode(err, 'ENOENT')) throw new NotFoundError(`blob ${digest} is not in the store ${this.root}`);
       throw new StoreError(`cannot open blob ${digest}: ${(err as Error).message}`, { cause: err });
     }
-    return createReadStream(path, { fd, highWaterMark: 1 << 20 });
+    return blobReadStream(fd, options);
   }
 
   /** Reads a small blob whole and checks its digest (a corrupt manifest should never be trusted). */

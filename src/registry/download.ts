@@ -10,6 +10,21 @@ import type { RetryConfig } from './hosts.js';
 import { backoffDelay, describeError, isRetryable, retryPolicy } from './retry.js';
 import type { BlobFetcher, DownloadEvent, Endpoint } from './types.js';
 
+/**
+ * Follows one download's ingest file while it grows, so a reader can consume the bytes before
+ * the blob is verified (a layer extracted while it downloads). Every call may come more than once.
+ */
+export interface IngestWatch {
+  /** The ingest is open at `dataPath`: bytes from 0 are in the file or on their way, appended in order. */
+  opened(dataPath: string): void;
+  /** More bytes were received and are being appended. */
+  progress(): void;
+  /** Every byte of the blob is in the file; verification comes next. */
+  fetched(): void;
+  /** The file was truncated or replaced (Range ignored, a corrupt mirror, a reopened ingest): what was read from it is void. */
+  restarted(): void;
+}
+
 export interface DownloadOptions {
   onEvent?: (event: DownloadEvent) => void;
   retry?: RetryConfig;
@@ -37,6 +52,7 @@ export interface DownloadOptions {
   onFetched?: () => void;
   /** Called with the path of the verified content before it is fsynced and renamed into the store (see IngestWriter.commit). */
   onVerified?: (path: string) => void;
+  watch?: IngestWatch;
   /** Minimum gap between two 'downloading' events. Default 100 ms. */
   progressIntervalMs?: number;
   lockTimeoutMs?: number;
@@ -82,6 +98,8 @@ export async function downloadBlob(
   let writer: IngestWriter | null = await ingester.ingest(digest, ingestOptions);
   if (!writer) return existing(ingester, desc, emit);
   if (options.tee && options.teeFromStart && writer.offset > 0) await writer.reset();
+  const watch = writer.dataPath !== undefined ? options.watch : undefined;
+  if (watch) watch.opened(writer.dataPath!);
   const resumedFrom = writer.offset;
   /** Everything below this position has been handed to tee. */
   let teedUpTo = resumedFrom;
@@ -107,6 +125,7 @@ export async function downloadBlob(
               throw new RegistryError(`${res.endpoint.url} answered blob ${digest} from byte ${res.start}, asked for ${offset}`);
             }
             await writer.reset(); // Range ignored: the body is the whole blob
+            watch?.restarted();
           }
           if (desc.size !== undefined && res.totalSize !== undefined && res.totalSize !== desc.size) {
             res.body.destroy();
@@ -137,6 +156,7 @@ export async function downloadBlob(
                 teedUpTo = end;
               }
               pos = end;
+              watch?.progress();
               const now = Date.now();
               if (now - lastEmit >= interval) {
                 lastEmit = now;
@@ -154,6 +174,7 @@ export async function downloadBlob(
           if (writer.written === undefined) {
             // The writer cannot tell how much it persisted: hand the partial file back and reopen it.
             await writer.close();
+            watch?.restarted();
             writer = await ingester.ingest(digest, ingestOptions);
             if (!writer) return existing(ingester, desc, emit); // another process finished it meanwhile
           }
@@ -167,6 +188,7 @@ export async function downloadBlob(
         }
       }
 
+      watch?.fetched();
       if (!fetchedSignalled) {
         fetchedSignalled = true;
         options.onFetched?.();
@@ -181,6 +203,7 @@ export async function downloadBlob(
       } catch (err) {
         if (!(err instanceof DigestMismatchError || err instanceof SizeMismatchError)) throw err;
         await committing.abort();
+        watch?.restarted();
         writer = null;
         const canRestartTee = !options.tee || options.onTeeRestart !== undefined;
         if (!lastEndpoint?.isMirror || exclude.length > 0 || !canRestartTee) throw err;

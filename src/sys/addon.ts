@@ -18,7 +18,8 @@ export interface RawAddon {
   mountOverlayPaths(target: string, lowers: string[], upper: string | null, work: string | null, flags: string[]): void;
   bindMount(source: string, target: string, readonly: boolean): void;
   unmount(target: string, detach: boolean): void;
-  digestCreate(fd: number, algorithm: string): DigestHandle;
+  digestCreate(fd: number, algorithm: string, dropBehind: boolean): DigestHandle;
+  dropCache(fd: number, offset: number, length: number): void;
   /** Resolves with the number of bytes written (write = true) or hashed. */
   digestWrite(handle: DigestHandle, buffers: Buffer[], write: boolean): Promise<number>;
   digestFinal(handle: DigestHandle): string;

@@ -86,8 +86,13 @@ export interface NativeBinding {
   bindMount(source: string, target: string, readonly: boolean): void;
   /** umount2 with UMOUNT_NOFOLLOW (| MNT_DETACH). */
   unmount(target: string, detach?: boolean): void;
-  /** A DigestWriter on fd (-1: hash only). */
-  createDigestWriter(fd: number, algorithm: 'sha256' | 'sha512'): DigestWriter;
+  /**
+   * A DigestWriter on fd (-1: hash only). With `dropBehind`, written bytes are handed to writeback
+   * in 8 MiB windows and dropped from the page cache once on disk (for data not read back soon).
+   */
+  createDigestWriter(fd: number, algorithm: 'sha256' | 'sha512', options?: { dropBehind?: boolean }): DigestWriter;
+  /** POSIX_FADV_DONTNEED on a byte range: clean cached pages are dropped (advisory, never fails on I/O). */
+  dropCache(fd: number, offset: number, length: number): void;
 }
 
 /** The addon's error shape (native/addon.c st_error_value). */
@@ -188,9 +193,10 @@ function bind(raw: RawAddon): NativeBinding {
     mountOverlay: (target, o) => typed(() => raw.mountOverlayPaths(target, o.lowers, o.upper ?? null, o.work ?? null, o.flags ?? [])),
     bindMount: (source, target, readonly) => typed(() => raw.bindMount(source, target, readonly)),
     unmount: (target, detach = false) => typed(() => raw.unmount(target, detach)),
-    createDigestWriter(fd, algorithm) {
-      return new NativeDigestWriter(raw, typed(() => raw.digestCreate(fd, algorithm)), algorithm);
+    createDigestWriter(fd, algorithm, options = {}) {
+      return new NativeDigestWriter(raw, typed(() => raw.digestCreate(fd, algorithm, options.dropBehind ?? false)), algorithm);
     },
+    dropCache: (fd, offset, length) => typed(() => raw.dropCache(fd, offset, length)),
   };
 }
 
@@ -213,5 +219,7 @@ export const lsetxattr = (absPath: string, name: string, value: Buffer): void =>
 export const mountOverlay = (target: string, options: OverlayOptions): void => loadNative().mountOverlay(target, options);
 export const bindMount = (source: string, target: string, readonly: boolean): void => loadNative().bindMount(source, target, readonly);
 export const unmount = (target: string, detach?: boolean): void => loadNative().unmount(target, detach);
-export const createDigestWriter = (fd: number, algorithm: 'sha256' | 'sha512'): DigestWriter => loadNative().createDigestWriter(fd, algorithm);
+export const createDigestWriter = (fd: number, algorithm: 'sha256' | 'sha512', options?: { dropBehind?: boolean }): DigestWriter =>
+  loadNative().createDigestWriter(fd, algorithm, options);
+export const dropCache = (fd: number, offset: number, length: number): void => loadNative().dropCache(fd, offset, length);
 

@@ -28,9 +28,11 @@ interface Matcher {
 }
 
 interface BodyRule extends Matcher {
-  kind: 'cut' | 'corrupt';
+  kind: 'cut' | 'corrupt' | 'stall';
   at: number;
   remaining: number;
+  /** 'stall': how long the body pauses at `at`; 'corrupt': an optional pause once the flipped byte is sent. */
+  stallMs?: number;
 }
 
 interface RespondRule extends Matcher {
@@ -105,9 +107,18 @@ export class FaultProxy {
     return this;
   }
 
-  /** The next matching response (default: a blob GET) has the body byte at position `n` flipped. */
-  corruptByteAt(n: number, opts: MatchOptions = {}): this {
-    this.bodyRules.push({ kind: 'corrupt', at: n, ...matcher(opts, 'GET', BLOB_PATH), remaining: opts.count ?? 1 });
+  /**
+   * The next matching response (default: a blob GET) has the body byte at position `n` flipped;
+   * with `stallMs`, the rest of the body waits that long after the chunk holding it.
+   */
+  corruptByteAt(n: number, opts: MatchOptions & { stallMs?: number } = {}): this {
+    this.bodyRules.push({ kind: 'corrupt', at: n, ...matcher(opts, 'GET', BLOB_PATH), remaining: opts.count ?? 1, ...(opts.stallMs ? { stallMs: opts.stallMs } : {}) });
+    return this;
+  }
+
+  /** The next matching response (default: a blob GET) sends `bytes` body bytes, pauses `ms`, then sends the rest. */
+  stallAfter(bytes: number, ms: number, opts: MatchOptions = {}): this {
+    this.bodyRules.push({ kind: 'stall', at: bytes, stallMs: ms, ...matcher(opts, 'GET', BLOB_PATH), remaining: opts.count ?? 1 });
     return this;
   }
 
@@ -240,19 +251,39 @@ export class FaultProxy {
       return;
     }
     let pos = 0;
-    if (rule.kind === 'corrupt') {
+    if (rule.kind === 'corrupt' || rule.kind === 'stall') {
+      // Where the body pauses: at `at` for a stall, right after the flipped byte for a corruption.
+      const pauseAt = rule.stallMs === undefined ? Infinity : rule.kind === 'stall' ? rule.at : rule.at + 1;
+      let stalling = false;
+      let ended = false;
       up.on('data', (chunk: Buffer) => {
-        if (rule.at >= pos && rule.at < pos + chunk.length) {
+        if (rule.kind === 'corrupt' && rule.at >= pos && rule.at < pos + chunk.length) {
           chunk = Buffer.from(chunk);
           chunk[rule.at - pos] ^= 0xff;
         }
-        pos += chunk.length;
-        if (!res.write(chunk)) {
+        let rest: Buffer | undefined;
+        if (pos < pauseAt && pos + chunk.length >= pauseAt) {
+          rest = chunk.subarray(pauseAt - pos);
+          chunk = chunk.subarray(0, pauseAt - pos);
+        }
+        pos += chunk.length + (rest?.length ?? 0);
+        const flushed = res.write(chunk);
+        if (rest) {
+          up.pause();
+          stalling = true;
+          setTimeout(() => {
+            stalling = false;
+            if (rest.length > 0) res.write(rest);
+            if (ended) res.end();
+            else up.resume();
+          }, rule.stallMs);
+        } else if (!flushed) {
           up.pause();
           res.once('drain', () => up.resume());
         }
       });
-      up.on('end', () => res.end());
+      // The upstream can end while the stall holds the rest of its last chunk: end after it.
+      up.on('end', () => (stalling ? (ended = true) : res.end()));
       return;
     }
     // cut: send exactly `at` body bytes, then kill the connection mid-body.

@@ -1,0 +1,137 @@
+import { close, open, read } from 'node:fs';
+import { Readable } from 'node:stream';
+import { dropBehindReads } from '../oci/blob-stream.js';
+import type { IngestWatch } from '../registry/download.js';
+
+const CHUNK = 1 << 20;
+/** How long a reader at the end of the file waits before looking again when no progress was signalled. */
+const IDLE_RECHECK_MS = 5;
+
+type State = 'pending' | 'open' | 'fetched' | 'void' | 'elsewhere';
+
+/**
+ * One layer blob of a pull, followed while it downloads so its extraction can start on the first
+ * bytes instead of after the last (decompress while downloading). The reader follows the ingest
+ * file (reading what is on disk, waiting at its end), so a slow extraction never holds the
+ * download back and no byte is buffered in memory. What it read counts only if the blob is then
+ * verified and the download never restarted (`isVoid()`); otherwise the caller extracts again
+ * from the verified blob.
+ */
+export class LiveBlob implements IngestWatch {
+  private state: State = 'pending';
+  private path: string | undefined;
+  private waiters: (() => void)[] = [];
+
+  opened(dataPath: string): void {
+    if (this.state === 'pending') {
+      this.path = dataPath;
+      this.state = 'open';
+    }
+    this.wake();
+  }
+
+  progress(): void {
+    this.wake();
+  }
+
+  fetched(): void {
+    if (this.state === 'open') this.state = 'fetched';
+    this.wake();
+  }
+
+  restarted(): void {
+    this.state = 'void';
+    this.wake();
+  }
+
+  /** The download ended: a blob that never went through an ingest here (already stored, another process) is read from the store. */
+  settled(ok: boolean): void {
+    if (!ok) this.state = 'void';
+    else if (this.state === 'pending') this.state = 'elsewhere';
+    this.wake();
+  }
+
+  isVoid(): boolean {
+    return this.state === 'void';
+  }
+
+  /**
+   * A stream of the blob's bytes as they land, once its ingest is open; undefined when the blob
+   * will not come through an ingest of this pull, or was already committed and moved.
+   */
+  async source(): Promise<Readable | undefined> {
+    while (this.state === 'pending') await this.next();
+    if (this.state !== 'open' && this.state !== 'fetched') return undefined;
+    const fd = await new Promise<number | undefined>((resolve) => open(this.path!, 'r', (err, fd) => resolve(err ? undefined : fd)));
+    if (fd === undefined) return undefined; // committed and renamed meanwhile: read it from the store
+    return new IngestFollower(this, fd);
+  }
+
+  /** Resolves at the next signal, or after a short while (a write may land without one). */
+  next(): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, IDLE_RECHECK_MS);
+      const waiters = this.waiters;
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      waiters.push(done);
+    });
+  }
+
+  /** Whether every byte is in the file (checked before a read, so an empty read after it is the end). */
+  get complete(): boolean {
+    return this.state === 'fetched';
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+}
+
+export class LiveBlobVoidError extends Error {
+  constructor() {
+    super('the download restarted: the bytes read while it ran are void');
+  }
+}
+
+/** Reads the ingest file from byte 0, waiting at its end until the download has written everything. */
+class IngestFollower extends Readable {
+  private position = 0;
+  private readonly dropBehind: (readEnd: number, bytesRead: number) => void;
+
+  constructor(
+    private readonly live: LiveBlob,
+    private readonly fd: number,
+  ) {
+    super({ highWaterMark: CHUNK });
+    this.dropBehind = dropBehindReads(fd);
+  }
+
+  override _read(): void {
+    this.pump();
+  }
+
+  private pump(): void {
+    if (this.destroyed) return;
+    if (this.live.isVoid()) return void this.destroy(new LiveBlobVoidError());
+    const complete = this.live.complete;
+    const buffer = Buffer.allocUnsafe(CHUNK);
+    read(this.fd, buffer, 0, CHUNK, this.position, (err, n) => {
+      if (err) return void this.destroy(err);
+      if (this.live.isVoid()) return void this.destroy(new LiveBlobVoidError());
+      this.position += n;
+      this.dropBehind(this.position, n);
+      if (n > 0) return void this.push(n === CHUNK ? buffer : buffer.subarray(0, n));
+      if (complete) return void this.push(null);
+      this.live.next().then(() => this.pump());
+    });
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    close(this.fd, () => callback(err));
+  }
+}
