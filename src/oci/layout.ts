@@ -45,7 +45,13 @@ export async function ensureLayout(root: string): Promise<void> {
     if (!isCode(err, 'ENOENT')) throw new StoreError(`cannot use store ${root}: ${(err as Error).message}`, { cause: err });
   }
   if (st && !st.isDirectory()) throw new StoreError(`store ${root} is not a directory`);
-  if (!st) await mkdir(root, { recursive: true });
+  if (!st) {
+    try {
+      await mkdir(root, { recursive: true });
+    } catch (err) {
+      throw new StoreError(`cannot create store ${root}: ${(err as Error).message}`, { cause: err });
+    }
+  }
 
   const layoutPath = join(root, OCI_LAYOUT_FILE);
   let layoutText: string | undefined;

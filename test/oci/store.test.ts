@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { hasTool } from '../helpers/tools.js';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { access, mkdir, readdir, readFile, readlink, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -110,6 +110,25 @@ describe('OciStore', () => {
       const file = join(base, 'a-file');
       await writeFile(file, '');
       await assert.rejects(OciStore.open(file), /is not a directory/);
+      // A store that cannot be reached or created: a StoreError naming it, not a raw errno.
+      const refused = (root: string, why: RegExp) =>
+        assert.rejects(OciStore.open(root), (err: Error) => {
+          assert.equal((err as Error & { code?: string }).code, 'ERR_STORE');
+          assert.match(err.message, why);
+          return true;
+        });
+      await refused(join(file, 'store'), /cannot use store .*a-file\/store: ENOTDIR/);
+      if (process.getuid?.() === 0) {
+        // Missing, and not creatable: on a read-only filesystem.
+        const ro = join(base, 'read-only');
+        await mkdir(ro);
+        execFileSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', ro]);
+        try {
+          await refused(join(ro, 'store'), /cannot create store .*read-only\/store: E[A-Z]+/);
+        } finally {
+          execFileSync('umount', [ro]);
+        }
+      }
     });
 
     it('defaultStoreRoot follows STRATUM_STORE, then XDG_DATA_HOME, then ~/.local/share', () => {
