@@ -31,8 +31,8 @@ export interface UnpackRequest {
   /** Resolves once a layer's blob is verified in the store (a pull in progress); default: already there. */
   blobReady?: (digest: Digest) => Promise<void>;
   /**
-   * A layer blob still downloading, to extract while it arrives (backends that can rebase only);
-   * undefined when it is not coming through this pull's downloads. Its extraction is committed
+   * A layer blob still downloading, to extract while it arrives (for a backend that cannot rebase,
+   * once its parent is committed); undefined when it is not coming through this pull's downloads. Its extraction is committed
    * only once `blobReady` resolves and the source was not voided by a restarted download.
    */
   liveBlob?: (digest: Digest) => Promise<LiveSource | undefined>;
@@ -88,7 +88,10 @@ export async function unpackLayers(request: UnpackRequest): Promise<UnpackResult
       await parentCommitted;
       request.onEvent?.({ type: 'unpacked', digest: layer.digest, chainId, existed: true });
     };
-    const live = rebase && request.liveBlob ? await request.liveBlob(layer.digest) : undefined;
+    // A backend that cannot rebase applies a layer only onto its committed parent: by then its
+    // blob may still be downloading, and is followed from there.
+    if (!rebase) await parentCommitted;
+    const live = request.liveBlob ? await request.liveBlob(layer.digest) : undefined;
     const skip = async () => {
       live?.stream.destroy();
       await ready(layer.digest);
@@ -99,7 +102,6 @@ export async function unpackLayers(request: UnpackRequest): Promise<UnpackResult
     const release = await acquireFileLock(join(lockDir, digestHex(chainId)));
     try {
       if (await isCommitted(snapshotter, chainId)) return await skip();
-      if (!rebase) await parentCommitted;
       const layerSubject = `layer ${i + 1}/${layers.length} (${layer.digest}) of ${subject}`;
       const extract = async (source: Readable) => {
         const key = `extract-${process.pid}-${randomBytes(6).toString('hex')}-${chainId}`;

@@ -36,7 +36,7 @@ describe('layers extract while they download (overlay)', () => {
   let reference = '';
 
   const pull = (store: string, mirrors: FaultProxy[], ...flags: string[]) =>
-    runCli(['pull', '--store', store, '--snapshotter', 'overlay', '--json', ...mirrors.flatMap((m) => ['--mirror', `docker.io=${m.url}`]), ...flags, 'app:1'], env);
+    runCli(['pull', '--store', store, '--json', ...mirrors.flatMap((m) => ['--mirror', `docker.io=${m.url}`]), '--snapshotter', 'overlay', ...flags, 'app:1'], env);
   const exported = async (store: string) => {
     const out = `${store}.tar`;
     const r = await runCli(['export', '--store', store, 'app:1', '-o', out], env);
@@ -77,22 +77,29 @@ describe('layers extract while they download (overlay)', () => {
     await dirs.cleanup();
   });
 
-  test('extraction consumes a layer before its blob is complete, and the result equals an undisturbed pull', async (t) => {
-    if (MISSING) return t.skip(MISSING);
-    const store = await dirs.make('store');
-    const layer = topLayer();
-    first.stallAfter(Math.floor(layer.size / 2), 1500, { path: blobPath() });
-    const r = await pull(store, [first]);
-    first.reset();
-    assert.equal(r.code, 0, r.stderr);
-    const ev = events(r).filter((e) => e.digest === layer.digest);
-    const extracting = ev.findIndex((e) => e.type === 'extracting');
-    const verifying = ev.findIndex((e) => e.type === 'verifying');
-    assert.ok(extracting >= 0 && verifying >= 0, JSON.stringify(ev));
-    assert.ok(extracting < verifying, `extraction began only after the download: ${ev.map((e) => e.type).join(', ')}`);
-    assert.ok((ev[extracting]!.current as number) < layer.size, 'the first extraction progress covers part of the blob');
-    assert.equal(await exported(store), reference);
-  });
+  for (const snapshotter of ['overlay', 'native'] as const) {
+    test(`${snapshotter}: extraction consumes a layer before its blob is complete, and the result equals an undisturbed pull`, async (t) => {
+      if (MISSING) return t.skip(MISSING);
+      const store = await dirs.make('store');
+      const layer = topLayer();
+      first.stallAfter(Math.floor(layer.size / 2), 1500, { path: blobPath() });
+      const r = await pull(store, [first], '--snapshotter', snapshotter);
+      first.reset();
+      assert.equal(r.code, 0, r.stderr);
+      const ev = events(r).filter((e) => e.digest === layer.digest);
+      const extracting = ev.findIndex((e) => e.type === 'extracting');
+      const verifying = ev.findIndex((e) => e.type === 'verifying');
+      assert.ok(extracting >= 0 && verifying >= 0, JSON.stringify(ev));
+      assert.ok(extracting < verifying, `extraction began only after the download: ${ev.map((e) => e.type).join(', ')}`);
+      assert.ok((ev[extracting]!.current as number) < layer.size, 'the first extraction progress covers part of the blob');
+      if (snapshotter === 'overlay') assert.equal(await exported(store), reference);
+      else {
+        const plain = await dirs.make('store');
+        assert.equal((await pull(plain, [first], '--snapshotter', 'native')).code, 0);
+        assert.equal(await exported(store), await exported(plain));
+      }
+    });
+  }
 
   test('a cut download resumed with Range: the reader goes on from where the file ends, result unchanged', async (t) => {
     if (MISSING) return t.skip(MISSING);
