@@ -289,7 +289,7 @@ class PullSession {
 
   /**
    * Schema1 carries no config and no diffIDs: layers are fetched (the empty throwaway blob once),
-   * their uncompressed digests computed from the store, and the image converted to an OCI
+   * their uncompressed digests computed while they download, and the image converted to an OCI
    * manifest + config that is stored and tagged. The signed original is kept as a blob too.
    */
   private async fetchSchema1(resolved: ResolvedManifest): Promise<PulledImage> {
@@ -305,8 +305,17 @@ class PullSession {
     const sizes = new Map<Digest, number>();
     const mediaTypes = new Map<Digest, string>();
     await this.fetchAll(blobs, async ({ digest }) => {
+      // The diffID is hashed from the ingest as it grows; only when the download restarted under
+      // that reader (or the blob was already stored) is the stored blob read back for it.
+      const live = new LiveBlob();
+      this.live.set(digest, live);
+      const hashing = live
+        .source()
+        .then((stream) => (stream ? uncompressedDigest(stream) : undefined))
+        .catch(() => undefined);
       await this.fetch({ digest });
-      const layer = await uncompressedDigest(this.store.open(digest));
+      let layer = await hashing;
+      if (!layer || live.isVoid()) layer = await uncompressedDigest(this.store.open(digest, { dropBehind: true }));
       diffIds.set(digest, layer.digest);
       sizes.set(digest, layer.compressedSize);
       mediaTypes.set(digest, layer.compression === 'gzip' ? MediaType.OciLayerGzip : layer.compression === 'zstd' ? MediaType.OciLayerZstd : MediaType.OciLayer);
