@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rmdir } from 'node:fs/promises';
+import { mkdtemp, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -8,6 +8,7 @@ import type { Snapshotter, Mount } from '../snapshotter/snapshotter.js';
 import { mountAll, unmountAll } from '../snapshotter/mount.js';
 import { unpackLayers, type UnpackEvent } from './unpack.js';
 import type { StoredImage } from './image.js';
+import { mkdirAll } from '../sys/mkdir-all.js';
 
 /** Label on the snapshot behind a `stratum mount`, naming where it is mounted. */
 export const MOUNTPOINT_LABEL = 'dev.stratum.mountpoint';
@@ -51,7 +52,7 @@ export async function mountImage(
   const labels = { [MOUNTPOINT_LABEL]: mountpoint, [IMAGE_LABEL]: image.name };
   const mounts = readonly ? await snapshotter.view(key, top, { labels }) : await snapshotter.prepare(key, top, { labels });
   try {
-    await mkdir(mountpoint, { recursive: true });
+    await mkdirAll(mountpoint);
     await mountAll(mounts, mountpoint);
   } catch (err) {
     if (readonly) await snapshotter.remove(key).catch(() => {});

@@ -5,6 +5,7 @@ import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { StoreError } from '../errors.js';
 import { MediaType } from './mediatypes.js';
 import type { ImageIndex } from './types.js';
+import { mkdirAll } from '../sys/mkdir-all.js';
 
 /** The files of an OCI image layout (image-spec image-layout.md) and what stratum adds beside them. */
 export const OCI_LAYOUT_FILE = 'oci-layout';
@@ -47,7 +48,7 @@ export async function ensureLayout(root: string): Promise<void> {
   if (st && !st.isDirectory()) throw new StoreError(`store ${root} is not a directory`);
   if (!st) {
     try {
-      await mkdir(root, { recursive: true });
+      await mkdirAll(root);
     } catch (err) {
       throw new StoreError(`cannot create store ${root}: ${(err as Error).message}`, { cause: err });
     }

@@ -118,6 +118,8 @@ describe('OciStore', () => {
           return true;
         });
       await refused(join(file, 'store'), /cannot use store .*a-file\/store: ENOTDIR/);
+      // Where mkdir answers ENOENT under a parent that exists (procfs), Node's recursive mkdir would spin forever.
+      await refused('/proc/stratum-no-such-dir/store', /cannot create store \/proc\/stratum-no-such-dir\/store: ENOENT/);
       if (process.getuid?.() === 0) {
         // Missing, and not creatable: on a read-only filesystem.
         const ro = join(base, 'read-only');

@@ -4,6 +4,7 @@ import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { loadNative, type NativeBinding } from '../../src/sys/native.js';
+import { cachedBytes as cached, MiB, pageCacheUntestable } from '../helpers/page-cache.js';
 import { TempDirs } from '../helpers/tmp.js';
 
 const tmp = new TempDirs();
@@ -88,5 +89,28 @@ describe('DigestWriter', () => {
     } finally {
       closeSync(fd);
     }
+  });
+});
+
+describe('DigestWriter drop-behind: a blob leaves the page cache as it is written', () => {
+
+  test('a 64 MiB blob written with dropBehind keeps at most a few windows cached, and its digest is right', async (t) => {
+    const dir = await tmp.make('sys-digest-drop');
+    const why = pageCacheUntestable(dir);
+    if (why) return t.skip(`LOUD SKIP: ${why}`);
+    const data = randomBytes(64 * MiB);
+    const results: Record<string, number> = {};
+    for (const dropBehind of [false, true]) {
+      const file = join(dir, `blob-${dropBehind}`);
+      const fd = openSync(file, 'w');
+      const writer = native.createDigestWriter(fd, 'sha256', { dropBehind });
+      for (let at = 0; at < data.length; at += MiB) await writer.write([data.subarray(at, at + MiB)]);
+      assert.equal(writer.digest(), createHash('sha256').update(data).digest('hex'));
+      closeSync(fd);
+      results[String(dropBehind)] = cached(file);
+      assert.deepEqual(readFileSync(file).equals(data), true);
+    }
+    assert.ok(results.false! > 48 * MiB, `without drop-behind the blob stays cached (${results.false} bytes)`);
+    assert.ok(results.true! <= 24 * MiB, `with drop-behind at most ~3 windows stay cached, got ${results.true} bytes`);
   });
 });
