@@ -170,4 +170,38 @@ describe('native', () => {
     assert.ok(!(await readdir(join(s.root, 'snapshots'))).includes(String(id)));
     assert.deepEqual(await readdir(join(s.root, 'removal')), []);
   });
+
+  test('on a filesystem with reflinks (btrfs on a loop device), prepare shares the parent’s extents instead of copying them', async (t) => {
+    if (!isRoot) return t.skip('LOUD SKIP: needs root to make and mount a btrfs');
+    const missing = await run('mkfs.btrfs', ['--version']).then(() => undefined, () => 'mkfs.btrfs (btrfs-progs) is not installed');
+    if (missing) return t.skip(`LOUD SKIP: ${missing}`);
+    const dir = await tmp.make('native-btrfs');
+    const image = join(dir, 'fs.img');
+    const mnt = join(dir, 'mnt');
+    await run('truncate', ['-s', '512M', image]);
+    await run('mkfs.btrfs', ['-q', image]);
+    await mkdir(mnt);
+    try {
+      await run('mount', ['-o', 'loop', image, mnt]);
+    } catch (err) {
+      return t.skip(`LOUD SKIP: cannot loop-mount a btrfs here: ${(err as Error).message}`);
+    }
+    mounted.push(mnt);
+    const used = async () => {
+      await run('sync', ['-f', mnt]);
+      return Number((await run('df', ['--output=used', '-B1', mnt])).stdout.split('\n')[1]);
+    };
+    const s = await openSnapshotter('native', join(mnt, 'root'));
+    await s.prepare('a');
+    const data = Buffer.alloc(64 << 20);
+    for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE((i * 2654435761) >>> 0, i);
+    await writeFile(join(await s.applyDir('a'), 'big'), data);
+    await s.commit('A', 'a');
+    const before = await used();
+    await s.prepare('b', 'A');
+    const grown = (await used()) - before;
+    assert.ok(grown < 8 << 20, `prepare on btrfs used ${grown} more bytes for a 64 MiB parent file: copied, not reflinked`);
+    assert.ok((await readFile(join(await s.applyDir('b'), 'big'))).equals(data));
+  });
 });
+
