@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import pLimit from 'p-limit';
 import { digestOf, type Digest } from '../oci/digest.js';
 import { parseReference, type Reference } from '../oci/reference.js';
@@ -117,6 +118,9 @@ class PullSession {
     this.emit = options.onEvent ?? (() => {});
     this.wanted = options.platform ?? hostPlatform();
     this.signal = options.signal ? AbortSignal.any([options.signal, this.cancel.signal]) : this.cancel.signal;
+    // Every transfer in flight listens on it (request, body pipeline, retry sleep): more than
+    // Node's default of 10 at --concurrency 4 and up, which is no leak.
+    setMaxListeners(10 + 4 * (options.concurrency ?? 3), this.signal);
   }
 
   private get store(): OciStore {

@@ -228,6 +228,7 @@ before(async () => {
     layer(FRESH_DIR_WHITEOUT),
     layer(SINGLE_LAYER_WHITEOUTS),
   ]);
+  const many = await Promise.all(Array.from({ length: 9 }, (_, i) => layer([{ type: 'file', path: `layer-${i}.txt`, content: random(32 * 1024, `many-${i}`) }])));
   const pushed = await Promise.all([
     pushImage('two', [base, app]),
     pushImage('share', [base, other]),
@@ -239,8 +240,9 @@ before(async () => {
     pushImage('emptywh', [base, emptyWh]),
     pushImage('freshwh', [base, freshWh]),
     pushImage('single', [single]),
+    pushImage('many', many),
   ]);
-  for (const [i, name] of ['two', 'share', 'concurrent', 'baddiff', 'w13030', 'rules', 'emptywh', 'freshwh', 'single'].entries()) images[name] = pushed[i]!;
+  for (const [i, name] of ['two', 'share', 'concurrent', 'baddiff', 'w13030', 'rules', 'emptywh', 'freshwh', 'single', 'many'].entries()) images[name] = pushed[i]!;
 });
 
 after(async () => {
@@ -373,6 +375,18 @@ describe('stratum pull unpacks into committed snapshots named by chainID', () =>
     assert.equal(existsSync(join(store, 'snapshots')), false, 'no snapshot root created by a --no-unpack pull');
     assert.deepEqual(await snapshotLs(store, 'overlay'), []);
     assert.deepEqual(await dataDirs(store, 'overlay'), []);
+  });
+
+  test('--concurrency 9 on a 9-layer image: all layers at once, every one committed, nothing on stderr (no listener warnings)', async (t) => {
+    if (MISSING) return t.skip(MISSING);
+    const store = await tmp.make('store-many');
+    const image = images.many!;
+    const r = await pull(store, image.reference, '--json', '--concurrency', '9');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, '');
+    assert.equal(events(r).at(-1)!.layersExtracted, 9);
+    const rows = await snapshotLs(store, 'overlay');
+    assert.deepEqual(rows.map((x) => x.name).sort(), [...chainIds(image.diffIds)].sort());
   });
 
   test('two pulls of one image into one store at once: both succeed, each chainID extracted and committed once', async (t) => {
