@@ -127,6 +127,7 @@ static int decode_op(reader *r, st_op *op, st_xattr **scratch, uint32_t *cap) {
 }
 
 static void execute(napi_env env, void *data) {
+  st_pool_thread_setup();
   (void)env;
   batch_work *w = data;
   reader r = {w->program, w->program + w->program_len, w};

@@ -129,6 +129,12 @@ napi_status st_init_files(napi_env env, napi_value exports);
 napi_status st_init_mount(napi_env env, napi_value exports);
 napi_status st_init_digest(napi_env env, napi_value exports);
 
+/*
+ * Called first by every job this addon runs on libuv's thread pool: once batchPoolThreads(true)
+ * was called, the thread (on its first job) switches itself to SCHED_BATCH (addon.c).
+ */
+void st_pool_thread_setup(void);
+
 /* Small N-API helpers (addon.c). */
 int st_get_fd(napi_env env, napi_value v, int *fd);
 /* Copies a JS string into a malloc'd NUL-terminated buffer; refuses embedded NULs. NULL after throwing. */

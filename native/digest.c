@@ -124,6 +124,7 @@ static napi_value digest_create(napi_env env, napi_callback_info info) {
 }
 
 static void execute(napi_env env, void *data) {
+  st_pool_thread_setup();
   (void)env;
   digest_work *w = data;
   if (w->do_write) {

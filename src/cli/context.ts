@@ -3,6 +3,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { OciStore, defaultStoreRoot } from '../oci/store.js';
 import { RegistryClient } from '../registry/client.js';
+import { loadNative } from '../sys/native.js';
 import { defaultSnapshotter, openSnapshotter, type SnapshotterName } from '../snapshotter/index.js';
 import type { Snapshotter } from '../snapshotter/snapshotter.js';
 import { DockerConfigCredentials } from '../registry/credentials.js';
@@ -86,7 +87,13 @@ export function snapshotRoot(store: OciStore, name: SnapshotterName, flags: Glob
   return flags['snapshot-root'] ?? (env.STRATUM_SNAPSHOT_ROOT || join(store.root, 'snapshots', name));
 }
 
+/** For commands that stream layers: the thread pool's bulk work yields to the main thread (batchPoolThreads). */
+export function preferMainThread(): void {
+  loadNative().batchPoolThreads();
+}
+
 export async function openImageSnapshotter(flags: GlobalFlags, store: OciStore, env = process.env): Promise<Snapshotter> {
+  preferMainThread();
   const name = await snapshotterName(flags, env);
   return openSnapshotter(name, snapshotRoot(store, name, flags, env));
 }

@@ -20,6 +20,7 @@ export interface RawAddon {
   unmount(target: string, detach: boolean): void;
   digestCreate(fd: number, algorithm: string, dropBehind: boolean): DigestHandle;
   dropCache(fd: number, offset: number, length: number): void;
+  batchPoolThreads(): void;
   /** Resolves with the number of bytes written (write = true) or hashed. */
   digestWrite(handle: DigestHandle, buffers: Buffer[], write: boolean): Promise<number>;
   digestFinal(handle: DigestHandle): string;

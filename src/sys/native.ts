@@ -93,6 +93,12 @@ export interface NativeBinding {
   createDigestWriter(fd: number, algorithm: 'sha256' | 'sha512', options?: { dropBehind?: boolean }): DigestWriter;
   /** POSIX_FADV_DONTNEED on a byte range: clean cached pages are dropped (advisory, never fails on I/O). */
   dropCache(fd: number, offset: number, length: number): void;
+  /**
+   * From now on, each libuv pool thread that runs a job of this addon switches itself to
+   * SCHED_BATCH (see native/addon.c): the pool's bulk work no longer preempts the main thread
+   * each time it is handed a job. Process-wide; the CLI opts in, a library user may.
+   */
+  batchPoolThreads(): void;
 }
 
 /** The addon's error shape (native/addon.c st_error_value). */
@@ -197,6 +203,7 @@ function bind(raw: RawAddon): NativeBinding {
       return new NativeDigestWriter(raw, typed(() => raw.digestCreate(fd, algorithm, options.dropBehind ?? false)), algorithm);
     },
     dropCache: (fd, offset, length) => typed(() => raw.dropCache(fd, offset, length)),
+    batchPoolThreads: () => raw.batchPoolThreads(),
   };
 }
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -112,5 +113,26 @@ describe('DigestWriter drop-behind: a blob leaves the page cache as it is writte
     }
     assert.ok(results.false! > 48 * MiB, `without drop-behind the blob stays cached (${results.false} bytes)`);
     assert.ok(results.true! <= 24 * MiB, `with drop-behind at most ~3 windows stay cached, got ${results.true} bytes`);
+  });
+});
+
+describe('batchPoolThreads', () => {
+  /** Scheduling policy (field 41 of /proc/…/stat: 0 normal, 3 batch) of each of this process's threads. */
+  const script = (batch: boolean) => `
+    import { readdirSync, readFileSync } from 'node:fs';
+    import { loadNative } from ${JSON.stringify(new URL('../../src/sys/native.js', import.meta.url).href)};
+    const native = loadNative();
+    ${batch ? 'native.batchPoolThreads();' : ''}
+    await Promise.all(Array.from({ length: 8 }, () => native.createDigestWriter(-1, 'sha256').update([Buffer.alloc(1 << 20)])));
+    const policy = (tid) => Number(readFileSync('/proc/self/task/' + tid + '/stat', 'utf8').split(') ')[1].split(' ')[38]);
+    const tids = readdirSync('/proc/self/task');
+    console.log(JSON.stringify({ main: policy(process.pid), batch: tids.filter((t) => policy(t) === 3).length }));`;
+  const run = (batch: boolean) => JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script(batch)], { encoding: 'utf8' })) as { main: number; batch: number };
+
+  test('pool threads that ran a job become SCHED_BATCH; the main thread stays normal; nothing changes without it', () => {
+    const on = run(true);
+    assert.equal(on.main, 0);
+    assert.ok(on.batch >= 1, JSON.stringify(on));
+    assert.deepEqual(run(false), { main: 0, batch: 0 });
   });
 });

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { parseReference } from '../../oci/reference.js';
 import { parsePlatform } from '../../oci/platform.js';
 import { pull } from '../../image/pull.js';
-import { GLOBAL_OPTIONS, openImageSnapshotter, openStore, registryClient, type GlobalFlags } from '../context.js';
+import { GLOBAL_OPTIONS, openImageSnapshotter, openStore, preferMainThread, registryClient, type GlobalFlags } from '../context.js';
 import { PullProgress, type ProgressMode } from '../progress.js';
 
 export const usage = `Usage: stratum pull [OPTIONS] NAME[:TAG|@DIGEST]
@@ -41,6 +41,7 @@ export async function run(argv: string[]): Promise<number> {
   const reference = parseReference(positionals[0]!);
   const platform = values.platform ? parsePlatform(values.platform) : undefined;
   const flags = values as GlobalFlags;
+  preferMainThread();
   const store = await openStore(flags);
   const { client, config } = await registryClient(flags);
   const mode: ProgressMode = values.json ? 'json' : values.quiet ? 'quiet' : process.stdout.isTTY ? 'tty' : 'plain';
