@@ -24,8 +24,9 @@ import { parseArgs } from 'node:util';
 import { spawnSync } from 'node:child_process';
 import { startBenchRegistry, type CachedBigImage } from './lib/big-image-registry.js';
 import { CTR, requireContainerd, startContainerd, type PrivateContainerd } from './lib/containerd.js';
-import { measureCommand, requireGnuTime, settleDisk, type CommandSpec } from './lib/measure.js';
+import { GNU_TIME, measureCommand, requireGnuTime, settleDisk, type CommandSpec } from './lib/measure.js';
 import { createScratchFs, type ScratchFs } from './lib/scratch-fs.js';
+import { resetPageCache, withSharedLibraries } from './lib/page-cache.js';
 import { benchRegistryStorage, registryBlobPath } from './lib/registry-blobs.js';
 import { summarize, type Summary, mb, row, secs } from './lib/stats.js';
 
@@ -224,7 +225,16 @@ async function main(): Promise<void> {
     for (const [name, reason] of skipped) log(`${name}: n/a (${reason})`);
     const results = new Map<ToolName, Run[]>(list.map((t) => [t.name, []]));
 
+    // What every run reads besides its own output: the registry's blobs and every tool's files.
+    const warm = [
+      benchRegistryStorage(BENCH_DIR, image.options),
+      join(ROOT, 'dist'),
+      join(ROOT, 'node_modules'),
+      join(ROOT, 'build', 'Release'),
+      ...(await withSharedLibraries([process.execPath, GNU_TIME, CTR, '/usr/bin/containerd', '/usr/bin/containerd-shim-runc-v2', '/usr/bin/skopeo', '/usr/bin/umoci', '/usr/bin/docker-registry', '/usr/bin/bash', '/usr/bin/gzip', '/usr/bin/tar'].filter((f) => existsSync(f)))),
+    ];
     const once = async (tool: Tool): Promise<Run> => {
+      await resetPageCache(warm);
       const dir = await mkdtemp(join(RUNS_DIR, `${tool.name.replace('+', '-')}-`));
       const prepared = await tool.prepare(dir).catch(async (err: unknown) => {
         await rm(dir, { recursive: true, force: true });
