@@ -111,6 +111,7 @@ export async function unpackLayers(request: UnpackRequest): Promise<UnpackResult
           const applied = await slot(() =>
             applyLayer(withProgress(request, layer, source), dir, {
               mode: snapshotter.applyMode,
+              ...(snapshotter.userxattr ? { userxattr: true } : {}),
               hasLowerLayers: parent !== undefined,
               expectedDiffId: diffIds[i],
               subject: layerSubject,

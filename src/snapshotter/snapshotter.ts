@@ -55,6 +55,8 @@ export interface Snapshotter {
    * deletions to a directory that already holds the parent's files (native, btrfs, zfs).
    */
   readonly applyMode: 'overlay' | 'full';
+  /** 'overlay' mode only: mounts use `userxattr` (rootless), so opaque markers are `user.overlay.*`. */
+  readonly userxattr?: boolean;
   /** The directory a layer is extracted into for an active snapshot (overlay: its upperdir). */
   applyDir(key: string): Promise<string>;
   /** Directory that holds the snapshotter's data and metadata. */
