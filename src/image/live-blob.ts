@@ -70,13 +70,17 @@ export class LiveBlob implements IngestWatch {
   /** Resolves at the next signal, or after a short while (a write may land without one). */
   next(): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, IDLE_RECHECK_MS);
-      const waiters = this.waiters;
-      function done() {
+      const done = () => {
         clearTimeout(timer);
         resolve();
-      }
-      waiters.push(done);
+      };
+      const timer = setTimeout(() => {
+        // Not woken: leave the list, so a long stall does not pile up waiters.
+        const at = this.waiters.indexOf(done);
+        if (at >= 0) this.waiters.splice(at, 1);
+        resolve();
+      }, IDLE_RECHECK_MS);
+      this.waiters.push(done);
     });
   }
 
