@@ -225,8 +225,10 @@ export class FileIngestWriter implements IngestWriter {
       this.onDisk += total;
     } catch (err) {
       // Bytes on disk and the digest may now disagree: refuse to commit; a reopen re-hashes the file.
-      this.failure = err as Error;
-      throw err;
+      const errno = (err as { errnoName?: string }).errnoName;
+      const reason = errno === 'ENOSPC' ? 'no space left on device' : (err as Error).message;
+      this.failure = new StoreError(`cannot write blob ${this.digest} to ${this.paths.data}: ${reason}`, { cause: err });
+      throw this.failure;
     }
   }
 

@@ -165,6 +165,30 @@ describe('OciStore', () => {
       assert.equal(await store.ingest(digest), null);
     });
 
+    it('a full disk: a StoreError naming the blob and the cause, nothing committed, and the commit refused', async (t) => {
+      if (process.getuid?.() !== 0) return t.skip('LOUD SKIP: needs root to mount a small tmpfs');
+      const mnt = join(base, 'full-disk');
+      await mkdir(mnt);
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mnt]);
+      try {
+        const small = await OciStore.open(join(mnt, 'store'));
+        const data = patternBytes('too-big', 1024 * 1024);
+        const digest = digestOf(data);
+        const writer = (await small.ingest(digest, { expectedSize: data.length }))!;
+        await assert.rejects(pipeline(Readable.from(chunksOf(data, 64 * 1024)), writer.stream()), (err: Error) => {
+          assert.equal((err as Error & { code?: string }).code, 'ERR_STORE');
+          assert.match(err.message, new RegExp(`cannot write blob ${digest} to .*/ingest/.*: no space left on device`));
+          return true;
+        });
+        await assert.rejects(writer.commit(), /cannot write blob/);
+        await writer.close();
+        assert.equal(await small.has(digest), false);
+        assert.deepEqual(await readdir(join(small.root, 'blobs', 'sha256')), []);
+      } finally {
+        execFileSync('umount', [mnt]);
+      }
+    });
+
     it('refuses a wrong digest: DigestMismatchError naming the blob, partial deleted, store unchanged', async () => {
       const data = patternBytes('wrong-digest', 200_000);
       const claimed = digestOf('something else entirely');
