@@ -1,9 +1,13 @@
 import { createGunzip } from 'node:zlib';
 import { Duplex, PassThrough, Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DecompressStream } from 'zstd-napi';
+import { createRequire } from 'node:module';
 import { Digester, type Digest } from '../oci/digest.js';
 import type { LayerCompression } from '../oci/mediatypes.js';
+
+// zstd-napi (a native addon, ~8 ms to load) is loaded by the first zstd layer, not by every pull.
+const requireCjs = createRequire(import.meta.url);
+const zstd = (): typeof import('zstd-napi') => requireCjs('zstd-napi') as typeof import('zstd-napi');
 
 const GZIP_MAGIC = [0x1f, 0x8b];
 const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
@@ -25,7 +29,7 @@ export function decompressor(kind: LayerCompression): Transform {
     case 'gzip':
       return createGunzip({ chunkSize: 256 * 1024 });
     case 'zstd':
-      return new DecompressStream() as unknown as Transform;
+      return new (zstd().DecompressStream)() as unknown as Transform;
     case 'none':
       return new PassThrough();
   }
