@@ -106,6 +106,9 @@ export class LiveBlobVoidError extends Error {
 class IngestFollower extends Readable {
   private position = 0;
   private readonly dropBehind: (readEnd: number, bytesRead: number) => void;
+  /** A read(2) is in flight: the descriptor must stay open (its number could be reused) until it returns. */
+  private reading = false;
+  private closeWhenRead: (() => void) | undefined;
 
   constructor(
     private readonly live: LiveBlob,
@@ -124,7 +127,10 @@ class IngestFollower extends Readable {
     if (this.live.isVoid()) return void this.destroy(new LiveBlobVoidError());
     const complete = this.live.complete;
     const buffer = Buffer.allocUnsafe(CHUNK);
+    this.reading = true;
     read(this.fd, buffer, 0, CHUNK, this.position, (err, n) => {
+      this.reading = false;
+      if (this.closeWhenRead) return this.closeWhenRead();
       if (err) return void this.destroy(err);
       if (this.live.isVoid()) return void this.destroy(new LiveBlobVoidError());
       this.position += n;
@@ -136,6 +142,8 @@ class IngestFollower extends Readable {
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    close(this.fd, () => callback(err));
+    const closeFd = () => close(this.fd, () => callback(err));
+    if (this.reading) this.closeWhenRead = closeFd;
+    else closeFd();
   }
 }
