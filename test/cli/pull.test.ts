@@ -8,7 +8,7 @@ import { EMPTY_GZIP_LAYER_DIGEST, shortDigest } from '../../src/oci/digest.js';
 import { sharedRegistry, type TestRegistry } from '../helpers/registry.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { TempDirs } from '../helpers/tmp.js';
-import { runCli, treeDigest } from '../helpers/cli.js';
+import { jsonEvents, runCli, treeDigest } from '../helpers/cli.js';
 import { pushFixtures, UBUNTU_OS_RELEASE, type PushedFixtures } from '../fixtures/images.js';
 
 const exec = promisify(execFile);
@@ -153,10 +153,10 @@ describe('stratum pull (CLI, real registry through the fault proxy)', () => {
     const store = await newStore();
     const r = await pull(store, 'base:1', '--json');
     assert.equal(r.code, 0, r.stderr);
-    const events = r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l));
-    assert.equal(events[0].type, 'resolved');
+    const events = jsonEvents(r);
+    assert.equal(events[0]!.type, 'resolved');
     assert.ok(events.some((e) => e.type === 'complete' && e.digest === fixtures.base.layers[0]!.digest));
-    const done = events.at(-1);
+    const done = events.at(-1)!;
     assert.deepEqual(done, {
       type: 'done',
       name: 'docker.io/library/base:1',
@@ -168,7 +168,7 @@ describe('stratum pull (CLI, real registry through the fault proxy)', () => {
       layersExtracted: 1,
       snapshotter: done.snapshotter,
     });
-    assert.ok(done.bytesDownloaded > fixtures.base.layers[0]!.size);
+    assert.ok((done.bytesDownloaded as number) > fixtures.base.layers[0]!.size);
     assert.ok(events.some((e) => e.type === 'unpacked' && e.chainId === fixtures.base.layers[0]!.diffId && e.existed === false));
     const q = await pull(store, 'base:1', '--quiet');
     assert.equal(q.stdout, 'docker.io/library/base:1\n');

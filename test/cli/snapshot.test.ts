@@ -15,7 +15,7 @@ import { buildLayer, type BuiltLayer, type EntrySpec } from '../fixtures/layers.
 import { writeOciLayout } from '../fixtures/layout.js';
 import { pushOciLayout } from '../fixtures/push.js';
 import { sharedRegistry, type TestRegistry } from '../helpers/registry.js';
-import { runCli, type CliResult } from '../helpers/cli.js';
+import { parseSnapshotLs, runCli, type CliResult, type SnapshotLsRow } from '../helpers/cli.js';
 import { TempDirs } from '../helpers/tmp.js';
 
 const exec = promisify(execFile);
@@ -77,14 +77,8 @@ async function ok(...args: string[]): Promise<string> {
   return r.stdout;
 }
 
-/** The rows of `snapshot ls`, cut at the header's column positions (PARENT may be empty). */
-async function ls(...filters: string[]): Promise<{ name: string; parent: string; kind: string }[]> {
-  const lines = (await ok('ls', ...filters)).trimEnd().split('\n');
-  const header = lines[0]!;
-  assert.match(header, /^KEY\s+PARENT\s+KIND$/);
-  const p = header.indexOf('PARENT');
-  const k = header.indexOf('KIND');
-  return lines.slice(1).map((l) => ({ name: l.slice(0, p).trim(), parent: l.slice(p, k).trim(), kind: l.slice(k).trim() }));
+async function ls(...filters: string[]): Promise<SnapshotLsRow[]> {
+  return parseSnapshotLs(await ok('ls', ...filters));
 }
 
 async function usage(key: string): Promise<{ bytes: number; inodes: number }> {

@@ -29,6 +29,34 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Cli
   });
 }
 
+/** One event of a `--json` run. */
+export type JsonEvent = Record<string, unknown> & { type: string };
+
+/** The events a `--json` run printed, one JSON object per line (other lines are skipped). */
+export function jsonEvents(r: CliResult): JsonEvent[] {
+  return r.stdout
+    .trimEnd()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as JsonEvent);
+}
+
+export interface SnapshotLsRow {
+  name: string;
+  parent: string;
+  kind: string;
+}
+
+/** The rows of `stratum snapshot ls` output, cut at the header's column positions (PARENT may be empty). */
+export function parseSnapshotLs(stdout: string): SnapshotLsRow[] {
+  const lines = stdout.trimEnd().split('\n');
+  const header = lines[0]!;
+  if (!/^KEY\s+PARENT\s+KIND$/.test(header)) throw new Error(`not a snapshot ls header: ${JSON.stringify(header)}`);
+  const p = header.indexOf('PARENT');
+  const k = header.indexOf('KIND');
+  return lines.slice(1).map((l) => ({ name: l.slice(0, p).trim(), parent: l.slice(p, k).trim(), kind: l.slice(k).trim() }));
+}
+
 /** Every file under `dir` with the sha256 of its content, for "nothing changed" assertions. */
 export async function treeDigest(dir: string, skip: (rel: string) => boolean = () => false): Promise<Record<string, string>> {
   const out: Record<string, string> = {};

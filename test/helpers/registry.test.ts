@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { connect } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { digestOf } from '../../src/oci/digest.js';
 import { uploadBlob } from '../fixtures/push.js';
-import { htpasswdLine, registryRequestLog, sharedRegistry, startRegistry, type TestRegistry } from './registry.js';
+import { htpasswdLine, portOpen, registryRequestLog, sharedRegistry, startRegistry, type TestRegistry } from './registry.js';
 
 const haveRegistry = existsSync('/usr/bin/docker-registry');
 const started: TestRegistry[] = [];
@@ -16,17 +15,6 @@ async function start(opts?: Parameters<typeof startRegistry>[0]): Promise<TestRe
   const r = await startRegistry(opts);
   started.push(r);
   return r;
-}
-
-function portOpen(host: string): Promise<boolean> {
-  const [h, p] = host.split(':');
-  return new Promise((resolve) => {
-    const s = connect(Number(p), h!, () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
 
 describe('test registry harness', { skip: haveRegistry ? false : '/usr/bin/docker-registry is not installed (apt-get install docker-registry)' }, () => {

@@ -2,7 +2,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { removeDir, tempDir } from './tmp.js';
 
@@ -304,4 +304,16 @@ class AccessLogLines {
       },
     };
   }
+}
+
+/** Whether something accepts TCP connections at `host` (`HOST:PORT`): to check a registry really stopped. */
+export function portOpen(host: string): Promise<boolean> {
+  const [h, p] = host.split(':');
+  return new Promise((resolve) => {
+    const s = connect(Number(p), h!, () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
 }

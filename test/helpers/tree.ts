@@ -101,7 +101,8 @@ export async function snapshotTree(dir: string, opts: SnapshotOptions = {}): Pro
   return entries.sort((a, b) => comparePaths(a.path, b.path));
 }
 
-function typeOf(st: BigIntStats): TreeEntryType {
+/** The entry type an lstat result describes. */
+export function typeOf(st: BigIntStats): TreeEntryType {
   if (st.isFile()) return 'file';
   if (st.isDirectory()) return 'dir';
   if (st.isSymbolicLink()) return 'symlink';

@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { sharedRegistry, type TestRegistry } from '../helpers/registry.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { TempDirs } from '../helpers/tmp.js';
-import { runCli, type CliResult } from '../helpers/cli.js';
+import { jsonEvents, parseSnapshotLs, runCli } from '../helpers/cli.js';
 import { pushFixtures, type PushedFixtures } from '../fixtures/images.js';
 
 function missing(): string | undefined {
@@ -22,8 +22,7 @@ function missing(): string | undefined {
 }
 const MISSING = missing();
 
-type Event = Record<string, unknown> & { type: string };
-const events = (r: CliResult): Event[] => r.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Event);
+const events = jsonEvents;
 
 describe('layers extract while they download (overlay)', () => {
   let registry: TestRegistry;
@@ -49,7 +48,7 @@ describe('layers extract while they download (overlay)', () => {
     for (const kind of ['active', 'view']) {
       const r = await runCli(['snapshot', '--store', store, '--snapshotter', 'overlay', 'ls', `kind==${kind}`], env);
       assert.equal(r.code, 0, r.stderr);
-      rows.push(...r.stdout.trim().split('\n').slice(1).filter(Boolean));
+      rows.push(...parseSnapshotLs(r.stdout).map((row) => `${row.name} ${row.kind}`));
     }
     return rows;
   };

@@ -22,7 +22,7 @@ import { writeOciLayout } from '../fixtures/layout.js';
 import { pushOciLayout } from '../fixtures/push.js';
 import { checkExpectations, type Expectation } from '../fixtures/proof-images.js';
 import { sharedRegistry, type TestRegistry } from '../helpers/registry.js';
-import { CLI, runCli, type CliResult } from '../helpers/cli.js';
+import { CLI, jsonEvents, parseSnapshotLs, runCli, type CliResult, type SnapshotLsRow } from '../helpers/cli.js';
 import { lgetxattrs } from '../../src/sys/native.js';
 import { TempDirs } from '../helpers/tmp.js';
 import { assertSameTree, snapshotTree } from '../helpers/tree.js';
@@ -269,30 +269,13 @@ after(async () => {
 
 const pull = (store: string, ref: string, ...flags: string[]): Promise<CliResult> => runCli(['pull', '--store', store, ...flags, ref], env);
 
-interface LsRow {
-  name: string;
-  parent: string;
-  kind: string;
-}
-
-async function snapshotLs(store: string, snapshotter: string, ...filters: string[]): Promise<LsRow[]> {
+async function snapshotLs(store: string, snapshotter: string, ...filters: string[]): Promise<SnapshotLsRow[]> {
   const r = await runCli(['snapshot', '--store', store, '--snapshotter', snapshotter, 'ls', ...filters], env);
   assert.equal(r.code, 0, r.stderr);
-  const lines = r.stdout.trimEnd().split('\n');
-  const header = lines[0]!;
-  assert.match(header, /^KEY\s+PARENT\s+KIND$/);
-  const p = header.indexOf('PARENT');
-  const k = header.indexOf('KIND');
-  return lines.slice(1).map((l) => ({ name: l.slice(0, p).trim(), parent: l.slice(p, k).trim(), kind: l.slice(k).trim() }));
+  return parseSnapshotLs(r.stdout);
 }
 
-function events(r: CliResult): Record<string, unknown>[] {
-  return r.stdout
-    .trimEnd()
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
+const events = jsonEvents;
 
 /** Mounts the image read-only with the CLI, snapshots the merged tree, and unmounts. */
 async function mergedTree(store: string, ref: string, snapshotter: string) {

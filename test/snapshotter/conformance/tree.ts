@@ -6,8 +6,9 @@
 import { createHash } from 'node:crypto';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { typeOf, type TreeEntryType } from '../../helpers/tree.js';
 
-export type EntryType = 'file' | 'dir' | 'symlink' | 'char' | 'block' | 'fifo' | 'socket';
+export type EntryType = TreeEntryType;
 
 export interface TreeEntry {
   type: EntryType;
@@ -30,16 +31,6 @@ export interface TreeEntry {
 export type XattrReader = (absPath: string) => Record<string, Buffer>;
 
 export type Tree = Map<string, TreeEntry>;
-
-function typeOf(st: import('node:fs').BigIntStats): EntryType {
-  if (st.isFile()) return 'file';
-  if (st.isDirectory()) return 'dir';
-  if (st.isSymbolicLink()) return 'symlink';
-  if (st.isCharacterDevice()) return 'char';
-  if (st.isBlockDevice()) return 'block';
-  if (st.isFIFO()) return 'fifo';
-  return 'socket';
-}
 
 /** Every entry under `root` keyed by its relative path; the root itself is ".". */
 export async function snapshotTree(root: string, readXattrs?: XattrReader): Promise<Tree> {
