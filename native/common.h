@@ -130,8 +130,8 @@ napi_status st_init_mount(napi_env env, napi_value exports);
 napi_status st_init_digest(napi_env env, napi_value exports);
 
 /*
- * Called first by every job this addon runs on libuv's thread pool: once batchPoolThreads(true)
- * was called, the thread (on its first job) switches itself to SCHED_BATCH (addon.c).
+ * Called first by every job this addon runs on libuv's thread pool: once batchPoolThreads() was
+ * called, the thread (on its first job) switches itself to SCHED_BATCH (addon.c).
  */
 void st_pool_thread_setup(void);
 

@@ -29,6 +29,7 @@ typedef struct {
   int finished; /* digest() was called */
   int poisoned; /* a write failed: the bytes on disk and the hash may disagree */
   int drop_behind;
+  char *name;       /* what errors call the file (its path); NULL: "fd N" */
   off_t flushing;   /* writeback was started for [.., flushing) */
   off_t dropped;    /* [.., dropped) was written back and dropped from the page cache */
 } digest_handle;
@@ -52,6 +53,7 @@ static void finalize_handle(napi_env env, void *data, void *hint) {
   (void)hint;
   digest_handle *h = data;
   EVP_MD_CTX_free(h->ctx);
+  free(h->name);
   free(h);
 }
 
@@ -85,10 +87,10 @@ static void drop_behind(digest_handle *h) {
   }
 }
 
-/* digestCreate(fd, algorithm, dropBehind?) → handle; fd -1 for a hash-only handle. */
+/* digestCreate(fd, algorithm, dropBehind?, name?) → handle; fd -1 for a hash-only handle. */
 static napi_value digest_create(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int32_t fd = -1;
   if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
@@ -106,10 +108,16 @@ static napi_value digest_create(napi_env env, napi_callback_info info) {
     return NULL;
   }
   free(alg);
+  char *name = NULL;
+  napi_valuetype name_type = napi_undefined;
+  if (argc > 3) napi_typeof(env, argv[3], &name_type);
+  if (name_type == napi_string && !(name = st_get_string(env, argv[3], "file name", NULL))) return NULL;
   digest_handle *h = calloc(1, sizeof *h);
+  h->name = name;
   h->ctx = EVP_MD_CTX_new();
   if (!h->ctx || EVP_DigestInit_ex(h->ctx, md, NULL) != 1) {
     EVP_MD_CTX_free(h->ctx);
+    free(h->name);
     free(h);
     napi_throw_error(env, "ERR_APPLY", "cannot initialise the OpenSSL digest");
     return NULL;
@@ -161,7 +169,7 @@ static void complete(napi_env env, napi_status status, void *data) {
     st_error e;
     char fdname[32];
     snprintf(fdname, sizeof fdname, "fd %d", w->h->fd);
-    st_fail(&e, ST_APPLY, w->err, "writev", fdname, "cannot write %zu bytes of a digested stream", w->total);
+    st_fail(&e, ST_APPLY, w->err, "writev", w->h->name ? w->h->name : fdname, "cannot write %zu bytes of a digested stream", w->total);
     napi_reject_deferred(env, w->deferred, st_error_value(env, &e));
   } else {
     napi_value n;

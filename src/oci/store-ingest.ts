@@ -82,7 +82,7 @@ export class FileIngestWriter implements IngestWriter {
         await fh.truncate(0); // longer than the blob can be: the partial is garbage
         size = 0;
       }
-      const digester = createDigestWriter(fh.fd, digestAlgorithm(digest), { dropBehind: true });
+      const digester = ingestDigester(fh.fd, digest, paths.data);
       if (size > 0) size = await hashPrefix(paths.data, size, digester);
       const startedAt = new Date().toISOString();
       const writer = new FileIngestWriter(digest, paths, args.blobPath, expectedSize, release, fh, digester, size, startedAt);
@@ -99,11 +99,11 @@ export class FileIngestWriter implements IngestWriter {
     return this.startOffset;
   }
 
-  /** Bytes on disk and hashed right now (offset plus what this writer appended); the next stream() appends here. */
   get dataPath(): string {
     return this.paths.data;
   }
 
+  /** Bytes on disk and hashed right now (offset plus what this writer appended); the next stream() appends here. */
   get written(): number {
     return this.onDisk;
   }
@@ -139,7 +139,7 @@ export class FileIngestWriter implements IngestWriter {
     this.assertOpen();
     await this.settle();
     await this.fh.truncate(0);
-    this.digester = createDigestWriter(this.fh.fd, digestAlgorithm(this.digest), { dropBehind: true });
+    this.digester = ingestDigester(this.fh.fd, this.digest, this.paths.data);
     this.onDisk = 0;
     this.startOffset = 0;
     this.failure = undefined;
@@ -225,9 +225,7 @@ export class FileIngestWriter implements IngestWriter {
       this.onDisk += total;
     } catch (err) {
       // Bytes on disk and the digest may now disagree: refuse to commit; a reopen re-hashes the file.
-      const errno = (err as { errnoName?: string }).errnoName;
-      const reason = errno === 'ENOSPC' ? 'no space left on device' : (err as Error).message;
-      this.failure = new StoreError(`cannot write blob ${this.digest} to ${this.paths.data}: ${reason}`, { cause: err });
+      this.failure = new StoreError(`cannot write blob ${this.digest}: ${(err as Error).message}`, { cause: err });
       throw this.failure;
     }
   }
@@ -262,6 +260,11 @@ function asBuffer(chunk: Uint8Array): Buffer {
 }
 
 /** Feeds the first `size` bytes of `path` to the digester, streaming (a partial layer can be hundreds of MB). */
+/** Ingested bytes are written, hashed and (read back rarely) dropped from the page cache behind the writes. */
+function ingestDigester(fd: number, digest: Digest, path: string): DigestWriter {
+  return createDigestWriter(fd, digestAlgorithm(digest), { dropBehind: true, name: path });
+}
+
 async function hashPrefix(path: string, size: number, digester: DigestWriter): Promise<number> {
   const stream = createReadStream(path, { start: 0, end: size - 1, highWaterMark: STREAM_HIGH_WATER_MARK });
   let seen = 0;

@@ -18,7 +18,7 @@ export interface RawAddon {
   mountOverlayPaths(target: string, lowers: string[], upper: string | null, work: string | null, flags: string[]): void;
   bindMount(source: string, target: string, readonly: boolean): void;
   unmount(target: string, detach: boolean): void;
-  digestCreate(fd: number, algorithm: string, dropBehind: boolean): DigestHandle;
+  digestCreate(fd: number, algorithm: string, dropBehind: boolean, name?: string): DigestHandle;
   dropCache(fd: number, offset: number, length: number): void;
   batchPoolThreads(): void;
   /** Resolves with the number of bytes written (write = true) or hashed. */

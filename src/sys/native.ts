@@ -51,6 +51,11 @@ export interface OverlayOptions {
   flags?: string[];
 }
 
+export interface DigestWriterOptions {
+  dropBehind?: boolean;
+  name?: string;
+}
+
 /** Writes Buffers at an fd's current position and hashes them, both on the libuv threadpool. */
 export interface DigestWriter {
   readonly algorithm: 'sha256' | 'sha512';
@@ -89,8 +94,9 @@ export interface NativeBinding {
   /**
    * A DigestWriter on fd (-1: hash only). With `dropBehind`, written bytes are handed to writeback
    * in 8 MiB windows and dropped from the page cache once on disk (for data not read back soon).
+   * `name` (the file's path) is what write errors call the file; without it, "fd N".
    */
-  createDigestWriter(fd: number, algorithm: 'sha256' | 'sha512', options?: { dropBehind?: boolean }): DigestWriter;
+  createDigestWriter(fd: number, algorithm: 'sha256' | 'sha512', options?: DigestWriterOptions): DigestWriter;
   /** POSIX_FADV_DONTNEED on a byte range: clean cached pages are dropped (advisory, never fails on I/O). */
   dropCache(fd: number, offset: number, length: number): void;
   /**
@@ -200,7 +206,7 @@ function bind(raw: RawAddon): NativeBinding {
     bindMount: (source, target, readonly) => typed(() => raw.bindMount(source, target, readonly)),
     unmount: (target, detach = false) => typed(() => raw.unmount(target, detach)),
     createDigestWriter(fd, algorithm, options = {}) {
-      return new NativeDigestWriter(raw, typed(() => raw.digestCreate(fd, algorithm, options.dropBehind ?? false)), algorithm);
+      return new NativeDigestWriter(raw, typed(() => raw.digestCreate(fd, algorithm, options.dropBehind ?? false, options.name)), algorithm);
     },
     dropCache: (fd, offset, length) => typed(() => raw.dropCache(fd, offset, length)),
     batchPoolThreads: () => raw.batchPoolThreads(),
@@ -226,7 +232,7 @@ export const lsetxattr = (absPath: string, name: string, value: Buffer): void =>
 export const mountOverlay = (target: string, options: OverlayOptions): void => loadNative().mountOverlay(target, options);
 export const bindMount = (source: string, target: string, readonly: boolean): void => loadNative().bindMount(source, target, readonly);
 export const unmount = (target: string, detach?: boolean): void => loadNative().unmount(target, detach);
-export const createDigestWriter = (fd: number, algorithm: 'sha256' | 'sha512', options?: { dropBehind?: boolean }): DigestWriter =>
+export const createDigestWriter = (fd: number, algorithm: 'sha256' | 'sha512', options?: DigestWriterOptions): DigestWriter =>
   loadNative().createDigestWriter(fd, algorithm, options);
 export const dropCache = (fd: number, offset: number, length: number): void => loadNative().dropCache(fd, offset, length);
 

@@ -177,7 +177,7 @@ describe('OciStore', () => {
         const writer = (await small.ingest(digest, { expectedSize: data.length }))!;
         await assert.rejects(pipeline(Readable.from(chunksOf(data, 64 * 1024)), writer.stream()), (err: Error) => {
           assert.equal((err as Error & { code?: string }).code, 'ERR_STORE');
-          assert.match(err.message, new RegExp(`cannot write blob ${digest} to .*/ingest/.*: no space left on device`));
+          assert.match(err.message, new RegExp(`cannot write blob ${digest}: ".*/ingest/[^"]*/data": .*: No space left on device`));
           return true;
         });
         await assert.rejects(writer.commit(), /cannot write blob/);
