@@ -13,9 +13,11 @@ type State = 'pending' | 'open' | 'fetched' | 'void' | 'elsewhere';
  * One layer blob of a pull, followed while it downloads so its extraction can start on the first
  * bytes instead of after the last (decompress while downloading). The reader follows the ingest
  * file (reading what is on disk, waiting at its end), so a slow extraction never holds the
- * download back and no byte is buffered in memory. What it read counts only if the blob is then
- * verified and the download never restarted (`isVoid()`); otherwise the caller extracts again
- * from the verified blob.
+ * download back and no byte is buffered in memory. When the download restarts (the file is
+ * truncated or replaced) the reader fails and `isVoid()` turns true: what was read may mix two
+ * attempts. A caller that checks what it read against a known digest (an extraction, its diffID)
+ * may keep a result that verified; one that computes a digest from it must drop the result if
+ * `isVoid()` and read the verified blob instead.
  */
 export class LiveBlob implements IngestWatch {
   private state: State = 'pending';
@@ -108,6 +110,8 @@ class IngestFollower extends Readable {
   private readonly dropBehind: (readEnd: number, bytesRead: number) => void;
   /** A read(2) is in flight: the descriptor must stay open (its number could be reused) until it returns. */
   private reading = false;
+  /** A buffer no pushed chunk points into, reused by the next read (an empty read at the file's end, a small one copied). */
+  private spare: Buffer | undefined;
   private closeWhenRead: (() => void) | undefined;
 
   constructor(
@@ -126,7 +130,8 @@ class IngestFollower extends Readable {
     if (this.destroyed) return;
     if (this.live.isVoid()) return void this.destroy(new LiveBlobVoidError());
     const complete = this.live.complete;
-    const buffer = Buffer.allocUnsafe(CHUNK);
+    const buffer = this.spare ?? Buffer.allocUnsafe(CHUNK);
+    this.spare = undefined;
     this.reading = true;
     read(this.fd, buffer, 0, CHUNK, this.position, (err, n) => {
       this.reading = false;
@@ -135,7 +140,10 @@ class IngestFollower extends Readable {
       if (this.live.isVoid()) return void this.destroy(new LiveBlobVoidError());
       this.position += n;
       this.dropBehind(this.position, n);
-      if (n > 0) return void this.push(n === CHUNK ? buffer : buffer.subarray(0, n));
+      if (n >= CHUNK / 4) return void this.push(n === CHUNK ? buffer : buffer.subarray(0, n));
+      // Close behind the writer reads come short: copy them rather than pin a whole buffer each.
+      this.spare = buffer;
+      if (n > 0) return void this.push(Buffer.from(buffer.subarray(0, n)));
       if (complete) return void this.push(null);
       this.live.next().then(() => this.pump());
     });

@@ -32,8 +32,9 @@ export interface UnpackRequest {
   blobReady?: (digest: Digest) => Promise<void>;
   /**
    * A layer blob still downloading, to extract while it arrives (for a backend that cannot rebase,
-   * once its parent is committed); undefined when it is not coming through this pull's downloads. Its extraction is committed
-   * only once `blobReady` resolves and the source was not voided by a restarted download.
+   * once its parent is committed); undefined when it is not coming through this pull's downloads.
+   * Its extraction is committed only once `blobReady` resolves (and its diffID matched); one that
+   * failed on a source a restarted download voided is done again from the stored blob.
    */
   liveBlob?: (digest: Digest) => Promise<LiveSource | undefined>;
   /** Layers extracted at once where the backend can rebase (overlay). Default 3. */
@@ -135,14 +136,12 @@ export async function unpackLayers(request: UnpackRequest): Promise<UnpackResult
           await ready(layer.digest);
           if (!live.isVoid()) throw err;
         }
+        // Committed only once the blob is verified too. What the reader got is vouched for by the
+        // diffID the extraction checked, even if the download restarted after it was read.
         await ready(layer.digest);
-        if (result && live.isVoid()) {
-          await snapshotter.remove(result.key).catch(() => {});
-          result = undefined;
-        }
       }
-      // Not live, or the download restarted under the reader: from the verified blob (read once
-      // to unpack and rarely again, so its pages leave the cache as extraction goes).
+      // Not live, or the download restarted under a reader that failed: from the verified blob
+      // (read once to unpack and rarely again, so its pages leave the cache as extraction goes).
       result ??= await extract(request.store.open(layer.digest, { dropBehind: true }));
       const { key, dir, applied } = result;
       try {
