@@ -152,6 +152,21 @@ out:
   return result;
 }
 
+/*
+ * llistxattr (name NULL) or lgetxattr of `path` itself into *out (freed and replaced), sized by a
+ * first call and retried while the list or value grows in between (ERANGE). Length, or -1 + errno.
+ */
+static ssize_t xattr_read(const char *path, const char *name, char **out) {
+  for (;;) {
+    ssize_t n = name ? lgetxattr(path, name, NULL, 0) : llistxattr(path, NULL, 0);
+    if (n < 0) return -1;
+    free(*out);
+    *out = malloc((size_t)n + 1);
+    ssize_t got = name ? lgetxattr(path, name, *out, (size_t)n) : llistxattr(path, *out, (size_t)n);
+    if (got >= 0 || errno != ERANGE) return got;
+  }
+}
+
 static napi_value lgetxattrs(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -161,18 +176,7 @@ static napi_value lgetxattrs(napi_env env, napi_callback_info info) {
   napi_value result = NULL;
   char *names = NULL, *value = NULL;
   st_error e;
-  ssize_t n;
-  for (;;) { /* the list can grow between the size query and the read */
-    n = llistxattr(path, NULL, 0);
-    if (n < 0) break;
-    free(names);
-    names = malloc((size_t)n + 1);
-    ssize_t got = llistxattr(path, names, (size_t)n);
-    if (got >= 0 || errno != ERANGE) {
-      n = got;
-      break;
-    }
-  }
+  ssize_t n = xattr_read(path, NULL, &names);
   if (n < 0) {
     st_fail(&e, ST_APPLY, errno, "llistxattr", path, "cannot list xattrs");
     st_throw(env, &e);
@@ -180,18 +184,7 @@ static napi_value lgetxattrs(napi_env env, napi_callback_info info) {
   }
   napi_create_object(env, &result);
   for (char *k = names; k < names + n; k += strlen(k) + 1) {
-    ssize_t vn;
-    for (;;) {
-      vn = lgetxattr(path, k, NULL, 0);
-      if (vn < 0) break;
-      free(value);
-      value = malloc((size_t)vn + 1);
-      ssize_t got = lgetxattr(path, k, value, (size_t)vn);
-      if (got >= 0 || errno != ERANGE) {
-        vn = got;
-        break;
-      }
-    }
+    ssize_t vn = xattr_read(path, k, &value);
     if (vn < 0) {
       if (errno == ENODATA) continue; /* removed meanwhile */
       st_fail(&e, ST_APPLY, errno, "lgetxattr", path, "cannot read xattr %s", k);
