@@ -16,7 +16,7 @@
 #include <sys/types.h>
 
 /* What kind of failure an st_error is; maps to the stable codes seen by TypeScript. */
-enum st_kind { ST_OK = 0, ST_UNSAFE = 1, ST_APPLY = 2, ST_MOUNT = 3, ST_INVALID = 4 };
+enum st_kind { ST_OK = 0, ST_UNSAFE = 1, ST_APPLY = 2, ST_MOUNT = 3, ST_INVALID = 4, ST_NETWORK = 5 };
 
 typedef struct {
   int kind;
@@ -128,6 +128,8 @@ napi_status st_init_batch(napi_env env, napi_value exports);
 napi_status st_init_files(napi_env env, napi_value exports);
 napi_status st_init_mount(napi_env env, napi_value exports);
 napi_status st_init_digest(napi_env env, napi_value exports);
+napi_status st_init_socket(napi_env env, napi_value exports);
+
 
 /*
  * Called first by every job this addon runs on libuv's thread pool: once batchPoolThreads() was

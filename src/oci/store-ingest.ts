@@ -2,8 +2,8 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rmdir, truncate, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
-import { DigestMismatchError, SizeMismatchError, StoreError } from '../errors.js';
-import type { BlobInfo, IngestWriter } from './content.js';
+import { DigestMismatchError, FsApplyError, SizeMismatchError, StoreError } from '../errors.js';
+import type { BlobInfo, DirectSource, IngestWriter } from './content.js';
 import { digestAlgorithm, digestHex, type Digest } from './digest.js';
 import { createDigestWriter, type DigestWriter } from '../sys/native.js';
 import { fsyncDir, INGEST_DIR } from './layout.js';
@@ -127,6 +127,29 @@ export class FileIngestWriter implements IngestWriter {
     });
     this.activeStream = stream;
     return stream;
+  }
+
+  async appendFrom(source: DirectSource, maxBytes: number): Promise<number> {
+    this.assertOpen();
+    if (this.activeStream && !this.activeStream.writableFinished && !this.activeStream.destroyed) {
+      throw new StoreError(`ingest of blob ${this.digest}: a write stream is open`);
+    }
+    if (this.failure) throw this.failure;
+    const digester = this.digester;
+    const before = digester.bytes;
+    const run = source.pipeTo(digester, maxBytes);
+    try {
+      await this.track(run.then(() => {}));
+      return digester.bytes - before;
+    } catch (err) {
+      if (err instanceof FsApplyError) {
+        this.failure = new StoreError(`cannot write blob ${this.digest}: ${err.message}`, { cause: err });
+        throw this.failure;
+      }
+      throw err;
+    } finally {
+      this.onDisk += digester.bytes - before;
+    }
   }
 
   /** Appends one buffer (used by put()). */

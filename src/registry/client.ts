@@ -1,4 +1,3 @@
-import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { Agent, request } from './http.js';
 import {
@@ -18,6 +17,7 @@ import { MANIFEST_ACCEPT, MediaType } from '../oci/mediatypes.js';
 import type { Reference } from '../oci/reference.js';
 import { isSignedSchema1, schema1PayloadDigest } from '../oci/schema1.js';
 import { Authenticator, excerpt, readLimited, repositoryScope } from './auth.js';
+import { plainGet, type HttpResponse } from './plain-http.js';
 import { NO_CREDENTIALS, type CredentialSource } from './credentials.js';
 import { DEFAULT_CONCURRENCY, resolveEndpoints, type RegistryConfig } from './hosts.js';
 import { describeError, isRetryable, parseRetryAfter, retryPolicy, withRetry, type RetryPolicy } from './retry.js';
@@ -33,6 +33,12 @@ export interface RegistryClientOptions {
   headersTimeoutMs?: number;
   /** Silence between two body chunks; default 60 s. */
   bodyTimeoutMs?: number;
+  /**
+   * Blob bodies from http:// endpoints go from the socket to the store in native code (see
+   * plain-http.ts); false keeps them on undici like everything else. Default true; the
+   * environment variable STRATUM_NATIVE_HTTP=0 turns it off too.
+   */
+  nativeHttp?: boolean;
 }
 
 export interface FetchBlobOptions {
@@ -44,6 +50,7 @@ export interface FetchBlobOptions {
 
 export const DEFAULT_USER_AGENT = 'stratum/0.1.0';
 const MAX_REDIRECTS = 5;
+const CONNECT_TIMEOUT_MS = 10_000;
 const ERROR_BODY_LIMIT = 16 * 1024;
 
 interface SendOptions {
@@ -53,6 +60,8 @@ interface SendOptions {
   signal?: AbortSignal;
   /** What is being fetched, for error messages: `manifest docker.io/library/ubuntu:15.04`. */
   what: string;
+  /** A blob body: over plain HTTP it may take the native path. */
+  bulk?: boolean;
 }
 
 /**
@@ -67,20 +76,26 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
   readonly userAgent: string;
   private readonly dispatcher: Dispatcher;
   private readonly ownsDispatcher: boolean;
+  private readonly nativeHttp: boolean;
+  private readonly headersTimeoutMs: number;
+  private readonly bodyTimeoutMs: number;
 
   constructor(options: RegistryClientOptions = {}) {
     this.config = options.config ?? {};
     this.retry = retryPolicy(this.config.retries);
     this.userAgent = options.userAgent ?? DEFAULT_USER_AGENT;
     this.ownsDispatcher = options.dispatcher === undefined;
+    this.nativeHttp = options.nativeHttp ?? process.env.STRATUM_NATIVE_HTTP !== '0';
+    this.headersTimeoutMs = options.headersTimeoutMs ?? 60_000;
+    this.bodyTimeoutMs = options.bodyTimeoutMs ?? 60_000;
     this.dispatcher =
       options.dispatcher ??
       new Agent({
         keepAliveTimeout: 30_000,
         connections: Math.max(DEFAULT_CONCURRENCY, this.config.concurrency ?? DEFAULT_CONCURRENCY) + 2,
-        headersTimeout: options.headersTimeoutMs ?? 60_000,
-        bodyTimeout: options.bodyTimeoutMs ?? 60_000,
-        connect: { timeout: 10_000 },
+        headersTimeout: this.headersTimeoutMs,
+        bodyTimeout: this.bodyTimeoutMs,
+        connect: { timeout: CONNECT_TIMEOUT_MS },
       });
     this.auth = new Authenticator({ credentials: options.credentials ?? NO_CREDENTIALS, dispatcher: this.dispatcher, userAgent: this.userAgent });
   }
@@ -114,9 +129,11 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
         scope: repositoryScope(ref.repository),
         signal: options.signal,
         what,
+        bulk: true,
       });
       if (res.statusCode === 200 || res.statusCode === 206) {
-        const out: BlobResponse = { body: res.body as unknown as Readable, start: 0, endpoint };
+        const out: BlobResponse = { body: res.body, start: 0, endpoint };
+        if (res.direct) out.direct = res.direct;
         if (res.statusCode === 206) {
           const range = parseContentRange(header(res.headers, 'content-range'));
           if (!range) {
@@ -186,14 +203,14 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
   }
 
   /** One request with auth: a 401 records the challenge and the request is repeated once with credentials. */
-  private async send(endpoint: Endpoint, path: string, options: SendOptions): Promise<Dispatcher.ResponseData> {
+  private async send(endpoint: Endpoint, path: string, options: SendOptions): Promise<HttpResponse> {
     const url = new URL(endpoint.url + path);
     const host = url.host;
     for (let attempt = 0; ; attempt++) {
       const headers: Record<string, string> = { 'user-agent': this.userAgent, ...options.headers };
       const authorization = await this.auth.authorization(host, options.scope);
       if (authorization) headers.authorization = authorization;
-      const res = await this.rawRequest(url, options.method ?? 'GET', headers, options.signal, options.what);
+      const res = await this.rawRequest(url, options.method ?? 'GET', headers, options);
       if (res.statusCode === 401 && attempt === 0 && this.auth.onUnauthorized(host, res.headers['www-authenticate'], options.scope)) {
         await res.body.dump();
         continue;
@@ -206,7 +223,7 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
    * Blob GETs are often redirected to storage (S3, a CDN). Redirects are followed here so that
    * Authorization goes only to the host it belongs to: a redirect to another host gets none.
    */
-  private async sendFollowingRedirects(endpoint: Endpoint, path: string, options: SendOptions): Promise<Dispatcher.ResponseData> {
+  private async sendFollowingRedirects(endpoint: Endpoint, path: string, options: SendOptions): Promise<HttpResponse> {
     let res = await this.send(endpoint, path, options);
     let current = new URL(endpoint.url + path);
     const origin = current.host;
@@ -226,13 +243,23 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
         if (authorization) headers.authorization = authorization;
       }
       current = next;
-      res = await this.rawRequest(next, 'GET', headers, options.signal, options.what);
+      res = await this.rawRequest(next, 'GET', headers, options);
     }
     return res;
   }
 
-  private async rawRequest(url: URL, method: 'GET' | 'HEAD', headers: Record<string, string>, signal: AbortSignal | undefined, what: string): Promise<Dispatcher.ResponseData> {
+  private async rawRequest(url: URL, method: 'GET' | 'HEAD', headers: Record<string, string>, options: SendOptions): Promise<HttpResponse> {
+    const { signal, what } = options;
     try {
+      if (options.bulk && this.nativeHttp && method === 'GET' && url.protocol === 'http:') {
+        return await plainGet(url, {
+          headers,
+          ...(signal ? { signal } : {}),
+          connectTimeoutMs: CONNECT_TIMEOUT_MS,
+          headersTimeoutMs: this.headersTimeoutMs,
+          bodyTimeoutMs: this.bodyTimeoutMs,
+        });
+      }
       return await request(url, { method, headers, signal, dispatcher: this.dispatcher });
     } catch (err) {
       if ((err as { name?: string }).name === 'AbortError' || signal?.aborted) throw err;
@@ -240,7 +267,7 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
     }
   }
 
-  private async statusError(res: Dispatcher.ResponseData, endpoint: Endpoint, ref: Reference, what: string): Promise<StratumError> {
+  private async statusError(res: HttpResponse, endpoint: Endpoint, ref: Reference, what: string): Promise<StratumError> {
     const text = await readLimited(res.body, ERROR_BODY_LIMIT).catch(() => '');
     const name = endpointName(endpoint, ref);
     const detail = registryErrorText(text);
@@ -342,7 +369,7 @@ function isRedirect(status: number): boolean {
   return status === 301 || status === 302 || status === 303 || status === 307 || status === 308;
 }
 
-function header(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
+function header(headers: HttpResponse['headers'], name: string): string | undefined {
   const v = headers[name];
   return Array.isArray(v) ? v[0] : v;
 }

@@ -70,6 +70,9 @@ export interface DownloadResult {
 
 export { type LimitFunction };
 
+/** How much one native receive call takes before progress is reported (and a live reader told). */
+const DIRECT_SLICE_BYTES = 2 << 20;
+
 /** Bounded concurrency for blob downloads (p-limit). */
 export function createLimiter(concurrency: number): LimitFunction {
   return pLimit(concurrency);
@@ -134,38 +137,50 @@ export async function downloadBlob(
           const total = desc.size ?? res.totalSize;
           let pos = res.start;
           let lastEmit = 0;
-          const tee = options.tee;
-          const sink = writer.stream();
-          // Socket reads arrive 64 KiB at a time; corking the sink until the event loop has taken
-          // every read that is ready lets the store write them with one writev instead of several.
-          let corked = false;
-          const uncork = () => {
-            corked = false;
-            sink.uncork();
+          const advance = (n: number) => {
+            pos += n;
+            watch?.progress();
+            const now = Date.now();
+            if (now - lastEmit >= interval) {
+              lastEmit = now;
+              emit({ type: 'downloading', digest, current: pos, ...(total !== undefined ? { total } : {}) });
+            }
           };
-          const counter = new Transform({
-            transform(chunk: Buffer, _enc, done) {
-              if (!corked) {
-                corked = true;
-                sink.cork();
-                setImmediate(uncork);
-              }
-              const end = pos + chunk.length;
-              if (tee && end > teedUpTo) {
-                tee(teedUpTo > pos ? chunk.subarray(teedUpTo - pos) : chunk);
-                teedUpTo = end;
-              }
-              pos = end;
-              watch?.progress();
-              const now = Date.now();
-              if (now - lastEmit >= interval) {
-                lastEmit = now;
-                emit({ type: 'downloading', digest, current: pos, ...(total !== undefined ? { total } : {}) });
-              }
-              done(null, chunk);
-            },
-          });
-          await pipeline(res.body, counter, sink, ...(options.signal ? [{ signal: options.signal }] : []));
+          const tee = options.tee;
+          if (res.direct && writer.appendFrom && !tee) {
+            // Socket to file and hash in native code, a slice at a time (progress, the live reader).
+            try {
+              for (let n; (n = await writer.appendFrom(res.direct, DIRECT_SLICE_BYTES)) > 0; ) advance(n);
+            } finally {
+              res.body.destroy();
+            }
+          } else {
+            const sink = writer.stream();
+            // Socket reads arrive 64 KiB at a time; corking the sink until the event loop has taken
+            // every read that is ready lets the store write them with one writev instead of several.
+            let corked = false;
+            const uncork = () => {
+              corked = false;
+              sink.uncork();
+            };
+            const counter = new Transform({
+              transform(chunk: Buffer, _enc, done) {
+                if (!corked) {
+                  corked = true;
+                  sink.cork();
+                  setImmediate(uncork);
+                }
+                const end = pos + chunk.length;
+                if (tee && end > teedUpTo) {
+                  tee(teedUpTo > pos ? chunk.subarray(teedUpTo - pos) : chunk);
+                  teedUpTo = end;
+                }
+                advance(chunk.length);
+                done(null, chunk);
+              },
+            });
+            await pipeline(res.body, counter, sink, ...(options.signal ? [{ signal: options.signal }] : []));
+          }
           emit({ type: 'downloading', digest, current: pos, ...(total !== undefined ? { total } : {}) });
           lastEndpoint = res.endpoint;
           break;

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { DirectSource } from '../oci/content.js';
 import type { Digest } from '../oci/digest.js';
 import type { Reference } from '../oci/reference.js';
 import type { Descriptor } from '../oci/types.js';
@@ -28,6 +29,12 @@ export interface BlobResponse {
   /** Total blob size when the response tells it. */
   totalSize?: number;
   endpoint: Endpoint;
+  /**
+   * The same body as a DirectSource (a plain-HTTP body with a Content-Length): an ingest that can
+   * take it (IngestWriter.appendFrom) receives the bytes in native code; then destroy `body`
+   * when done. Use one or the other.
+   */
+  direct?: DirectSource;
 }
 
 export interface BlobFetcher {

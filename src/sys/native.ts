@@ -65,6 +65,14 @@ export interface DigestWriter {
   write(buffers: readonly Buffer[]): Promise<void>;
   /** Hash only (re-hashing a resumed prefix read back from disk). */
   update(buffers: readonly Buffer[]): Promise<void>;
+  /**
+   * Receives up to maxBytes from a non-blocking socket (see NativeSocket) straight into the file
+   * and the hash, off the main thread; resolves with the count, 0 at end of stream, -1 when
+   * nothing arrived within waitMs (≤ 1000; wait for the socket, then call again). After a network
+   * failure (an errno-named code such as ECONNRESET) the count so far is in `bytes` and the
+   * writer stays usable; a write failure poisons it.
+   */
+  receive(socketFd: number, maxBytes: number, waitMs: number): Promise<number>;
   /** Lowercase hex; finalises the writer. */
   digest(): string;
 }
@@ -169,6 +177,22 @@ class NativeDigestWriter implements DigestWriter {
 
   digest(): string {
     return typed(() => this.raw.digestFinal(this.handle));
+  }
+
+  async receive(socketFd: number, maxBytes: number, waitMs: number): Promise<number> {
+    if (this.busy) throw new InvalidArgumentError('DigestWriter: a write or update is still running; await it before the next');
+    this.busy = true;
+    try {
+      const n = await this.raw.digestReceive(this.handle, socketFd, maxBytes, waitMs);
+      if (n > 0) this.total += n;
+      return n;
+    } catch (err) {
+      const landed = (err as { bytes?: unknown }).bytes;
+      if (typeof landed === 'number') this.total += landed;
+      throw toStratumError(err);
+    } finally {
+      this.busy = false;
+    }
   }
 
   private async run(buffers: readonly Buffer[], write: boolean): Promise<void> {

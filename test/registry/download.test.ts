@@ -8,18 +8,30 @@ import { parseReference } from '../../src/oci/reference.js';
 import { OciStore } from '../../src/oci/store.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { createLimiter, downloadBlob } from '../../src/registry/download.js';
+import { Agent } from '../../src/registry/http.js';
 import type { DownloadEvent } from '../../src/registry/types.js';
 import { TempDirs } from '../helpers/tmp.js';
 import { FAST_RETRIES, startRig, type RegistryRig } from './setup.js';
 
 const tmp = new TempDirs();
-const clients: RegistryClient[] = [];
 let rig: RegistryRig;
 
+/** undici's Agent, noting the path of every request it carries. */
+class RecordingAgent extends Agent {
+  paths: string[] = [];
+  override dispatch(options: Parameters<InstanceType<typeof Agent>['dispatch']>[0], handler: Parameters<InstanceType<typeof Agent>['dispatch']>[1]): boolean {
+    this.paths.push(String(options.path));
+    return super.dispatch(options, handler);
+  }
+}
+
+/** Blob bodies from the (plain-HTTP) proxy: over native sockets, or over undici like HTTPS ones. */
+type Transport = 'native' | 'undici';
+let transport: Transport;
+let agent: RecordingAgent;
+
 function client(config: ConstructorParameters<typeof RegistryClient>[0] = {}): RegistryClient {
-  const c = new RegistryClient({ ...config, config: { retries: FAST_RETRIES, ...config.config } });
-  clients.push(c);
-  return c;
+  return new RegistryClient({ ...config, dispatcher: agent, nativeHttp: transport === 'native', config: { retries: FAST_RETRIES, ...config.config } });
 }
 
 async function store(): Promise<OciStore> {
@@ -32,18 +44,24 @@ async function leftovers(s: OciStore): Promise<string[]> {
   return all.map((e) => join(e.parentPath ?? (e as unknown as { path: string }).path, e.name)).filter((p) => !/oci-layout$|index\.json$/.test(p));
 }
 
-describe('downloadBlob against a real registry', () => {
-  before(async () => {
-    rig = await startRig();
+before(async () => {
+  rig = await startRig();
+});
+after(async () => {
+  await rig?.stop();
+  await tmp.cleanup();
+});
+
+for (const mode of ['native', 'undici'] as const) describe(`downloadBlob against a real registry (${mode} blob bodies)`, () => {
+  before(() => {
+    transport = mode;
+    agent = new RecordingAgent();
   });
-  after(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    await rig?.stop();
-    await tmp.cleanup();
-  });
+  after(() => agent.close());
 
   test('fresh download: events, committed blob, then "exists" without any GET', async () => {
     rig.proxy.reset().clearLog();
+    agent.paths = [];
     const s = await store();
     const events: DownloadEvent[] = [];
     const { digest, bytes, ref } = rig.blob;
@@ -58,6 +76,8 @@ describe('downloadBlob against a real registry', () => {
     const last = events.filter((e) => e.type === 'downloading').at(-1) as Extract<DownloadEvent, { type: 'downloading' }>;
     assert.equal(last.current, bytes.length);
     assert.equal(last.total, bytes.length);
+    const viaUndici = agent.paths.filter((p) => p.includes('/blobs/')).length;
+    assert.equal(viaUndici, mode === 'undici' ? 1 : 0, `blob requests through undici in ${mode} mode`);
 
     rig.proxy.clearLog();
     const again: DownloadEvent[] = [];
@@ -119,6 +139,18 @@ describe('downloadBlob against a real registry', () => {
     assert.match(String(gets[1]!.headers.range), /^bytes=\d+-$/, 'asked for a range (which the proxy stripped)');
     assert.equal(teed.digest(), digest);
     assert.equal(teed.size, bytes.length);
+    rig.proxy.reset();
+  });
+
+  test('cut, then Range ignored, without a tee → the file restarts from 0 and the blob is right', async () => {
+    rig.proxy.reset().clearLog();
+    const s = await store();
+    const { digest, bytes, ref } = rig.blob;
+    rig.proxy.cutAfter(1_500_000).ignoreRange();
+    const res = await downloadBlob(client(), ref, { digest, size: bytes.length }, s);
+    assert.equal(res.info.size, bytes.length);
+    assert.deepEqual(rig.proxy.requests('GET', /\/blobs\//).map((g) => g.status), [200, 200]);
+    assert.ok((await s.read(digest, 8 << 20)).equals(bytes));
     rig.proxy.reset();
   });
 
