@@ -147,6 +147,11 @@ static napi_value sock_recv(napi_env env, napi_callback_info info) {
     free(buf);
     napi_create_buffer(env, 0, NULL, &v);
   } else {
+    /* A short read must not pin the whole buffer for as long as its bytes live. */
+    if ((size_t)r < (size_t)max / 2) {
+      char *fit = realloc(buf, (size_t)r);
+      if (fit) buf = fit;
+    }
     napi_create_external_buffer(env, (size_t)r, buf, free_buffer, NULL, &v);
   }
   return v;

@@ -78,8 +78,7 @@ export async function plainGet(url: URL, options: PlainRequestOptions): Promise<
   const port = url.port ? Number(url.port) : 80;
   const head = requestHead(url, options.headers);
 
-  const address = isIP(host) === 0 ? (await lookup(host)).address : host;
-  const socket = await NativeSocket.connect(address, port, options.connectTimeoutMs);
+  const socket = await connectAny(host, port, options.connectTimeoutMs, signal);
   const onAbort = () => void socket.close();
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
@@ -97,6 +96,29 @@ export async function plainGet(url: URL, options: PlainRequestOptions): Promise<
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }
+}
+
+/** Errors after which the next address of a name is worth trying (localhost → ::1 refused, 127.0.0.1 listening). */
+const NEXT_ADDRESS_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ETIMEDOUT']);
+
+async function connectAny(host: string, port: number, timeoutMs: number, signal: AbortSignal | undefined): Promise<NativeSocket> {
+  const addresses = isIP(host) !== 0 ? [host] : (await lookup(host, { all: true })).map((a) => a.address);
+  return connectFirst(addresses, port, timeoutMs, signal);
+}
+
+/** Connects to the first of `addresses` that answers, in order (what Node's net does with autoSelectFamily, one at a time). */
+export async function connectFirst(addresses: readonly string[], port: number, timeoutMs: number, signal?: AbortSignal): Promise<NativeSocket> {
+  let last: unknown = new StratumError('ERR_NETWORK', `no address to connect to on port ${port}`);
+  for (const address of addresses) {
+    try {
+      return await NativeSocket.connect(address, port, timeoutMs, signal);
+    } catch (err) {
+      if (signal?.aborted) throw abortError(signal);
+      if (!NEXT_ADDRESS_CODES.has((err as { code?: string }).code ?? '')) throw err;
+      last = err;
+    }
+  }
+  throw last;
 }
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;

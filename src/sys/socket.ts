@@ -31,14 +31,15 @@ export class NativeSocket {
     readonly peer: string,
   ) {}
 
-  /** `address`: a numeric IPv4 or IPv6 address (resolve names first). */
-  static async connect(address: string, port: number, timeoutMs: number): Promise<NativeSocket> {
+  /** `address`: a numeric IPv4 or IPv6 address (resolve names first). An abort is noticed within 100 ms. */
+  static async connect(address: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<NativeSocket> {
     const raw = rawAddon();
     const peer = address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
     const socket = new NativeSocket(raw, raw.sockConnect(address, port), peer);
     try {
       await socket.run(async () => {
         for (let waited = 0; ; waited += CONNECT_SLICE_MS) {
+          if (signal?.aborted) throw signal.reason;
           if (socket.closing) throw new StratumError('ERR_NETWORK', `connection to ${peer} closed while connecting`);
           if (waited >= timeoutMs) throw Object.assign(new Error(`cannot connect to ${peer}: no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' });
           try {

@@ -6,7 +6,7 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { isStratumError } from '../../src/errors.js';
-import { plainGet, type HttpResponse } from '../../src/registry/plain-http.js';
+import { connectFirst, plainGet, type HttpResponse } from '../../src/registry/plain-http.js';
 import { isRetryable } from '../../src/registry/retry.js';
 import { createDigestWriter, type DigestWriter } from '../../src/sys/native.js';
 import { TempDirs } from '../helpers/tmp.js';
@@ -216,6 +216,21 @@ describe('plainGet (HTTP/1.1 on a native socket)', () => {
       f.close();
     }
     assert.equal(await openFds(), fds);
+  });
+
+  test('a name with several addresses: the first that answers is used (::1 refused or absent, 127.0.0.1 listening); an abort stops it', async () => {
+    const url = await rawServer((s) => s.end('HTTP/1.1 204 No Content\r\n\r\n'));
+    const port = Number(url.port);
+    const socket = await connectFirst(['::1', '127.0.0.1'], port, 2000);
+    assert.equal(socket.peer, `127.0.0.1:${port}`);
+    await socket.close();
+    const res = await plainGet(new URL(`http://localhost:${port}/`), { headers: {}, ...TIMEOUTS });
+    assert.equal(res.statusCode, 204);
+    res.body.destroy();
+    const ac = new AbortController();
+    ac.abort();
+    await assert.rejects(connectFirst(['127.0.0.1'], port, 2000, ac.signal), { name: 'AbortError' });
+    await assert.rejects(connectFirst([], port, 2000), /no address to connect to/);
   });
 
   test('refused connection, bad responses and bad headers: clear errors, nothing left open', async () => {
