@@ -52,6 +52,18 @@ export abstract class MetadataSnapshotter implements Snapshotter {
   /** Where a layer is extracted for active snapshot `id`. */
   protected abstract applyDirOf(id: number): string;
 
+  /** Deletes a data directory of this backend (a snapshot's, or one left in staging or removal). */
+  protected deleteData(path: string): Promise<void> {
+    return removeTree(path);
+  }
+
+  /**
+   * Makes snapshot `id`'s data immutable, where the backend can: called inside the metadata
+   * transaction once a view's data is in place and when an active is committed (a failure aborts
+   * either). Sealed data may no longer be renamed: such a backend also overrides removeData.
+   */
+  protected async sealData(_id: number): Promise<void> {}
+
   protected dataDir(id: number): string {
     return join(this.root, SNAPSHOTS_DIR, String(id));
   }
@@ -128,7 +140,7 @@ export abstract class MetadataSnapshotter implements Snapshotter {
     if (rebaseOnto !== undefined && !this.capabilities.rebase) {
       throw new InvalidArgumentError(`${this.name} snapshotter cannot rebase: commit ${JSON.stringify(key)} with a parent is not supported`);
     }
-    await this.meta.transaction((state) => {
+    await this.meta.transaction(async (state) => {
       const rec = mustGet(state, key);
       if (rec.kind !== 'active') throw new FailedPreconditionError(`cannot commit snapshot ${JSON.stringify(key)}: it is ${rec.kind}, only active snapshots can be committed`);
       if (Object.hasOwn(state.snapshots, name)) throw new AlreadyExistsError(`cannot commit ${JSON.stringify(key)} as ${JSON.stringify(name)}: snapshot ${JSON.stringify(name)} already exists`);
@@ -140,6 +152,7 @@ export abstract class MetadataSnapshotter implements Snapshotter {
         checkParent(state, rebaseOnto, `commit ${JSON.stringify(key)}`);
         parent = rebaseOnto;
       }
+      await this.sealData(rec.id);
       delete state.snapshots[key];
       const now = new Date().toISOString();
       const committed: SnapshotRecord = { id: rec.id, kind: 'committed', labels, created: now, updated: now };
@@ -194,7 +207,7 @@ export abstract class MetadataSnapshotter implements Snapshotter {
         const path = join(this.root, area, name);
         const pid = ownerPid(name);
         const abandoned = pid === undefined || (pid === process.pid ? !inFlight.has(path) : !isPidAlive(pid));
-        if (abandoned) await removeTree(path);
+        if (abandoned) await this.deleteData(path);
       }
     }
   }
@@ -218,7 +231,7 @@ export abstract class MetadataSnapshotter implements Snapshotter {
       aside = await moveToRemoval(this.root, this.dataDir(id), `snapshot-${id}`);
       if (aside === undefined) return;
       inFlight.add(aside);
-      await removeTree(aside);
+      await this.deleteData(aside);
     } catch {
       // left for cleanup
     } finally {
@@ -258,6 +271,7 @@ export abstract class MetadataSnapshotter implements Snapshotter {
         // Left by a process that died after renaming but before its metadata was written.
         if (await exists(target)) await moveToRemoval(this.root, target, `orphan-${id}`);
         await rename(staging, target);
+        if (kind === 'view') await this.sealData(id);
         const stamp = new Date().toISOString();
         const rec: SnapshotRecord = { id, kind, labels, created: stamp, updated: stamp };
         if (parent !== undefined) rec.parent = parent;
@@ -266,7 +280,7 @@ export abstract class MetadataSnapshotter implements Snapshotter {
       });
       return this.mountsFor(kind, id, chain);
     } catch (err) {
-      await removeTree(staging);
+      await this.deleteData(staging);
       throw err;
     } finally {
       inFlight.delete(staging);

@@ -2,6 +2,7 @@ import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
 import { mountAll, unmountAll } from './mount.js';
+import { BtrfsSnapshotter } from './btrfs/btrfs.js';
 import { NativeSnapshotter } from './native/native.js';
 import { kernelHasOverlay } from './overlay/kernel.js';
 import { OverlaySnapshotter } from './overlay/overlay.js';
@@ -20,8 +21,9 @@ export async function openSnapshotter(name: SnapshotterName, root: string): Prom
     case 'native':
       return NativeSnapshotter.open(root);
     case 'btrfs':
+      return BtrfsSnapshotter.open(root);
     case 'zfs':
-      throw new InvalidArgumentError(`snapshotter ${JSON.stringify(name)} is not implemented yet (overlay, native are)`);
+      throw new InvalidArgumentError(`snapshotter ${JSON.stringify(name)} is not implemented yet (overlay, native, btrfs are)`);
     default:
       throw new InvalidArgumentError(`unknown snapshotter ${JSON.stringify(name)} (${SNAPSHOTTER_NAMES.join(', ')})`);
   }
@@ -69,3 +71,4 @@ export type { Snapshotter, Info, Kind, Mount, Usage, SnapshotOptions, CommitOpti
 export { mountAll, unmountAll, isMountPoint } from './mount.js';
 export { OverlaySnapshotter } from './overlay/overlay.js';
 export { NativeSnapshotter } from './native/native.js';
+export { BtrfsSnapshotter } from './btrfs/btrfs.js';

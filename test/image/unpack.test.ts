@@ -25,6 +25,8 @@ import { sharedRegistry, type TestRegistry } from '../helpers/registry.js';
 import { CLI, jsonEvents, parseSnapshotLs, runCli, type CliResult, type SnapshotLsRow } from '../helpers/cli.js';
 import { lgetxattrs } from '../../src/sys/native.js';
 import { TempDirs } from '../helpers/tmp.js';
+import { deleteSubvolumesUnder, mountLoopBtrfs } from '../helpers/btrfs.js';
+import { isSubvolume } from '../../src/snapshotter/btrfs/btrfs.js';
 import { assertSameTree, snapshotTree } from '../helpers/tree.js';
 import type { ImageConfig } from '../../src/oci/types.js';
 
@@ -563,6 +565,34 @@ describe('later layers hide what earlier ones hold, though overlay extracts laye
       trees.push(tree);
     }
     assertSameTree(trees[0]!, trees[1]!, { names: ['overlay', 'native'] });
+  });
+
+  test('btrfs: a store on btrfs unpacks into read-only subvolume snapshots, and the merged view equals native’s and the expectations', async (t) => {
+    if (MISSING) return t.skip(MISSING);
+    const fs = await mountLoopBtrfs(512);
+    if (typeof fs === 'string') return t.skip(`LOUD SKIP: btrfs: ${fs}`);
+    try {
+      const image = images.rules!;
+      const store = join(fs.mnt, 'store');
+      const r = await pull(store, image.reference, '--snapshotter', 'btrfs');
+      assert.equal(r.code, 0, r.stderr);
+      const tree = await mergedTree(store, image.reference, 'btrfs');
+      assert.deepEqual(checkExpectations(tree, EXPECT_RULES), []);
+      const nativeStore = await tmp.make('store-rules-native-vs-btrfs');
+      const n = await pull(nativeStore, image.reference, '--snapshotter', 'native');
+      assert.equal(n.code, 0, n.stderr);
+      assertSameTree(tree, await mergedTree(nativeStore, image.reference, 'native'), { names: ['btrfs', 'native'] });
+      const dirs = await dataDirs(store, 'btrfs');
+      assert.equal(dirs.length, image.layers.length);
+      for (const d of dirs) {
+        const path = join(store, 'snapshots', 'btrfs', 'snapshots', d);
+        assert.ok(await isSubvolume(path), `${path} is a subvolume`);
+        assert.equal((await exec('btrfs', ['property', 'get', '-ts', path, 'ro'])).stdout.trim(), 'ro=true');
+      }
+    } finally {
+      await deleteSubvolumesUnder(fs.mnt);
+      await fs.unmount();
+    }
   });
 
   test('a `.wh.` entry with an empty name is refused: exit 1 naming layer and entry, layer not committed, nothing active left', async (t) => {

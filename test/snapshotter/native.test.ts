@@ -8,6 +8,7 @@ import { MetadataStore } from '../../src/snapshotter/metadata.js';
 import { isMountPoint, mountAll, unmountAll } from '../../src/snapshotter/mount.js';
 import { openSnapshotter, type Snapshotter } from '../../src/snapshotter/index.js';
 import { TempDirs } from '../helpers/tmp.js';
+import { mountLoopBtrfs } from '../helpers/btrfs.js';
 
 const run = promisify(execFile);
 const tmp = new TempDirs();
@@ -172,21 +173,10 @@ describe('native', () => {
   });
 
   test('on a filesystem with reflinks (btrfs on a loop device), prepare shares the parent’s extents instead of copying them', async (t) => {
-    if (!isRoot) return t.skip('LOUD SKIP: needs root to make and mount a btrfs');
-    const missing = await run('mkfs.btrfs', ['--version']).then(() => undefined, () => 'mkfs.btrfs (btrfs-progs) is not installed');
-    if (missing) return t.skip(`LOUD SKIP: ${missing}`);
-    const dir = await tmp.make('native-btrfs');
-    const image = join(dir, 'fs.img');
-    const mnt = join(dir, 'mnt');
-    await run('truncate', ['-s', '512M', image]);
-    await run('mkfs.btrfs', ['-q', image]);
-    await mkdir(mnt);
-    try {
-      await run('mount', ['-o', 'loop', image, mnt]);
-    } catch (err) {
-      return t.skip(`LOUD SKIP: cannot loop-mount a btrfs here: ${(err as Error).message}`);
-    }
-    mounted.push(mnt);
+    const fs = await mountLoopBtrfs(512);
+    if (typeof fs === 'string') return t.skip(`LOUD SKIP: ${fs}`);
+    t.after(() => fs.unmount());
+    const mnt = fs.mnt;
     const used = async () => {
       await run('sync', ['-f', mnt]);
       return Number((await run('df', ['--output=used', '-B1', mnt])).stdout.split('\n')[1]);

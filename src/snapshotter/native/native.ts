@@ -2,9 +2,7 @@ import { execFile } from 'node:child_process';
 import { chmod, mkdir } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { StoreError } from '../../errors.js';
-import { MetadataSnapshotter } from '../base.js';
-import { diskUsage } from '../fsutil.js';
-import type { Mount, Usage } from '../snapshotter.js';
+import { FullTreeSnapshotter } from '../full-tree.js';
 
 const run = promisify(execFile);
 
@@ -13,10 +11,8 @@ const run = promisify(execFile);
  * and view copy the parent's tree with one `cp -a` (reflinks where the filesystem has them;
  * hardlink groups, xattrs, owners, modes and times kept); mounts are bind mounts.
  */
-export class NativeSnapshotter extends MetadataSnapshotter {
+export class NativeSnapshotter extends FullTreeSnapshotter {
   readonly name = 'native';
-  readonly capabilities = { rebase: false };
-  readonly applyMode = 'full' as const;
 
   private constructor(root: string) {
     super(root);
@@ -42,17 +38,5 @@ export class NativeSnapshotter extends MetadataSnapshotter {
       const e = err as Error & { stderr?: string };
       throw new StoreError(`copying parent snapshot data ${source} to ${dir} failed: ${e.stderr?.trim() || e.message}`, { cause: err });
     }
-  }
-
-  protected mountsFor(kind: 'active' | 'view', id: number, _parents: number[]): Mount[] {
-    return [{ type: 'bind', source: this.dataDir(id), options: ['rbind', kind === 'view' ? 'ro' : 'rw'] }];
-  }
-
-  protected dataUsage(id: number): Promise<Usage> {
-    return diskUsage(this.dataDir(id));
-  }
-
-  protected applyDirOf(id: number): string {
-    return this.dataDir(id);
   }
 }

@@ -19,6 +19,10 @@ export interface Backend {
   name: string;
   open(root: string): Promise<Snapshotter>;
   skipReason?: () => Promise<string | undefined>;
+  /** Where each test's temp directory is made (a filesystem the backend needs); default the OS temp dir. */
+  tempParent?: () => string;
+  /** Run before a test's temp directory is removed (e.g. deleting read-only subvolumes). */
+  beforeRemove?: (base: string) => Promise<void>;
 }
 
 export class Harness {
@@ -37,7 +41,8 @@ export class Harness {
   ) {}
 
   static async open(backend: Backend): Promise<Harness> {
-    const base = await tempDir(`conformance-${backend.name}`);
+    const parent = backend.tempParent?.();
+    const base = parent ? await mkdtemp(join(parent, `conformance-${backend.name}-`)) : await tempDir(`conformance-${backend.name}`);
     const root = join(base, 'root');
     const scratch = join(base, 'scratch');
     await mkdir(root);
@@ -178,6 +183,7 @@ export class Harness {
     }
     const left = await mountsUnder(this.base);
     if (left.length > 0) throw new Error(`mounts left under ${this.base}, not removing it: ${left.join(', ')}`);
+    await this.backend.beforeRemove?.(this.base);
     await rm(this.base, { recursive: true, force: true, maxRetries: 3 });
     if (errors.length > 0) throw new AggregateError(errors, `cleaning up ${this.base}`);
   }
@@ -235,12 +241,14 @@ export async function expectRefusedTwice(
 
 /** Disk usage of a tree the way du counts it: allocated blocks, each inode once. */
 export async function diskBytes(dir: string): Promise<number> {
-  const seen = new Set<bigint>();
+  // (dev, ino): every btrfs subvolume numbers its inodes from 256 again under its own st_dev.
+  const seen = new Set<string>();
   let bytes = 0;
   const visit = async (p: string): Promise<void> => {
     const st = await lstat(p, { bigint: true });
-    if (!seen.has(st.ino)) {
-      seen.add(st.ino);
+    const id = `${st.dev}:${st.ino}`;
+    if (!seen.has(id)) {
+      seen.add(id);
       bytes += Number(st.blocks) * 512;
     }
     if (st.isDirectory()) for (const name of await readdir(p)) await visit(join(p, name));
