@@ -31,8 +31,9 @@ export { DockerConfigCredentials, StaticCredentials, NO_CREDENTIALS, type Creden
 export { downloadBlob, createLimiter } from './registry/download.js';
 export type { Endpoint, ResolvedManifest, BlobResponse, DownloadEvent, BlobFetcher, ManifestFetcher } from './registry/types.js';
 
-// Images: pull, read back, history, disk usage.
+// Images: pull, push, read back, history, disk usage.
 export { pull, type PullOptions, type PullResult, type PullEvent } from './image/pull.js';
+export { pushImage, type PushOptions, type PushResult, type PushEvent } from './image/push.js';
 export { findImage, loadImage, loadImageByName, imageSize, type StoredImage } from './image/image.js';
 export { imageHistory, type HistoryRow } from './image/history.js';
 export { storeUsage, type StoreUsage, type ImageUsage, type LayerUsage } from './image/usage.js';

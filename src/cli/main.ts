@@ -27,6 +27,7 @@ setFlagsFromString('--interrupt-budget=600000');
 /** Loaded on demand: a command pays only for the modules it uses (undici, the addon…) at start-up. */
 const COMMANDS: Record<string, () => Promise<Command>> = {
   pull: () => import('./commands/pull.js'),
+  push: () => import('./commands/push.js'),
   images: () => import('./commands/images.js'),
   inspect: () => import('./commands/inspect.js'),
   history: () => import('./commands/history.js'),
@@ -45,6 +46,7 @@ An OCI image layer engine: pull, store, unpack and mount container images.
 
 Commands:
   pull       Download an image into the store (verified, deduplicated)
+  push       Upload an image from the store to a registry
   images     List images in the store
   inspect    Show an image's manifest and config
   history    Show the history of an image

@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { Agent, request } from './http.js';
 import {
@@ -54,8 +55,10 @@ const CONNECT_TIMEOUT_MS = 10_000;
 const ERROR_BODY_LIMIT = 16 * 1024;
 
 interface SendOptions {
-  method?: 'GET' | 'HEAD';
+  method?: 'GET' | 'HEAD' | 'POST' | 'PUT';
   headers?: Record<string, string>;
+  /** A fresh request body for each attempt (a 401 repeats the request once with credentials). */
+  body?: () => Buffer | Readable;
   scope?: string;
   signal?: AbortSignal;
   /** What is being fetched, for error messages: `manifest docker.io/library/ubuntu:15.04`. */
@@ -150,6 +153,86 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
       }
       throw await this.statusError(res, endpoint, ref, what);
     });
+  }
+
+  /** Whether the registry (never a mirror) has the blob in ref's repository: HEAD, with push scope. */
+  async blobExists(ref: Reference, digest: Digest, signal?: AbortSignal): Promise<boolean> {
+    if (!isDigest(digest)) throw new StratumError('ERR_INVALID_DIGEST', `invalid blob digest ${JSON.stringify(digest)}`);
+    const what = `blob ${digest} of ${ref.name}`;
+    return withRetry(async () => {
+      const endpoint = this.upstream(ref);
+      const res = await this.send(endpoint, `/v2/${ref.repository}/blobs/${digest}`, { method: 'HEAD', scope: pushScope(ref), what, ...(signal ? { signal } : {}) });
+      if (res.statusCode === 200) {
+        await res.body.dump();
+        return true;
+      }
+      if (res.statusCode === 404) {
+        await res.body.dump();
+        return false;
+      }
+      throw await this.statusError(res, endpoint, ref, what);
+    }, this.retry, signal ? { signal } : {});
+  }
+
+  /**
+   * Uploads one blob to ref's repository (the registry itself, never a mirror): POST for an
+   * upload session, then one monolithic PUT of `open()`'s bytes with `?digest=`; the registry
+   * checks the digest. A retryable failure starts again from the POST with a fresh stream.
+   */
+  async pushBlob(ref: Reference, desc: { digest: Digest; size: number }, open: () => Readable, signal?: AbortSignal): Promise<void> {
+    const { digest, size } = desc;
+    if (!isDigest(digest)) throw new StratumError('ERR_INVALID_DIGEST', `invalid blob digest ${JSON.stringify(digest)}`);
+    const what = `blob ${digest} of ${ref.name}`;
+    const scope = pushScope(ref);
+    await withRetry(async () => {
+      const endpoint = this.upstream(ref);
+      const started = await this.send(endpoint, `/v2/${ref.repository}/blobs/uploads/`, { method: 'POST', scope, what, headers: { 'content-length': '0' }, ...(signal ? { signal } : {}) });
+      if (started.statusCode !== 202) throw await this.statusError(started, endpoint, ref, `${what} (starting the upload)`);
+      const location = header(started.headers, 'location');
+      await started.body.dump();
+      if (!location) throw new RegistryError(`${endpointName(endpoint, ref)} started an upload of ${what} without a Location`, 202);
+      const target = new URL(location, endpoint.url);
+      target.searchParams.set('digest', digest);
+      const base = new URL(endpoint.url);
+      const put: SendOptions = { method: 'PUT', scope, what, headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) }, body: open, ...(signal ? { signal } : {}) };
+      let res: HttpResponse;
+      if (target.origin === base.origin) {
+        res = await this.send(endpoint, `${target.pathname}${target.search}`, put);
+      } else {
+        // An upload handed to another host (storage behind the registry) gets no credentials, like a redirect.
+        if (base.protocol === 'https:' && target.protocol !== 'https:') throw new RegistryError(`refusing to upload ${what} over plain HTTP to ${target.host}`);
+        res = await this.rawRequest(target, 'PUT', { 'user-agent': this.userAgent, ...put.headers }, put);
+      }
+      if (res.statusCode !== 201) throw await this.statusError(res, endpoint, ref, `${what} (upload)`);
+      await res.body.dump();
+    }, this.retry, signal ? { signal } : {});
+  }
+
+  /** PUTs a manifest under `reference` (a tag or its digest) in ref's repository; returns the digest the registry stored it under. */
+  async pushManifest(ref: Reference, reference: string, mediaType: string, bytes: Buffer, signal?: AbortSignal): Promise<Digest> {
+    const digest = digestOf(bytes);
+    const what = `manifest ${ref.name}:${reference}`;
+    return withRetry(async () => {
+      const endpoint = this.upstream(ref);
+      const res = await this.send(endpoint, `/v2/${ref.repository}/manifests/${reference}`, {
+        method: 'PUT',
+        scope: pushScope(ref),
+        what,
+        headers: { 'content-type': mediaType, 'content-length': String(bytes.length) },
+        body: () => bytes,
+        ...(signal ? { signal } : {}),
+      });
+      if (res.statusCode !== 201) throw await this.statusError(res, endpoint, ref, what);
+      await res.body.dump();
+      const stored = header(res.headers, 'docker-content-digest');
+      if (stored !== undefined && stored !== '' && stored !== digest) throw new DigestMismatchError(`${what} as stored by ${endpointName(endpoint, ref)}`, digest, stored);
+      return digest;
+    }, this.retry, signal ? { signal } : {});
+  }
+
+  /** Where pushes go: the registry itself; mirrors serve pulls only. */
+  private upstream(ref: Reference): Endpoint {
+    return this.endpoints(ref).find((e) => !e.isMirror)!;
   }
 
   /** Releases the connection pool (when the client created it). */
@@ -248,7 +331,7 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
     return res;
   }
 
-  private async rawRequest(url: URL, method: 'GET' | 'HEAD', headers: Record<string, string>, options: SendOptions): Promise<HttpResponse> {
+  private async rawRequest(url: URL, method: NonNullable<SendOptions['method']>, headers: Record<string, string>, options: SendOptions): Promise<HttpResponse> {
     const { signal, what } = options;
     try {
       if (options.bulk && this.nativeHttp && method === 'GET' && url.protocol === 'http:') {
@@ -260,7 +343,7 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
           bodyTimeoutMs: this.bodyTimeoutMs,
         });
       }
-      return await request(url, { method, headers, signal, dispatcher: this.dispatcher });
+      return await request(url, { method, headers, signal, dispatcher: this.dispatcher, ...(options.body ? { body: options.body() } : {}) });
     } catch (err) {
       if ((err as { name?: string }).name === 'AbortError' || signal?.aborted) throw err;
       throw new NetworkError(`cannot fetch ${what} from ${url.origin}: ${describeError(err)}`, { cause: err });
@@ -359,6 +442,10 @@ export function registryErrorText(text: string): string {
   } catch {
     return '';
   }
+}
+
+function pushScope(ref: Reference): string {
+  return repositoryScope(ref.repository, 'pull,push');
 }
 
 function endpointName(endpoint: Endpoint, ref: Pick<Reference, 'registry'>): string {

@@ -1,0 +1,80 @@
+import { InvalidArgumentError } from '../errors.js';
+import type { Digest } from '../oci/digest.js';
+import { parseReference, type Reference } from '../oci/reference.js';
+import type { OciStore } from '../oci/store.js';
+import type { RegistryClient } from '../registry/client.js';
+import { createLimiter } from '../registry/download.js';
+import { loadImageByName } from './image.js';
+
+export type PushEvent =
+  /** The blobs about to be pushed: the layers in manifest order, then the config. */
+  | { type: 'blobs'; blobs: Array<{ digest: Digest; size: number; kind: 'layer' | 'config' }> }
+  | { type: 'exists'; digest: Digest; size: number }
+  | { type: 'pushing'; digest: Digest; size: number }
+  | { type: 'pushed'; digest: Digest; size: number }
+  | { type: 'manifest'; digest: Digest; size: number; reference: string };
+
+export interface PushOptions {
+  store: OciStore;
+  client: RegistryClient;
+  /** Blobs uploaded at once; default the client's concurrency. */
+  concurrency?: number;
+  onEvent?: (event: PushEvent) => void;
+  signal?: AbortSignal;
+}
+
+export interface PushResult {
+  /** The stored image that was pushed. */
+  source: string;
+  /** Where it went (a tag, or the manifest's digest). */
+  destination: string;
+  digest: Digest;
+  size: number;
+  pushed: number;
+  existed: number;
+  bytesUploaded: number;
+}
+
+/**
+ * Pushes a stored image to a registry, as `docker push` does: each blob the repository lacks
+ * (HEAD) is uploaded from the store, the config after the layers, then the manifest, byte for
+ * byte as stored, so its digest is unchanged. `destination` defaults to the image's own name.
+ */
+export async function pushImage(source: string, destination: Reference | undefined, options: PushOptions): Promise<PushResult> {
+  const { store, client, signal } = options;
+  const emit = options.onEvent ?? (() => {});
+  const image = await loadImageByName(store, source);
+  const dest = destination ?? parseReference(image.name);
+  if (dest.digest !== undefined && dest.digest !== image.descriptor.digest) {
+    throw new InvalidArgumentError(`cannot push ${image.name} as ${dest}: its manifest digest is ${image.descriptor.digest}`);
+  }
+  const manifestBytes = await store.read(image.descriptor.digest);
+  const layers = image.manifest.layers.map((l) => ({ digest: l.digest, size: l.size, kind: 'layer' as const }));
+  const config = { digest: image.configDescriptor.digest, size: image.configDescriptor.size, kind: 'config' as const };
+  const unique = [...new Map([...layers, config].map((b) => [b.digest, b])).values()];
+  emit({ type: 'blobs', blobs: unique });
+
+  let pushed = 0;
+  let existed = 0;
+  let bytesUploaded = 0;
+  const limit = createLimiter(options.concurrency ?? client.concurrency);
+  const pushOne = async (blob: { digest: Digest; size: number }): Promise<void> => {
+    if (await client.blobExists(dest, blob.digest, signal)) {
+      existed++;
+      emit({ type: 'exists', digest: blob.digest, size: blob.size });
+      return;
+    }
+    emit({ type: 'pushing', digest: blob.digest, size: blob.size });
+    await client.pushBlob(dest, blob, () => store.open(blob.digest), signal);
+    pushed++;
+    bytesUploaded += blob.size;
+    emit({ type: 'pushed', digest: blob.digest, size: blob.size });
+  };
+  // A registry may check that a manifest's blobs exist when it is put: every blob first.
+  await Promise.all(unique.map((b) => limit(() => pushOne(b))));
+
+  const reference = dest.digest ?? dest.tag ?? 'latest';
+  const digest = await client.pushManifest(dest, reference, image.descriptor.mediaType, manifestBytes, signal);
+  emit({ type: 'manifest', digest, size: manifestBytes.length, reference });
+  return { source: image.name, destination: dest.toString(), digest, size: manifestBytes.length, pushed, existed, bytesUploaded };
+}
