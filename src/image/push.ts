@@ -12,6 +12,8 @@ export type PushEvent =
   | { type: 'exists'; digest: Digest; size: number }
   | { type: 'pushing'; digest: Digest; size: number }
   | { type: 'pushed'; digest: Digest; size: number }
+  /** The registry mounted the blob from the source repository: nothing uploaded. */
+  | { type: 'mounted'; digest: Digest; size: number; from: string }
   | { type: 'manifest'; digest: Digest; size: number; reference: string };
 
 export interface PushOptions {
@@ -31,14 +33,16 @@ export interface PushResult {
   digest: Digest;
   size: number;
   pushed: number;
+  mounted: number;
   existed: number;
   bytesUploaded: number;
 }
 
 /**
  * Pushes a stored image to a registry, as `docker push` does: each blob the repository lacks
- * (HEAD) is uploaded from the store, the config after the layers, then the manifest, byte for
- * byte as stored, so its digest is unchanged. `destination` defaults to the image's own name.
+ * (HEAD) is mounted from the image's own repository when that is on the same registry, else
+ * uploaded from the store; then the manifest, byte for byte as stored, so its digest is
+ * unchanged. `destination` defaults to the image's own name.
  */
 export async function pushImage(source: string, destination: Reference | undefined, options: PushOptions): Promise<PushResult> {
   const { store, client, signal } = options;
@@ -54,7 +58,11 @@ export async function pushImage(source: string, destination: Reference | undefin
   const unique = [...new Map([...layers, config].map((b) => [b.digest, b])).values()];
   emit({ type: 'blobs', blobs: unique });
 
+  // Same registry, another repository: it may already hold the blobs, and can mount them instead of receiving them again.
+  const origin = parseReference(image.name);
+  const mountFrom = origin.registry === dest.registry && origin.repository !== dest.repository ? origin.repository : undefined;
   let pushed = 0;
+  let mounted = 0;
   let existed = 0;
   let bytesUploaded = 0;
   const limit = createLimiter(options.concurrency ?? client.concurrency);
@@ -65,7 +73,12 @@ export async function pushImage(source: string, destination: Reference | undefin
       return;
     }
     emit({ type: 'pushing', digest: blob.digest, size: blob.size });
-    await client.pushBlob(dest, blob, () => store.open(blob.digest), signal);
+    const how = await client.pushBlob(dest, blob, () => store.open(blob.digest), { ...(signal ? { signal } : {}), ...(mountFrom ? { mountFrom } : {}) });
+    if (how === 'mounted') {
+      mounted++;
+      emit({ type: 'mounted', digest: blob.digest, size: blob.size, from: mountFrom! });
+      return;
+    }
     pushed++;
     bytesUploaded += blob.size;
     emit({ type: 'pushed', digest: blob.digest, size: blob.size });
@@ -76,5 +89,5 @@ export async function pushImage(source: string, destination: Reference | undefin
   const reference = dest.digest ?? dest.tag ?? 'latest';
   const digest = await client.pushManifest(dest, reference, image.descriptor.mediaType, manifestBytes, signal);
   emit({ type: 'manifest', digest, size: manifestBytes.length, reference });
-  return { source: image.name, destination: dest.toString(), digest, size: manifestBytes.length, pushed, existed, bytesUploaded };
+  return { source: image.name, destination: dest.toString(), digest, size: manifestBytes.length, pushed, mounted, existed, bytesUploaded };
 }

@@ -179,7 +179,8 @@ export class Authenticator {
       headers['content-type'] = 'application/x-www-form-urlencoded';
     } else {
       if (service) url.searchParams.set('service', service);
-      if (scope) url.searchParams.set('scope', scope);
+      // Several scopes (a push that mounts from another repository) are several `scope` parameters, as docker sends them.
+      for (const one of scope?.split(' ').filter(Boolean) ?? []) url.searchParams.append('scope', one);
       if (creds?.username && creds.password !== undefined) {
         headers.authorization = `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}`;
         url.searchParams.set('account', creds.username);

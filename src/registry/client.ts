@@ -178,15 +178,25 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
    * Uploads one blob to ref's repository (the registry itself, never a mirror): POST for an
    * upload session, then one monolithic PUT of `open()`'s bytes with `?digest=`; the registry
    * checks the digest. A retryable failure starts again from the POST with a fresh stream.
+   * With `mountFrom` (another repository of the same registry that has the blob) the POST first
+   * asks the registry to mount it from there: 'mounted' when it did, and nothing is uploaded.
    */
-  async pushBlob(ref: Reference, desc: { digest: Digest; size: number }, open: () => Readable, signal?: AbortSignal): Promise<void> {
+  async pushBlob(ref: Reference, desc: { digest: Digest; size: number }, open: () => Readable, options: { signal?: AbortSignal; mountFrom?: string } = {}): Promise<'pushed' | 'mounted'> {
     const { digest, size } = desc;
+    const { signal, mountFrom } = options;
     if (!isDigest(digest)) throw new StratumError('ERR_INVALID_DIGEST', `invalid blob digest ${JSON.stringify(digest)}`);
     const what = `blob ${digest} of ${ref.name}`;
-    const scope = pushScope(ref);
-    await withRetry(async () => {
+    const scope = mountFrom ? `${pushScope(ref)} ${repositoryScope(mountFrom, 'pull')}` : pushScope(ref);
+    const startPath = mountFrom
+      ? `/v2/${ref.repository}/blobs/uploads/?${new URLSearchParams({ mount: digest, from: mountFrom })}`
+      : `/v2/${ref.repository}/blobs/uploads/`;
+    return withRetry(async () => {
       const endpoint = this.upstream(ref);
-      const started = await this.send(endpoint, `/v2/${ref.repository}/blobs/uploads/`, { method: 'POST', scope, what, headers: { 'content-length': '0' }, ...(signal ? { signal } : {}) });
+      const started = await this.send(endpoint, startPath, { method: 'POST', scope, what, headers: { 'content-length': '0' }, ...(signal ? { signal } : {}) });
+      if (mountFrom && started.statusCode === 201) {
+        await started.body.dump();
+        return 'mounted';
+      }
       if (started.statusCode !== 202) throw await this.statusError(started, endpoint, ref, `${what} (starting the upload)`);
       const location = header(started.headers, 'location');
       await started.body.dump();
@@ -205,6 +215,7 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
       }
       if (res.statusCode !== 201) throw await this.statusError(res, endpoint, ref, `${what} (upload)`);
       await res.body.dump();
+      return 'pushed' as const;
     }, this.retry, signal ? { signal } : {});
   }
 

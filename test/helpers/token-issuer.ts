@@ -20,6 +20,7 @@ export interface TokenIssuerOptions {
 
 export interface TokenRequest {
   service: string | null;
+  /** Every `scope` parameter, space-separated (as one OAuth scope string); null without any. */
   scope: string | null;
   /** User name from Basic auth, or undefined for an anonymous request. */
   user?: string;
@@ -39,7 +40,7 @@ export class TokenIssuer {
     const issuer = new TokenIssuer(server);
     server.on('request', (req, res) => {
       const url = new URL(req.url ?? '/', 'http://x');
-      const entry: TokenRequest = { service: url.searchParams.get('service'), scope: url.searchParams.get('scope'), status: 0 };
+      const entry: TokenRequest = { service: url.searchParams.get('service'), scope: url.searchParams.getAll('scope').join(' ') || null, status: 0 };
       issuer.requests.push(entry);
       const answer = (status: number, body: object) => {
         entry.status = status;

@@ -67,20 +67,23 @@ async function openFilesUnder(dir: string): Promise<string[]> {
 const blobUploads = () => rig.proxy.requests('POST', /\/blobs\/uploads\/$/).length;
 
 describe('stratum push (real registry through the fault proxy)', () => {
-  test('pushes a stored image to another repository: skopeo reads back the same manifest bytes; a second push uploads nothing', async () => {
+  test('pushes a stored image to another registry: skopeo reads back the same manifest bytes; a second push uploads nothing', async () => {
     const { store, name } = await storeWithApp();
     const s = await OciStore.open(store);
     const image = await loadImageByName(s, name);
-    const dest = `${rig.proxy.host}/pushed/app:2`;
+    // The same proxy under another name is another registry to stratum: blobs are uploaded, not mounted.
+    const other = `localhost:${rig.proxy.port}`;
+    const dest = `${other}/pushed/app:2`;
     rig.proxy.reset().clearLog();
     const r = await runCli(['push', '--store', store, name, dest], env);
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trim().split('\n');
-    assert.equal(lines[0], `The push refers to repository [${rig.proxy.host}/pushed/app]`);
+    assert.equal(lines[0], `The push refers to repository [${other}/pushed/app]`);
     const layerIds = image.manifest.layers.map((l) => l.digest.slice(7, 19));
     assert.deepEqual(lines.slice(1, -1).sort(), layerIds.map((id) => `${id}: Pushed`).sort());
     assert.equal(lines.at(-1), `2: digest: ${image.descriptor.digest} size: ${image.descriptor.size}`);
     assert.equal(blobUploads(), image.manifest.layers.length + 1, 'every layer and the config uploaded once');
+    assert.equal(rig.proxy.requests('PUT', /\/blobs\/uploads\/.+/).length, image.manifest.layers.length + 1);
 
     const raw = await skopeoRaw(`${rig.registry.host}/pushed/app:2`);
     assert.ok(raw.equals(await s.read(image.descriptor.digest)), 'the registry holds the stored manifest byte for byte');
@@ -101,6 +104,7 @@ describe('stratum push (real registry through the fault proxy)', () => {
       digest: image.descriptor.digest,
       size: image.descriptor.size,
       pushed: 0,
+      mounted: 0,
       existed: image.manifest.layers.length + 1,
       bytesUploaded: 0,
     });
@@ -120,7 +124,7 @@ describe('stratum push (real registry through the fault proxy)', () => {
       rig.proxy.requireBearer({ issuer: tokens });
       rig.proxy.respond(503, {}, { path: /\/blobs\/uploads\/.+/, method: 'PUT', count: 1 });
       const events: PushEvent[] = [];
-      const dest = parseReference(`${rig.proxy.host}/pushed/retry:1`);
+      const dest = parseReference(`localhost:${rig.proxy.port}/pushed/retry:1`);
       const result = await pushImage(name, dest, { store: s, client: client(), onEvent: (e) => events.push(e) });
       const image = await loadImageByName(s, name);
       assert.equal(result.digest, image.descriptor.digest);
@@ -131,6 +135,37 @@ describe('stratum push (real registry through the fault proxy)', () => {
       assert.ok((await skopeoRaw(`${rig.registry.host}/pushed/retry:1`)).equals(await s.read(image.descriptor.digest)));
       await new Promise((r) => setTimeout(r, 50));
       assert.deepEqual(await openFilesUnder(store), [], 'every blob read stream was closed, the 503ed one too');
+    } finally {
+      rig.proxy.reset();
+      await tokens.stop();
+    }
+  });
+
+  test('to another repository of the same registry, blobs are mounted from the image’s own repository, not uploaded', async () => {
+    const { store, name } = await storeWithApp();
+    const s = await OciStore.open(store);
+    const image = await loadImageByName(s, name);
+    rig.proxy.reset().clearLog();
+    const dest = `${rig.proxy.host}/pushed/mounted:1`;
+    const r = await runCli(['push', '--store', store, name, dest], env);
+    assert.equal(r.code, 0, r.stderr);
+    const layerIds = image.manifest.layers.map((l) => l.digest.slice(7, 19));
+    assert.deepEqual(r.stdout.trim().split('\n').slice(1, -1).sort(), layerIds.map((id) => `${id}: Mounted from library/app`).sort());
+    const posts = rig.proxy.requests('POST', /\/blobs\/uploads\/$/);
+    assert.equal(posts.length, image.manifest.layers.length + 1);
+    for (const p of posts) assert.match(p.url, /\?mount=sha256%3A[0-9a-f]{64}&from=library%2Fapp$/);
+    assert.deepEqual(posts.map((p) => p.status), posts.map(() => 201));
+    assert.equal(rig.proxy.requests('PUT', /\/blobs\/uploads\/.+/).length, 0, 'no byte uploaded');
+    assert.ok((await skopeoRaw(`${rig.registry.host}/pushed/mounted:1`)).equals(await s.read(image.descriptor.digest)));
+
+    // Behind a token server, the mount asks for both scopes at once (two scope parameters, as docker sends them).
+    const tokens = await TokenIssuer.start();
+    try {
+      rig.proxy.reset().clearLog();
+      rig.proxy.requireBearer({ issuer: tokens });
+      const result = await pushImage(name, parseReference(`${rig.proxy.host}/pushed/mounted-b:1`), { store: s, client: client() });
+      assert.equal(result.mounted, image.manifest.layers.length + 1);
+      assert.ok(tokens.requests.some((t) => t.scope === 'repository:pushed/mounted-b:pull,push repository:library/app:pull'), JSON.stringify(tokens.requests.map((t) => t.scope)));
     } finally {
       rig.proxy.reset();
       await tokens.stop();

@@ -41,9 +41,10 @@ export async function run(argv: string[]): Promise<number> {
     if (values.quiet) return;
     if (e.type === 'blobs') {
       for (const b of e.blobs) if (b.kind === 'layer') layers.add(b.digest);
-    } else if ((e.type === 'exists' || e.type === 'pushed') && layers.has(e.digest)) {
+    } else if ((e.type === 'exists' || e.type === 'pushed' || e.type === 'mounted') && layers.has(e.digest)) {
       // docker shows layers only; the config goes up silently.
-      out.write(`${shortDigest(e.digest)}: ${e.type === 'exists' ? 'Layer already exists' : 'Pushed'}\n`);
+      const status = e.type === 'exists' ? 'Layer already exists' : e.type === 'mounted' ? `Mounted from ${e.from}` : 'Pushed';
+      out.write(`${shortDigest(e.digest)}: ${status}\n`);
     }
   };
   try {
@@ -51,7 +52,7 @@ export async function run(argv: string[]): Promise<number> {
     if (!values.json && !values.quiet) out.write(`The push refers to repository [${target.name}]\n`);
     const result = await pushImage(positionals[0]!, destination, { store, client, concurrency: config.concurrency, onEvent });
     if (values.json) {
-      out.write(JSON.stringify({ type: 'done', source: result.source, destination: result.destination, digest: result.digest, size: result.size, pushed: result.pushed, existed: result.existed, bytesUploaded: result.bytesUploaded }) + '\n');
+      out.write(JSON.stringify({ type: 'done', source: result.source, destination: result.destination, digest: result.digest, size: result.size, pushed: result.pushed, mounted: result.mounted, existed: result.existed, bytesUploaded: result.bytesUploaded }) + '\n');
     } else if (values.quiet) {
       out.write(`${result.destination}\n`);
     } else {
