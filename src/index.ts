@@ -34,6 +34,8 @@ export type { Endpoint, ResolvedManifest, BlobResponse, DownloadEvent, BlobFetch
 // Images: pull, push, read back, history, disk usage.
 export { pull, type PullOptions, type PullResult, type PullEvent } from './image/pull.js';
 export { pushImage, type PushOptions, type PushResult, type PushEvent } from './image/push.js';
+export { commitImage, type CommitImageOptions, type CommitImageResult } from './image/commit.js';
+export { writeTreeDiff, type DiffStats } from './image/diff.js';
 export { findImage, loadImage, loadImageByName, imageSize, type StoredImage } from './image/image.js';
 export { imageHistory, type HistoryRow } from './image/history.js';
 export { storeUsage, type StoreUsage, type ImageUsage, type LayerUsage } from './image/usage.js';

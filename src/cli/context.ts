@@ -1,3 +1,4 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +29,14 @@ export const GLOBAL_OPTIONS = {
   'insecure-registry': { type: 'string', multiple: true },
   concurrency: { type: 'string' },
 } as const;
+
+/** parseArgs with positionals allowed and the global options merged in: every command's start. */
+export function parseCommand<const T extends NonNullable<ParseArgsConfig['options']>>(
+  argv: string[],
+  options: T,
+): ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof GLOBAL_OPTIONS & T }>> {
+  return parseArgs({ args: argv, allowPositionals: true, options: { ...GLOBAL_OPTIONS, ...options } });
+}
 
 export function openStore(flags: GlobalFlags, env = process.env): Promise<OciStore> {
   return OciStore.open(flags.store ?? defaultStoreRoot(env));

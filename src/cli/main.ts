@@ -28,6 +28,7 @@ setFlagsFromString('--interrupt-budget=600000');
 const COMMANDS: Record<string, () => Promise<Command>> = {
   pull: () => import('./commands/pull.js'),
   push: () => import('./commands/push.js'),
+  commit: () => import('./commands/commit.js'),
   images: () => import('./commands/images.js'),
   inspect: () => import('./commands/inspect.js'),
   history: () => import('./commands/history.js'),
@@ -47,6 +48,7 @@ An OCI image layer engine: pull, store, unpack and mount container images.
 Commands:
   pull       Download an image into the store (verified, deduplicated)
   push       Upload an image from the store to a registry
+  commit     Create an image from the changes in a writable snapshot
   images     List images in the store
   inspect    Show an image's manifest and config
   history    Show the history of an image

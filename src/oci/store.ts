@@ -1,6 +1,7 @@
 import { openSync } from 'node:fs';
-import { lstat, open, readdir, rmdir, stat, unlink } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { lstat, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { mkdirAll } from '../sys/mkdir-all.js';
 import type { Readable } from 'node:stream';
 import { DigestMismatchError, InvalidArgumentError, NotFoundError, StoreError } from '../errors.js';
 import { blobReadStream, type BlobReadOptions } from './blob-stream.js';
@@ -11,6 +12,7 @@ import {
   ANNOTATION_REF_NAME,
   BLOBS_DIR,
   ensureLayout,
+  fsyncDir,
   INDEX_FILE,
   INDEX_LOCK_FILE,
   INGEST_DIR,
@@ -165,6 +167,34 @@ export class OciStore implements Provider, Ingester, TagStore {
       throw err;
     }
     return writer.commit(data.length);
+  }
+
+  /**
+   * Moves a file the caller wrote and hashed itself (a layer it produced) into blobs/ as
+   * `digest`: fsync, rename, directory fsync. The file must be inside this store (the rename is
+   * then atomic). When the blob is there already, the file is deleted and the stored one stays.
+   */
+  async adoptFile(path: string, digest: Digest): Promise<BlobInfo> {
+    const d = parseDigest(digest);
+    if (!resolve(path).startsWith(`${this.root}/`)) throw new InvalidArgumentError(`adoptFile: ${path} is not inside the store ${this.root}`);
+    const existing = await this.info(d);
+    if (existing) {
+      await unlink(path);
+      return existing;
+    }
+    const fh = await open(path, 'r+');
+    let size: number;
+    try {
+      size = (await fh.stat()).size;
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    const target = this.blobPath(d);
+    await mkdirAll(dirname(target));
+    await rename(path, target);
+    await fsyncDir(dirname(target));
+    return { digest: d, size };
   }
 
   async deleteBlob(digest: Digest): Promise<boolean> {

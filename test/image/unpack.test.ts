@@ -25,6 +25,7 @@ import { sharedRegistry, type TestRegistry } from '../helpers/registry.js';
 import { CLI, jsonEvents, parseSnapshotLs, runCli, type CliResult, type SnapshotLsRow } from '../helpers/cli.js';
 import { lgetxattrs } from '../../src/sys/native.js';
 import { TempDirs } from '../helpers/tmp.js';
+import { umociUnpack } from '../helpers/tools.js';
 import { deleteSubvolumesUnder, mountLoopBtrfs } from '../helpers/btrfs.js';
 import { isSubvolume } from '../../src/snapshotter/btrfs/btrfs.js';
 import { assertSameTree, snapshotTree } from '../helpers/tree.js';
@@ -294,10 +295,7 @@ async function mergedTree(store: string, ref: string, snapshotter: string) {
 
 /** skopeo copy + `umoci raw unpack` of the image: the reference rootfs. */
 async function umociTree(ref: string) {
-  const work = await tmp.make('umoci');
-  await exec('skopeo', ['--insecure-policy', 'copy', '--quiet', '--src-tls-verify=false', `docker://${ref}`, `oci:${join(work, 'layout')}:1`]);
-  await exec('umoci', ['raw', 'unpack', '--image', `${join(work, 'layout')}:1`, join(work, 'rootfs')]);
-  return snapshotTree(join(work, 'rootfs'));
+  return snapshotTree(await umociUnpack(ref, await tmp.make('umoci')));
 }
 
 async function dataDirs(store: string, snapshotter: string): Promise<string[]> {

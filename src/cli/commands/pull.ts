@@ -1,8 +1,7 @@
-import { parseArgs } from 'node:util';
 import { parseReference } from '../../oci/reference.js';
 import { parsePlatform } from '../../oci/platform.js';
 import { pull } from '../../image/pull.js';
-import { GLOBAL_OPTIONS, openImageSnapshotter, openStore, preferMainThread, registryClient, type GlobalFlags } from '../context.js';
+import { openImageSnapshotter, openStore, parseCommand, preferMainThread, registryClient, type GlobalFlags } from '../context.js';
 import { PullProgress, type ProgressMode } from '../progress.js';
 
 export const usage = `Usage: stratum pull [OPTIONS] NAME[:TAG|@DIGEST]
@@ -23,16 +22,11 @@ Options:
       --json                         One JSON event per line`;
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      ...GLOBAL_OPTIONS,
-      platform: { type: 'string' },
-      quiet: { type: 'boolean', short: 'q' },
-      json: { type: 'boolean' },
-      'no-unpack': { type: 'boolean' },
-    },
+  const { values, positionals } = parseCommand(argv, {
+    platform: { type: 'string' },
+    quiet: { type: 'boolean', short: 'q' },
+    json: { type: 'boolean' },
+    'no-unpack': { type: 'boolean' },
   });
   if (positionals.length !== 1) {
     process.stderr.write(`${usage}\n`);

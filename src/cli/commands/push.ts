@@ -1,8 +1,7 @@
-import { parseArgs } from 'node:util';
 import { pushImage, type PushEvent } from '../../image/push.js';
 import { shortDigest } from '../../oci/digest.js';
 import { parseReference } from '../../oci/reference.js';
-import { GLOBAL_OPTIONS, openStore, registryClient, type GlobalFlags } from '../context.js';
+import { openStore, parseCommand, registryClient, type GlobalFlags } from '../context.js';
 
 export const usage = `Usage: stratum push [OPTIONS] NAME[:TAG] [DESTINATION[:TAG|@DIGEST]]
 
@@ -18,11 +17,7 @@ Options:
       --json                         One JSON event per line`;
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: { ...GLOBAL_OPTIONS, quiet: { type: 'boolean', short: 'q' }, json: { type: 'boolean' } },
-  });
+  const { values, positionals } = parseCommand(argv, { quiet: { type: 'boolean', short: 'q' }, json: { type: 'boolean' } });
   if (positionals.length < 1 || positionals.length > 2) {
     process.stderr.write(`${usage}\n`);
     return 2;

@@ -1,0 +1,192 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, openSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, rmdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, Transform, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import { FailedPreconditionError, InvalidArgumentError } from '../errors.js';
+import { chainIds, type Digest } from '../oci/digest.js';
+import { INGEST_DIR } from '../oci/layout.js';
+import { Lease } from '../oci/lease.js';
+import { acquireFileLock } from '../oci/lock.js';
+import { MediaType } from '../oci/mediatypes.js';
+import { parseReference } from '../oci/reference.js';
+import type { OciStore } from '../oci/store.js';
+import type { Descriptor } from '../oci/types.js';
+import { isMountPoint, mountAll, unmountAll } from '../snapshotter/mount.js';
+import type { Snapshotter } from '../snapshotter/snapshotter.js';
+import { createDigestWriter } from '../sys/native.js';
+import { writeTreeDiff } from './diff.js';
+import { loadImageByName } from './image.js';
+import { IMAGE_LABEL, MOUNTPOINT_LABEL } from './rootfs.js';
+
+export interface CommitImageOptions {
+  store: OciStore;
+  snapshotter: Snapshotter;
+  /** An active snapshot on an image's top layer (`stratum mount --rw KEY IMAGE DIR`). */
+  key: string;
+  /** The new image's name (`myapp:2`). */
+  name: string;
+  /** The image the snapshot was made from; default: the snapshot's dev.stratum.image label. */
+  image?: string;
+  /** History comment, as `docker commit -m`. */
+  message?: string;
+  author?: string;
+  /** History `created_by`; default `stratum commit`. */
+  createdBy?: string;
+}
+
+export interface CommitImageResult {
+  name: string;
+  manifest: Descriptor;
+  config: Descriptor;
+  layer: Descriptor & { diffId: Digest };
+  entries: number;
+  whiteouts: number;
+}
+
+/** Docker layer media types and their OCI twins (same bytes): the new manifest is an OCI one. */
+const OCI_LAYER_TYPE: Record<string, string> = {
+  [MediaType.DockerLayerGzip]: MediaType.OciLayerGzip,
+  [MediaType.DockerLayer]: MediaType.OciLayer,
+  [MediaType.DockerLayerZstd]: MediaType.OciLayerZstd,
+};
+
+/**
+ * `docker commit` for a writable snapshot: the changes from the image's layers to the snapshot
+ * become one new gzip layer (written into the store while it is produced, never whole in
+ * memory), then a config with its diffID and a history entry, then an OCI manifest with the old
+ * layers and the new one, tagged `name`. The snapshot is left as it was (still active, and
+ * still mounted if it was).
+ */
+export async function commitImage(options: CommitImageOptions): Promise<CommitImageResult> {
+  const { store, snapshotter, key } = options;
+  const target = parseReference(options.name);
+  if (target.digest !== undefined) throw new InvalidArgumentError(`cannot commit to ${options.name}: name a tag, not a digest`);
+  const info = await snapshotter.stat(key);
+  if (info.kind !== 'active') throw new FailedPreconditionError(`snapshot ${JSON.stringify(key)} is ${info.kind}: only an active snapshot (stratum mount --rw) can be committed to an image`);
+  const imageName = options.image ?? info.labels[IMAGE_LABEL];
+  if (imageName === undefined) throw new InvalidArgumentError(`snapshot ${JSON.stringify(key)} does not say which image it was made from (no ${IMAGE_LABEL} label): name the image`);
+  const image = await loadImageByName(store, imageName);
+  const top = chainIds(image.config.rootfs.diff_ids).at(-1);
+  if (info.parent !== top) {
+    throw new FailedPreconditionError(`snapshot ${JSON.stringify(key)} is not on the top layer of ${image.name}: its parent is ${info.parent ?? 'none'}, the image's top chainID ${top ?? 'none'}`);
+  }
+
+  const lease = await Lease.create(store.root);
+  const scratch = await mkdtemp(join(tmpdir(), 'stratum-commit-'));
+  const undo: Array<() => Promise<unknown>> = [];
+  try {
+    let lower: string | undefined;
+    if (top !== undefined) {
+      const viewKey = `commit-view-${randomBytes(6).toString('hex')}`;
+      const mounts = await snapshotter.view(viewKey, top);
+      undo.push(() => snapshotter.remove(viewKey));
+      lower = join(scratch, 'lower');
+      await mkdir(lower);
+      await mountAll(mounts, lower);
+      undo.push(() => unmountAll(lower!));
+    }
+    // Where the snapshot is mounted already (overlay refuses a second mount of one upper), else a mount of our own.
+    const mountedAt = info.labels[MOUNTPOINT_LABEL];
+    let upper: string;
+    if (mountedAt !== undefined && (await isMountPoint(mountedAt))) {
+      upper = mountedAt;
+    } else {
+      upper = join(scratch, 'upper');
+      await mkdir(upper);
+      await mountAll(await snapshotter.mounts(key), upper);
+      undo.push(() => unmountAll(upper));
+    }
+
+    const layer = await writeLayerBlob(store, lease, (out) => writeTreeDiff(lower, upper, out));
+    const created = new Date().toISOString();
+    const rawConfig = JSON.parse((await store.read(image.configDescriptor.digest)).toString('utf8')) as Record<string, unknown> & {
+      rootfs: { type: string; diff_ids: string[] };
+      history?: Array<Record<string, unknown>>;
+    };
+    rawConfig.rootfs = { ...rawConfig.rootfs, diff_ids: [...rawConfig.rootfs.diff_ids, layer.diffId] };
+    const step: Record<string, unknown> = { created, created_by: options.createdBy ?? 'stratum commit' };
+    if (options.author !== undefined) step.author = options.author;
+    if (options.message !== undefined) step.comment = options.message;
+    rawConfig.history = [...(rawConfig.history ?? []), step];
+    rawConfig.created = created;
+    if (options.author !== undefined) rawConfig.author = options.author;
+    const configBytes = Buffer.from(JSON.stringify(rawConfig));
+    const config = await store.put(configBytes);
+    await lease.add(config.digest);
+    const configDescriptor: Descriptor = { mediaType: MediaType.OciConfig, digest: config.digest, size: config.size };
+    const layerDescriptor: Descriptor = { mediaType: MediaType.OciLayerGzip, digest: layer.digest, size: layer.size };
+    const manifest = {
+      schemaVersion: 2,
+      mediaType: MediaType.OciManifest,
+      config: configDescriptor,
+      layers: [...image.manifest.layers.map((l) => ({ ...l, mediaType: OCI_LAYER_TYPE[l.mediaType] ?? l.mediaType })), layerDescriptor],
+    };
+    const manifestBytes = Buffer.from(JSON.stringify(manifest));
+    const stored = await store.put(manifestBytes);
+    const manifestDescriptor: Descriptor = { mediaType: MediaType.OciManifest, digest: stored.digest, size: stored.size };
+    await store.setTag(target.toString(), manifestDescriptor);
+    return {
+      name: target.toString(),
+      manifest: manifestDescriptor,
+      config: configDescriptor,
+      layer: { ...layerDescriptor, diffId: layer.diffId },
+      entries: layer.entries,
+      whiteouts: layer.whiteouts,
+    };
+  } finally {
+    for (const step of undo.reverse()) await step().catch(() => {});
+    await rm(scratch, { recursive: true, force: true }).catch(() => {});
+    await lease.release();
+  }
+}
+
+/**
+ * Runs `produce` into a gzip stream written to a file inside the store's ingest area (under a
+ * lock, so GC leaves it alone) while hashing both sides: the compressed bytes on the thread pool
+ * (the blob's digest), the tar in JavaScript (the diffID). Then the file becomes the blob.
+ */
+async function writeLayerBlob(
+  store: OciStore,
+  lease: Lease,
+  produce: (out: Writable) => Promise<{ entries: number; whiteouts: number }>,
+): Promise<{ digest: Digest; size: number; diffId: Digest; entries: number; whiteouts: number }> {
+  const dir = join(store.root, INGEST_DIR, `commit-${process.pid}-${randomBytes(6).toString('hex')}`);
+  await mkdir(dir, { recursive: true });
+  const release = await acquireFileLock(join(dir, 'lock'));
+  const dataPath = join(dir, 'data');
+  const fd = openSync(dataPath, 'w', 0o644);
+  let fdOpen = true;
+  try {
+    const writer = createDigestWriter(fd, 'sha256', { name: dataPath });
+    const diffIdHash = createHash('sha256');
+    const tar = new PassThrough({ highWaterMark: 1 << 20 });
+    const hashTar = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        diffIdHash.update(chunk);
+        done(null, chunk);
+      },
+    });
+    const sink = new Writable({
+      highWaterMark: 1 << 20,
+      writev(chunks, cb) {
+        writer.write(chunks.map((c) => c.chunk as Buffer)).then(() => cb(), cb);
+      },
+    });
+    const [stats] = await Promise.all([produce(tar), pipeline(tar, hashTar, createGzip(), sink)]);
+    const digest = `sha256:${writer.digest()}` as Digest;
+    await lease.add(digest);
+    closeSync(fd);
+    fdOpen = false;
+    const info = await store.adoptFile(dataPath, digest);
+    return { digest, size: info.size, diffId: `sha256:${diffIdHash.digest('hex')}` as Digest, ...stats };
+  } finally {
+    if (fdOpen) closeSync(fd);
+    await rm(dataPath, { force: true });
+    await release();
+    await rmdir(dir).catch(() => {});
+  }
+}
