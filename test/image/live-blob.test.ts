@@ -5,6 +5,7 @@
  * no fault, through `stratum export` of both.
  */
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -37,7 +38,7 @@ describe('layers extract while they download (overlay)', () => {
   const pull = (store: string, mirrors: FaultProxy[], ...flags: string[]) =>
     runCli(['pull', '--store', store, '--json', ...mirrors.flatMap((m) => ['--mirror', `docker.io=${m.url}`]), '--snapshotter', 'overlay', ...flags, 'app:1'], env);
   const exported = async (store: string) => {
-    const out = `${store}.tar`;
+    const out = join(await dirs.make('export'), 'app.tar');
     const r = await runCli(['export', '--store', store, 'app:1', '-o', out], env);
     assert.equal(r.code, 0, r.stderr);
     return createHash('sha256').update(await readFile(out)).digest('hex');

@@ -391,28 +391,29 @@ describe('stratum pull unpacks into committed snapshots named by chainID', () =>
     if (MISSING) return t.skip(MISSING);
     const store = await tmp.make('store-userns');
     const mnt = await tmp.make('mnt-userns');
+    const log = join(await tmp.make('log-userns'), 'pull.json');
     const image = images.rootless!;
     // uid 0 inside maps to root outside (the layer's files are all root's); trusted.* xattrs are
     // still off limits in the namespace, so the snapshotter must choose userxattr.
     const script = [
       'set -e',
-      `node ${JSON.stringify(CLI)} pull --store "$1" --snapshotter overlay --json "$3" > "$1.pull.json"`,
+      `node ${JSON.stringify(CLI)} pull --store "$1" --snapshotter overlay --json "$3" > "$4"`,
       `node ${JSON.stringify(CLI)} mount --store "$1" --snapshotter overlay "$3" "$2" > /dev/null`,
       'find "$2" -mindepth 1 -printf "%P\\n" | sort',
       `node ${JSON.stringify(CLI)} unmount --store "$1" --snapshotter overlay "$2" > /dev/null`,
     ].join('\n');
     let r;
     try {
-      r = await exec('unshare', ['--user', '--map-root-user', '--mount', 'bash', '-c', script, 'bash', store, mnt, image.reference], { env: { ...process.env, ...env } });
+      r = await exec('unshare', ['--user', '--map-root-user', '--mount', 'bash', '-c', script, 'bash', store, mnt, image.reference, log], { env: { ...process.env, ...env } });
     } catch (err) {
       const e = err as { stderr?: string; message: string };
-      if (/unshare failed|Operation not permitted/.test(e.stderr ?? '') && !existsSync(`${store}.pull.json`)) return t.skip(`LOUD SKIP: cannot create a user namespace here: ${e.stderr}`);
+      if (/unshare failed|Operation not permitted/.test(e.stderr ?? '') && !existsSync(log)) return t.skip(`LOUD SKIP: cannot create a user namespace here: ${e.stderr}`);
       throw new Error(`${e.message}\n${e.stderr ?? ''}`);
     }
     assert.deepEqual(r.stdout.trim().split('\n'), ['keep', 'keep/a', 'opq', 'opq/new']);
     // On disk (read from outside the namespace): the upper layer's opaque marker is user.overlay.opaque.
     const chain = chainIds(image.diffIds);
-    assert.equal(JSON.parse((await readFile(`${store}.pull.json`, 'utf8')).trim().split('\n').at(-1)!).chainId, chain[1]);
+    assert.equal(JSON.parse((await readFile(log, 'utf8')).trim().split('\n').at(-1)!).chainId, chain[1]);
     const upperDirs = (await readdir(join(store, 'snapshots', 'overlay', 'snapshots'))).map((id) => join(store, 'snapshots', 'overlay', 'snapshots', id, 'fs', 'opq'));
     const marked = upperDirs.filter((d) => existsSync(d)).map((d) => lgetxattrs(d));
     assert.ok(marked.some((x) => x['user.overlay.opaque']?.toString() === 'y'), JSON.stringify(marked.map((x) => Object.keys(x))));
