@@ -55,20 +55,22 @@ export async function removeTree(path: string): Promise<void> {
 
 /**
  * Disk use of a tree without following symlinks: allocated blocks × 512 and the number of
- * inodes, each hardlinked inode counted once. Does not cross into other filesystems.
+ * inodes, each hardlinked inode counted once. Does not cross into other filesystems. With
+ * `apparent`, a regular file counts its size instead of its blocks (for a filesystem whose block
+ * counts lag behind its writes).
  */
-export async function diskUsage(root: string): Promise<Usage> {
+export async function diskUsage(root: string, options: { apparent?: boolean } = {}): Promise<Usage> {
   const top = await lstat(root, { bigint: true });
   const seen = new Set<string>();
   let size = 0;
   let inodes = 0;
-  const count = (st: { ino: bigint; nlink: bigint; blocks: bigint; isDirectory(): boolean }): void => {
+  const count = (st: { ino: bigint; nlink: bigint; blocks: bigint; size: bigint; isDirectory(): boolean; isFile(): boolean }): void => {
     if (st.nlink > 1n && !st.isDirectory()) {
       const id = st.ino.toString();
       if (seen.has(id)) return;
       seen.add(id);
     }
-    size += Number(st.blocks) * 512;
+    size += options.apparent && st.isFile() ? Number(st.size) : Number(st.blocks) * 512;
     inodes++;
   };
   count(top);

@@ -11,15 +11,20 @@ export abstract class FullTreeSnapshotter extends MetadataSnapshotter {
   readonly capabilities = { rebase: false };
   readonly applyMode = 'full' as const;
 
+  /** Where snapshot `id`'s tree is: its data directory, unless the backend keeps the tree elsewhere. */
+  protected treeDir(id: number): string {
+    return this.dataDir(id);
+  }
+
   protected mountsFor(kind: 'active' | 'view', id: number, _parents: number[]): Mount[] {
-    return [{ type: 'bind', source: this.dataDir(id), options: ['rbind', kind === 'view' ? 'ro' : 'rw'] }];
+    return [{ type: 'bind', source: this.treeDir(id), options: ['rbind', kind === 'view' ? 'ro' : 'rw'] }];
   }
 
   protected dataUsage(id: number): Promise<Usage> {
-    return diskUsage(this.dataDir(id));
+    return diskUsage(this.treeDir(id));
   }
 
   protected applyDirOf(id: number): string {
-    return this.dataDir(id);
+    return this.treeDir(id);
   }
 }

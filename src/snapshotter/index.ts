@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
 import { mountAll, unmountAll } from './mount.js';
 import { BtrfsSnapshotter } from './btrfs/btrfs.js';
+import { ZfsSnapshotter } from './zfs/zfs.js';
 import { NativeSnapshotter } from './native/native.js';
 import { kernelHasOverlay } from './overlay/kernel.js';
 import { OverlaySnapshotter } from './overlay/overlay.js';
@@ -23,7 +24,7 @@ export async function openSnapshotter(name: SnapshotterName, root: string): Prom
     case 'btrfs':
       return BtrfsSnapshotter.open(root);
     case 'zfs':
-      throw new InvalidArgumentError(`snapshotter ${JSON.stringify(name)} is not implemented yet (overlay, native, btrfs are)`);
+      return ZfsSnapshotter.open(root);
     default:
       throw new InvalidArgumentError(`unknown snapshotter ${JSON.stringify(name)} (${SNAPSHOTTER_NAMES.join(', ')})`);
   }
@@ -72,3 +73,4 @@ export { mountAll, unmountAll, isMountPoint } from './mount.js';
 export { OverlaySnapshotter } from './overlay/overlay.js';
 export { NativeSnapshotter } from './native/native.js';
 export { BtrfsSnapshotter } from './btrfs/btrfs.js';
+export { ZfsSnapshotter } from './zfs/zfs.js';

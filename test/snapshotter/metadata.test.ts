@@ -289,9 +289,9 @@ describe('rebase (commit with a parent)', () => {
 });
 
 describe('openSnapshotter', () => {
-  test('zfs says it is not implemented yet', async () => {
+  test('zfs on a root that is not a dataset’s mountpoint is refused, saying how to make one', async () => {
     const root = await tmp.make('snap-open');
-    await assert.rejects(openSnapshotter('zfs', root), { code: 'ERR_INVALID_ARGUMENT', message: /not implemented yet/ });
+    await assert.rejects(openSnapshotter('zfs', root), { code: 'ERR_FAILED_PRECONDITION', message: /is not the mountpoint of a ZFS dataset; create one \(zfs create -o mountpoint=|cannot list ZFS datasets/ });
   });
 });
 

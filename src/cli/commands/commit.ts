@@ -13,7 +13,7 @@ Options:
   -a, --author TEXT                  Author (config and history)
       --image NAME                   The image KEY was made from (default: recorded on the snapshot)
       --store DIR                    Content store
-      --snapshotter NAME             overlay, native or btrfs (as for mount)
+      --snapshotter NAME             overlay, native, btrfs or zfs (as for mount)
       --json                         Print the result as JSON`;
 
 export async function run(argv: string[]): Promise<number> {

@@ -15,7 +15,7 @@ Options:
       --insecure-registry HOST       Allow plain HTTP to HOST (loopback is always allowed)
       --config FILE                  Registry configuration (mirrors, insecure hosts, concurrency)
       --concurrency N                Layers downloaded at once (default 3)
-      --snapshotter NAME             overlay, native or btrfs (zfs: not yet) (default: overlay where the kernel allows, else native)
+      --snapshotter NAME             overlay, native, btrfs or zfs (default: overlay where the kernel allows, else native)
       --snapshot-root DIR            Where snapshots live (default: STORE/snapshots/NAME)
       --no-unpack                    Only fetch: do not unpack the layers into snapshots
   -q, --quiet                        Print only the image name when done

@@ -172,10 +172,11 @@ export function registerFilesystem(test: Register): void {
   });
 
   test('8 directory ownership and mode survive commit when directories are removed and re-created across three layers', async (h) => {
+    // Owner first, then mode: a chown may clear setgid (zfs-fuse does, also for root); the mode set last must stay.
     const mk = async (d: string, p: string, mode: number, uid: number): Promise<void> => {
       await mkdir(join(d, p));
-      await chmod(join(d, p), mode);
       await chown(join(d, p), uid, uid + 1);
+      await chmod(join(d, p), mode);
     };
     await h.layer('l1', undefined, async (d) => {
       await mk(d, 'd1', 0o700, 100);

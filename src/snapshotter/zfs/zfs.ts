@@ -1,0 +1,162 @@
+import { execFile } from 'node:child_process';
+import { readlinkSync } from 'node:fs';
+import { chmod, mkdir, readdir, readlink, rmdir, symlink } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { FailedPreconditionError, StoreError } from '../../errors.js';
+import { diskUsage, isPidAlive, ownerPid, REMOVAL_DIR, removeTree, SNAPSHOTS_DIR, STAGING_DIR } from '../fsutil.js';
+import { FullTreeSnapshotter } from '../full-tree.js';
+import type { Usage } from '../snapshotter.js';
+
+const run = promisify(execFile);
+
+/** Mountpoints of the snapshots' datasets, named like their staging directories and never renamed. */
+const TREES_DIR = 'trees';
+/** In a snapshot's data directory: a symlink to its dataset's mountpoint. */
+const TREE_LINK = 'fs';
+/** The ZFS snapshot a commit takes; children are clones of it. */
+const COMMITTED = 'committed';
+/** `zfs destroy` right after a mount or clone often answers "dataset is busy" for a moment (zfs-fuse). */
+const BUSY_RETRY_MS = [250, 500, 1000, 2000, 2000];
+
+/**
+ * containerd's zfs snapshotter: snapshot `id` is a dataset under the dataset mounted at the
+ * snapshotter root. Prepare on a parent clones the parent's `@committed` snapshot (no data
+ * copied); commit takes that snapshot; a view is a clone mounted read-only. Layers are applied in full (whiteouts become deletions); mounts are bind mounts.
+ *
+ * A dataset is never renamed (a rename right after writing is refused as busy): it is created
+ * mounted at `trees/<name>`, and the snapshot's data directory, which the base class stages and
+ * renames, holds only a symlink `fs` to it. Datasets are made and destroyed with `zfs`.
+ */
+export class ZfsSnapshotter extends FullTreeSnapshotter {
+  readonly name = 'zfs';
+
+  private constructor(
+    root: string,
+    /** The dataset mounted at the root; snapshots are its children. */
+    readonly dataset: string,
+  ) {
+    super(root);
+  }
+
+  static async open(root: string): Promise<ZfsSnapshotter> {
+    const dataset = await datasetMountedAt(resolve(root));
+    const s = new ZfsSnapshotter(root, dataset);
+    await s.init();
+    await mkdir(join(root, TREES_DIR), { recursive: true, mode: 0o711 });
+    return s;
+  }
+
+  protected override treeDir(id: number): string {
+    return readlinkSync(join(this.dataDir(id), TREE_LINK));
+  }
+
+  protected async createData(dir: string, _kind: 'active' | 'view', parents: number[]): Promise<void> {
+    const name = basename(dir);
+    const tree = join(this.root, TREES_DIR, name);
+    const dataset = `${this.dataset}/${name}`;
+    if (parents.length === 0) {
+      await zfs(['create', '-o', `mountpoint=${tree}`, dataset], `creating dataset ${dataset}`);
+      await chmod(tree, 0o755);
+    } else {
+      const origin = `${this.datasetOf(parents[0]!)}@${COMMITTED}`;
+      await zfs(['clone', '-o', `mountpoint=${tree}`, origin, dataset], `cloning ${origin} to ${dataset}`);
+    }
+    await mkdir(dir);
+    await symlink(tree, join(dir, TREE_LINK));
+  }
+
+  /**
+   * Commit takes the snapshot that children clone (a view gets one too, unused). The dataset is
+   * not set readonly=on: zfs-fuse then fails every xattr listing in it (EOPNOTSUPP). Views are
+   * read-only through their mounts, and children see the snapshot, not later writes.
+   */
+  protected override async sealData(id: number): Promise<void> {
+    const dataset = this.datasetOf(id);
+    await zfs(['snapshot', `${dataset}@${COMMITTED}`], `snapshotting ${dataset}`);
+  }
+
+  protected override async deleteData(path: string): Promise<void> {
+    const tree = await readlink(join(path, TREE_LINK)).catch(() => undefined);
+    if (tree !== undefined) {
+      await destroyDataset(`${this.dataset}/${basename(tree)}`);
+      await rmdir(tree).catch(() => {});
+    }
+    await removeTree(path);
+  }
+
+  /** Files count their size: zfs-fuse reports a file's blocks long after it was written (3 MiB showed as 512 bytes). */
+  protected override dataUsage(id: number): Promise<Usage> {
+    return diskUsage(this.treeDir(id), { apparent: true });
+  }
+
+  /** Also destroys datasets nothing points to (a process that died between creating one and recording it). */
+  override async cleanup(): Promise<void> {
+    await super.cleanup();
+    const referenced = new Set<string>();
+    for (const area of [SNAPSHOTS_DIR, STAGING_DIR, REMOVAL_DIR]) {
+      for (const name of await readdir(join(this.root, area)).catch(() => [] as string[])) {
+        const tree = await readlink(join(this.root, area, name, TREE_LINK)).catch(() => undefined);
+        if (tree !== undefined) referenced.add(basename(tree));
+      }
+    }
+    const { stdout } = await run('zfs', ['list', '-H', '-o', 'name', '-d', '1', '-t', 'filesystem', this.dataset]);
+    for (const dataset of stdout.split('\n').filter((d) => d.startsWith(`${this.dataset}/`))) {
+      const name = dataset.slice(this.dataset.length + 1);
+      const pid = ownerPid(name);
+      if (referenced.has(name) || pid === undefined || (pid === process.pid ? true : isPidAlive(pid))) continue;
+      await destroyDataset(dataset);
+      await rmdir(join(this.root, TREES_DIR, name)).catch(() => {});
+    }
+  }
+
+  private datasetOf(id: number): string {
+    return `${this.dataset}/${basename(this.treeDir(id))}`;
+  }
+}
+
+/** The ZFS filesystem whose mountpoint is `root` exactly. */
+async function datasetMountedAt(root: string): Promise<string> {
+  let stdout: string;
+  try {
+    ({ stdout } = await run('zfs', ['list', '-H', '-o', 'name,mountpoint', '-t', 'filesystem'], { maxBuffer: 16 << 20 }));
+  } catch (err) {
+    const e = err as Error & { code?: unknown; stderr?: string };
+    const why = e.code === 'ENOENT' ? 'the zfs command is not installed (Debian: zfsutils-linux or zfs-fuse)' : e.stderr?.trim() || e.message;
+    throw new FailedPreconditionError(`zfs snapshotter: cannot list ZFS datasets: ${why}`);
+  }
+  for (const line of stdout.split('\n')) {
+    const [name, mountpoint] = line.split('\t');
+    if (name && mountpoint === root) return name;
+  }
+  throw new FailedPreconditionError(`zfs snapshotter: ${root} is not the mountpoint of a ZFS dataset; create one (zfs create -o mountpoint=${root} POOL/NAME) or use --snapshotter overlay|native`);
+}
+
+/** `zfs destroy -r`, retried while the dataset is busy; a dataset that is gone already is fine. */
+export async function destroyDataset(dataset: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await run('zfs', ['destroy', '-r', dataset]);
+      return;
+    } catch (err) {
+      const stderr = (err as { stderr?: string }).stderr ?? '';
+      if (/does not exist/.test(stderr)) return;
+      if (/busy/.test(stderr) && attempt < BUSY_RETRY_MS.length) {
+        await sleep(BUSY_RETRY_MS[attempt]!);
+        continue;
+      }
+      throw new StoreError(`destroying dataset ${dataset}: ${stderr.trim() || (err as Error).message}`, { cause: err });
+    }
+  }
+}
+
+async function zfs(args: string[], what: string): Promise<void> {
+  try {
+    await run('zfs', args, { maxBuffer: 1 << 20 });
+  } catch (err) {
+    const e = err as Error & { stderr?: string; code?: unknown };
+    const why = e.code === 'ENOENT' ? 'the zfs command is not installed' : e.stderr?.trim() || e.message;
+    throw new StoreError(`${what}: ${why}`, { cause: err });
+  }
+}
