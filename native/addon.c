@@ -78,6 +78,24 @@ void st_throw(napi_env env, const st_error *e) { napi_throw(env, st_error_value(
 
 void st_throw_msg(napi_env env, const char *code, const char *msg) { napi_throw_type_error(env, code, msg); }
 
+int st_args(napi_env env, napi_callback_info info, size_t required, size_t capacity, napi_value *argv, const char *usage) {
+  size_t argc = capacity;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc >= required) return 0;
+  st_throw_msg(env, "ERR_INVALID_ARGUMENT", usage);
+  return -1;
+}
+
+napi_value st_queue(napi_env env, const char *name, napi_async_execute_callback execute, napi_async_complete_callback complete, void *data,
+                    napi_deferred *deferred, napi_async_work *work) {
+  napi_value promise, resource;
+  napi_create_promise(env, deferred, &promise);
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource);
+  napi_create_async_work(env, NULL, resource, execute, complete, data, work);
+  napi_queue_async_work(env, *work);
+  return promise;
+}
+
 int st_get_fd(napi_env env, napi_value v, int *fd) {
   int32_t n;
   if (napi_get_value_int32(env, v, &n) != napi_ok || n < 0) {

@@ -177,11 +177,9 @@ static void complete(napi_env env, napi_status status, void *data) {
 }
 
 static napi_value apply_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int rootfd;
-  if (argc < 3 || st_get_fd(env, argv[0], &rootfd) < 0) return NULL;
+  if (st_args(env, info, 3, 3, argv, "applyProgram(rootFd, program, datas)") || st_get_fd(env, argv[0], &rootfd) < 0) return NULL;
   bool is_buf, is_arr;
   napi_is_buffer(env, argv[1], &is_buf);
   napi_is_array(env, argv[2], &is_arr);
@@ -219,12 +217,7 @@ static napi_value apply_batch(napi_env env, napi_callback_info info) {
   /* The wrapper builds `datas` itself and never changes it, so one reference keeps every Buffer alive. */
   napi_create_reference(env, argv[1], 1, &w->program_ref);
   napi_create_reference(env, argv[2], 1, &w->datas_ref);
-  napi_value promise, name;
-  napi_create_promise(env, &w->deferred, &promise);
-  napi_create_string_utf8(env, "stratum.applyBatch", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, execute, complete, w, &w->work);
-  napi_queue_async_work(env, w->work);
-  return promise;
+  return st_queue(env, "stratum.applyBatch", execute, complete, w, &w->deferred, &w->work);
 }
 
 napi_status st_init_batch(napi_env env, napi_value exports) { return st_export(env, exports, "applyProgram", apply_batch); }

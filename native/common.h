@@ -138,6 +138,14 @@ napi_status st_init_socket(napi_env env, napi_value exports);
 void st_pool_thread_setup(void);
 
 /* Small N-API helpers (addon.c). */
+/*
+ * Reads up to `capacity` arguments into argv (missing ones are undefined); fewer than `required`
+ * throws ERR_INVALID_ARGUMENT with `usage` and returns -1.
+ */
+int st_args(napi_env env, napi_callback_info info, size_t required, size_t capacity, napi_value *argv, const char *usage);
+/* Queues `execute` on the thread pool and `complete` after it; returns the promise `*deferred` settles. */
+napi_value st_queue(napi_env env, const char *name, napi_async_execute_callback execute, napi_async_complete_callback complete, void *data,
+                    napi_deferred *deferred, napi_async_work *work);
 int st_get_fd(napi_env env, napi_value v, int *fd);
 /* Copies a JS string into a malloc'd NUL-terminated buffer; refuses embedded NULs. NULL after throwing. */
 char *st_get_string(napi_env env, napi_value v, const char *what, size_t *len_out);

@@ -95,11 +95,10 @@ static void drop_behind(digest_handle *h) {
 
 /* digestCreate(fd, algorithm, dropBehind?, name?) → handle; fd -1 for a hash-only handle. */
 static napi_value digest_create(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (st_args(env, info, 2, 4, argv, "digestCreate(fd, algorithm, dropBehind?, name?)")) return NULL;
   int32_t fd = -1;
-  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
     st_throw_msg(env, "ERR_INVALID_ARGUMENT", "digestCreate(fd, algorithm)");
     return NULL;
   }
@@ -116,7 +115,7 @@ static napi_value digest_create(napi_env env, napi_callback_info info) {
   free(alg);
   char *name = NULL;
   napi_valuetype name_type = napi_undefined;
-  if (argc > 3) napi_typeof(env, argv[3], &name_type);
+  napi_typeof(env, argv[3], &name_type);
   if (name_type == napi_string && !(name = st_get_string(env, argv[3], "file name", NULL))) return NULL;
   digest_handle *h = calloc(1, sizeof *h);
   h->name = name;
@@ -130,11 +129,40 @@ static napi_value digest_create(napi_env env, napi_callback_info info) {
   }
   h->fd = fd;
   bool drop = false;
-  if (argc > 2) napi_get_value_bool(env, argv[2], &drop);
+  napi_get_value_bool(env, argv[2], &drop); /* undefined: false */
   h->drop_behind = drop && fd >= 0;
   napi_value ext;
   napi_create_external(env, h, finalize_handle, NULL, &ext);
   return ext;
+}
+
+/* writev of all of iov (IOV_MAX at a time, short writes finished; iov is consumed); 0 or errno. */
+static int writev_all(int fd, struct iovec *iov, int cnt) {
+  while (cnt > 0 && iov->iov_len == 0) iov++, cnt--;
+  while (cnt > 0) {
+    ssize_t r = writev(fd, iov, cnt > IOV_MAX ? IOV_MAX : cnt);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    /* A short write: step over what landed and go on from the middle of a chunk. */
+    size_t left = (size_t)r;
+    while (cnt > 0 && left >= iov->iov_len) left -= iov->iov_len, iov++, cnt--;
+    if (cnt > 0) {
+      iov->iov_base = (char *)iov->iov_base + left;
+      iov->iov_len -= left;
+    }
+    while (cnt > 0 && iov->iov_len == 0) iov++, cnt--;
+  }
+  return 0;
+}
+
+/* A failed write leaves file and hash disagreeing: the handle is poisoned and the error names the file. */
+static void write_failed(digest_handle *h, st_error *e, int err, const char *syscall, const char *detail) {
+  char fdname[32];
+  h->poisoned = 1;
+  snprintf(fdname, sizeof fdname, "fd %d", h->fd);
+  st_fail(e, ST_APPLY, err, syscall, h->name ? h->name : fdname, "%s", detail);
 }
 
 static void execute(napi_env env, void *data) {
@@ -142,25 +170,7 @@ static void execute(napi_env env, void *data) {
   (void)env;
   digest_work *w = data;
   if (w->do_write) {
-    struct iovec *iov = w->iov;
-    int cnt = w->n;
-    while (cnt > 0 && iov->iov_len == 0) iov++, cnt--;
-    while (cnt > 0) {
-      ssize_t r = writev(w->h->fd, iov, cnt > IOV_MAX ? IOV_MAX : cnt);
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        w->err = errno;
-        return;
-      }
-      /* A short write: step over what landed and go on from the middle of a chunk. */
-      size_t left = (size_t)r;
-      while (cnt > 0 && left >= iov->iov_len) left -= iov->iov_len, iov++, cnt--;
-      if (cnt > 0) {
-        iov->iov_base = (char *)iov->iov_base + left;
-        iov->iov_len -= left;
-      }
-      while (cnt > 0 && iov->iov_len == 0) iov++, cnt--;
-    }
+    if ((w->err = writev_all(w->h->fd, w->iov, w->n)) != 0) return;
     if (w->h->drop_behind) drop_behind(w->h);
   }
   for (int i = 0; i < w->n; i++) EVP_DigestUpdate(w->h->ctx, w->hash[i].iov_base, w->hash[i].iov_len);
@@ -171,11 +181,10 @@ static void complete(napi_env env, napi_status status, void *data) {
   w->h->busy = 0;
   if (status != napi_ok && !w->err) w->err = ECANCELED;
   if (w->err) {
-    w->h->poisoned = 1;
     st_error e;
-    char fdname[32];
-    snprintf(fdname, sizeof fdname, "fd %d", w->h->fd);
-    st_fail(&e, ST_APPLY, w->err, "writev", w->h->name ? w->h->name : fdname, "cannot write %zu bytes of a digested stream", w->total);
+    char detail[96];
+    snprintf(detail, sizeof detail, "cannot write %zu bytes of a digested stream", w->total);
+    write_failed(w->h, &e, w->err, "writev", detail);
     napi_reject_deferred(env, w->deferred, st_error_value(env, &e));
   } else {
     napi_value n;
@@ -201,13 +210,8 @@ static const char *appending_misuse(const digest_handle *h, int do_write) {
 
 /* digestWrite(handle, buffers: Buffer[], write: boolean) → Promise<number of bytes>. */
 static napi_value digest_write(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 3) {
-    st_throw_msg(env, "ERR_INVALID_ARGUMENT", "digestWrite(handle, buffers, write)");
-    return NULL;
-  }
+  if (st_args(env, info, 3, 3, argv, "digestWrite(handle, buffers, write)")) return NULL;
   digest_handle *h = get_handle(env, argv[0]);
   if (!h) return NULL;
   bool do_write = false, is_arr = false;
@@ -246,20 +250,14 @@ static napi_value digest_write(napi_env env, napi_callback_info info) {
   /* The wrapper passes an array it owns and never changes: one reference keeps the Buffers alive. */
   napi_create_reference(env, argv[0], 1, &w->handle_ref);
   napi_create_reference(env, argv[1], 1, &w->buffers_ref);
-  napi_value promise, name;
-  napi_create_promise(env, &w->deferred, &promise);
-  napi_create_string_utf8(env, "stratum.digestWrite", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, execute, complete, w, &w->work);
-  napi_queue_async_work(env, w->work);
-  return promise;
+  return st_queue(env, "stratum.digestWrite", execute, complete, w, &w->deferred, &w->work);
 }
 
 /* digestFinal(handle) → lowercase hex. */
 static napi_value digest_final(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  digest_handle *h = argc ? get_handle(env, argv[0]) : NULL;
+  if (st_args(env, info, 1, 1, argv, "digestFinal(handle)")) return NULL;
+  digest_handle *h = get_handle(env, argv[0]);
   if (!h) return NULL;
   const char *misuse = h->busy       ? "a write or update on this digest writer is still running: await it first"
                        : h->finished ? "digest() was already called on this digest writer"
@@ -303,19 +301,6 @@ typedef struct {
   int net_err;             /* a failed recv: what landed so far is consistent */
 } receive_work;
 
-static int write_all(int fd, const char *p, size_t n) {
-  while (n > 0) {
-    ssize_t r = write(fd, p, n);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    p += r;
-    n -= (size_t)r;
-  }
-  return 0;
-}
-
 static void receive_execute(napi_env env, void *data) {
   (void)env;
   st_pool_thread_setup();
@@ -357,7 +342,8 @@ static void receive_execute(napi_env env, void *data) {
       break;
     }
     if (fill == 0) break;
-    if ((w->write_err = write_all(h->fd, h->rbuf, fill)) != 0) return;
+    struct iovec one = {.iov_base = h->rbuf, .iov_len = fill};
+    if ((w->write_err = writev_all(h->fd, &one, 1)) != 0) return;
     EVP_DigestUpdate(h->ctx, h->rbuf, fill);
     w->total += fill;
     if (h->drop_behind) drop_behind(h);
@@ -372,14 +358,12 @@ static void receive_complete(napi_env env, napi_status status, void *data) {
   napi_create_double(env, w->would_block && w->total == 0 ? -1 : (double)w->total, &bytes);
   if (w->write_err || w->net_err) {
     st_error e;
-    char fdname[32];
     if (w->write_err) {
-      w->h->poisoned = 1;
-      snprintf(fdname, sizeof fdname, "fd %d", w->h->fd);
-      st_fail(&e, ST_APPLY, w->write_err, "write", w->h->name ? w->h->name : fdname, "cannot write received bytes of a digested stream");
+      write_failed(w->h, &e, w->write_err, "writev", "cannot write received bytes of a digested stream");
     } else {
-      snprintf(fdname, sizeof fdname, "socket fd %d", w->sock);
-      st_fail(&e, ST_NETWORK, w->net_err, "recv", fdname, "cannot receive");
+      char sockname[32];
+      snprintf(sockname, sizeof sockname, "socket fd %d", w->sock);
+      st_fail(&e, ST_NETWORK, w->net_err, "recv", sockname, "cannot receive");
     }
     napi_value err = st_error_value(env, &e);
     /* What landed before the failure is written and hashed alike: the caller counts it. */
@@ -400,13 +384,8 @@ static void receive_complete(napi_env env, napi_status status, void *data) {
  * network failure rejects with `bytes` (how many landed first) and leaves the writer usable.
  */
 static napi_value digest_receive(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 4) {
-    st_throw_msg(env, "ERR_INVALID_ARGUMENT", "digestReceive(handle, socketFd, maxBytes, waitMs)");
-    return NULL;
-  }
+  if (st_args(env, info, 4, 4, argv, "digestReceive(handle, socketFd, maxBytes, waitMs)")) return NULL;
   digest_handle *h = get_handle(env, argv[0]);
   if (!h) return NULL;
   int sock;
@@ -433,12 +412,7 @@ static napi_value digest_receive(napi_env env, napi_callback_info info) {
   w->wait_ms = wait_ms;
   h->busy = 1;
   napi_create_reference(env, argv[0], 1, &w->handle_ref);
-  napi_value promise, name;
-  napi_create_promise(env, &w->deferred, &promise);
-  napi_create_string_utf8(env, "stratum.digestReceive", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, receive_execute, receive_complete, w, &w->work);
-  napi_queue_async_work(env, w->work);
-  return promise;
+  return st_queue(env, "stratum.digestReceive", receive_execute, receive_complete, w, &w->deferred, &w->work);
 }
 
 napi_status st_init_digest(napi_env env, napi_value exports) {

@@ -12,10 +12,9 @@
 #include <unistd.h>
 
 static napi_value open_root(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  char *path = argc ? st_get_string(env, argv[0], "root path", NULL) : NULL;
+  if (st_args(env, info, 1, 1, argv, "openRoot(path)")) return NULL;
+  char *path = st_get_string(env, argv[0], "root path", NULL);
   if (!path) return NULL;
   int fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
   napi_value r = NULL;
@@ -31,11 +30,9 @@ static napi_value open_root(napi_env env, napi_callback_info info) {
 }
 
 static napi_value close_fd(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
   int fd;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 1 || st_get_fd(env, argv[0], &fd) < 0) return NULL;
+  if (st_args(env, info, 1, 1, argv, "closeFd(fd)") || st_get_fd(env, argv[0], &fd) < 0) return NULL;
   if (close(fd) < 0 && errno != EINTR) {
     st_error e;
     st_fail(&e, ST_APPLY, errno, "close", "", "cannot close descriptor %d", fd);
@@ -45,13 +42,11 @@ static napi_value close_fd(napi_env env, napi_callback_info info) {
 }
 
 static napi_value create_file(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
   int rootfd;
   uint32_t mode = 0644;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 2 || st_get_fd(env, argv[0], &rootfd) < 0) return NULL;
-  if (argc > 2) napi_get_value_uint32(env, argv[2], &mode);
+  if (st_args(env, info, 2, 3, argv, "createFile(rootFd, path, mode?)") || st_get_fd(env, argv[0], &rootfd) < 0) return NULL;
+  napi_get_value_uint32(env, argv[2], &mode); /* undefined: the default stays */
   size_t len;
   char *path = st_get_string(env, argv[1], "path", &len);
   if (!path) return NULL;
@@ -85,11 +80,9 @@ static int get_num(napi_env env, napi_value obj, const char *key, double *out, i
 
 /* finishFile(fd, meta, path?): the optional path only names the file in errors. */
 static napi_value finish_file(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
   int fd;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 2 || st_get_fd(env, argv[0], &fd) < 0) return NULL;
+  if (st_args(env, info, 2, 3, argv, "finishFile(fd, meta, path?)") || st_get_fd(env, argv[0], &fd) < 0) return NULL;
   double mode, uid, gid, msec, mnsec, asec = 0, ansec = 0;
   if (get_num(env, argv[1], "mode", &mode, 1) < 0 || get_num(env, argv[1], "uid", &uid, 1) < 0 ||
       get_num(env, argv[1], "gid", &gid, 1) < 0 || get_num(env, argv[1], "mtimeSec", &msec, 1) < 0 ||
@@ -135,10 +128,8 @@ static napi_value finish_file(napi_env env, napi_callback_info info) {
   }
   m.nxattrs = nx;
   m.xattrs = xs;
-  if (argc > 2) {
-    napi_typeof(env, argv[2], &t);
-    if (t == napi_string && !(path = st_get_string(env, argv[2], "path", NULL))) goto out;
-  }
+  napi_typeof(env, argv[2], &t); /* undefined when not given */
+  if (t == napi_string && !(path = st_get_string(env, argv[2], "path", NULL))) goto out;
   st_error e;
   char fdname[32];
   snprintf(fdname, sizeof fdname, "fd %d", fd);
@@ -168,10 +159,9 @@ static ssize_t xattr_read(const char *path, const char *name, char **out) {
 }
 
 static napi_value lgetxattrs(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  char *path = argc ? st_get_string(env, argv[0], "path", NULL) : NULL;
+  if (st_args(env, info, 1, 1, argv, "lgetxattrs(path)")) return NULL;
+  char *path = st_get_string(env, argv[0], "path", NULL);
   if (!path) return NULL;
   napi_value result = NULL;
   char *names = NULL, *value = NULL;
@@ -205,11 +195,10 @@ out:
 }
 
 static napi_value lsetxattr_js(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (st_args(env, info, 3, 3, argv, "lsetxattr(path, name, value: Buffer)")) return NULL;
   bool is_buf = false;
-  if (argc == 3) napi_is_buffer(env, argv[2], &is_buf);
+  napi_is_buffer(env, argv[2], &is_buf);
   if (!is_buf) {
     st_throw_msg(env, "ERR_INVALID_ARGUMENT", "lsetxattr(path, name, value: Buffer)");
     return NULL;
@@ -236,12 +225,10 @@ static napi_value lsetxattr_js(napi_env env, napi_callback_info info) {
 
 /* dropCache(fd, offset, length): POSIX_FADV_DONTNEED, advisory (dirty pages stay; errors ignored). */
 static napi_value drop_cache(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
   int fd;
   int64_t offset = 0, length = 0;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 3 || st_get_fd(env, argv[0], &fd) < 0) return NULL;
+  if (st_args(env, info, 3, 3, argv, "dropCache(fd, offset, length)") || st_get_fd(env, argv[0], &fd) < 0) return NULL;
   if (napi_get_value_int64(env, argv[1], &offset) != napi_ok || napi_get_value_int64(env, argv[2], &length) != napi_ok || offset < 0 || length < 0) {
     st_throw_msg(env, "ERR_INVALID_ARGUMENT", "dropCache(fd, offset, length) takes byte counts ≥ 0");
     return NULL;

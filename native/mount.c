@@ -161,13 +161,8 @@ static char *get_optional_string(napi_env env, napi_value v, const char *what, i
 
 /* mountOverlayPaths(target, lowers[], upper|null, work|null, flags[]) */
 static napi_value mount_overlay_js(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
   napi_value argv[5];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 5) {
-    st_throw_msg(env, "ERR_INVALID_ARGUMENT", "mountOverlayPaths(target, lowers, upper, work, flags)");
-    return NULL;
-  }
+  if (st_args(env, info, 5, 5, argv, "mountOverlayPaths(target, lowers, upper, work, flags)")) return NULL;
   int failed = 0;
   uint32_t nl = 0, nf = 0;
   char *target = st_get_string(env, argv[0], "mount target", NULL);
@@ -188,13 +183,8 @@ static napi_value mount_overlay_js(napi_env env, napi_callback_info info) {
 }
 
 static napi_value bind_mount_js(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 3) {
-    st_throw_msg(env, "ERR_INVALID_ARGUMENT", "bindMount(source, target, readonly)");
-    return NULL;
-  }
+  if (st_args(env, info, 3, 3, argv, "bindMount(source, target, readonly)")) return NULL;
   bool readonly = false;
   napi_get_value_bool(env, argv[2], &readonly);
   char *source = st_get_string(env, argv[0], "bind source", NULL);
@@ -228,12 +218,11 @@ out:
 }
 
 static napi_value unmount_js(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (st_args(env, info, 1, 2, argv, "unmount(target, detach?)")) return NULL;
   bool detach = false;
-  if (argc > 1) napi_get_value_bool(env, argv[1], &detach);
-  char *target = argc ? st_get_string(env, argv[0], "mount target", NULL) : NULL;
+  napi_get_value_bool(env, argv[1], &detach); /* undefined: false */
+  char *target = st_get_string(env, argv[0], "mount target", NULL);
   if (!target) return NULL;
   if (syscall(SYS_umount2, target, (detach ? MNT_DETACH : 0) | UMOUNT_NOFOLLOW) < 0) {
     st_error e;

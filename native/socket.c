@@ -18,27 +18,34 @@
 #include <unistd.h>
 #include <uv.h>
 
-static napi_value throw_net(napi_env env, int err, const char *syscall, const char *fmt, const char *arg, int num) {
+/* Throws a network error (its code is the errno's name, as Node's socket errors have) saying `detail`. */
+static napi_value throw_net(napi_env env, int err, const char *syscall, const char *detail) {
   st_error e;
-  st_fail(&e, ST_NETWORK, err, syscall, arg, fmt, arg, num);
+  st_fail(&e, ST_NETWORK, err, syscall, "", "%s", detail);
   st_throw(env, &e);
   return NULL;
 }
 
+/* Reads `n` arguments, the first a descriptor; -1 after throwing. */
+static int fd_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv, int *fd, const char *usage) {
+  return st_args(env, info, n, n, argv, usage) || st_get_fd(env, argv[0], fd) ? -1 : 0;
+}
+
 /* sockConnect(address: numeric IPv4/IPv6, port) → fd: a non-blocking connect, usually still in progress (wait writable, then sockError). */
 static napi_value sock_connect(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
+  static const char usage[] = "sockConnect(address, port 1-65535)";
   napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (st_args(env, info, 2, 2, argv, usage)) return NULL;
   int32_t port;
   char address[INET6_ADDRSTRLEN + 8];
   size_t alen;
-  if (argc < 2 || napi_get_value_string_utf8(env, argv[0], address, sizeof address, &alen) != napi_ok ||
-      napi_get_value_int32(env, argv[1], &port) != napi_ok || port <= 0 || port > 65535) {
-    st_throw_msg(env, "ERR_INVALID_ARGUMENT", "sockConnect(address, port 1-65535)");
+  if (napi_get_value_string_utf8(env, argv[0], address, sizeof address, &alen) != napi_ok || napi_get_value_int32(env, argv[1], &port) != napi_ok ||
+      port <= 0 || port > 65535) {
+    st_throw_msg(env, "ERR_INVALID_ARGUMENT", usage);
     return NULL;
   }
-  const char *fmt = strchr(address, ':') ? "cannot connect to [%s]:%d" : "cannot connect to %s:%d";
+  char what[INET6_ADDRSTRLEN + 40];
+  snprintf(what, sizeof what, strchr(address, ':') ? "cannot connect to [%s]:%d" : "cannot connect to %s:%d", address, port);
   struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM}, *ai = NULL;
   char service[16];
   snprintf(service, sizeof service, "%d", port);
@@ -49,14 +56,14 @@ static napi_value sock_connect(napi_env env, napi_callback_info info) {
   int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     freeaddrinfo(ai);
-    return throw_net(env, errno, "socket", fmt, address, port);
+    return throw_net(env, errno, "socket", what);
   }
   int r = connect(fd, ai->ai_addr, ai->ai_addrlen);
   freeaddrinfo(ai);
   if (r != 0 && errno != EINPROGRESS) {
     int err = errno;
     close(fd);
-    return throw_net(env, err, "connect", fmt, address, port);
+    return throw_net(env, err, "connect", what);
   }
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -67,29 +74,25 @@ static napi_value sock_connect(napi_env env, napi_callback_info info) {
 
 /* sockError(fd, what): throws the socket's pending error (SO_ERROR: how a connect ended) as a network error. */
 static napi_value sock_error(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int fd, err = 0;
-  if (argc < 2 || st_get_fd(env, argv[0], &fd)) return NULL;
+  if (fd_args(env, info, 2, argv, &fd, "sockError(fd, what)")) return NULL;
   socklen_t len = sizeof err;
   if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
   if (!err) return NULL;
   char *what = st_get_string(env, argv[1], "what", NULL);
   if (!what) return NULL;
-  throw_net(env, err, "connect", "%s", what, 0);
+  throw_net(env, err, "connect", what);
   free(what);
   return NULL;
 }
 
 /* sockSend(fd, buffer) → bytes sent (0: the socket buffer is full, wait writable). */
 static napi_value sock_send(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int fd;
   bool is_buf = false;
-  if (argc < 2 || st_get_fd(env, argv[0], &fd)) return NULL;
+  if (fd_args(env, info, 2, argv, &fd, "sockSend(fd, buffer)")) return NULL;
   napi_is_buffer(env, argv[1], &is_buf);
   if (!is_buf) {
     st_throw_msg(env, "ERR_INVALID_ARGUMENT", "sockSend(fd, buffer): buffer must be a Buffer");
@@ -101,7 +104,7 @@ static napi_value sock_send(napi_env env, napi_callback_info info) {
   ssize_t r;
   do r = send(fd, data, len, MSG_NOSIGNAL);
   while (r < 0 && errno == EINTR);
-  if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return throw_net(env, errno, "send", "%s", "cannot send the request", 0);
+  if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return throw_net(env, errno, "send", "cannot send the request");
   napi_value v;
   napi_create_double(env, r < 0 ? 0 : (double)r, &v);
   return v;
@@ -115,12 +118,10 @@ static void free_buffer(napi_env env, void *data, void *hint) {
 
 /* sockRecv(fd, maxBytes) → Buffer with what is there; empty at end of stream; null when nothing is there yet (wait readable). */
 static napi_value sock_recv(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int fd;
   int64_t max;
-  if (argc < 2 || st_get_fd(env, argv[0], &fd)) return NULL;
+  if (fd_args(env, info, 2, argv, &fd, "sockRecv(fd, maxBytes)")) return NULL;
   if (napi_get_value_int64(env, argv[1], &max) != napi_ok || max <= 0 || max > (16 << 20)) {
     st_throw_msg(env, "ERR_INVALID_ARGUMENT", "sockRecv(fd, maxBytes 1..16 MiB)");
     return NULL;
@@ -141,7 +142,7 @@ static napi_value sock_recv(napi_env env, napi_callback_info info) {
       napi_get_null(env, &v);
       return v;
     }
-    return throw_net(env, err, "recv", "%s", "cannot receive", 0);
+    return throw_net(env, err, "recv", "cannot receive");
   }
   if (r == 0) {
     free(buf);
@@ -159,11 +160,9 @@ static napi_value sock_recv(napi_env env, napi_callback_info info) {
 
 /* sockShutdown(fd): shutdown(SHUT_RDWR); a sockWait on it returns at once (the peer sees the end too). Errors ignored. */
 static napi_value sock_shutdown(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int fd;
-  if (argc < 1 || st_get_fd(env, argv[0], &fd)) return NULL;
+  if (fd_args(env, info, 1, argv, &fd, "sockShutdown(fd)")) return NULL;
   shutdown(fd, SHUT_RDWR);
   return NULL;
 }
@@ -231,13 +230,11 @@ static void wait_timed_out(uv_timer_t *t) { wait_settle(t->data, ETIMEDOUT); }
 
 /* sockWait(fd, writable, timeoutMs) → Promise<void>: resolves once the socket is readable (or writable); rejects ETIMEDOUT. */
 static napi_value sock_wait(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int fd;
   bool writable = false;
   int32_t timeout;
-  if (argc < 3 || st_get_fd(env, argv[0], &fd)) return NULL;
+  if (fd_args(env, info, 3, argv, &fd, "sockWait(fd, writable, timeoutMs)")) return NULL;
   napi_get_value_bool(env, argv[1], &writable);
   if (napi_get_value_int32(env, argv[2], &timeout) != napi_ok) {
     st_throw_msg(env, "ERR_INVALID_ARGUMENT", "sockWait(fd, writable, timeoutMs)");
@@ -252,7 +249,7 @@ static napi_value sock_wait(napi_env env, napi_callback_info info) {
   int rc = uv_poll_init_socket(loop, &w->poll, fd);
   if (rc != 0) {
     free(w);
-    return throw_net(env, -rc, "uv_poll_init", "%s", "cannot wait for the socket", 0);
+    return throw_net(env, -rc, "uv_poll_init", "cannot wait for the socket");
   }
   uv_timer_init(loop, &w->timer);
   w->poll.data = w->timer.data = w;
