@@ -16,6 +16,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { alternateRuns } from './lib/alternate.js';
 import { startBenchRegistry } from './lib/big-image-registry.js';
 import { measureCommand, requireGnuTime, settleDisk, type CommandSpec, type Measurement } from './lib/measure.js';
 import { summarize, type Summary, mb, row, secs } from './lib/stats.js';
@@ -83,7 +84,6 @@ async function main(): Promise<void> {
     await rm(storesDir, { recursive: true, force: true });
     await mkdir(storesDir, { recursive: true });
     const list = tools(concurrency);
-    const results = new Map<string, Measurement[]>(list.map((t) => [t.name, []]));
 
     const once = async (tool: Tool): Promise<Measurement> => {
       const parent = await mkdtemp(join(storesDir, `${tool.name}-`));
@@ -97,17 +97,7 @@ async function main(): Promise<void> {
       }
     };
 
-    for (const tool of list) {
-      const m = await once(tool);
-      log(`warm-up ${tool.name}: ${m.wallSeconds.toFixed(2)} s, ${mb(m.peakRssBytes)} MB (discarded)`);
-    }
-    for (let i = 1; i <= runs; i++) {
-      for (const tool of list) {
-        const m = await once(tool);
-        results.get(tool.name)!.push(m);
-        log(`run ${i}/${runs} ${tool.name}: ${m.wallSeconds.toFixed(2)} s, ${mb(m.peakRssBytes)} MB`);
-      }
-    }
+    const results = await alternateRuns(list, runs, once, log);
 
     const wall = (name: string) => summarize(results.get(name)!.map((m) => m.wallSeconds));
     const rss = (name: string) => summarize(results.get(name)!.map((m) => m.peakRssBytes));

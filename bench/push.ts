@@ -18,6 +18,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { alternateRuns } from './lib/alternate.js';
 import { startBenchRegistry } from './lib/big-image-registry.js';
 import { measureCommand, requireGnuTime, runQuiet, settleDisk, type CommandSpec, type Measurement } from './lib/measure.js';
 import { mb, row, secs, summarize } from './lib/stats.js';
@@ -74,24 +75,13 @@ async function main(): Promise<void> {
         prepare: () => rm(SKOPEO_BLOB_INFO_CACHE, { recursive: true, force: true }),
       },
     ];
-    const results = new Map<string, Measurement[]>(list.map((t) => [t.name, []]));
     let serial = 0;
     const once = async (tool: Tool): Promise<Measurement> => {
       await tool.prepare?.();
       await settleDisk();
       return measureCommand(tool.command(`${target}/pushbench/${tool.name}-${Date.now()}-${++serial}:1`));
     };
-    for (const tool of list) {
-      const m = await once(tool);
-      log(`warm-up ${tool.name}: ${m.wallSeconds.toFixed(2)} s, ${mb(m.peakRssBytes)} MB (discarded)`);
-    }
-    for (let i = 1; i <= runs; i++) {
-      for (const tool of list) {
-        const m = await once(tool);
-        results.get(tool.name)!.push(m);
-        log(`run ${i}/${runs} ${tool.name}: ${m.wallSeconds.toFixed(2)} s, ${mb(m.peakRssBytes)} MB`);
-      }
-    }
+    const results = await alternateRuns(list, runs, once, log);
 
     const wall = (name: string) => summarize(results.get(name)!.map((m) => m.wallSeconds));
     const rss = (name: string) => summarize(results.get(name)!.map((m) => m.peakRssBytes));

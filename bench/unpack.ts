@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { spawnSync } from 'node:child_process';
+import { alternateRuns } from './lib/alternate.js';
 import { startBenchRegistry, type CachedBigImage } from './lib/big-image-registry.js';
 import { CTR, requireContainerd, startContainerd, type PrivateContainerd } from './lib/containerd.js';
 import { GNU_TIME, measureCommand, requireGnuTime, settleDisk, type CommandSpec } from './lib/measure.js';
@@ -223,7 +224,6 @@ async function main(): Promise<void> {
     const all = tools(registry.host, image);
     const list = all.filter((t) => !skipped.has(t.name));
     for (const [name, reason] of skipped) log(`${name}: n/a (${reason})`);
-    const results = new Map<ToolName, Run[]>(list.map((t) => [t.name, []]));
 
     // What every run reads besides its own output: the registry's blobs and every tool's files.
     const warm = [
@@ -251,17 +251,7 @@ async function main(): Promise<void> {
       }
     };
 
-    for (const tool of list) {
-      const r = await once(tool);
-      log(`warm-up ${tool.name}: ${r.wallSeconds.toFixed(2)} s (discarded)`);
-    }
-    for (let i = 1; i <= runs; i++) {
-      for (const tool of list) {
-        const r = await once(tool);
-        results.get(tool.name)!.push(r);
-        log(`run ${i}/${runs} ${tool.name}: ${r.wallSeconds.toFixed(2)} s, ${mb(r.peakRssBytes)} MB${r.daemonPeakRssBytes ? ` (daemon ${mb(r.daemonPeakRssBytes)} MB)` : ''}`);
-      }
-    }
+    const results = await alternateRuns(list, runs, once, log, (r) => `${r.wallSeconds.toFixed(2)} s, ${mb(r.peakRssBytes)} MB${r.daemonPeakRssBytes ? ` (daemon ${mb(r.daemonPeakRssBytes)} MB)` : ''}`);
 
     const wall = (name: ToolName) => (results.has(name) ? summarize(results.get(name)!.map((r) => r.wallSeconds)) : undefined);
     const rss = (name: ToolName) => (results.has(name) ? summarize(results.get(name)!.map((r) => r.peakRssBytes)) : undefined);

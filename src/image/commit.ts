@@ -7,7 +7,7 @@ import { PassThrough, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { FailedPreconditionError, InvalidArgumentError } from '../errors.js';
-import { chainIds, type Digest } from '../oci/digest.js';
+import { chainIds, digestOf, type Digest } from '../oci/digest.js';
 import { INGEST_DIR } from '../oci/layout.js';
 import { Lease } from '../oci/lease.js';
 import { acquireFileLock } from '../oci/lock.js';
@@ -114,9 +114,12 @@ export async function commitImage(options: CommitImageOptions): Promise<CommitIm
     rawConfig.history = [...(rawConfig.history ?? []), step];
     rawConfig.created = created;
     if (options.author !== undefined) rawConfig.author = options.author;
-    const configBytes = Buffer.from(JSON.stringify(rawConfig));
-    const config = await store.put(configBytes);
-    await lease.add(config.digest);
+    // Leased before they are stored: a GC running meanwhile must not take them before the tag does.
+    const putLeased = async (bytes: Buffer) => {
+      await lease.add(digestOf(bytes));
+      return store.put(bytes);
+    };
+    const config = await putLeased(Buffer.from(JSON.stringify(rawConfig)));
     const configDescriptor: Descriptor = { mediaType: MediaType.OciConfig, digest: config.digest, size: config.size };
     const layerDescriptor: Descriptor = { mediaType: MediaType.OciLayerGzip, digest: layer.digest, size: layer.size };
     const manifest = {
@@ -125,8 +128,7 @@ export async function commitImage(options: CommitImageOptions): Promise<CommitIm
       config: configDescriptor,
       layers: [...image.manifest.layers.map((l) => ({ ...l, mediaType: OCI_LAYER_TYPE[l.mediaType] ?? l.mediaType })), layerDescriptor],
     };
-    const manifestBytes = Buffer.from(JSON.stringify(manifest));
-    const stored = await store.put(manifestBytes);
+    const stored = await putLeased(Buffer.from(JSON.stringify(manifest)));
     const manifestDescriptor: Descriptor = { mediaType: MediaType.OciManifest, digest: stored.digest, size: stored.size };
     await store.setTag(target.toString(), manifestDescriptor);
     return {

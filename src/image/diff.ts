@@ -49,9 +49,10 @@ export async function writeTreeDiff(lower: string | undefined, upper: string, ou
 
   const walk = async (rel: string): Promise<void> => {
     const upperNames = (await readdir(join(upper, rel))).sort();
+    const inUpper = new Set(upperNames);
     const lowerNames = new Set(lower === undefined ? [] : await readdir(join(lower, rel)).catch(() => [] as string[]));
     const join2 = (name: string) => (rel ? `${rel}/${name}` : name);
-    for (const name of [...lowerNames].filter((n) => !upperNames.includes(n)).sort()) {
+    for (const name of [...lowerNames].filter((n) => !inUpper.has(n)).sort()) {
       await ensureParents(rel);
       await tar.marker(join2(`.wh.${name}`));
       whiteouts++;
@@ -65,7 +66,7 @@ export async function writeTreeDiff(lower: string | undefined, upper: string, ou
         await ensureParents(rel);
         await addTree(path, st);
       } else if (st.isDirectory()) {
-        if (!(await sameMeta(join(lower!, path), before, join(upper, path), st))) {
+        if (!sameMeta(join(lower!, path), before, join(upper, path), st)) {
           await ensureParents(rel);
           await tar.entry(join(upper, path), path, st);
           written.add(path);
@@ -92,14 +93,14 @@ function kind(st: BigIntStats): number {
  * entry in it changes, and that change writes the directory (with its mtime) anyway; only a
  * touched but otherwise unchanged directory is not carried, as with containerd.
  */
-async function sameMeta(aPath: string, a: BigIntStats, bPath: string, b: BigIntStats): Promise<boolean> {
+function sameMeta(aPath: string, a: BigIntStats, bPath: string, b: BigIntStats): boolean {
   if (a.mode !== b.mode || a.uid !== b.uid || a.gid !== b.gid) return false;
   if (!a.isDirectory() && a.mtimeNs !== b.mtimeNs) return false;
   return sameXattrs(lgetxattrs(aPath), lgetxattrs(bPath));
 }
 
 async function sameEntry(aPath: string, a: BigIntStats, bPath: string, b: BigIntStats): Promise<boolean> {
-  if (!(await sameMeta(aPath, a, bPath, b))) return false;
+  if (!sameMeta(aPath, a, bPath, b)) return false;
   if (a.isSymbolicLink()) return (await readlink(aPath)) === (await readlink(bPath));
   if (a.isCharacterDevice() || a.isBlockDevice()) return a.rdev === b.rdev;
   if (!a.isFile()) return true;

@@ -110,9 +110,7 @@ export class FileIngestWriter implements IngestWriter {
 
   stream(): Writable {
     this.assertOpen();
-    if (this.activeStream && !this.activeStream.writableFinished && !this.activeStream.destroyed) {
-      throw new StoreError(`ingest of blob ${this.digest}: a write stream is already open`);
-    }
+    this.assertNoStream();
     const append = (chunks: Buffer[], cb: (err?: Error | null) => void): void => {
       this.track(this.appendChunks(chunks)).then(() => cb(), cb);
     };
@@ -131,9 +129,7 @@ export class FileIngestWriter implements IngestWriter {
 
   async appendFrom(source: DirectSource, maxBytes: number): Promise<number> {
     this.assertOpen();
-    if (this.activeStream && !this.activeStream.writableFinished && !this.activeStream.destroyed) {
-      throw new StoreError(`ingest of blob ${this.digest}: a write stream is open`);
-    }
+    this.assertNoStream();
     if (this.failure) throw this.failure;
     const digester = this.digester;
     const before = digester.bytes;
@@ -260,6 +256,13 @@ export class FileIngestWriter implements IngestWriter {
 
   private async settle(): Promise<void> {
     await this.inflight;
+  }
+
+  /** One writer of the file at a time: a stream() that is still open excludes another stream() and appendFrom(). */
+  private assertNoStream(): void {
+    if (this.activeStream && !this.activeStream.writableFinished && !this.activeStream.destroyed) {
+      throw new StoreError(`ingest of blob ${this.digest}: a write stream is already open`);
+    }
   }
 
   private assertOpen(): void {

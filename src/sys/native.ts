@@ -153,8 +153,8 @@ function typed<T>(fn: () => T): T {
   }
 }
 
+/** The addon refuses overlapping calls, calls after digest() and after a failed write itself (ERR_INVALID_ARGUMENT). */
 class NativeDigestWriter implements DigestWriter {
-  private busy = false;
   private total = 0;
 
   constructor(
@@ -167,44 +167,33 @@ class NativeDigestWriter implements DigestWriter {
     return this.total;
   }
 
-  write(buffers: readonly Buffer[]): Promise<void> {
-    return this.run(buffers, true);
+  async write(buffers: readonly Buffer[]): Promise<void> {
+    // A private copy of the list: the addon keeps it (and so every Buffer) referenced until the work is done.
+    await this.count(() => this.raw.digestWrite(this.handle, buffers.slice(), true));
   }
 
-  update(buffers: readonly Buffer[]): Promise<void> {
-    return this.run(buffers, false);
+  async update(buffers: readonly Buffer[]): Promise<void> {
+    await this.count(() => this.raw.digestWrite(this.handle, buffers.slice(), false));
+  }
+
+  receive(socketFd: number, maxBytes: number, waitMs: number): Promise<number> {
+    return this.count(() => this.raw.digestReceive(this.handle, socketFd, maxBytes, waitMs));
   }
 
   digest(): string {
     return typed(() => this.raw.digestFinal(this.handle));
   }
 
-  async receive(socketFd: number, maxBytes: number, waitMs: number): Promise<number> {
-    if (this.busy) throw new InvalidArgumentError('DigestWriter: a write or update is still running; await it before the next');
-    this.busy = true;
+  /** Adds what an operation wrote (or hashed) to `bytes`, also what landed before it failed. */
+  private async count(op: () => Promise<number>): Promise<number> {
     try {
-      const n = await this.raw.digestReceive(this.handle, socketFd, maxBytes, waitMs);
+      const n = await op();
       if (n > 0) this.total += n;
       return n;
     } catch (err) {
       const landed = (err as { bytes?: unknown }).bytes;
       if (typeof landed === 'number') this.total += landed;
       throw toStratumError(err);
-    } finally {
-      this.busy = false;
-    }
-  }
-
-  private async run(buffers: readonly Buffer[], write: boolean): Promise<void> {
-    if (this.busy) throw new InvalidArgumentError('DigestWriter: a write or update is still running; await it before the next');
-    this.busy = true;
-    try {
-      // A private copy of the list: the addon keeps it (and so every Buffer) referenced until the work is done.
-      this.total += await this.raw.digestWrite(this.handle, buffers.slice(), write);
-    } catch (err) {
-      throw toStratumError(err);
-    } finally {
-      this.busy = false;
     }
   }
 }

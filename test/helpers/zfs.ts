@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -37,7 +37,7 @@ export async function startFilePool(sizeMiB = 2048): Promise<FilePool | string> 
   if (!(await running())) {
     await run('zfs-fuse', ['-p', join(dir, 'zfs-fuse.pid'), '-x']);
     for (let i = 0; i < 50 && !(await answers()); i++) await sleep(100);
-    daemon = Number((await run('cat', [join(dir, 'zfs-fuse.pid')]).catch(() => ({ stdout: '' }))).stdout.trim()) || undefined;
+    daemon = Number((await readFile(join(dir, 'zfs-fuse.pid'), 'utf8').catch(() => '')).trim()) || undefined;
   }
   const pool = `stratumtest${process.pid}`;
   const file = join(dir, 'pool.img');

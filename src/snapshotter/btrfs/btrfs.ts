@@ -1,12 +1,9 @@
-import { execFile } from 'node:child_process';
 import { chmod, lstat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { FailedPreconditionError, StoreError } from '../../errors.js';
+import { FailedPreconditionError } from '../../errors.js';
+import { runTool } from '../command.js';
 import { removeTree, SNAPSHOTS_DIR } from '../fsutil.js';
 import { FullTreeSnapshotter } from '../full-tree.js';
-
-const run = promisify(execFile);
 
 /** statfs f_type of btrfs (linux/magic.h). */
 const BTRFS_SUPER_MAGIC = 0x9123683e;
@@ -83,12 +80,6 @@ export async function isSubvolume(path: string): Promise<boolean> {
   }
 }
 
-async function btrfs(args: string[], what: string): Promise<void> {
-  try {
-    await run('btrfs', args, { maxBuffer: 1 << 20 });
-  } catch (err) {
-    const e = err as Error & { stderr?: string; code?: unknown };
-    const why = e.code === 'ENOENT' ? 'the btrfs command is not installed (Debian: btrfs-progs)' : e.stderr?.trim() || e.message;
-    throw new StoreError(`${what}: ${why}`, { cause: err });
-  }
+function btrfs(args: string[], what: string): Promise<string> {
+  return runTool('btrfs', args, what, 'btrfs-progs');
 }

@@ -1,10 +1,6 @@
-import { execFile } from 'node:child_process';
 import { chmod, mkdir } from 'node:fs/promises';
-import { promisify } from 'node:util';
-import { StoreError } from '../../errors.js';
+import { runTool } from '../command.js';
 import { FullTreeSnapshotter } from '../full-tree.js';
-
-const run = promisify(execFile);
 
 /**
  * containerd's native snapshotter: snapshot `id` is a full tree at `snapshots/<id>`. Prepare
@@ -31,12 +27,7 @@ export class NativeSnapshotter extends FullTreeSnapshotter {
       return;
     }
     const source = this.dataDir(parents[0]!);
-    try {
-      // One subprocess per snapshot, never one per file. -a = -dR --preserve=all (links, xattrs, owners, modes, times).
-      await run('cp', ['-a', '--reflink=auto', '--preserve=all', '--no-target-directory', source, dir], { maxBuffer: 1 << 20 });
-    } catch (err) {
-      const e = err as Error & { stderr?: string };
-      throw new StoreError(`copying parent snapshot data ${source} to ${dir} failed: ${e.stderr?.trim() || e.message}`, { cause: err });
-    }
+    // One subprocess per snapshot, never one per file. -a = -dR --preserve=all (links, xattrs, owners, modes, times).
+    await runTool('cp', ['-a', '--reflink=auto', '--preserve=all', '--no-target-directory', source, dir], `copying parent snapshot data ${source} to ${dir} failed`);
   }
 }

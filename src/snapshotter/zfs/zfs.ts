@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { FailedPreconditionError, StoreError } from '../../errors.js';
 import { diskUsage, isPidAlive, ownerPid, REMOVAL_DIR, removeTree, SNAPSHOTS_DIR, STAGING_DIR } from '../fsutil.js';
+import { runTool, toolFailure } from '../command.js';
 import { FullTreeSnapshotter } from '../full-tree.js';
 import type { Usage } from '../snapshotter.js';
 
@@ -101,11 +102,12 @@ export class ZfsSnapshotter extends FullTreeSnapshotter {
         if (tree !== undefined) referenced.add(basename(tree));
       }
     }
-    const { stdout } = await run('zfs', ['list', '-H', '-o', 'name', '-d', '1', '-t', 'filesystem', this.dataset]);
+    const stdout = await zfs(['list', '-H', '-o', 'name', '-d', '1', '-t', 'filesystem', this.dataset], `listing the datasets under ${this.dataset}`);
     for (const dataset of stdout.split('\n').filter((d) => d.startsWith(`${this.dataset}/`))) {
       const name = dataset.slice(this.dataset.length + 1);
       const pid = ownerPid(name);
-      if (referenced.has(name) || pid === undefined || (pid === process.pid ? true : isPidAlive(pid))) continue;
+      // Ours may be between its create and its staging directory; another live process's likewise.
+      if (referenced.has(name) || pid === undefined || pid === process.pid || isPidAlive(pid)) continue;
       await destroyDataset(dataset);
       await rmdir(join(this.root, TREES_DIR, name)).catch(() => {});
     }
@@ -122,9 +124,7 @@ async function datasetMountedAt(root: string): Promise<string> {
   try {
     ({ stdout } = await run('zfs', ['list', '-H', '-o', 'name,mountpoint', '-t', 'filesystem'], { maxBuffer: 16 << 20 }));
   } catch (err) {
-    const e = err as Error & { code?: unknown; stderr?: string };
-    const why = e.code === 'ENOENT' ? 'the zfs command is not installed (Debian: zfsutils-linux or zfs-fuse)' : e.stderr?.trim() || e.message;
-    throw new FailedPreconditionError(`zfs snapshotter: cannot list ZFS datasets: ${why}`);
+    throw new FailedPreconditionError(`zfs snapshotter: cannot list ZFS datasets: ${toolFailure('zfs', err, 'zfs-fuse or zfsutils-linux')}`);
   }
   for (const line of stdout.split('\n')) {
     const [name, mountpoint] = line.split('\t');
@@ -151,12 +151,6 @@ export async function destroyDataset(dataset: string): Promise<void> {
   }
 }
 
-async function zfs(args: string[], what: string): Promise<void> {
-  try {
-    await run('zfs', args, { maxBuffer: 1 << 20 });
-  } catch (err) {
-    const e = err as Error & { stderr?: string; code?: unknown };
-    const why = e.code === 'ENOENT' ? 'the zfs command is not installed' : e.stderr?.trim() || e.message;
-    throw new StoreError(`${what}: ${why}`, { cause: err });
-  }
+function zfs(args: string[], what: string): Promise<string> {
+  return runTool('zfs', args, what, 'zfs-fuse or zfsutils-linux');
 }
