@@ -3,7 +3,7 @@
  * created, directory times deferred, big files streamed. It keeps what this layer wrote so that
  * whiteouts and opaque markers never hide the layer's own entries, whatever their order.
  */
-import { closeSync, lstatSync, readdirSync, write as fsWrite } from 'node:fs';
+import { closeSync, lstatSync, readdirSync, write as fsWrite, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { LayerLimitError, UnsafeEntryError } from '../errors.js';
@@ -18,6 +18,8 @@ const writeAsync = promisify(fsWrite);
 
 /** Files above this size are streamed with createFile + write instead of travelling inline in a batch. */
 export const INLINE_FILE_MAX = 1 << 20;
+/** Linux's MAXSYMLINKS. */
+const MAX_SYMLINK_FOLLOWS = 40;
 
 type Kind = 'dir' | 'implicitDir' | 'file' | 'symlink' | 'node' | 'whiteout';
 
@@ -44,8 +46,12 @@ export class LayerWriter {
   private readonly children = new Map<string, Set<string>>();
   private readonly dirTimes = new Map<string, EntryMeta>();
   private readonly opaqueDone = new Set<string>();
-  /** full mode: ancestors found on disk as real directories (from lower layers). */
-  private readonly lowerDirs = new Set<string>();
+  /** full mode: directories of the layers below met as parents, with their times before this layer touched them (restored at the end, as overlayfs shows them). */
+  private readonly lowerDirs = new Map<string, EntryMeta>();
+  /** full mode: directories this layer made where nothing of the layers below remains. */
+  private readonly newDirs = new Set<string>();
+  /** This layer's symlinks (path → target): entry parents resolve through them, inside the root. */
+  private readonly linkTargets = new Map<string, string>();
   /** overlay mode: directories this layer created without an entry; they take their metadata from the layers below. */
   private readonly inheritDirs = new Set<string>();
   /** overlay mode: hardlinks whose target is in a layer below (linked once the parent chain is there). */
@@ -76,9 +82,11 @@ export class LayerWriter {
 
   /** After the last entry: directory times, deepest first, once all their children landed. */
   async finish(): Promise<void> {
-    const dirs = [...this.dirTimes.keys()].sort((a, b) => depth(b) - depth(a));
+    const times = new Map(this.lowerDirs);
+    for (const [path, meta] of this.dirTimes) times.set(path, meta);
+    const dirs = [...times.keys()].sort((a, b) => depth(b) - depth(a));
     for (const path of dirs) {
-      this.batcher.add({ op: 'times', path, meta: this.dirTimes.get(path)! });
+      this.batcher.add({ op: 'times', path, meta: times.get(path)! });
       if (this.batcher.full) await this.batcher.dispatch();
     }
     await this.batcher.flush();
@@ -112,7 +120,7 @@ export class LayerWriter {
     }
     const verdict = normaliseEntryPath(h.name);
     if (!verdict.ok) this.refuse(h.name, verdict.reason);
-    const path = verdict.path;
+    const path = this.resolve(h.name, verdict.path);
     if (path === '') {
       // The root itself (`./`): its metadata belongs to the snapshot, not to the layer.
       if (h.type !== 'dir') this.refuse(h.name, 'a non-directory entry for the root itself');
@@ -125,16 +133,16 @@ export class LayerWriter {
       case 'meta':
         return;
       case 'whiteout':
-        // full mode: a whiteout under a missing directory has nothing to delete.
-        if (!(await this.parents(h.name, wh.target, this.opts.mode === 'overlay'))) return;
+        // Missing parents of a whiteout are made, as containerd's mkparent does: the same tree on every backend.
+        this.parents(h.name, wh.target, true);
         return this.whiteout(h, wh.target);
       case 'opaque':
-        if (!(await this.parents(h.name, path, this.opts.mode === 'overlay'))) return;
+        this.parents(h.name, path, true);
         return this.opaque(h, wh.dir);
       case 'none':
         break;
     }
-    await this.parents(h.name, path);
+    this.parents(h.name, path);
     const meta = this.meta(h);
     switch (h.type) {
       case 'dir':
@@ -147,6 +155,7 @@ export class LayerWriter {
         await this.replaceNonDir(path);
         this.batcher.add({ op: 'symlink', path, target: h.linkname, meta });
         this.record(path, 'symlink');
+        this.linkTargets.set(path, h.linkname);
         break;
       case 'hardlink':
         return this.hardlink(h, path);
@@ -214,6 +223,8 @@ export class LayerWriter {
     else if (before === undefined && this.opts.mode === 'full') {
       const lower = this.lowerKind(path);
       if (lower !== 'dir' && lower !== 'missing') this.batcher.add({ op: 'remove', path });
+      if (lower === 'dir') this.lowerDirs.delete(path);
+      else this.newDirs.add(path);
     }
     this.batcher.add({ op: 'mkdir', path, meta });
     this.record(path, 'dir');
@@ -227,13 +238,9 @@ export class LayerWriter {
   private async hardlink(h: TarHeader, path: string): Promise<void> {
     const verdict = normaliseEntryPath(h.linkname);
     if (!verdict.ok) this.refuse(h.name, `hardlink target ${JSON.stringify(h.linkname)}: ${verdict.reason}`);
-    const target = verdict.path;
-    if (target === '') this.refuse(h.name, 'hardlink to the root directory');
+    if (verdict.path === '') this.refuse(h.name, 'hardlink to the root directory');
+    const target = this.resolve(h.name, verdict.path);
     if (target === path) this.refuse(h.name, 'hardlink to itself');
-    for (const a of ancestors(target)) {
-      const k = this.written.get(a);
-      if (k === 'symlink') this.refuse(h.name, `hardlink target ${JSON.stringify(h.linkname)} passes through symlink ${JSON.stringify(a)}`);
-    }
     const kind = this.written.get(target);
     if (kind === 'dir' || kind === 'implicitDir') this.refuse(h.name, `hardlink to directory ${JSON.stringify(h.linkname)}`);
     if (kind === 'whiteout') this.refuse(h.name, `hardlink target ${JSON.stringify(h.linkname)} was deleted by this layer`);
@@ -275,6 +282,7 @@ export class LayerWriter {
     }
     if (this.opaqueDone.has(dir)) return;
     this.opaqueDone.add(dir);
+    if (this.newDirs.has(dir)) return; // made by this layer: nothing below to hide
     const own = this.children.get(dir);
     if (own === undefined || own.size === 0) {
       this.batcher.add({ op: 'removeChildren', path: dir });
@@ -321,39 +329,88 @@ export class LayerWriter {
   }
 
   /**
-   * Checks every parent of path, creating the missing ones (or, without `create`, returning false
-   * at the first missing one); refuses a symlink or non-directory on the way.
+   * Resolves the parents of a root-relative path through the symlinks this layer wrote, inside the
+   * root (an absolute target starts at the root, `..` stops there), as containerd resolves an entry's
+   * parent in the directory it extracts into. The final component is never followed. Symlinks of the
+   * layers below are not followed: a directory in this layer hides them (see parents()).
    */
-  private async parents(entryName: string, path: string, create = true): Promise<boolean> {
+  private resolve(entryName: string, path: string): string {
+    if (this.linkTargets.size === 0) return path;
+    const pending = path.split('/').reverse();
+    const last = pending.shift()!;
+    const out: string[] = [];
+    let follows = 0;
+    while (pending.length > 0) {
+      const part = pending.pop()!;
+      if (part === '' || part === '.') continue;
+      if (part === '..') {
+        out.pop();
+        continue;
+      }
+      out.push(part);
+      const target = this.linkTargets.get(out.join('/'));
+      if (target === undefined) continue;
+      if (++follows > MAX_SYMLINK_FOLLOWS) this.refuse(entryName, `too many levels of symbolic links below ${JSON.stringify(out.join('/'))}`);
+      out.pop();
+      if (target.startsWith('/')) out.length = 0;
+      const parts = target.split('/');
+      for (let i = parts.length - 1; i >= 0; i--) pending.push(parts[i]!);
+    }
+    out.push(last);
+    return out.join('/');
+  }
+
+  /**
+   * Makes every parent of path a directory. Missing ones are created (by the addon on the next
+   * create op, or here with `explicit`, for whiteouts that create nothing). One rule on every
+   * backend, the one overlayfs gives and containerd's overlay applier follows: a symlink, file or
+   * device of the layers below in a parent's place is replaced by a new directory, which hides it.
+   * A non-directory this layer wrote in a parent's place is refused.
+   */
+  private parents(entryName: string, path: string, explicit = false): void {
+    let below = this.opts.mode === 'full';
     for (const a of ancestors(path)) {
       const kind = this.written.get(a);
-      if (kind === 'dir' || kind === 'implicitDir') continue;
+      if (kind === 'dir' || kind === 'implicitDir') {
+        if (this.newDirs.has(a)) below = false;
+        continue;
+      }
       if (kind === 'symlink') this.refuse(entryName, `parent ${JSON.stringify(a)} is a symlink`);
       if (kind === 'file' || kind === 'node') this.refuse(entryName, `parent ${JSON.stringify(a)} is not a directory`);
       if (kind === 'whiteout') {
-        if (!create) return false;
         // Deleted earlier in this layer and now a parent again: a fresh directory that hides the old one.
         this.batcher.add({ op: 'remove', path: a });
         this.batcher.add({ op: 'mkdir', path: a, meta: implicitDirMeta() });
         if (this.opts.mode === 'overlay') this.markOpaque(a);
+        else this.newDirs.add(a);
         this.record(a, 'implicitDir');
+        below = false;
         continue;
       }
-      if (this.opts.mode === 'full') {
+      if (below) {
         const lower = this.lowerKind(a);
-        if (lower === 'symlink') this.refuse(entryName, `parent ${JSON.stringify(a)} is a symlink`);
-        if (lower === 'other') this.refuse(entryName, `parent ${JSON.stringify(a)} is not a directory`);
         if (lower === 'dir') {
           this.recordChild(a);
           continue;
         }
+        below = false;
+        if (lower !== 'missing') {
+          this.forgetLower(a);
+          this.batcher.add({ op: 'mkdir', path: a, meta: implicitDirMeta() });
+          this.newDir(a);
+          continue;
+        }
       }
-      if (!create) return false;
-      // The addon creates missing parents (0755, owned by us) on the way; no op needed.
-      this.record(a, 'implicitDir');
-      if (this.opts.mode === 'overlay') this.inheritDirs.add(a);
+      if (explicit) this.batcher.add({ op: 'mkdir', path: a, meta: implicitDirMeta() });
+      this.newDir(a);
     }
-    return true;
+  }
+
+  /** A directory this layer made without an entry of its own. */
+  private newDir(path: string): void {
+    this.record(path, 'implicitDir');
+    if (this.opts.mode === 'overlay') this.inheritDirs.add(path);
+    else this.newDirs.add(path);
   }
 
   /** Before writing a non-directory: an own or lower directory in the way is removed (last entry wins). */
@@ -373,24 +430,29 @@ export class LayerWriter {
   /** full mode: what a lower layer left at path (its parents are already verified directories). */
   private lowerKind(path: string): 'missing' | 'dir' | 'symlink' | 'other' {
     if (this.lowerDirs.has(path)) return 'dir';
+    if (this.newDirs.has(path)) return 'missing';
     let st;
     try {
-      st = lstatSync(join(this.rootDir, path));
+      st = lstatSync(join(this.rootDir, path), { bigint: true });
     } catch {
       return 'missing';
     }
     if (st.isSymbolicLink()) return 'symlink';
     if (!st.isDirectory()) return 'other';
-    this.lowerDirs.add(path);
+    this.lowerDirs.set(path, timesOf(st));
     return 'dir';
   }
 
   private forgetLower(path: string, self = true): void {
-    for (const d of this.lowerDirs) if (isWithin(d, path) && (self || d !== path)) this.lowerDirs.delete(d);
+    for (const d of this.lowerDirs.keys()) if (isWithin(d, path) && (self || d !== path)) this.lowerDirs.delete(d);
+    // Emptied (self false) keeps this layer's own directories; removed (self true) takes them too.
+    if (self) for (const d of this.newDirs) if (isWithin(d, path)) this.newDirs.delete(d);
   }
 
   private forgetBelow(path: string): void {
     for (const d of this.inheritDirs) if (isWithin(d, path)) this.inheritDirs.delete(d);
+    for (const d of this.newDirs) if (isWithin(d, path)) this.newDirs.delete(d);
+    for (const d of this.linkTargets.keys()) if (isWithin(d, path)) this.linkTargets.delete(d);
     for (const p of [...this.written.keys()]) {
       if (p !== path && isWithin(p, path)) {
         this.written.delete(p);
@@ -404,6 +466,7 @@ export class LayerWriter {
 
   private record(path: string, kind: Kind): void {
     if (kind !== 'whiteout') this.whiteouts.delete(path);
+    if (kind !== 'symlink') this.linkTargets.delete(path);
     this.written.set(path, kind);
     this.recordChild(path);
   }
@@ -429,6 +492,12 @@ export class LayerWriter {
     }
     return meta;
   }
+}
+
+/** Only the times: a lower directory keeps its owner, mode and xattrs. */
+function timesOf(st: BigIntStats): EntryMeta {
+  const second = 1_000_000_000n;
+  return { mode: 0, uid: 0, gid: 0, atimeSec: Number(st.atimeNs / second), atimeNsec: Number(st.atimeNs % second), mtimeSec: Number(st.mtimeNs / second), mtimeNsec: Number(st.mtimeNs % second) };
 }
 
 async function writeFully(fd: number, chunk: Buffer, position: number): Promise<void> {

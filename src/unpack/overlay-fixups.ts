@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { UnsafeEntryError } from '../errors.js';
 import { loadNative, type EntryMeta, type NativeBinding } from '../sys/native.js';
-import { ancestors } from './entry-path.js';
+import { ancestors, parentOf } from './entry-path.js';
 import type { OverlayFixups } from './types.js';
 import { isOverlayXattr } from './whiteout.js';
 
@@ -22,6 +22,14 @@ export async function applyOverlayFixups(upperDir: string, lowerView: string, fi
   const rootFd = binding.openRoot(upperDir);
   try {
     const inherit = new Set(fixups.inheritDirs);
+    // Linking and removing below change directories' times, which the layer set: they are put back at the end.
+    const touched = new Map<string, EntryMeta>();
+    for (const path of [...fixups.lowerLinks.flatMap(({ path, target }) => [path, target]), ...fixups.whiteouts]) {
+      const dir = parentOf(path);
+      if (dir === '' || touched.has(dir) || inherit.has(dir)) continue;
+      const st = await lstatBig(join(upperDir, dir));
+      if (st?.isDirectory()) touched.set(dir, timesOf(st));
+    }
     const copiedUp = new Set<string>();
     for (const { path, target } of fixups.lowerLinks) {
       if (!copiedUp.has(target)) {
@@ -37,6 +45,7 @@ export async function applyOverlayFixups(upperDir: string, lowerView: string, fi
     const hidingNothing: string[] = [];
     for (const path of fixups.whiteouts) if (!(await exists(join(lowerView, path)))) hidingNothing.push(path);
     if (hidingNothing.length > 0) await binding.applyBatch(rootFd, hidingNothing.map((path) => ({ op: 'remove' as const, path })));
+    if (touched.size > 0) await binding.applyBatch(rootFd, [...touched].map(([path, meta]) => ({ op: 'times' as const, path, meta })));
     for (const dir of inherit) {
       const below = await lstatBig(join(lowerView, dir));
       if (below?.isDirectory()) await binding.applyBatch(rootFd, [{ op: 'mkdir', path: dir, meta: metaOf(below, join(lowerView, dir), binding) }]);
@@ -65,6 +74,11 @@ async function copyUp(binding: NativeBinding, rootFd: number, from: string, path
   } finally {
     closeSync(fd);
   }
+}
+
+function timesOf(st: BigIntStats): EntryMeta {
+  const second = 1_000_000_000n;
+  return { mode: 0, uid: 0, gid: 0, atimeSec: Number(st.atimeNs / second), atimeNsec: Number(st.atimeNs % second), mtimeSec: Number(st.mtimeNs / second), mtimeNsec: Number(st.mtimeNs % second) };
 }
 
 async function exists(path: string): Promise<boolean> {
