@@ -8,8 +8,11 @@
  * Pulled from the real registry with the CLI, compared through real mounts.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { buildLayer, type EntrySpec } from '../fixtures/layers.js';
 import { writeOciLayout } from '../fixtures/layout.js';
@@ -22,6 +25,7 @@ import { deleteSubvolumesUnder, mountLoopBtrfs } from '../helpers/btrfs.js';
 import { assertSameTree, snapshotTree, type TreeEntry } from '../helpers/tree.js';
 
 const tmp = new TempDirs();
+const exec = promisify(execFile);
 
 function missing(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root: overlay mounts, owners, trusted xattrs';
@@ -96,8 +100,19 @@ before(async () => {
   reference = `${registry.host}/one-rule/image:1`;
 });
 after(async () => {
+  await registry?.stop();
   await tmp.cleanup();
 });
+
+/** `stratum export` of the image, extracted by GNU tar: the tree the tar holds. */
+async function exportedTree(store: string, snapshotter: string): Promise<TreeEntry[]> {
+  const work = await tmp.make(`export-${snapshotter}`);
+  const e = await runCli(['export', '--store', store, '--snapshotter', snapshotter, reference, '-o', join(work, 'rootfs.tar')], env);
+  assert.equal(e.code, 0, e.stderr);
+  await mkdir(join(work, 'rootfs'));
+  await exec('tar', ['-xpf', join(work, 'rootfs.tar'), '--numeric-owner', '--xattrs', '--xattrs-include=*', '-C', join(work, 'rootfs')]);
+  return snapshotTree(join(work, 'rootfs'));
+}
 
 async function pulledTree(store: string, snapshotter: string): Promise<TreeEntry[]> {
   const p = await runCli(['pull', '--store', store, '--snapshotter', snapshotter, reference], env);
@@ -125,8 +140,10 @@ describe('the same layers give the same tree on every backend (containerd overla
   for (const snapshotter of ['overlay', 'native'] as const) {
     test(`${snapshotter}: symlinked and replaced parents, whiteouts that make parents, lower directory times kept`, async (t) => {
       if (MISSING) return t.skip(MISSING);
-      const tree = await pulledTree(await tmp.make(`store-${snapshotter}`), snapshotter);
+      const store = await tmp.make(`store-${snapshotter}`);
+      const tree = await pulledTree(store, snapshotter);
       assert.deepEqual(checkExpectations(tree, EXPECT), [], snapshotter);
+      assertSameTree(tree, await exportedTree(store, snapshotter), { names: [`${snapshotter} mount`, `${snapshotter} export`], mtimes: true, ignore: (p) => p === '.' });
       for (const dir of ['kept', 'kept/sub', 'other', 'target']) assert.equal(mtimeOf(tree, dir), OLD.getTime(), `${snapshotter}: ${dir} keeps the image's time`);
       trees[snapshotter] = tree;
     });
