@@ -108,9 +108,15 @@ int st_get_fd(napi_env env, napi_value v, int *fd) {
 
 char *st_get_string(napi_env env, napi_value v, const char *what, size_t *len_out) {
   size_t len;
-  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) {
+  bool is_buffer = false;
+  void *bytes = NULL;
+  napi_is_buffer(env, v, &is_buffer);
+  /* A Buffer is taken as the bytes it holds: names that are not UTF-8 survive. */
+  if (is_buffer) {
+    napi_get_buffer_info(env, v, &bytes, &len);
+  } else if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) {
     char msg[256];
-    snprintf(msg, sizeof msg, "%s must be a string", what);
+    snprintf(msg, sizeof msg, "%s must be a string or a Buffer", what);
     st_throw_msg(env, "ERR_INVALID_ARGUMENT", msg);
     return NULL;
   }
@@ -119,7 +125,12 @@ char *st_get_string(napi_env env, napi_value v, const char *what, size_t *len_ou
     napi_throw_error(env, "ERR_APPLY", "out of memory");
     return NULL;
   }
-  napi_get_value_string_utf8(env, v, s, len + 1, &len);
+  if (is_buffer) {
+    if (len > 0) memcpy(s, bytes, len);
+    s[len] = '\0';
+  } else {
+    napi_get_value_string_utf8(env, v, s, len + 1, &len);
+  }
   if (strlen(s) != len) {
     st_error e;
     st_fail(&e, ST_UNSAFE, 0, NULL, s, "%s contains a NUL byte", what);

@@ -1,6 +1,6 @@
 import type { BigIntStats } from 'node:fs';
-import { lstat, open, readdir, readlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { lstat, open, readlink } from 'node:fs/promises';
+import { readdirNames, underDir } from '../sys/byte-path.js';
 import type { Writable } from 'node:stream';
 import { lgetxattrs } from '../sys/native.js';
 import { TreeTarWriter } from './tree-tar.js';
@@ -31,26 +31,26 @@ export async function writeTreeDiff(lower: string | undefined, upper: string, ou
     if (written.has(rel)) return;
     const slash = rel.lastIndexOf('/');
     await ensureParents(slash < 0 ? '' : rel.slice(0, slash));
-    const abs = join(upper, rel);
+    const abs = underDir(upper, rel);
     await tar.entry(abs, rel, await lstat(abs, { bigint: true }));
     written.add(rel);
   };
 
   const addTree = async (rel: string, st: BigIntStats): Promise<void> => {
-    const abs = join(upper, rel);
+    const abs = underDir(upper, rel);
     if (!(await tar.entry(abs, rel, st))) return;
     if (!st.isDirectory()) return;
     written.add(rel);
-    for (const name of (await readdir(abs)).sort()) {
+    for (const name of (await readdirNames(abs)).sort()) {
       const child = `${rel}/${name}`;
-      await addTree(child, await lstat(join(upper, child), { bigint: true }));
+      await addTree(child, await lstat(underDir(upper, child), { bigint: true }));
     }
   };
 
   const walk = async (rel: string): Promise<void> => {
-    const upperNames = (await readdir(join(upper, rel))).sort();
+    const upperNames = (await readdirNames(underDir(upper, rel))).sort();
     const inUpper = new Set(upperNames);
-    const lowerNames = new Set(lower === undefined ? [] : await readdir(join(lower, rel)).catch(() => [] as string[]));
+    const lowerNames = new Set(lower === undefined ? [] : await readdirNames(underDir(lower, rel)).catch(() => [] as string[]));
     const join2 = (name: string) => (rel ? `${rel}/${name}` : name);
     for (const name of [...lowerNames].filter((n) => !inUpper.has(n)).sort()) {
       await ensureParents(rel);
@@ -59,22 +59,22 @@ export async function writeTreeDiff(lower: string | undefined, upper: string, ou
     }
     for (const name of upperNames) {
       const path = join2(name);
-      const st = await lstat(join(upper, path), { bigint: true });
-      const before = lowerNames.has(name) ? await lstat(join(lower!, path), { bigint: true }) : undefined;
+      const st = await lstat(underDir(upper, path), { bigint: true });
+      const before = lowerNames.has(name) ? await lstat(underDir(lower!, path), { bigint: true }) : undefined;
       if (before === undefined || kind(before) !== kind(st)) {
         // New, or a different type: written whole (a file over a directory replaces it when applied).
         await ensureParents(rel);
         await addTree(path, st);
       } else if (st.isDirectory()) {
-        if (!sameMeta(join(lower!, path), before, join(upper, path), st)) {
+        if (!sameMeta(underDir(lower!, path), before, underDir(upper, path), st)) {
           await ensureParents(rel);
-          await tar.entry(join(upper, path), path, st);
+          await tar.entry(underDir(upper, path), path, st);
           written.add(path);
         }
         await walk(path);
-      } else if (!(await sameEntry(join(lower!, path), before, join(upper, path), st))) {
+      } else if (!(await sameEntry(underDir(lower!, path), before, underDir(upper, path), st))) {
         await ensureParents(rel);
-        await tar.entry(join(upper, path), path, st);
+        await tar.entry(underDir(upper, path), path, st);
       }
     }
   };
@@ -93,15 +93,15 @@ function kind(st: BigIntStats): number {
  * entry in it changes, and that change writes the directory (with its mtime) anyway; only a
  * touched but otherwise unchanged directory is not carried, as with containerd.
  */
-function sameMeta(aPath: string, a: BigIntStats, bPath: string, b: BigIntStats): boolean {
+function sameMeta(aPath: Buffer, a: BigIntStats, bPath: Buffer, b: BigIntStats): boolean {
   if (a.mode !== b.mode || a.uid !== b.uid || a.gid !== b.gid) return false;
   if (!a.isDirectory() && a.mtimeNs !== b.mtimeNs) return false;
   return sameXattrs(lgetxattrs(aPath), lgetxattrs(bPath));
 }
 
-async function sameEntry(aPath: string, a: BigIntStats, bPath: string, b: BigIntStats): Promise<boolean> {
+async function sameEntry(aPath: Buffer, a: BigIntStats, bPath: Buffer, b: BigIntStats): Promise<boolean> {
   if (!sameMeta(aPath, a, bPath, b)) return false;
-  if (a.isSymbolicLink()) return (await readlink(aPath)) === (await readlink(bPath));
+  if (a.isSymbolicLink()) return (await readlink(aPath, { encoding: 'buffer' })).equals(await readlink(bPath, { encoding: 'buffer' }));
   if (a.isCharacterDevice() || a.isBlockDevice()) return a.rdev === b.rdev;
   if (!a.isFile()) return true;
   if (a.size !== b.size) return false;
@@ -117,7 +117,7 @@ function sameXattrs(a: Record<string, Buffer>, b: Record<string, Buffer>): boole
 }
 
 /** Byte-for-byte comparison of two files of the same size, 1 MiB at a time. */
-async function sameContent(aPath: string, bPath: string, size: number): Promise<boolean> {
+async function sameContent(aPath: Buffer, bPath: Buffer, size: number): Promise<boolean> {
   const [fa, fb] = await Promise.all([open(aPath, 'r'), open(bPath, 'r')]);
   try {
     const bufA = Buffer.allocUnsafe(Math.min(size, 1 << 20));

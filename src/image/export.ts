@@ -1,5 +1,5 @@
-import { lstat, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { lstat } from 'node:fs/promises';
+import { readdirNames, underDir } from '../sys/byte-path.js';
 import type { Writable } from 'node:stream';
 import { TreeTarWriter } from './tree-tar.js';
 
@@ -11,9 +11,9 @@ import { TreeTarWriter } from './tree-tar.js';
 export async function writeTreeAsTar(dir: string, out: Writable): Promise<{ entries: number }> {
   const tar = new TreeTarWriter(out);
   async function walk(rel: string): Promise<void> {
-    for (const name of (await readdir(join(dir, rel))).sort()) {
+    for (const name of (await readdirNames(underDir(dir, rel))).sort()) {
       const path = rel ? `${rel}/${name}` : name;
-      const abs = join(dir, path);
+      const abs = underDir(dir, path);
       const st = await lstat(abs, { bigint: true });
       if ((await tar.entry(abs, path, st)) && st.isDirectory()) await walk(path);
     }

@@ -1,8 +1,8 @@
 import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
-import { readlink } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
 import type { Writable } from 'node:stream';
+import { readlinkName, showName } from '../sys/byte-path.js';
 import { lgetxattrs } from '../sys/native.js';
 import { encodeHeader, END_OF_ARCHIVE, padding, type TarEntryHeader } from '../unpack/tar-writer.js';
 
@@ -18,8 +18,8 @@ export class TreeTarWriter {
 
   constructor(private readonly out: Writable) {}
 
-  /** Writes `abs` (already lstat'ed) as `path`; false for what tar does not hold (sockets). */
-  async entry(abs: string, path: string, st: BigIntStats): Promise<boolean> {
+  /** Writes `abs` (already lstat'ed) as `path` (a byte string); false for what tar does not hold (sockets). */
+  async entry(abs: Buffer, path: string, st: BigIntStats): Promise<boolean> {
     const base = {
       name: path,
       mode: Number(st.mode & 0o7777n),
@@ -39,7 +39,7 @@ export class TreeTarWriter {
     } else if (st.isDirectory()) {
       header = { ...base, type: 'dir' };
     } else if (st.isSymbolicLink()) {
-      header = { ...base, type: 'symlink', linkname: await readlink(abs) };
+      header = { ...base, type: 'symlink', linkname: await readlinkName(abs) };
     } else if (st.isCharacterDevice() || st.isBlockDevice()) {
       const rdev = st.rdev;
       const devmajor = Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn));
@@ -73,7 +73,7 @@ export class TreeTarWriter {
     if (!this.out.write(chunk)) await once(this.out, 'drain');
   }
 
-  private async copyContent(abs: string, size: number): Promise<void> {
+  private async copyContent(abs: Buffer, size: number): Promise<void> {
     let copied = 0;
     for await (const chunk of createReadStream(abs, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
       const take = chunk.subarray(0, size - copied); // a file that grew meanwhile: the header's size wins
@@ -81,7 +81,7 @@ export class TreeTarWriter {
       await this.write(take);
       if (copied === size) break;
     }
-    if (copied < size) throw new Error(`${abs} shrank while it was archived (${copied} of ${size} bytes)`);
+    if (copied < size) throw new Error(`${showName(abs.toString('latin1'))} shrank while it was archived (${copied} of ${size} bytes)`);
     await this.write(padding(size));
   }
 }

@@ -11,9 +11,9 @@ export interface RawAddon {
   applyProgram(rootFd: number, program: Buffer, datas: Buffer[]): Promise<void>;
   openRoot(path: string): number;
   closeFd(fd: number): void;
-  createFile(rootFd: number, path: string, mode: number): number;
+  createFile(rootFd: number, path: string | Buffer, mode: number): number;
   finishFile(fd: number, meta: object, path?: string): void;
-  lgetxattrs(absPath: string): Record<string, Buffer>;
+  lgetxattrs(absPath: string | Buffer): Record<string, Buffer>;
   lsetxattr(absPath: string, name: string, value: Buffer): void;
   mountOverlayPaths(target: string, lowers: string[], upper: string | null, work: string | null, flags: string[]): void;
   bindMount(source: string, target: string, readonly: boolean): void;

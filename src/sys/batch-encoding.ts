@@ -1,9 +1,11 @@
 import { InvalidArgumentError, UnsafePathError } from '../errors.js';
+import { quoteName } from './byte-path.js';
 import type { EntryMeta, FsOp } from './native.js';
 
 /**
  * Encodes a batch for the addon's applyProgram: one Buffer of fixed-layout records (little-endian;
- * strings as u32 length + UTF-8 + NUL) and the list of content Buffers it refers to by index, so
+ * strings as u32 length + bytes + NUL: paths and link targets are byte strings, one byte per char,
+ * xattr names UTF-8) and the list of content Buffers it refers to by index, so
  * the main thread makes no N-API call per op and file data is never copied. Layout per op:
  *   u8 opcode, u8 node kind, u16 0, str path, then by opcode:
  *   file: u32 data · symlink, hardlink: str target · mknod: u32 major, u32 minor ·
@@ -13,6 +15,7 @@ import type { EntryMeta, FsOp } from './native.js';
  * Must match native/batch.c.
  */
 const OPCODES = { mkdir: 1, file: 2, symlink: 3, hardlink: 4, mknod: 5, remove: 6, removeChildren: 7, setxattr: 8, times: 9 } as const;
+const NOT_A_BYTE = /[^\x00-\xff]/;
 const NODE_KINDS = { char: 1, block: 2, fifo: 3 } as const;
 
 export interface EncodedBatch {
@@ -56,6 +59,14 @@ class ProgramWriter {
     this.buf[this.off + 4 + n] = 0;
     this.off += 4 + n + 1;
   }
+  /** A byte string (src/sys/byte-path.ts): every char is one byte. */
+  bytes(s: string): void {
+    this.reserve(4 + s.length + 1);
+    this.buf.writeUInt32LE(s.length, this.off);
+    this.buf.write(s, this.off + 4, 'latin1');
+    this.buf[this.off + 4 + s.length] = 0;
+    this.off += 4 + s.length + 1;
+  }
   data(b: Uint8Array): void {
     this.u32(this.datas.length);
     this.datas.push(Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
@@ -97,19 +108,20 @@ export function encodeBatch(ops: readonly FsOp[]): EncodedBatch {
   const w = new ProgramWriter();
   for (let i = 0; i < ops.length; i++) {
     const op = ops[i]!;
-    const where = `batch op ${i} (${op.op} ${JSON.stringify(op.path)})`;
+    const where = `batch op ${i} (${op.op} ${quoteName(op.path)})`;
     const code = OPCODES[op.op];
     if (code === undefined) throw new InvalidArgumentError(`${where}: unknown op`);
     if (typeof op.path !== 'string') throw new InvalidArgumentError(`${where}: path must be a string`);
     // C strings would silently end at a NUL: refuse it here, where the whole name can still be shown.
     for (const [what, s] of [['path', op.path], ['target', 'target' in op ? op.target : '']] as const) {
-      if (s.includes('\0')) throw new UnsafePathError(`unsafe path ${JSON.stringify(op.path)}: the ${what} contains a NUL byte`, { path: op.path, opIndex: i });
+      if (NOT_A_BYTE.test(s)) throw new InvalidArgumentError(`${where}: the ${what} is not a byte string (a char above \\xff): convert names with bytesOf/byteString`);
+      if (s.includes('\0')) throw new UnsafePathError(`unsafe path ${quoteName(op.path)}: the ${what} contains a NUL byte`, { path: op.path, opIndex: i });
     }
     w.u8(code);
     w.u8(op.op === 'mknod' ? NODE_KINDS[op.kind] ?? 0 : 0);
     w.u8(0);
     w.u8(0);
-    w.str(op.path);
+    w.bytes(op.path);
     switch (op.op) {
       case 'mkdir':
       case 'times':
@@ -120,11 +132,11 @@ export function encodeBatch(ops: readonly FsOp[]): EncodedBatch {
         meta(w, op.meta, where);
         break;
       case 'symlink':
-        w.str(op.target);
+        w.bytes(op.target);
         meta(w, op.meta, where);
         break;
       case 'hardlink':
-        w.str(op.target);
+        w.bytes(op.target);
         break;
       case 'mknod':
         if (NODE_KINDS[op.kind] === undefined) throw new InvalidArgumentError(`${where}: kind must be char, block or fifo`);

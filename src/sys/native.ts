@@ -31,6 +31,7 @@ export interface EntryMeta {
  * One filesystem operation of a batch; a batch is applied in order on a libuv worker thread.
  * Missing parent directories are created (0755, root-owned) for mkdir/file/symlink/hardlink/mknod.
  */
+/** Paths and link targets are root-relative byte strings (src/sys/byte-path.ts): one char per byte. */
 export type FsOp =
   | { op: 'mkdir'; path: string; meta: EntryMeta } // an existing directory is kept, its metadata updated; a non-directory is replaced
   | { op: 'file'; path: string; meta: EntryMeta; data: Buffer } // replaces a non-directory; a directory in the way is removed recursively
@@ -87,11 +88,11 @@ export interface NativeBinding {
    */
   applyBatch(rootFd: number, ops: readonly FsOp[]): Promise<void>;
   /** Opens (creating; replacing a non-directory, removing a directory in the way) a regular file for fs.write; returns an fd the caller closes. */
-  createFile(rootFd: number, path: string, mode: number): number;
+  createFile(rootFd: number, path: string | Buffer, mode: number): number;
   /** fchown, fchmod, fsetxattr, futimens on an open fd (after its content was written); `path` only names it in errors. Does not close. */
   finishFile(fd: number, meta: EntryMeta, path?: string): void;
   /** llistxattr + lgetxattr of the entry itself (a symlink is not followed). */
-  lgetxattrs(absPath: string): Record<string, Buffer>;
+  lgetxattrs(absPath: string | Buffer): Record<string, Buffer>;
   lsetxattr(absPath: string, name: string, value: Buffer): void;
   /** Overlay through fsopen/fsconfig (one lowerdir+ per layer)/fsmount/move_mount; read-only without an upper. */
   mountOverlay(target: string, options: OverlayOptions): void;
@@ -238,9 +239,9 @@ export function loadNative(): NativeBinding {
 export const openRoot = (path: string): number => loadNative().openRoot(path);
 export const closeFd = (fd: number): void => loadNative().closeFd(fd);
 export const applyBatch = (rootFd: number, ops: readonly FsOp[]): Promise<void> => loadNative().applyBatch(rootFd, ops);
-export const createFile = (rootFd: number, path: string, mode: number): number => loadNative().createFile(rootFd, path, mode);
+export const createFile = (rootFd: number, path: string | Buffer, mode: number): number => loadNative().createFile(rootFd, path, mode);
 export const finishFile = (fd: number, meta: EntryMeta, path?: string): void => loadNative().finishFile(fd, meta, path);
-export const lgetxattrs = (absPath: string): Record<string, Buffer> => loadNative().lgetxattrs(absPath);
+export const lgetxattrs = (absPath: string | Buffer): Record<string, Buffer> => loadNative().lgetxattrs(absPath);
 export const lsetxattr = (absPath: string, name: string, value: Buffer): void => loadNative().lsetxattr(absPath, name, value);
 export const mountOverlay = (target: string, options: OverlayOptions): void => loadNative().mountOverlay(target, options);
 export const bindMount = (source: string, target: string, readonly: boolean): void => loadNative().bindMount(source, target, readonly);

@@ -3,10 +3,10 @@
  * created, directory times deferred, big files streamed. It keeps what this layer wrote so that
  * whiteouts and opaque markers never hide the layer's own entries, whatever their order.
  */
-import { closeSync, lstatSync, readdirSync, write as fsWrite, type BigIntStats } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, lstatSync, write as fsWrite, type BigIntStats } from 'node:fs';
 import { promisify } from 'node:util';
 import { LayerLimitError, UnsafeEntryError } from '../errors.js';
+import { bytesOf, quoteName, readdirNamesSync, showName, underDir } from '../sys/byte-path.js';
 import type { EntryMeta, NativeBinding } from '../sys/native.js';
 import { ancestors, depth, isWithin, joinPath, normaliseEntryPath, parentOf } from './entry-path.js';
 import { OpBatcher } from './op-batcher.js';
@@ -108,15 +108,15 @@ export class LayerWriter {
   }
 
   private refuse(name: string, reason: string): never {
-    throw new UnsafeEntryError(this.opts.subject, name, reason);
+    throw new UnsafeEntryError(this.opts.subject, showName(name), reason);
   }
 
   private async entry(h: TarHeader): Promise<void> {
     if (++this.entries > this.opts.maxEntries) {
-      throw new LayerLimitError(this.opts.subject, 'maxEntries', this.opts.maxEntries, `entry ${JSON.stringify(h.name)} is number ${this.entries}, which`);
+      throw new LayerLimitError(this.opts.subject, 'maxEntries', this.opts.maxEntries, `entry ${quoteName(h.name)} is number ${this.entries}, which`);
     }
-    if (Buffer.byteLength(h.name) > this.opts.maxPathLength || Buffer.byteLength(h.linkname) > this.opts.maxPathLength) {
-      throw new LayerLimitError(this.opts.subject, 'maxPathLength', this.opts.maxPathLength, `entry ${JSON.stringify(h.name.slice(0, 200))}: a name of ${Math.max(Buffer.byteLength(h.name), Buffer.byteLength(h.linkname))} bytes`);
+    if (h.name.length > this.opts.maxPathLength || h.linkname.length > this.opts.maxPathLength) {
+      throw new LayerLimitError(this.opts.subject, 'maxPathLength', this.opts.maxPathLength, `entry ${quoteName(h.name.slice(0, 200))}: a name of ${Math.max(h.name.length, h.linkname.length)} bytes`);
     }
     const verdict = normaliseEntryPath(h.name);
     if (!verdict.ok) this.refuse(h.name, verdict.reason);
@@ -199,7 +199,7 @@ export class LayerWriter {
     }
     try {
       if (c.writing) await c.writing;
-      this.binding.finishFile(c.fd, c.meta);
+      this.binding.finishFile(c.fd, c.meta, showName(c.path));
     } finally {
       closeSync(c.fd);
     }
@@ -212,7 +212,7 @@ export class LayerWriter {
     if (h.size > INLINE_FILE_MAX) {
       // Its parent may still sit in an unsent batch: everything before it must be on disk first.
       await this.batcher.flush();
-      this.current.fd = this.binding.createFile(this.rootFd, path, meta.mode);
+      this.current.fd = this.binding.createFile(this.rootFd, bytesOf(path), meta.mode);
     }
   }
 
@@ -237,13 +237,13 @@ export class LayerWriter {
 
   private async hardlink(h: TarHeader, path: string): Promise<void> {
     const verdict = normaliseEntryPath(h.linkname);
-    if (!verdict.ok) this.refuse(h.name, `hardlink target ${JSON.stringify(h.linkname)}: ${verdict.reason}`);
+    if (!verdict.ok) this.refuse(h.name, `hardlink target ${quoteName(h.linkname)}: ${verdict.reason}`);
     if (verdict.path === '') this.refuse(h.name, 'hardlink to the root directory');
     const target = this.resolve(h.name, verdict.path);
     if (target === path) this.refuse(h.name, 'hardlink to itself');
     const kind = this.written.get(target);
-    if (kind === 'dir' || kind === 'implicitDir') this.refuse(h.name, `hardlink to directory ${JSON.stringify(h.linkname)}`);
-    if (kind === 'whiteout') this.refuse(h.name, `hardlink target ${JSON.stringify(h.linkname)} was deleted by this layer`);
+    if (kind === 'dir' || kind === 'implicitDir') this.refuse(h.name, `hardlink to directory ${quoteName(h.linkname)}`);
+    if (kind === 'whiteout') this.refuse(h.name, `hardlink target ${quoteName(h.linkname)} was deleted by this layer`);
     await this.replaceNonDir(path);
     if (kind === undefined && this.opts.mode === 'overlay') {
       // The target is in a layer below, which an upper directory cannot link to yet.
@@ -304,7 +304,7 @@ export class LayerWriter {
   private removeLowerChildren(entryName: string, dir: string): void {
     const abs = this.verifiedAbsDir(entryName, dir);
     const own = this.children.get(dir) ?? new Set<string>();
-    for (const name of readdirSync(abs)) {
+    for (const name of readdirNamesSync(abs)) {
       const child = joinPath(dir, name);
       if (!own.has(name)) {
         this.batcher.add({ op: 'remove', path: child });
@@ -317,15 +317,15 @@ export class LayerWriter {
   }
 
   /** The absolute path of a directory inside the root after checking no component is a symlink. */
-  private verifiedAbsDir(entryName: string, dir: string): string {
-    let abs = this.rootDir;
+  private verifiedAbsDir(entryName: string, dir: string): Buffer {
+    let rel = '';
     for (const part of dir === '' ? [] : dir.split('/')) {
-      abs = join(abs, part);
-      const st = lstatSync(abs);
-      if (st.isSymbolicLink()) this.refuse(entryName, `${JSON.stringify(dir)} passes through a symlink`);
-      if (!st.isDirectory()) this.refuse(entryName, `${JSON.stringify(dir)} is not a directory`);
+      rel = joinPath(rel, part);
+      const st = lstatSync(underDir(this.rootDir, rel));
+      if (st.isSymbolicLink()) this.refuse(entryName, `${quoteName(dir)} passes through a symlink`);
+      if (!st.isDirectory()) this.refuse(entryName, `${quoteName(dir)} is not a directory`);
     }
-    return abs;
+    return underDir(this.rootDir, dir);
   }
 
   /**
@@ -350,7 +350,7 @@ export class LayerWriter {
       out.push(part);
       const target = this.linkTargets.get(out.join('/'));
       if (target === undefined) continue;
-      if (++follows > MAX_SYMLINK_FOLLOWS) this.refuse(entryName, `too many levels of symbolic links below ${JSON.stringify(out.join('/'))}`);
+      if (++follows > MAX_SYMLINK_FOLLOWS) this.refuse(entryName, `too many levels of symbolic links below ${quoteName(out.join('/'))}`);
       out.pop();
       if (target.startsWith('/')) out.length = 0;
       const parts = target.split('/');
@@ -375,8 +375,8 @@ export class LayerWriter {
         if (this.newDirs.has(a)) below = false;
         continue;
       }
-      if (kind === 'symlink') this.refuse(entryName, `parent ${JSON.stringify(a)} is a symlink`);
-      if (kind === 'file' || kind === 'node') this.refuse(entryName, `parent ${JSON.stringify(a)} is not a directory`);
+      if (kind === 'symlink') this.refuse(entryName, `parent ${quoteName(a)} is a symlink`);
+      if (kind === 'file' || kind === 'node') this.refuse(entryName, `parent ${quoteName(a)} is not a directory`);
       if (kind === 'whiteout') {
         // Deleted earlier in this layer and now a parent again: a fresh directory that hides the old one.
         this.batcher.add({ op: 'remove', path: a });
@@ -433,7 +433,7 @@ export class LayerWriter {
     if (this.newDirs.has(path)) return 'missing';
     let st;
     try {
-      st = lstatSync(join(this.rootDir, path), { bigint: true });
+      st = lstatSync(underDir(this.rootDir, path), { bigint: true });
     } catch {
       return 'missing';
     }

@@ -1,15 +1,15 @@
 import { closeSync, write, type BigIntStats } from 'node:fs';
 import { lstat, open } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import { join } from 'node:path';
 import { UnsafeEntryError } from '../errors.js';
 import { loadNative, type EntryMeta, type NativeBinding } from '../sys/native.js';
+import { bytesOf, quoteName, showName, underDir } from '../sys/byte-path.js';
 import { ancestors, parentOf } from './entry-path.js';
 import type { OverlayFixups } from './types.js';
 import { isOverlayXattr } from './whiteout.js';
 
 const writeAsync = promisify(write);
-const lstatBig = (path: string) => lstat(path, { bigint: true }).catch(() => undefined);
+const lstatBig = (path: Buffer) => lstat(path, { bigint: true }).catch(() => undefined);
 
 /**
  * Finishes an overlay layer extracted into `upperDir` against `lowerView`, the merged view of
@@ -27,36 +27,36 @@ export async function applyOverlayFixups(upperDir: string, lowerView: string, fi
     for (const path of [...fixups.lowerLinks.flatMap(({ path, target }) => [path, target]), ...fixups.whiteouts]) {
       const dir = parentOf(path);
       if (dir === '' || touched.has(dir) || inherit.has(dir)) continue;
-      const st = await lstatBig(join(upperDir, dir));
+      const st = await lstatBig(underDir(upperDir, dir));
       if (st?.isDirectory()) touched.set(dir, timesOf(st));
     }
     const copiedUp = new Set<string>();
     for (const { path, target } of fixups.lowerLinks) {
       if (!copiedUp.has(target)) {
-        const below = await lstatBig(join(lowerView, target));
-        if (!below) throw new UnsafeEntryError(subject, path, `hardlink target ${JSON.stringify(target)} is neither in this layer nor in the layers below`);
-        if (!below.isFile()) throw new UnsafeEntryError(subject, path, `hardlink target ${JSON.stringify(target)} in the layers below is not a regular file`);
-        for (const dir of ancestors(target)) if (!(await exists(join(upperDir, dir)))) inherit.add(dir);
-        await copyUp(binding, rootFd, join(lowerView, target), target, below);
+        const below = await lstatBig(underDir(lowerView, target));
+        if (!below) throw new UnsafeEntryError(subject, showName(path), `hardlink target ${quoteName(target)} is neither in this layer nor in the layers below`);
+        if (!below.isFile()) throw new UnsafeEntryError(subject, showName(path), `hardlink target ${quoteName(target)} in the layers below is not a regular file`);
+        for (const dir of ancestors(target)) if (!(await exists(underDir(upperDir, dir)))) inherit.add(dir);
+        await copyUp(binding, rootFd, underDir(lowerView, target), target, below);
         copiedUp.add(target);
       }
       await binding.applyBatch(rootFd, [{ op: 'hardlink', path, target }]);
     }
     const hidingNothing: string[] = [];
-    for (const path of fixups.whiteouts) if (!(await exists(join(lowerView, path)))) hidingNothing.push(path);
+    for (const path of fixups.whiteouts) if (!(await exists(underDir(lowerView, path)))) hidingNothing.push(path);
     if (hidingNothing.length > 0) await binding.applyBatch(rootFd, hidingNothing.map((path) => ({ op: 'remove' as const, path })));
     if (touched.size > 0) await binding.applyBatch(rootFd, [...touched].map(([path, meta]) => ({ op: 'times' as const, path, meta })));
     for (const dir of inherit) {
-      const below = await lstatBig(join(lowerView, dir));
-      if (below?.isDirectory()) await binding.applyBatch(rootFd, [{ op: 'mkdir', path: dir, meta: metaOf(below, join(lowerView, dir), binding) }]);
+      const below = await lstatBig(underDir(lowerView, dir));
+      if (below?.isDirectory()) await binding.applyBatch(rootFd, [{ op: 'mkdir', path: dir, meta: metaOf(below, underDir(lowerView, dir), binding) }]);
     }
   } finally {
     binding.closeFd(rootFd);
   }
 }
 
-async function copyUp(binding: NativeBinding, rootFd: number, from: string, path: string, st: BigIntStats): Promise<void> {
-  const fd = binding.createFile(rootFd, path, Number(st.mode & 0o7777n));
+async function copyUp(binding: NativeBinding, rootFd: number, from: Buffer, path: string, st: BigIntStats): Promise<void> {
+  const fd = binding.createFile(rootFd, bytesOf(path), Number(st.mode & 0o7777n));
   try {
     const source = await open(from, 'r');
     try {
@@ -70,7 +70,7 @@ async function copyUp(binding: NativeBinding, rootFd: number, from: string, path
     } finally {
       await source.close();
     }
-    binding.finishFile(fd, metaOf(st, from, binding), path);
+    binding.finishFile(fd, metaOf(st, from, binding), showName(path));
   } finally {
     closeSync(fd);
   }
@@ -81,12 +81,12 @@ function timesOf(st: BigIntStats): EntryMeta {
   return { mode: 0, uid: 0, gid: 0, atimeSec: Number(st.atimeNs / second), atimeNsec: Number(st.atimeNs % second), mtimeSec: Number(st.mtimeNs / second), mtimeNsec: Number(st.mtimeNs % second) };
 }
 
-async function exists(path: string): Promise<boolean> {
+async function exists(path: Buffer): Promise<boolean> {
   return (await lstat(path).catch(() => undefined)) !== undefined;
 }
 
 /** The entry's metadata as the layers below show it; overlayfs' own xattrs are not carried over. */
-function metaOf(st: BigIntStats, absPath: string, binding: NativeBinding): EntryMeta {
+function metaOf(st: BigIntStats, absPath: Buffer, binding: NativeBinding): EntryMeta {
   const xattrs: Record<string, Buffer> = {};
   for (const [name, value] of Object.entries(binding.lgetxattrs(absPath))) if (!isOverlayXattr(name)) xattrs[name] = value;
   const second = 1_000_000_000n;

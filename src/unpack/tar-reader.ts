@@ -14,7 +14,7 @@ export interface TarTime {
 }
 
 export interface TarHeader {
-  /** As stored (PAX / GNU long names applied), not yet normalised. */
+  /** As stored (PAX / GNU long names applied), not yet normalised; a byte string (src/sys/byte-path.ts), as is linkname. */
   name: string;
   linkname: string;
   type: TarEntryType;
@@ -286,7 +286,7 @@ function cString(block: Buffer, off: number, len: number): string {
   let end = off;
   const max = off + len;
   while (end < max && block[end] !== 0) end++;
-  return block.toString('utf8', off, end);
+  return block.toString('latin1', off, end);
 }
 
 function readOctal(block: Buffer, off: number, len: number): number {
@@ -346,7 +346,7 @@ function gnuString(body: Buffer): string {
   let end = body.length;
   while (end > 0 && body[end - 1] === 0) end--;
   // An embedded NUL stays in the name so that validation refuses it by name.
-  return body.toString('utf8', 0, end);
+  return body.toString('latin1', 0, end);
 }
 
 /** `<len> <key>=<value>\n` records; values stay bytes (xattr values are binary). */
@@ -395,10 +395,10 @@ function applyPax(h: TarHeader, pax: PaxRecords, at: number): void {
   for (const [key, value] of Object.entries(pax)) {
     switch (key) {
       case 'path':
-        h.name = value.toString('utf8');
+        h.name = value.toString('latin1');
         break;
       case 'linkpath':
-        h.linkname = value.toString('utf8');
+        h.linkname = value.toString('latin1');
         break;
       case 'size':
         h.size = paxInt(value, key, at);

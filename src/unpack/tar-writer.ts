@@ -7,6 +7,7 @@
 export type TarEntryType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo';
 
 export interface TarEntryHeader {
+  /** A byte string (src/sys/byte-path.ts), as is linkname: written byte for byte. */
   name: string;
   type: TarEntryType;
   /** Permission bits incl. setuid/setgid/sticky; 0 is written as 0. */
@@ -43,8 +44,8 @@ export function encodeHeader(h: TarEntryHeader): Buffer {
   const name = h.type === 'dir' && !h.name.endsWith('/') ? `${h.name}/` : h.name;
   const size = h.type === 'file' ? (h.size ?? 0) : 0;
   const records: [string, Buffer][] = [];
-  if (!fitsUstar(name)) records.push(['path', Buffer.from(name)]);
-  if (h.linkname !== undefined && !fitsUstar(h.linkname)) records.push(['linkpath', Buffer.from(h.linkname)]);
+  if (!fitsUstar(name)) records.push(['path', Buffer.from(name, 'latin1')]);
+  if (h.linkname !== undefined && !fitsUstar(h.linkname)) records.push(['linkpath', Buffer.from(h.linkname, 'latin1')]);
   if (h.uid > MAX_OCTAL_7) records.push(['uid', Buffer.from(String(h.uid))]);
   if (h.gid > MAX_OCTAL_7) records.push(['gid', Buffer.from(String(h.gid))]);
   if (size > MAX_OCTAL_11) records.push(['size', Buffer.from(String(size))]);
@@ -78,7 +79,7 @@ export function paxRecord(key: string, value: Buffer): Buffer {
 }
 
 function fitsUstar(s: string): boolean {
-  return Buffer.byteLength(s) <= NAME_BYTES && /^[\x20-\x7e]*$/.test(s);
+  return s.length <= NAME_BYTES && /^[\x20-\x7e]*$/.test(s);
 }
 
 /** What goes into the 100-byte ustar field when a PAX record carries the real name. */
