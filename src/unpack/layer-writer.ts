@@ -274,9 +274,12 @@ export class LayerWriter {
   }
 
   private async opaque(h: TarHeader, dir: string): Promise<void> {
+    // overlayfs ignores an opaque root (the upper root always merges), so containerd's and Docker's
+    // overlay views keep every lower entry: the same on every backend.
+    if (dir === '') return;
     if (this.opts.mode === 'overlay') {
       // A marker for a directory the layer has no entry for: the directory must exist to carry it.
-      if (dir !== '' && this.written.get(dir) !== 'dir') this.batcher.add({ op: 'mkdir', path: dir, meta: implicitDirMeta() });
+      if (this.written.get(dir) !== 'dir') this.batcher.add({ op: 'mkdir', path: dir, meta: implicitDirMeta() });
       this.markOpaque(dir);
       return;
     }

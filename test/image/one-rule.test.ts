@@ -3,7 +3,7 @@
  * with containerd's overlay semantics (its default snapshotter) as the rule:
  * - an entry's parent resolves through symlinks of its own layer, inside the root;
  * - a symlink (or file) of a lower layer in a parent's place is hidden by a new directory;
- * - whiteouts and opaque markers create their missing parents;
+ * - whiteouts and opaque markers create their missing parents; an opaque root hides nothing;
  * - directories of lower layers keep their times when a later layer adds or deletes in them.
  * Pulled from the real registry with the CLI, compared through real mounts.
  */
@@ -64,6 +64,8 @@ const LAYERS: EntrySpec[][] = [
     { type: 'file', path: 'kept/sub/deeper', content: 'deeper\n' },
     // A whiteout under directories that exist nowhere: they are made, empty.
     { type: 'whiteout', path: 'ghost/dir/nothing' },
+    // An opaque marker at the root: overlayfs ignores it (the upper root always merges), so every backend keeps the lower entries.
+    { type: 'opaque', path: '.' },
   ],
 ];
 
