@@ -10,7 +10,7 @@ import { bytesOf, quoteName, readdirNamesSync, showName, underDir } from '../sys
 import type { EntryMeta, NativeBinding } from '../sys/native.js';
 import { ancestors, depth, isWithin, joinPath, normaliseEntryPath, parentOf } from './entry-path.js';
 import { OpBatcher } from './op-batcher.js';
-import type { TarEvent, TarHeader } from './tar-reader.js';
+import type { TarEvent, TarHeader, TarTime } from './tar-reader.js';
 import type { OverlayFixups } from './types.js';
 import { classifyWhiteout, isOverlayXattr, opaqueXattrName } from './whiteout.js';
 
@@ -50,6 +50,8 @@ export class LayerWriter {
   private readonly lowerDirs = new Map<string, EntryMeta>();
   /** full mode: directories this layer made where nothing of the layers below remains. */
   private readonly newDirs = new Set<string>();
+  /** full mode: lower paths this layer whited out; deleted at the end unless the layer wrote them again. */
+  private readonly pendingWhiteouts = new Set<string>();
   /** This layer's symlinks (path → target): entry parents resolve through them, inside the root. */
   private readonly linkTargets = new Map<string, string>();
   /** overlay mode: directories this layer created without an entry; they take their metadata from the layers below. */
@@ -82,6 +84,9 @@ export class LayerWriter {
 
   /** After the last entry: directory times, deepest first, once all their children landed. */
   async finish(): Promise<void> {
+    for (const path of this.pendingWhiteouts) {
+      if (this.written.get(path) === 'whiteout') this.batcher.add({ op: 'remove', path });
+    }
     const times = new Map(this.lowerDirs);
     for (const [path, meta] of this.dirTimes) times.set(path, meta);
     const dirs = [...times.keys()].sort((a, b) => depth(b) - depth(a));
@@ -118,7 +123,8 @@ export class LayerWriter {
     if (h.name.length > this.opts.maxPathLength || h.linkname.length > this.opts.maxPathLength) {
       throw new LayerLimitError(this.opts.subject, 'maxPathLength', this.opts.maxPathLength, `entry ${quoteName(h.name.slice(0, 200))}: a name of ${Math.max(h.name.length, h.linkname.length)} bytes`);
     }
-    const verdict = normaliseEntryPath(h.name);
+    // `/` (umoci insert at the root writes it): the root itself, as containerd takes it; other absolute names stay refused.
+    const verdict = normaliseEntryPath(isRootName(h.name) ? '.' : h.name);
     if (!verdict.ok) this.refuse(h.name, verdict.reason);
     const path = this.resolve(h.name, verdict.path);
     if (path === '') {
@@ -218,8 +224,16 @@ export class LayerWriter {
 
   private async dir(path: string, meta: EntryMeta): Promise<void> {
     const before = this.written.get(path);
-    const replacedWhiteout = before === 'whiteout';
-    if (before !== undefined && before !== 'dir' && before !== 'implicitDir') this.batcher.add({ op: 'remove', path });
+    if (before === 'whiteout') {
+      // A whiteout, then a directory of that name in the same layer: a plain directory that merges with
+      // the one below, as containerd's overlay applier leaves it (the device removed, no opaque marker).
+      this.pendingWhiteouts.delete(path);
+      if (this.opts.mode === 'full') {
+        const lower = this.lowerKind(path);
+        if (lower === 'dir') this.lowerDirs.delete(path);
+        else this.newDirs.add(path);
+      }
+    } else if (before !== undefined && before !== 'dir' && before !== 'implicitDir') this.batcher.add({ op: 'remove', path });
     else if (before === undefined && this.opts.mode === 'full') {
       const lower = this.lowerKind(path);
       if (lower !== 'dir' && lower !== 'missing') this.batcher.add({ op: 'remove', path });
@@ -230,8 +244,6 @@ export class LayerWriter {
     this.record(path, 'dir');
     this.inheritDirs.delete(path);
     this.dirTimes.set(path, meta);
-    // A whiteout and a directory of the same name in one layer: the new directory replaces the old one whole.
-    if (replacedWhiteout && this.opts.mode === 'overlay') this.markOpaque(path);
     if (this.batcher.full) await this.batcher.dispatch();
   }
 
@@ -266,7 +278,7 @@ export class LayerWriter {
         this.whiteouts.add(target);
       }
     } else {
-      this.batcher.add({ op: 'remove', path: target });
+      this.pendingWhiteouts.add(target);
       this.forgetLower(target);
     }
     this.record(target, 'whiteout');
@@ -382,6 +394,7 @@ export class LayerWriter {
       if (kind === 'file' || kind === 'node') this.refuse(entryName, `parent ${quoteName(a)} is not a directory`);
       if (kind === 'whiteout') {
         // Deleted earlier in this layer and now a parent again: a fresh directory that hides the old one.
+        this.pendingWhiteouts.delete(a);
         this.batcher.add({ op: 'remove', path: a });
         this.batcher.add({ op: 'mkdir', path: a, meta: implicitDirMeta() });
         if (this.opts.mode === 'overlay') this.markOpaque(a);
@@ -419,6 +432,7 @@ export class LayerWriter {
   /** Before writing a non-directory: an own or lower directory in the way is removed (last entry wins). */
   private async replaceNonDir(path: string): Promise<void> {
     const kind = this.written.get(path);
+    this.dropPendingWithin(path);
     if (kind === 'dir' || kind === 'implicitDir') {
       this.batcher.add({ op: 'remove', path });
       this.forgetBelow(path);
@@ -452,6 +466,12 @@ export class LayerWriter {
     if (self) for (const d of this.newDirs) if (isWithin(d, path)) this.newDirs.delete(d);
   }
 
+  /** Whiteouts at or below a path that is replaced now: the replacement removes what they would have. */
+  private dropPendingWithin(path: string): void {
+    if (this.pendingWhiteouts.size === 0) return;
+    for (const p of this.pendingWhiteouts) if (isWithin(p, path)) this.pendingWhiteouts.delete(p);
+  }
+
   private forgetBelow(path: string): void {
     for (const d of this.inheritDirs) if (isWithin(d, path)) this.inheritDirs.delete(d);
     for (const d of this.newDirs) if (isWithin(d, path)) this.newDirs.delete(d);
@@ -482,8 +502,9 @@ export class LayerWriter {
   }
 
   private meta(h: TarHeader): EntryMeta {
-    const meta: EntryMeta = { mode: h.mode, uid: h.uid, gid: h.gid, mtimeSec: h.mtime.sec, mtimeNsec: h.mtime.nsec };
-    const atime = h.atime ?? h.mtime;
+    const mtime = boundTime(h.mtime);
+    const meta: EntryMeta = { mode: h.mode, uid: h.uid, gid: h.gid, mtimeSec: mtime.sec, mtimeNsec: mtime.nsec };
+    const atime = boundTime(h.atime && laterThan(h.atime, h.mtime) ? h.atime : h.mtime);
     meta.atimeSec = atime.sec;
     meta.atimeNsec = atime.nsec;
     if (h.xattrs) {
@@ -495,6 +516,25 @@ export class LayerWriter {
     }
     return meta;
   }
+}
+
+/** containerd's applier's range: time.Unix(0, 1<<63-1), the last instant Go's UnixNano holds. */
+const MAX_TIME = { sec: 9_223_372_036, nsec: 854_775_807 };
+const EPOCH = { sec: 0, nsec: 0 };
+
+/** Times before 1970 or after 2262-04-11 become the epoch, as containerd's boundTime makes them. */
+function boundTime(t: TarTime): TarTime {
+  if (t.sec < 0 || laterThan(t, MAX_TIME)) return EPOCH;
+  return t;
+}
+
+function laterThan(a: TarTime, b: TarTime): boolean {
+  return a.sec > b.sec || (a.sec === b.sec && a.nsec > b.nsec);
+}
+
+/** `/`, `//`, `/./`: a name for the root itself. */
+function isRootName(name: string): boolean {
+  return name.startsWith('/') && /^[/.]*$/.test(name) && !name.includes('..');
 }
 
 /** Only the times: a lower directory keeps its owner, mode and xattrs. */
