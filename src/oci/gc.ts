@@ -2,7 +2,7 @@ import { isStratumError } from '../errors.js';
 import type { BlobInfo } from './content.js';
 import { isDigest, type Digest } from './digest.js';
 import { isImageManifestMediaType, isIndexMediaType, isSchema1MediaType } from './mediatypes.js';
-import { DEFAULT_MAX_READ_BYTES, type OciStore } from './store.js';
+import { DEFAULT_MAX_READ_BYTES, type IngestEntry, type OciStore } from './store.js';
 import type { ImageIndex } from './types.js';
 import { leasedDigests } from './lease.js';
 
@@ -69,13 +69,33 @@ export async function collectGarbage(store: OciStore, options: GcOptions = {}): 
       result.bytesFreed += blob.size;
     }
     for await (const entry of store.ingests()) {
-      const bytes = await store.reclaimIngest(entry, ingestCutoff, dryRun);
+      const bytes = await store.reclaimIngest(entry, resumable(entry) ? ingestCutoff : Number.POSITIVE_INFINITY, dryRun);
       if (bytes === undefined) continue;
       result.removedIngests.push({ name: entry.name, digest: entry.digest, bytes });
       result.bytesFreed += bytes;
     }
     return { result };
   });
+}
+
+/**
+ * A partial download (`<alg>-<hex>`) is kept a while for a later pull to resume; any other ingest
+ * directory (a commit's layer being written) can never be resumed, so it goes as soon as its
+ * writer is gone (its lock is free or stale).
+ */
+function resumable(entry: IngestEntry): boolean {
+  return entry.digest !== undefined;
+}
+
+/** Removes the ingest directories that cannot be resumed and whose writer is gone (see resumable). */
+export async function reclaimDeadWriterIngests(store: OciStore): Promise<RemovedIngest[]> {
+  const removed: RemovedIngest[] = [];
+  for await (const entry of store.ingests()) {
+    if (resumable(entry)) continue;
+    const bytes = await store.reclaimIngest(entry, Number.POSITIVE_INFINITY);
+    if (bytes !== undefined) removed.push({ name: entry.name, digest: undefined, bytes });
+  }
+  return removed;
 }
 
 /**

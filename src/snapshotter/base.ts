@@ -24,6 +24,7 @@ function recordsOf(state: Readonly<MetadataState>): Records {
   return { get: (key) => getOwn(state.snapshots, key) };
 }
 import type { CommitOptions, Info, Mount, SnapshotOptions, Snapshotter, Usage, WalkFunc } from './snapshotter.js';
+import { reclaimTemporaries } from './temporaries.js';
 
 /** Staging and removal paths this process is working on right now; cleanup leaves them alone. */
 const inFlight = new Set<string>();
@@ -205,6 +206,8 @@ export abstract class MetadataSnapshotter implements Snapshotter {
 
   async cleanup(): Promise<void> {
     this.checkOpen();
+    // Temporary snapshots and mounts of dead processes first: their data then goes with the rest.
+    await reclaimTemporaries(this);
     // Under the lock, so a directory another process is renaming into place with its metadata is never taken.
     await this.meta.locked(async () => {
       const state = await this.meta.read();
