@@ -13,6 +13,7 @@ import type { OverlayFixups, UnpackLimits } from '../unpack/types.js';
 import { applyOverlayFixups } from '../unpack/overlay-fixups.js';
 import { mountTemporary, reclaimTemporaries, temporaryLabels, unmountTemporary } from '../snapshotter/temporaries.js';
 import { InvalidManifestError, isStratumError } from '../errors.js';
+import { checkLayerCount } from './layer-limit.js';
 
 export type UnpackEvent =
   | { type: 'extracting'; digest: Digest; current: number; total: number }
@@ -39,6 +40,8 @@ export interface UnpackRequest {
   /** Layers extracted at once where the backend can rebase (overlay). Default 3. */
   concurrency?: number;
   limits?: UnpackLimits;
+  /** Images with more layers are refused before anything is extracted (see layer-limit.ts). Default 128. */
+  maxLayers?: number;
   onEvent?: (event: UnpackEvent) => void;
 }
 
@@ -68,6 +71,7 @@ export async function unpackLayers(request: UnpackRequest): Promise<UnpackResult
     throw new InvalidManifestError(subject, `${layers.length} layers but ${diffIds.length} diff_ids in the config`);
   }
   if (layers.length === 0) return { extracted: 0 };
+  checkLayerCount(subject, layers.length, request.maxLayers, snapshotter.name);
   const chain = chainIds(diffIds);
   const lockDir = join(snapshotter.root, 'locks');
   await mkdir(lockDir, { recursive: true });
