@@ -231,7 +231,8 @@ class PullSession {
     if (tagged.descriptor.platform && !platformMatches(this.wanted, tagged.descriptor.platform)) return undefined;
     try {
       const image = await loadImage(this.store, tagged);
-      const present = await Promise.all(image.manifest.layers.map((l) => this.store.has(l.digest)));
+      // A layer of the wrong size on disk (truncated) counts as missing: the pull fetches it again.
+      const present = await Promise.all(image.manifest.layers.map(async (l) => (await this.store.info(l.digest))?.size === l.size));
       return present.every(Boolean) ? image : undefined;
     } catch {
       return undefined; // damaged or missing blobs: pull again

@@ -23,7 +23,7 @@ interface Records {
 function recordsOf(state: Readonly<MetadataState>): Records {
   return { get: (key) => getOwn(state.snapshots, key) };
 }
-import type { CommitOptions, Info, Mount, SnapshotOptions, Snapshotter, Usage, WalkFunc } from './snapshotter.js';
+import type { CommitOptions, Info, Mount, SnapshotOptions, SnapshotProblem, Snapshotter, Usage, WalkFunc } from './snapshotter.js';
 import { reclaimTemporaries } from './temporaries.js';
 
 /** Staging and removal paths this process is working on right now; cleanup leaves them alone. */
@@ -229,6 +229,29 @@ export abstract class MetadataSnapshotter implements Snapshotter {
         if (abandoned) await this.deleteData(path);
       }
     }
+  }
+
+  async verify(): Promise<SnapshotProblem[]> {
+    this.checkOpen();
+    // Under the lock, so a snapshot being created (data renamed in with its record) is seen whole.
+    return this.meta.locked(async () => {
+      const state = await this.meta.read();
+      const records = recordsOf(state);
+      const dirs = new Set(await readdir(join(this.root, SNAPSHOTS_DIR)));
+      const problems: SnapshotProblem[] = [];
+      for (const [key, rec] of Object.entries(state.snapshots)) {
+        if (rec.parent !== undefined) {
+          const parent = records.get(rec.parent);
+          if (parent === undefined) problems.push({ kind: 'snapshot-parent', subject: key, message: `its parent ${JSON.stringify(rec.parent)} is not in the metadata` });
+          else if (parent.kind !== 'committed') problems.push({ kind: 'snapshot-parent', subject: key, message: `its parent ${JSON.stringify(rec.parent)} is ${parent.kind}, not committed` });
+        }
+        if (!dirs.delete(String(rec.id))) problems.push({ kind: 'snapshot-data', subject: key, message: `its data ${join(SNAPSHOTS_DIR, String(rec.id))} is missing` });
+      }
+      for (const dir of dirs) {
+        problems.push({ kind: 'snapshot-orphan', subject: join(this.root, SNAPSHOTS_DIR, dir), message: 'no snapshot record points to it (snapshot cleanup removes it)' });
+      }
+      return problems;
+    });
   }
 
   async close(): Promise<void> {

@@ -79,7 +79,7 @@ async function overlayWorksIn(dir: string): Promise<boolean> {
   }
 }
 
-export type { Snapshotter, Info, Kind, Mount, Usage, SnapshotOptions, CommitOptions, WalkFunc } from './snapshotter.js';
+export type { Snapshotter, Info, Kind, Mount, Usage, SnapshotOptions, CommitOptions, WalkFunc, SnapshotProblem } from './snapshotter.js';
 export { mountAll, unmountAll, isMountPoint } from './mount.js';
 export { reclaimTemporaries, OWNER_LABEL, TEMP_MOUNTS_DIR, type ReclaimedTemporaries } from './temporaries.js';
 export { OverlaySnapshotter } from './overlay/overlay.js';

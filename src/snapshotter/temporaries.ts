@@ -79,11 +79,8 @@ export interface ReclaimedTemporaries {
   snapshots: string[];
 }
 
-/**
- * Removes the temporaries of processes that are gone: their mounts first (detached, so a busy one
- * cannot block), then their snapshots. A live process's temporaries are left alone.
- */
-export async function reclaimTemporaries(snapshotter: Snapshotter): Promise<ReclaimedTemporaries> {
+/** The temporaries whose owner is gone: mount directories (with a record) and snapshot keys. */
+export async function findAbandoned(snapshotter: Snapshotter): Promise<ReclaimedTemporaries> {
   const out: ReclaimedTemporaries = { mounts: [], snapshots: [] };
   const dir = join(snapshotter.root, TEMP_MOUNTS_DIR);
   let names: string[] = [];
@@ -96,20 +93,30 @@ export async function reclaimTemporaries(snapshotter: Snapshotter): Promise<Recl
     if (!name.endsWith(RECORD_SUFFIX)) continue;
     const record = join(dir, name);
     const text = await readFile(record, 'utf8').catch(() => undefined);
-    if (!isOwnerRecordGone(text)) continue;
-    const target = record.slice(0, -RECORD_SUFFIX.length);
+    if (isOwnerRecordGone(text)) out.mounts.push(record.slice(0, -RECORD_SUFFIX.length));
+  }
+  await snapshotter.walk((info) => {
+    if (info.kind !== 'committed' && isOwnerRecordGone(info.labels[OWNER_LABEL])) out.snapshots.push(info.name);
+  }, `labels."${OWNER_LABEL}"`);
+  return out;
+}
+
+/**
+ * Removes the temporaries of processes that are gone: their mounts first (detached, so a busy one
+ * cannot block), then their snapshots. A live process's temporaries are left alone.
+ */
+export async function reclaimTemporaries(snapshotter: Snapshotter): Promise<ReclaimedTemporaries> {
+  const abandoned = await findAbandoned(snapshotter);
+  const out: ReclaimedTemporaries = { mounts: [], snapshots: [] };
+  for (const target of abandoned.mounts) {
     if (await isMountPoint(target)) await unmountAll(target, true);
     await rmdir(target).catch((err: unknown) => {
       if (!isCode(err, 'ENOENT')) throw err;
     });
-    await unlink(record).catch(() => {});
+    await unlink(target + RECORD_SUFFIX).catch(() => {});
     out.mounts.push(target);
   }
-  const dead: string[] = [];
-  await snapshotter.walk((info) => {
-    if (info.kind !== 'committed' && isOwnerRecordGone(info.labels[OWNER_LABEL])) dead.push(info.name);
-  }, `labels."${OWNER_LABEL}"`);
-  for (const key of dead) {
+  for (const key of abandoned.snapshots) {
     try {
       await snapshotter.remove(key);
       out.snapshots.push(key);

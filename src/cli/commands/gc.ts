@@ -1,11 +1,7 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { collectGarbage } from '../../oci/gc.js';
-import type { OciStore } from '../../oci/store.js';
-import { openSnapshotter, SNAPSHOTTER_NAMES, type SnapshotterName } from '../../snapshotter/index.js';
 import { reclaimTemporaries } from '../../snapshotter/temporaries.js';
-import { GLOBAL_OPTIONS, openStore, snapshotRoot, snapshotterName, type GlobalFlags } from '../context.js';
+import { GLOBAL_OPTIONS, openExistingSnapshotters, openStore, type GlobalFlags } from '../context.js';
 import { humanSize } from '../format.js';
 
 export const usage = `Usage: stratum gc [--dry-run] [--store DIR]
@@ -19,37 +15,19 @@ export async function run(argv: string[]): Promise<number> {
   const flags = values as GlobalFlags;
   const dryRun = values['dry-run'] === true;
   const store = await openStore(flags);
-  if (!dryRun) await reclaimSnapshotters(store, flags);
+  if (!dryRun) {
+    for (const snapshotter of await openExistingSnapshotters(store, flags)) {
+      try {
+        const reclaimed = await reclaimTemporaries(snapshotter);
+        for (const m of reclaimed.mounts) process.stdout.write(`unmounted ${m} (left by a dead process)\n`);
+        for (const key of reclaimed.snapshots) process.stdout.write(`removed snapshot ${key} (left by a dead process)\n`);
+      } finally {
+        await snapshotter.close();
+      }
+    }
+  }
   const result = await collectGarbage(store, { dryRun });
   for (const blob of result.removed) process.stdout.write(`${dryRun ? 'would remove' : 'removed'} ${blob.digest}\n`);
   process.stdout.write(`${dryRun ? 'Would reclaim' : 'Total reclaimed space'}: ${humanSize(result.bytesFreed, 4)}\n`);
   return 0;
-}
-
-/** Every snapshotter root of this store that exists: temporaries of dead processes go. */
-async function reclaimSnapshotters(store: OciStore, flags: GlobalFlags): Promise<void> {
-  const roots = new Map<string, SnapshotterName>();
-  for (const name of SNAPSHOTTER_NAMES) {
-    const root = join(store.root, 'snapshots', name);
-    if (existsSync(root)) roots.set(root, name);
-  }
-  const chosen = await snapshotterName(flags);
-  const explicit = snapshotRoot(store, chosen, flags);
-  if (existsSync(explicit)) roots.set(explicit, chosen);
-  for (const [root, name] of roots) {
-    let snapshotter;
-    try {
-      snapshotter = await openSnapshotter(name, root, { reclaim: false });
-    } catch (err) {
-      process.stderr.write(`stratum: warning: cannot open the ${name} snapshotter at ${root}: ${(err as Error).message}\n`);
-      continue;
-    }
-    try {
-      const reclaimed = await reclaimTemporaries(snapshotter);
-      for (const m of reclaimed.mounts) process.stdout.write(`unmounted ${m} (left by a dead process)\n`);
-      for (const key of reclaimed.snapshots) process.stdout.write(`removed snapshot ${key} (left by a dead process)\n`);
-    } finally {
-      await snapshotter.close();
-    }
-  }
 }
