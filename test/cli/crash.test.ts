@@ -21,18 +21,13 @@ import { writeOciLayout } from '../fixtures/layout.js';
 import { pushOciLayout } from '../fixtures/push.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { sharedRegistry, type TestRegistry } from '../helpers/registry.js';
-import { runCli, spawnCli, type CliResult } from '../helpers/cli.js';
+import { isolatedCliEnv, needsRootAndRegistry, runCli, spawnCli, type CliResult } from '../helpers/cli.js';
 import { TempDirs } from '../helpers/tmp.js';
 
 const exec = promisify(execFile);
 const tmpDirs = new TempDirs();
 
-function missing(): string | undefined {
-  if (process.getuid?.() !== 0) return 'needs root: overlay and bind mounts';
-  if (!existsSync('/usr/bin/docker-registry')) return '/usr/bin/docker-registry is not installed';
-  return undefined;
-}
-const MISSING = missing();
+const MISSING = needsRootAndRegistry();
 
 const LAYER_BYTES = 1 << 20;
 const layerEntries = (i: number): EntrySpec[] => [
@@ -52,7 +47,7 @@ before(async () => {
   registry = await sharedRegistry();
   proxy = await FaultProxy.start(registry.url);
   const home = await tmpDirs.make('crash-home');
-  env = { XDG_CONFIG_HOME: home, DOCKER_CONFIG: home, STRATUM_CONFIG: '', STRATUM_SNAPSHOTTER: '', STRATUM_SNAPSHOT_ROOT: '' };
+  env = isolatedCliEnv(home);
   const work = await tmpDirs.make('crash-image');
   const layers = await Promise.all([0, 1, 2].map((i) => buildLayer(layerEntries(i), { compression: 'gzip', dir: join(work, 'layers') })));
   const layout = await writeOciLayout(join(work, 'layout'), [{ tag: '1', layers }]);
@@ -103,22 +98,36 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, tim
 
 const temporaries = (keys: string[]) => keys.filter((k) => /^(extract|commit-view|fixup|rootfs-view)-/.test(k));
 
+/**
+ * Starts a pull whose layer blobs stop after 64 KiB for a minute, waits until it has `wanted`
+ * extract-* snapshots, runs `whileLive` with their keys, then kills the pull with SIGKILL.
+ */
+async function killPullMidUnpack(store: string, snapshotter: string, wanted: number, whileLive: (live: string[], running: () => boolean) => Promise<void> = async () => {}): Promise<void> {
+  const root = join(store, 'snapshots', snapshotter);
+  proxy!.reset();
+  proxy!.stallAfter(64 * 1024, 60_000, { count: 10 });
+  const pull = spawnCli(['pull', '--store', store, '--snapshotter', snapshotter, reference], env);
+  try {
+    const live = await waitFor('extract-* snapshots of the running pull', async () => {
+      const keys = existsSync(root) ? temporaries(await snapshotKeys(root)) : [];
+      return keys.length >= wanted ? keys : undefined;
+    });
+    await whileLive(live, () => pull.child.exitCode === null);
+  } finally {
+    pull.child.kill('SIGKILL');
+  }
+  assert.equal((await pull.done).signal, 'SIGKILL');
+  proxy!.reset();
+}
+
 for (const snapshotter of ['overlay', 'native'] as const) {
   describe(`kill -9 during pull (${snapshotter})`, () => {
     test('a concurrent gc leaves the live pull’s extract-* snapshots; after the kill, gc removes them and the re-pull works', async (t) => {
       if (MISSING) return t.skip(MISSING);
       const store = await newStore(`crash-pull-${snapshotter}`);
       const root = join(store, 'snapshots', snapshotter);
-      // Every layer blob stops after 64 KiB for a minute: the pull sits mid-unpack.
-      proxy!.reset();
-      proxy!.stallAfter(64 * 1024, 60_000, { count: 10 });
-      const pull = spawnCli(['pull', '--store', store, '--snapshotter', snapshotter, reference], env);
-      try {
-        const wanted = snapshotter === 'overlay' ? 3 : 1; // native extracts only onto a committed parent
-        const live = await waitFor('extract-* snapshots of the running pull', async () => {
-          const keys = existsSync(root) ? temporaries(await snapshotKeys(root)) : [];
-          return keys.length >= wanted ? keys : undefined;
-        });
+      const wanted = snapshotter === 'overlay' ? 3 : 1; // native extracts only onto a committed parent
+      await killPullMidUnpack(store, snapshotter, wanted, async (live, running) => {
         assert.ok(live.every((k) => k.startsWith('extract-')), live.join());
 
         // A LIVE process's temporaries survive gc and snapshot cleanup run beside it.
@@ -127,11 +136,8 @@ for (const snapshotter of ['overlay', 'native'] as const) {
         const cleanup = await cli(['snapshot', '--store', store, '--snapshotter', snapshotter, 'cleanup']);
         assert.equal(cleanup.code, 0, cleanup.stderr);
         assert.deepEqual(temporaries(await snapshotKeys(root)).filter((k) => live.includes(k)), live, 'the live pull’s snapshots are kept');
-        assert.equal(pull.child.exitCode, null, 'the pull is still running');
-      } finally {
-        pull.child.kill('SIGKILL');
-      }
-      assert.equal((await pull.done).signal, 'SIGKILL');
+        assert.ok(running(), 'the pull is still running');
+      });
       assert.ok(temporaries(await snapshotKeys(root)).length > 0, 'the killed pull left extract-* snapshots');
 
       const gc = await cli(['gc', '--store', store, '--snapshotter', snapshotter]);
@@ -140,7 +146,6 @@ for (const snapshotter of ['overlay', 'native'] as const) {
       assert.deepEqual(temporaries(await snapshotKeys(root)), [], 'no extract-* snapshot after gc');
       assert.deepEqual(await mountsMentioning(store), [], 'nothing mounted under the store');
 
-      proxy!.reset();
       const again = await cli(['pull', '--store', store, '--snapshotter', snapshotter, reference]);
       assert.equal(again.code, 0, again.stderr);
       const keys = await snapshotKeys(root);
@@ -156,16 +161,8 @@ for (const snapshotter of ['overlay', 'native'] as const) {
       if (MISSING) return t.skip(MISSING);
       const store = await newStore(`crash-repull-${snapshotter}`);
       const root = join(store, 'snapshots', snapshotter);
-      proxy!.reset();
-      proxy!.stallAfter(64 * 1024, 60_000, { count: 10 });
-      const pull = spawnCli(['pull', '--store', store, '--snapshotter', snapshotter, reference], env);
-      try {
-        await waitFor('an extract-* snapshot', async () => (existsSync(root) && temporaries(await snapshotKeys(root)).length > 0 ? true : undefined));
-      } finally {
-        pull.child.kill('SIGKILL');
-      }
-      await pull.done;
-      proxy!.reset();
+      await killPullMidUnpack(store, snapshotter, 1);
+      assert.ok(temporaries(await snapshotKeys(root)).length > 0, 'the killed pull left extract-* snapshots');
       const again = await cli(['pull', '--store', store, '--snapshotter', snapshotter, reference]);
       assert.equal(again.code, 0, again.stderr);
       assert.deepEqual(temporaries(await snapshotKeys(root)), []);

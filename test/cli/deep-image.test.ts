@@ -4,7 +4,6 @@
  * the kernel's 500; accepted with --max-layers when only fetched; refused again by mount's unpack.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -15,11 +14,11 @@ import { buildLayer } from '../fixtures/layers.js';
 import { uploadBlob } from '../fixtures/push.js';
 import { BLOB_PATH, FaultProxy } from '../helpers/fault-proxy.js';
 import { sharedRegistry, type TestRegistry } from '../helpers/registry.js';
-import { runCli, type CliResult } from '../helpers/cli.js';
+import { isolatedCliEnv, needsRootAndRegistry, runCli, type CliResult } from '../helpers/cli.js';
 import { TempDirs } from '../helpers/tmp.js';
 
 const LAYERS = 1000;
-const MISSING = existsSync('/usr/bin/docker-registry') ? undefined : '/usr/bin/docker-registry is not installed';
+const MISSING = needsRootAndRegistry();
 const tmpDirs = new TempDirs();
 let registry: TestRegistry | undefined;
 let proxy: FaultProxy | undefined;
@@ -31,7 +30,7 @@ before(async () => {
   registry = await sharedRegistry();
   proxy = await FaultProxy.start(registry.url);
   const home = await tmpDirs.make('deep-home');
-  env = { XDG_CONFIG_HOME: home, DOCKER_CONFIG: home, STRATUM_CONFIG: '', STRATUM_SNAPSHOTTER: '', STRATUM_SNAPSHOT_ROOT: '' };
+  env = isolatedCliEnv(home);
   const work = await tmpDirs.make('deep-layers');
   const repo = 'deep/thousand';
   const limit = pLimit(8);

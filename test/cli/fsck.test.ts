@@ -20,18 +20,13 @@ import { writeOciLayout } from '../fixtures/layout.js';
 import { pushOciLayout } from '../fixtures/push.js';
 import { BLOB_PATH, FaultProxy } from '../helpers/fault-proxy.js';
 import { sharedRegistry, type TestRegistry } from '../helpers/registry.js';
-import { runCli, type CliResult, type JsonEvent } from '../helpers/cli.js';
+import { isolatedCliEnv, needsRootAndRegistry, runCli, type CliResult, type JsonEvent } from '../helpers/cli.js';
 import { TempDirs } from '../helpers/tmp.js';
 
 const exec = promisify(execFile);
 const tmpDirs = new TempDirs();
 
-function missing(): string | undefined {
-  if (process.getuid?.() !== 0) return 'needs root: overlay mounts';
-  if (!existsSync('/usr/bin/docker-registry')) return '/usr/bin/docker-registry is not installed';
-  return undefined;
-}
-const MISSING = missing();
+const MISSING = needsRootAndRegistry();
 
 let registry: TestRegistry | undefined;
 let proxy: FaultProxy | undefined;
@@ -45,7 +40,7 @@ before(async () => {
   registry = await sharedRegistry();
   proxy = await FaultProxy.start(registry.url);
   const home = await tmpDirs.make('fsck-home');
-  env = { XDG_CONFIG_HOME: home, DOCKER_CONFIG: home, STRATUM_CONFIG: '', STRATUM_SNAPSHOTTER: '', STRATUM_SNAPSHOT_ROOT: '' };
+  env = isolatedCliEnv(home);
   const work = await tmpDirs.make('fsck-image');
   layers = await Promise.all(
     [0, 1].map((i) => buildLayer([{ type: 'file', path: `f${i}.bin`, content: random(200_000, `fsck-${i}`) }], { compression: 'gzip', dir: join(work, 'layers') })),
