@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,13 +16,16 @@ import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { chainIds, type Digest } from '../../src/oci/digest.js';
 import { MetadataStore } from '../../src/snapshotter/metadata.js';
+import { OciStore } from '../../src/oci/store.js';
+import { mountAll, openSnapshotter, unmountAll } from '../../src/snapshotter/index.js';
+import { mountTemporary, unmountTemporary } from '../../src/snapshotter/temporaries.js';
 import { buildLayer, random, type EntrySpec } from '../fixtures/layers.js';
 import { writeOciLayout } from '../fixtures/layout.js';
 import { pushOciLayout } from '../fixtures/push.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { sharedRegistry, type TestRegistry } from '../helpers/registry.js';
 import { isolatedCliEnv, needsRootAndRegistry, runCli, spawnCli, type CliResult } from '../helpers/cli.js';
-import { TempDirs } from '../helpers/tmp.js';
+import { mountPoints, TempDirs } from '../helpers/tmp.js';
 
 const exec = promisify(execFile);
 const tmpDirs = new TempDirs();
@@ -231,5 +234,42 @@ describe('kill -9 during commit (overlay)', () => {
     const gc = await cli(['gc', '--store', store]);
     assert.equal(gc.code, 0, gc.stderr);
     assert.equal(existsSync(dir), false);
+  });
+});
+
+describe('reclaimTemporaries: only what dead processes recorded', () => {
+  test('a live process’s recorded mount and a mount without a record stay; a dead process’s recorded mount goes', async (t) => {
+    if (MISSING) return t.skip(MISSING);
+    const store = await newStore('crash-records');
+    await OciStore.open(store);
+    const root = join(store, 'snapshots', 'native');
+    const s = await openSnapshotter('native', root);
+    const source = await tmpDirs.make('crash-bind-source');
+    const bind = [{ type: 'bind', source, options: ['rbind', 'ro'] }];
+    // Ours (this test process is alive), through the same call stratum uses.
+    const live = await mountTemporary(root, bind, 'test');
+    // One nobody recorded, in the same directory.
+    const foreign = join(root, 'mounts', 'not-ours');
+    await mkdir(foreign);
+    await mountAll(bind, foreign);
+    // A dead process's: its record names a pid that cannot exist.
+    const dead = join(root, 'mounts', '999999999-0123456789abcdef01234567');
+    await mkdir(dead);
+    await writeFile(`${dead}.json`, JSON.stringify({ pid: 999999999, hostname: hostname(), acquiredAt: new Date().toISOString(), nonce: 'x' }));
+    await mountAll(bind, dead);
+    try {
+      const gc = await cli(['gc', '--store', store]);
+      assert.equal(gc.code, 0, gc.stderr);
+      assert.equal(gc.stdout.split('\n').filter((l) => l.startsWith('unmounted ')).join('\n'), `unmounted ${dead} (left by a dead process)`);
+      const points = await mountPoints();
+      assert.ok(points.includes(live), 'the live process’s mount stays');
+      assert.ok(points.includes(foreign), 'a mount without a record stays');
+      assert.ok(!points.includes(dead), 'the dead process’s mount is gone');
+      assert.equal(existsSync(dead) || existsSync(`${dead}.json`), false);
+    } finally {
+      await unmountTemporary(live);
+      await unmountAll(foreign);
+      await s.close();
+    }
   });
 });
