@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { open, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -39,6 +40,8 @@ const JOURNAL_VERSION = 2;
 /** Compact once the records after the base are this many times its size (and at least MIN_COMPACT_BYTES). */
 const COMPACT_RATIO = 2;
 const MIN_COMPACT_BYTES = 256 * 1024;
+/** The checksum that starts the file. */
+const HEAD_BYTES = 8;
 
 export interface SnapshotRecord {
   /** Internal id: names the snapshot's data directory; monotonic, never reused, kept by commit. */
@@ -123,13 +126,18 @@ interface DeltaRecord {
 
 interface BaseRecord {
   base: number;
+  /** Random per compaction: the base line's checksum (the file's first bytes) tells one journal file from the next. */
+  gen: string;
   nextId: number;
   snapshots: [string, SnapshotRecord][];
 }
 
 interface Cache {
-  /** Identity of the journal file read (a compaction replaces it). */
+  /** Identity of the journal file read (a compaction replaces it): its inode and its first bytes (the base record's checksum). */
   ino: bigint;
+  head: string;
+  /** mtime when last read up to `offset`: unchanged size and mtime mean nothing was appended. */
+  mtimeNs: bigint;
   /** End of the last whole record read. */
   offset: number;
   baseBytes: number;
@@ -209,29 +217,30 @@ export class MetadataStore {
     } catch (err) {
       if (!isCode(err, 'ENOENT')) throw err;
       this.cache = undefined;
-      return { ino: -1n, offset: 0, baseBytes: 0, state: await this.readLegacy() };
+      return { ino: -1n, head: '', mtimeNs: 0n, offset: 0, baseBytes: 0, state: await this.readLegacy() };
     }
-    const size = Number(st.size);
     const cache = this.cache;
-    if (cache !== undefined && cache.ino === st.ino && size === cache.offset) return cache;
-    const from = cache !== undefined && cache.ino === st.ino && size > cache.offset ? cache : undefined;
+    if (cache !== undefined && cache.ino === st.ino && Number(st.size) === cache.offset && cache.mtimeNs === st.mtimeNs) return cache;
     const fh = await open(this.journalPath, 'r').catch((err: unknown) => {
       if (isCode(err, 'ENOENT')) return undefined;
       throw err;
     });
     if (fh === undefined) return this.catchUp(); // replaced between stat and open: read the new one
     try {
-      const ino = (await fh.stat({ bigint: true })).ino;
-      const start = from !== undefined && ino === from.ino ? from.offset : 0;
-      const length = Number((await fh.stat({ bigint: true })).size) - start;
-      const buf = Buffer.alloc(Math.max(0, length));
+      const { ino, size, mtimeNs } = await fh.stat({ bigint: true });
+      const headBuf = Buffer.alloc(HEAD_BYTES);
+      const head = headBuf.toString('latin1', 0, (await fh.read(headBuf, 0, HEAD_BYTES, 0)).bytesRead);
+      // Read on from where this process left off only in the very file it read (not a newer one that reuses the inode).
+      const from = cache !== undefined && cache.ino === ino && cache.head === head && Number(size) >= cache.offset ? cache : undefined;
+      const start = from?.offset ?? 0;
+      const buf = Buffer.alloc(Number(size) - start);
       let got = 0;
       while (got < buf.length) {
         const { bytesRead } = await fh.read(buf, got, buf.length - got, start + got);
         if (bytesRead === 0) break;
         got += bytesRead;
       }
-      const next: Cache = start === 0 ? { ino, offset: 0, baseBytes: 0, state: emptyState() } : { ...from!, ino };
+      const next: Cache = from === undefined ? { ino, head, mtimeNs, offset: 0, baseBytes: 0, state: emptyState() } : { ...from, mtimeNs };
       this.cache = undefined; // until the records are applied: a damaged file must be read again
       applyRecords(this.journalPath, next, buf.subarray(0, got), start);
       this.cache = next;
@@ -257,6 +266,7 @@ export class MetadataStore {
       let done = 0;
       while (done < line.length) done += (await fh.write(line, done, line.length - done, current.offset + done)).bytesWritten;
       await fh.datasync();
+      current.mtimeNs = (await fh.stat({ bigint: true })).mtimeNs;
     } finally {
       await fh.close();
     }
@@ -266,10 +276,11 @@ export class MetadataStore {
 
   /** Replaces the journal by one base record of `state` (atomically), then drops the legacy file. */
   private async compact(state: MetadataState): Promise<void> {
-    const line = encodeLine({ base: JOURNAL_VERSION, nextId: state.nextId, snapshots: Object.entries(state.snapshots) } satisfies BaseRecord);
+    const base: BaseRecord = { base: JOURNAL_VERSION, gen: randomBytes(8).toString('hex'), nextId: state.nextId, snapshots: Object.entries(state.snapshots) };
+    const line = encodeLine(base);
     await writeFileAtomic(this.journalPath, line);
     const st = await stat(this.journalPath, { bigint: true });
-    this.cache = { ino: st.ino, offset: line.length, baseBytes: line.length, state };
+    this.cache = { ino: st.ino, head: line.toString('latin1', 0, HEAD_BYTES), mtimeNs: st.mtimeNs, offset: line.length, baseBytes: line.length, state };
     await unlink(this.legacyPath).then(
       () => fsyncDir(this.root),
       (err: unknown) => {

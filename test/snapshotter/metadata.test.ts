@@ -504,6 +504,24 @@ describe('journal', () => {
     assert.equal((await fresh.read()).snapshots['a']!.labels['i'], '199');
   });
 
+  test('a reader that cached the journal follows appends and compactions made by another writer', async () => {
+    const writer = await open('native');
+    const reader = await openSnapshotter('native', writer.root);
+    await writer.prepare('a');
+    assert.equal((await reader.stat('a')).kind, 'active');
+    const journal = join(writer.root, JOURNAL_FILE);
+    let compactions = 0;
+    for (let i = 0; compactions < 3; i++) {
+      const before = (await stat(journal)).ino;
+      await writer.update({ name: 'a', labels: { i: String(i), pad: 'p'.repeat(3000) } });
+      if ((await stat(journal)).ino !== before) compactions++;
+      if (i % 7 === 0) assert.equal((await reader.stat('a')).labels['i'], String(i), `after update ${i}`);
+    }
+    await writer.commit('c', 'a');
+    assert.equal((await reader.stat('c')).kind, 'committed');
+    await assert.rejects(reader.stat('a'), code('ERR_NOT_FOUND'));
+  });
+
   test('a root written by format 1 (metadata.json) is read, and the first change moves it to the journal', async () => {
     const root = await tmp.make('snap-legacy');
     await mkdir(join(root, 'snapshots', '1'), { recursive: true });
