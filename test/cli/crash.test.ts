@@ -189,21 +189,20 @@ describe('kill -9 during commit (overlay)', () => {
     assert.equal((await cli(['unmount', '--store', store, '--snapshotter', 'overlay', dir])).code, 0);
     assert.deepEqual(await mountsMentioning(store), []);
 
+    const ingestDirs = async () => (await readdir(join(store, 'ingest')).catch(() => [] as string[])).filter((n) => n.startsWith('commit-'));
     const commit = spawnCli(['commit', '--store', store, '--snapshotter', 'overlay', 'work', 'crash/committed:1'], env);
     try {
       // The parent view and the snapshot itself are both mounted, and the layer is being written.
-      await waitFor('the commit’s two mounts and its view', async () => {
+      await waitFor('the commit’s two mounts, its view and its ingest directory', async () => {
         const mounts = await mountsMentioning(store);
         const views = (await snapshotKeys(root)).filter((k) => k.startsWith('commit-view-'));
-        return mounts.length >= 2 && views.length === 1 ? true : undefined;
+        return mounts.length >= 2 && views.length === 1 && (await ingestDirs()).length === 1 ? true : undefined;
       });
-      await sleep(300);
     } finally {
       commit.child.kill('SIGKILL');
     }
     assert.equal((await commit.done).signal, 'SIGKILL');
     assert.ok((await mountsMentioning(store)).length >= 2, 'the killed commit left its mounts');
-    const ingestDirs = async () => (await readdir(join(store, 'ingest')).catch(() => [] as string[])).filter((n) => n.startsWith('commit-'));
     assert.equal((await ingestDirs()).length, 1, 'the killed commit left its ingest directory');
 
     const again = await cli(['commit', '--store', store, '--snapshotter', 'overlay', 'work', 'crash/committed:1']);
