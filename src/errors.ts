@@ -215,6 +215,13 @@ export class LayerLimitError extends StratumError {
   }
 }
 
+/** An image with more layers than the configured (or the backend's) limit; refused before any layer is fetched. */
+export class TooManyLayersError extends StratumError {
+  constructor(readonly subject: string, readonly layers: number, readonly limit: number, why: string) {
+    super('ERR_LIMIT_EXCEEDED', `${subject}: ${layers} layers, more than the limit of ${limit} (${why})`);
+  }
+}
+
 /** A layer blob that is not a readable (compressed) tar, or that could not be applied; names the layer. */
 export class LayerApplyError extends StratumError {
   constructor(readonly subject: string, reason: string, options?: { cause?: unknown }) {

@@ -39,6 +39,10 @@ export { writeTreeDiff, type DiffStats } from './image/diff.js';
 export { findImage, loadImage, loadImageByName, imageSize, type StoredImage } from './image/image.js';
 export { imageHistory, type HistoryRow } from './image/history.js';
 export { storeUsage, type StoreUsage, type ImageUsage, type LayerUsage } from './image/usage.js';
+export { verifyStore, type VerifyOptions, type VerifyResult, type StoreProblem, type StoreProblemKind } from './image/verify.js';
+
+// Snapshotters (what verifyStore checks besides the content store).
+export { openSnapshotter, defaultSnapshotter, reclaimTemporaries, type Snapshotter, type SnapshotterName, type SnapshotProblem, type ReclaimedTemporaries } from './snapshotter/index.js';
 
 // Decompression.
 export { uncompressedDigest, detectCompression, decompressor } from './unpack/decompress.js';

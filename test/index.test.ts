@@ -1,5 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
 import * as stratum from '../src/index.js';
 import { sharedRegistry, type TestRegistry } from './helpers/registry.js';
 import { TempDirs } from './helpers/tmp.js';
@@ -42,6 +43,32 @@ describe('library API (what build tools import)', () => {
       const again = await stratum.pull('app:1', { store, client });
       assert.equal(again.upToDate, true);
       assert.equal(again.bytesDownloaded, 0);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('verifyStore finds a corrupt blob, repair removes it, the next pull fetches it again', async () => {
+    const store = await stratum.OciStore.open(await dirs.make('store'));
+    const client = new stratum.RegistryClient({ config: { mirrors: { 'docker.io': [registry.url] } } });
+    try {
+      const result = await stratum.pull('app:1', { store, client });
+      assert.deepEqual((await stratum.verifyStore(store)).problems, []);
+      const layer = result.layers.at(-1)!.digest;
+      const path = store.blobPath(layer);
+      const bytes = await readFile(path);
+      bytes[0] ^= 0xff;
+      await writeFile(path, bytes);
+      const found = await stratum.verifyStore(store);
+      assert.deepEqual(found.problems.map((p) => [p.kind, p.subject]), [['blob-corrupt', layer]]);
+      assert.equal(found.remaining, 1);
+      const repaired = await stratum.verifyStore(store, { repair: true });
+      assert.deepEqual(repaired.problems.map((p) => [p.kind, p.subject, p.repaired !== undefined]), [
+        ['blob-corrupt', layer, true],
+        ['blob-missing', layer, false],
+      ]);
+      await stratum.pull('app:1', { store, client });
+      assert.deepEqual((await stratum.verifyStore(store)).problems, []);
     } finally {
       await client.close();
     }

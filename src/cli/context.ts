@@ -101,6 +101,31 @@ export function preferMainThread(): void {
   loadNative().batchPoolThreads();
 }
 
+/**
+ * Every snapshotter this store has used (`STORE/snapshots/<name>`, and the `--snapshot-root` one),
+ * opened without reclaiming anything, for commands that look after the whole store (gc, fsck).
+ * One that cannot be opened here (a btrfs root off btrfs) is skipped with a warning.
+ */
+export async function openExistingSnapshotters(store: OciStore, flags: GlobalFlags, env = process.env): Promise<Snapshotter[]> {
+  const roots = new Map<string, SnapshotterName>();
+  for (const name of SNAPSHOTTERS) {
+    const root = join(store.root, 'snapshots', name);
+    if (existsSync(root)) roots.set(root, name);
+  }
+  const chosen = await snapshotterName(flags, env);
+  const explicit = snapshotRoot(store, chosen, flags, env);
+  if (existsSync(explicit)) roots.set(explicit, chosen);
+  const out: Snapshotter[] = [];
+  for (const [root, name] of roots) {
+    try {
+      out.push(await openSnapshotter(name, root, { reclaim: false }));
+    } catch (err) {
+      process.stderr.write(`stratum: warning: cannot open the ${name} snapshotter at ${root}: ${(err as Error).message}\n`);
+    }
+  }
+  return out;
+}
+
 export async function openImageSnapshotter(flags: GlobalFlags, store: OciStore, env = process.env): Promise<Snapshotter> {
   preferMainThread();
   const name = await snapshotterName(flags, env);

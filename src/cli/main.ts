@@ -34,6 +34,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   history: () => import('./commands/history.js'),
   df: () => import('./commands/df.js'),
   gc: () => import('./commands/gc.js'),
+  fsck: () => import('./commands/fsck.js'),
   rmi: () => import('./commands/rmi.js'),
   mount: () => import('./commands/mount.js'),
   unmount: () => import('./commands/unmount.js'),
@@ -59,6 +60,7 @@ Commands:
   export     Write an image's flattened root filesystem as a tar
   rmi        Remove image tags
   gc         Delete blobs no image needs
+  fsck       Check blobs, references and snapshots (--repair)
 
 Global options: --store DIR, --snapshotter overlay|native|btrfs|zfs, --snapshot-root DIR, --config FILE,
                 --mirror [REGISTRY=]URL, --insecure-registry HOST

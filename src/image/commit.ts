@@ -1,13 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, rmdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { FailedPreconditionError, InvalidArgumentError } from '../errors.js';
 import { chainIds, digestOf, type Digest } from '../oci/digest.js';
+import { reclaimDeadWriterIngests } from '../oci/gc.js';
 import { INGEST_DIR } from '../oci/layout.js';
 import { Lease } from '../oci/lease.js';
 import { acquireFileLock } from '../oci/lock.js';
@@ -15,7 +15,8 @@ import { MediaType } from '../oci/mediatypes.js';
 import { parseReference } from '../oci/reference.js';
 import type { OciStore } from '../oci/store.js';
 import type { Descriptor } from '../oci/types.js';
-import { isMountPoint, mountAll, unmountAll } from '../snapshotter/mount.js';
+import { isMountPoint } from '../snapshotter/mount.js';
+import { mountTemporary, reclaimTemporaries, temporaryLabels, unmountTemporary } from '../snapshotter/temporaries.js';
 import type { Snapshotter } from '../snapshotter/snapshotter.js';
 import { createDigestWriter } from '../sys/native.js';
 import { writeTreeDiff } from './diff.js';
@@ -75,19 +76,21 @@ export async function commitImage(options: CommitImageOptions): Promise<CommitIm
     throw new FailedPreconditionError(`snapshot ${JSON.stringify(key)} is not on the top layer of ${image.name}: its parent is ${info.parent ?? 'none'}, the image's top chainID ${top ?? 'none'}`);
   }
 
+  // A commit killed before has left a view and mounts, one of them on this snapshot's own upper
+  // directory: they go before this commit mounts it again.
+  await reclaimTemporaries(snapshotter).catch(() => {});
+  await reclaimDeadWriterIngests(store);
   const lease = await Lease.create(store.root);
-  const scratch = await mkdtemp(join(tmpdir(), 'stratum-commit-'));
   const undo: Array<() => Promise<unknown>> = [];
   try {
     let lower: string | undefined;
     if (top !== undefined) {
       const viewKey = `commit-view-${randomBytes(6).toString('hex')}`;
-      const mounts = await snapshotter.view(viewKey, top);
+      const mounts = await snapshotter.view(viewKey, top, { labels: temporaryLabels() });
       undo.push(() => snapshotter.remove(viewKey));
-      lower = join(scratch, 'lower');
-      await mkdir(lower);
-      await mountAll(mounts, lower);
-      undo.push(() => unmountAll(lower!));
+      const dir = await mountTemporary(snapshotter.root, mounts, `parent view for commit of ${key}`);
+      undo.push(() => unmountTemporary(dir));
+      lower = dir;
     }
     // Where the snapshot is mounted already (overlay refuses a second mount of one upper), else a mount of our own.
     const mountedAt = info.labels[MOUNTPOINT_LABEL];
@@ -95,10 +98,9 @@ export async function commitImage(options: CommitImageOptions): Promise<CommitIm
     if (mountedAt !== undefined && (await isMountPoint(mountedAt))) {
       upper = mountedAt;
     } else {
-      upper = join(scratch, 'upper');
-      await mkdir(upper);
-      await mountAll(await snapshotter.mounts(key), upper);
-      undo.push(() => unmountAll(upper));
+      const dir = await mountTemporary(snapshotter.root, await snapshotter.mounts(key), `snapshot ${key} for commit`);
+      undo.push(() => unmountTemporary(dir));
+      upper = dir;
     }
 
     const layer = await writeLayerBlob(store, lease, (out) => writeTreeDiff(lower, upper, out));
@@ -141,7 +143,6 @@ export async function commitImage(options: CommitImageOptions): Promise<CommitIm
     };
   } finally {
     for (const step of undo.reverse()) await step().catch(() => {});
-    await rm(scratch, { recursive: true, force: true }).catch(() => {});
     await lease.release();
   }
 }

@@ -5,7 +5,7 @@ import { parseReference, type Reference } from '../oci/reference.js';
 import { parseManifest } from '../oci/manifest.js';
 import { parseImageConfig, checkConfigMatchesManifest } from '../oci/config.js';
 import { formatPlatform, hostPlatform, platformMatches, selectManifest } from '../oci/platform.js';
-import { parseSchema1, convertSchema1, schema1Blobs } from '../oci/schema1.js';
+import { parseSchema1, convertSchema1, schema1Blobs, schema1Layers } from '../oci/schema1.js';
 import { MediaType } from '../oci/mediatypes.js';
 import { Lease } from '../oci/lease.js';
 import type { Descriptor, ImageConfig, ImageManifest, Platform } from '../oci/types.js';
@@ -24,6 +24,7 @@ import { unpackLayers, type UnpackEvent, type UnpackResult } from './unpack.js';
 import { LiveBlob } from './live-blob.js';
 import { SOURCE_DIGEST_ANNOTATION, SOURCE_MEDIA_TYPE_ANNOTATION, SCHEMA1_BLOB_ANNOTATION } from './annotations.js';
 import { loadImage, type StoredImage } from './image.js';
+import { checkLayerCount } from './layer-limit.js';
 
 export type PullEvent =
   | { type: 'resolved'; reference: Reference; digest: Digest; mediaType: string; endpoint: string }
@@ -50,6 +51,11 @@ export interface PullOptions {
   signal?: AbortSignal;
   /** Unpack the layers into committed snapshots (chainID names) as their blobs arrive. */
   unpack?: PullUnpackOptions;
+  /**
+   * Images with more layers are refused before any layer is fetched. Default 128 (DEFAULT_MAX_LAYERS,
+   * as Docker and containerd on overlay); unpacking on overlay caps it at the kernel's 500.
+   */
+  maxLayers?: number;
 }
 
 export interface PullResult {
@@ -209,6 +215,7 @@ class PullSession {
       },
       ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}),
       ...(options.limits ? { limits: options.limits } : {}),
+      ...(this.options.maxLayers !== undefined ? { maxLayers: this.options.maxLayers } : {}),
       onEvent: this.emit,
     });
   }
@@ -224,15 +231,21 @@ class PullSession {
     if (tagged.descriptor.platform && !platformMatches(this.wanted, tagged.descriptor.platform)) return undefined;
     try {
       const image = await loadImage(this.store, tagged);
-      const present = await Promise.all(image.manifest.layers.map((l) => this.store.has(l.digest)));
+      // A layer of the wrong size on disk (truncated) counts as missing: the pull fetches it again.
+      const present = await Promise.all(image.manifest.layers.map(async (l) => (await this.store.info(l.digest))?.size === l.size));
       return present.every(Boolean) ? image : undefined;
     } catch {
       return undefined; // damaged or missing blobs: pull again
     }
   }
 
+  private checkLayerCount(subject: string, count: number): void {
+    checkLayerCount(subject, count, this.options.maxLayers, this.options.unpack?.snapshotter.name);
+  }
+
   private reuse(image: StoredImage): PulledImage {
     const layers = image.manifest.layers;
+    this.checkLayerCount(image.name, layers.length);
     this.emit({ type: 'layers', layers: layers.map((l) => ({ digest: l.digest, size: l.size })) });
     for (const l of layers) this.emit({ type: 'exists', digest: l.digest, size: l.size });
     return { manifest: image.descriptor, manifestJson: image.manifest, config: image.config, annotations: {} };
@@ -257,6 +270,7 @@ class PullSession {
 
     const manifestJson = parsed.manifest;
     const subject = source === resolved ? reference.toString() : `${reference.name}@${source.descriptor.digest}`;
+    this.checkLayerCount(subject, manifestJson.layers.length);
     this.emit({ type: 'layers', layers: manifestJson.layers.map((l) => ({ digest: l.digest, size: l.size })) });
     for (const layer of manifestJson.layers) this.expectBlob(layer.digest);
     const fetchLayers = () => this.fetchAll(manifestJson.layers, (layer, releaseSlot) => this.fetch(layer, releaseSlot));
@@ -303,6 +317,8 @@ class PullSession {
     if (this.options.platform && !platformMatches(this.options.platform, imagePlatform)) {
       throw new NoMatchingPlatformError(reference.familiar, formatPlatform(this.options.platform), [formatPlatform(imagePlatform)]);
     }
+    // Throwaway steps become history entries only: the layers that count are the others.
+    this.checkLayerCount(reference.toString(), schema1Layers(schema1).filter((l) => !l.empty).length);
     const blobs = schema1Blobs(schema1).map((digest) => ({ digest }));
     this.emit({ type: 'layers', layers: blobs });
     const diffIds = new Map<Digest, Digest>();

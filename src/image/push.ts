@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError, NotFoundError, SizeMismatchError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import { parseReference, type Reference } from '../oci/reference.js';
 import type { OciStore } from '../oci/store.js';
@@ -56,6 +56,12 @@ export async function pushImage(source: string, destination: Reference | undefin
   const layers = image.manifest.layers.map((l) => ({ digest: l.digest, size: l.size, kind: 'layer' as const }));
   const config = { digest: image.configDescriptor.digest, size: image.configDescriptor.size, kind: 'config' as const };
   const unique = [...new Map([...layers, config].map((b) => [b.digest, b])).values()];
+  // A stored blob that is missing or not the size its descriptor says (truncated) is never sent.
+  for (const blob of unique) {
+    const stored = await store.info(blob.digest);
+    if (stored === undefined) throw new NotFoundError(`cannot push ${image.name}: its ${blob.kind} ${blob.digest} is not in the store`);
+    if (stored.size !== blob.size) throw new SizeMismatchError(`cannot push ${image.name}: stored ${blob.kind} ${blob.digest} (stratum fsck --repair removes it, pull fetches it again)`, blob.size, stored.size);
+  }
   emit({ type: 'blobs', blobs: unique });
 
   // Same registry, another repository: it may already hold the blobs, and can mount them instead of receiving them again.

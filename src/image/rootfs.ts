@@ -1,11 +1,10 @@
-import { mkdtemp, rmdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { chainIds, type Digest } from '../oci/digest.js';
 import type { Provider } from '../oci/content.js';
 import type { Snapshotter, Mount } from '../snapshotter/snapshotter.js';
 import { mountAll, unmountAll } from '../snapshotter/mount.js';
+import { mountTemporary, temporaryLabels, unmountTemporary } from '../snapshotter/temporaries.js';
 import { unpackLayers, type UnpackEvent } from './unpack.js';
 import type { StoredImage } from './image.js';
 import { mkdirAll } from '../sys/mkdir-all.js';
@@ -81,14 +80,22 @@ export async function unmountImage(snapshotters: Snapshotter[], target: string):
   return { removed: false };
 }
 
-/** Runs fn with the image's merged root filesystem mounted read-only at a temporary directory. */
+/**
+ * Runs fn with the image's merged root filesystem mounted read-only at a temporary directory: a
+ * temporary view on a temporary mount, both reclaimed by the next command if this process dies.
+ */
 export async function withImageRootfs<T>(store: Provider, snapshotter: Snapshotter, image: StoredImage, fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(join(tmpdir(), 'stratum-rootfs-'));
-  await mountImage(store, snapshotter, image, dir);
+  const top = await ensureUnpacked(store, snapshotter, image);
+  const key = `rootfs-view-${randomBytes(6).toString('hex')}`;
+  const mounts = await snapshotter.view(key, top, { labels: temporaryLabels() });
   try {
-    return await fn(dir);
+    const dir = await mountTemporary(snapshotter.root, mounts, `root filesystem of ${image.name}`);
+    try {
+      return await fn(dir);
+    } finally {
+      await unmountTemporary(dir);
+    }
   } finally {
-    await unmountImage([snapshotter], dir);
-    await rmdir(dir);
+    await snapshotter.remove(key).catch(() => {});
   }
 }

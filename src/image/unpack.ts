@@ -1,5 +1,4 @@
-import { mkdir, mkdtemp, rmdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
@@ -12,8 +11,9 @@ import type { Snapshotter } from '../snapshotter/snapshotter.js';
 import { applyLayer } from '../unpack/apply.js';
 import type { OverlayFixups, UnpackLimits } from '../unpack/types.js';
 import { applyOverlayFixups } from '../unpack/overlay-fixups.js';
-import { mountAll, unmountAll } from '../snapshotter/mount.js';
+import { mountTemporary, reclaimTemporaries, temporaryLabels, unmountTemporary } from '../snapshotter/temporaries.js';
 import { InvalidManifestError, isStratumError } from '../errors.js';
+import { checkLayerCount } from './layer-limit.js';
 
 export type UnpackEvent =
   | { type: 'extracting'; digest: Digest; current: number; total: number }
@@ -40,6 +40,8 @@ export interface UnpackRequest {
   /** Layers extracted at once where the backend can rebase (overlay). Default 3. */
   concurrency?: number;
   limits?: UnpackLimits;
+  /** Images with more layers are refused before anything is extracted (see layer-limit.ts). Default 128. */
+  maxLayers?: number;
   onEvent?: (event: UnpackEvent) => void;
 }
 
@@ -69,9 +71,12 @@ export async function unpackLayers(request: UnpackRequest): Promise<UnpackResult
     throw new InvalidManifestError(subject, `${layers.length} layers but ${diffIds.length} diff_ids in the config`);
   }
   if (layers.length === 0) return { extracted: 0 };
+  checkLayerCount(subject, layers.length, request.maxLayers, snapshotter.name);
   const chain = chainIds(diffIds);
   const lockDir = join(snapshotter.root, 'locks');
   await mkdir(lockDir, { recursive: true });
+  // What a killed unpack left (extract-* snapshots, fixup mounts) goes before this one adds its own.
+  await reclaimTemporaries(snapshotter).catch(() => {});
   const ready = request.blobReady ?? (async () => {});
   let extracted = 0;
 
@@ -106,7 +111,7 @@ export async function unpackLayers(request: UnpackRequest): Promise<UnpackResult
       const layerSubject = `layer ${i + 1}/${layers.length} (${layer.digest}) of ${subject}`;
       const extract = async (source: Readable) => {
         const key = `extract-${process.pid}-${randomBytes(6).toString('hex')}-${chainId}`;
-        await snapshotter.prepare(key, rebase ? undefined : parent, { labels: { 'dev.stratum.unpack.layer': layer.digest } });
+        await snapshotter.prepare(key, rebase ? undefined : parent, { labels: { 'dev.stratum.unpack.layer': layer.digest, ...temporaryLabels() } });
         try {
           const dir = await snapshotter.applyDir(key);
           const applied = await slot(() =>
@@ -175,16 +180,16 @@ export async function unpackLayers(request: UnpackRequest): Promise<UnpackResult
 /** Finishes an overlay layer against the merged view of its (now committed) parent chain. */
 async function fixUpAgainstParent(snapshotter: Snapshotter, parent: string | undefined, dir: string, fixups: OverlayFixups, subject: string): Promise<void> {
   const viewKey = `fixup-${process.pid}-${randomBytes(6).toString('hex')}`;
-  const lowerView = await mkdtemp(join(tmpdir(), 'stratum-lower-'));
+  const mounts = parent !== undefined ? await snapshotter.view(viewKey, parent, { labels: temporaryLabels() }) : [];
   try {
-    if (parent !== undefined) await mountAll(await snapshotter.view(viewKey, parent), lowerView);
-    await applyOverlayFixups(dir, lowerView, fixups, subject);
-  } finally {
-    if (parent !== undefined) {
-      await unmountAll(lowerView);
-      await snapshotter.remove(viewKey).catch(() => {});
+    const lowerView = await mountTemporary(snapshotter.root, mounts, `fixup view of ${subject}`);
+    try {
+      await applyOverlayFixups(dir, lowerView, fixups, subject);
+    } finally {
+      await unmountTemporary(lowerView);
     }
-    await rmdir(lowerView);
+  } finally {
+    if (parent !== undefined) await snapshotter.remove(viewKey).catch(() => {});
   }
 }
 

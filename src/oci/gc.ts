@@ -2,7 +2,7 @@ import { isStratumError } from '../errors.js';
 import type { BlobInfo } from './content.js';
 import { isDigest, type Digest } from './digest.js';
 import { isImageManifestMediaType, isIndexMediaType, isSchema1MediaType } from './mediatypes.js';
-import { DEFAULT_MAX_READ_BYTES, type OciStore } from './store.js';
+import { DEFAULT_MAX_READ_BYTES, type IngestEntry, type OciStore } from './store.js';
 import type { ImageIndex } from './types.js';
 import { leasedDigests } from './lease.js';
 
@@ -69,13 +69,33 @@ export async function collectGarbage(store: OciStore, options: GcOptions = {}): 
       result.bytesFreed += blob.size;
     }
     for await (const entry of store.ingests()) {
-      const bytes = await store.reclaimIngest(entry, ingestCutoff, dryRun);
+      const bytes = await store.reclaimIngest(entry, resumable(entry) ? ingestCutoff : Number.POSITIVE_INFINITY, dryRun);
       if (bytes === undefined) continue;
       result.removedIngests.push({ name: entry.name, digest: entry.digest, bytes });
       result.bytesFreed += bytes;
     }
     return { result };
   });
+}
+
+/**
+ * A partial download (`<alg>-<hex>`) is kept a while for a later pull to resume; any other ingest
+ * directory (a commit's layer being written) can never be resumed, so it goes as soon as its
+ * writer is gone (its lock is free or stale).
+ */
+function resumable(entry: IngestEntry): boolean {
+  return entry.digest !== undefined;
+}
+
+/** Removes the ingest directories that cannot be resumed and whose writer is gone (see resumable). */
+export async function reclaimDeadWriterIngests(store: OciStore): Promise<RemovedIngest[]> {
+  const removed: RemovedIngest[] = [];
+  for await (const entry of store.ingests()) {
+    if (resumable(entry)) continue;
+    const bytes = await store.reclaimIngest(entry, Number.POSITIVE_INFINITY);
+    if (bytes !== undefined) removed.push({ name: entry.name, digest: undefined, bytes });
+  }
+  return removed;
 }
 
 /**
@@ -90,15 +110,10 @@ export async function markReferenced(
 ): Promise<MarkResult> {
   const referenced = new Set<Digest>();
   const missing: Digest[] = [];
-  const queue: { digest: Digest; mediaType: string | undefined }[] = [];
+  const queue: ChildReference[] = [];
   // Leased blobs are roots; an in-flight pull may not have fetched them yet, so they are not "missing".
   for (const digest of leased) referenced.add(digest);
-  for (const entry of index.manifests) {
-    if (isDigest(entry.digest)) queue.push({ digest: entry.digest, mediaType: entry.mediaType });
-    for (const [key, value] of Object.entries(entry.annotations ?? {})) {
-      if (key.endsWith(DIGEST_ANNOTATION_SUFFIX) && isDigest(value)) queue.push({ digest: value, mediaType: undefined });
-    }
-  }
+  queue.push(...indexRoots(index));
   while (queue.length > 0) {
     const { digest, mediaType } = queue.pop()!;
     if (referenced.has(digest)) continue;
@@ -114,12 +129,32 @@ export async function markReferenced(
   return { referenced, missing };
 }
 
+/** The roots of index.json: its entries (with their sizes) and the digests their `*.digest` annotations name. */
+export function indexRoots(index: ImageIndex): ChildReference[] {
+  const roots: ChildReference[] = [];
+  for (const entry of index.manifests) {
+    if (isDigest(entry.digest)) roots.push({ digest: entry.digest, mediaType: entry.mediaType, ...(typeof entry.size === 'number' ? { size: entry.size } : {}) });
+    for (const [key, value] of Object.entries(entry.annotations ?? {})) {
+      if (key.endsWith(DIGEST_ANNOTATION_SUFFIX) && isDigest(value)) roots.push({ digest: value, mediaType: undefined });
+    }
+  }
+  return roots;
+}
+
 /** A descriptor's blob is parsed when it is a manifest or index, or when its type is unknown (annotation roots). */
-function mayHoldReferences(mediaType: string | undefined): boolean {
+export function mayHoldReferences(mediaType: string | undefined): boolean {
   return mediaType === undefined || isIndexMediaType(mediaType) || isImageManifestMediaType(mediaType) || isSchema1MediaType(mediaType);
 }
 
-async function childrenOf(store: OciStore, digest: Digest, maxBytes: number): Promise<{ digest: Digest; mediaType: string | undefined }[]> {
+/** A blob a manifest or index points to, with what its descriptor says about it (schema1 fsLayers say no size). */
+export interface ChildReference {
+  digest: Digest;
+  mediaType: string | undefined;
+  size?: number;
+}
+
+/** The blobs the manifest or index `digest` points to; none when it is not JSON (or too big to read whole). */
+export async function childrenOf(store: OciStore, digest: Digest, maxBytes: number = DEFAULT_MAX_READ_BYTES): Promise<ChildReference[]> {
   let doc: unknown;
   try {
     doc = JSON.parse((await store.read(digest, maxBytes)).toString('utf8'));
@@ -129,11 +164,12 @@ async function childrenOf(store: OciStore, digest: Digest, maxBytes: number): Pr
     throw err;
   }
   if (typeof doc !== 'object' || doc === null) return [];
-  const out: { digest: Digest; mediaType: string | undefined }[] = [];
+  const out: ChildReference[] = [];
   const add = (d: unknown): void => {
     if (typeof d !== 'object' || d === null) return;
-    const { digest: child, mediaType } = d as { digest?: unknown; mediaType?: unknown };
-    if (isDigest(child)) out.push({ digest: child, mediaType: typeof mediaType === 'string' ? mediaType : undefined });
+    const { digest: child, mediaType, size } = d as { digest?: unknown; mediaType?: unknown; size?: unknown };
+    if (!isDigest(child)) return;
+    out.push({ digest: child, mediaType: typeof mediaType === 'string' ? mediaType : undefined, ...(typeof size === 'number' ? { size } : {}) });
   };
   const m = doc as { manifests?: unknown; config?: unknown; layers?: unknown; subject?: unknown; fsLayers?: unknown; blobs?: unknown };
   if (Array.isArray(m.manifests)) m.manifests.forEach(add);

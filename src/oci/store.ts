@@ -136,12 +136,18 @@ export class OciStore implements Provider, Ingester, TagStore {
     if (expectedSize !== undefined && !(Number.isSafeInteger(expectedSize) && expectedSize >= 0)) {
       throw new InvalidArgumentError(`ingest of blob ${d}: expectedSize must be a non-negative integer, got ${expectedSize}`);
     }
-    if (await this.has(d)) return null;
+    // A stored blob whose size is not the expected one is damaged (truncated): fetched again, and
+    // the commit's rename replaces it atomically.
+    const present = async () => {
+      const info = await this.info(d);
+      return info !== undefined && (expectedSize === undefined || info.size === expectedSize);
+    };
+    if (await present()) return null;
     const paths = ingestPaths(this.root, d);
     const lockOptions = options.lockTimeoutMs === undefined ? {} : { timeoutMs: options.lockTimeoutMs };
     const release = await acquireFileLock(paths.lock, lockOptions);
     // Whoever held the lock before us may have committed the blob: then there is nothing to fetch.
-    if (await this.has(d)) {
+    if (await present()) {
       await release();
       await rmdir(paths.dir).catch(() => {});
       return null;

@@ -14,7 +14,17 @@ import {
 } from './fsutil.js';
 import { getOwn, setOwn, validLabels } from './labels.js';
 import { MetadataStore, type MetadataState, type SnapshotRecord } from './metadata.js';
-import type { CommitOptions, Info, Mount, SnapshotOptions, Snapshotter, Usage, WalkFunc } from './snapshotter.js';
+
+/** Where records are looked up: the shared state read, or a transaction's draft. */
+interface Records {
+  get(key: string): Readonly<SnapshotRecord> | undefined;
+}
+
+function recordsOf(state: Readonly<MetadataState>): Records {
+  return { get: (key) => getOwn(state.snapshots, key) };
+}
+import type { CommitOptions, Info, Mount, SnapshotOptions, SnapshotProblem, Snapshotter, Usage, WalkFunc } from './snapshotter.js';
+import { reclaimTemporaries } from './temporaries.js';
 
 /** Staging and removal paths this process is working on right now; cleanup leaves them alone. */
 const inFlight = new Set<string>();
@@ -70,8 +80,7 @@ export abstract class MetadataSnapshotter implements Snapshotter {
 
   async stat(key: string): Promise<Info> {
     this.checkOpen();
-    const state = await this.meta.read();
-    return toInfo(key, mustGet(state, key));
+    return toInfo(key, mustGet(recordsOf(await this.meta.read()), key));
   }
 
   async update(info: Pick<Info, 'name'> & Partial<Info>, ...fieldpaths: string[]): Promise<Info> {
@@ -85,40 +94,43 @@ export abstract class MetadataSnapshotter implements Snapshotter {
       }
     }
     const given = validLabels(info.labels, `snapshot ${JSON.stringify(key)}`);
-    return this.meta.transaction((state) => {
-      const rec = mustGet(state, key);
+    return this.meta.transaction((draft) => {
+      const old = mustGet(draft, key);
+      let labels: Record<string, string>;
       if (paths.length === 0 || paths.includes('labels')) {
-        rec.labels = given;
+        labels = given;
       } else {
+        labels = validLabels(old.labels, 'stored snapshot');
         for (const p of paths) {
           const label = p.slice('labels.'.length);
           const value = getOwn(given, label);
-          if (value === undefined) delete rec.labels[label];
-          else setOwn(rec.labels, label, value);
+          if (value === undefined) delete labels[label];
+          else setOwn(labels, label, value);
         }
       }
-      rec.updated = after(rec.updated);
+      const rec: SnapshotRecord = { ...old, labels, updated: after(old.updated) };
+      draft.put(key, rec);
       return toInfo(key, rec);
     });
   }
 
   async usage(key: string): Promise<Usage> {
     this.checkOpen();
-    const rec = mustGet(await this.meta.read(), key);
+    const rec = mustGet(recordsOf(await this.meta.read()), key);
     return this.dataUsage(rec.id);
   }
 
   async mounts(key: string): Promise<Mount[]> {
     this.checkOpen();
-    const state = await this.meta.read();
-    const rec = mustGet(state, key);
+    const records = recordsOf(await this.meta.read());
+    const rec = mustGet(records, key);
     if (rec.kind === 'committed') throw new FailedPreconditionError(`snapshot ${JSON.stringify(key)} is committed: it has no mounts (view or prepare on it)`);
-    return this.mountsFor(rec.kind, rec.id, parentChain(state, rec.parent));
+    return this.mountsFor(rec.kind, rec.id, parentChain(records, rec.parent));
   }
 
   async applyDir(key: string): Promise<string> {
     this.checkOpen();
-    const rec = mustGet(await this.meta.read(), key);
+    const rec = mustGet(recordsOf(await this.meta.read()), key);
     if (rec.kind !== 'active') throw new FailedPreconditionError(`snapshot ${JSON.stringify(key)} is ${rec.kind}: layers are applied to active snapshots only`);
     return this.applyDirOf(rec.id);
   }
@@ -140,36 +152,39 @@ export abstract class MetadataSnapshotter implements Snapshotter {
     if (rebaseOnto !== undefined && !this.capabilities.rebase) {
       throw new InvalidArgumentError(`${this.name} snapshotter cannot rebase: commit ${JSON.stringify(key)} with a parent is not supported`);
     }
-    await this.meta.transaction(async (state) => {
-      const rec = mustGet(state, key);
+    await this.meta.transaction(async (draft) => {
+      const rec = mustGet(draft, key);
       if (rec.kind !== 'active') throw new FailedPreconditionError(`cannot commit snapshot ${JSON.stringify(key)}: it is ${rec.kind}, only active snapshots can be committed`);
-      if (Object.hasOwn(state.snapshots, name)) throw new AlreadyExistsError(`cannot commit ${JSON.stringify(key)} as ${JSON.stringify(name)}: snapshot ${JSON.stringify(name)} already exists`);
+      if (draft.has(name)) throw new AlreadyExistsError(`cannot commit ${JSON.stringify(key)} as ${JSON.stringify(name)}: snapshot ${JSON.stringify(name)} already exists`);
       let parent = rec.parent;
       if (rebaseOnto !== undefined) {
         if (rec.parent !== undefined) {
           throw new FailedPreconditionError(`cannot rebase snapshot ${JSON.stringify(key)} onto ${JSON.stringify(rebaseOnto)}: it was prepared on ${JSON.stringify(rec.parent)}, only a snapshot prepared without parent can be rebased`);
         }
-        checkParent(state, rebaseOnto, `commit ${JSON.stringify(key)}`);
+        checkParent(draft, rebaseOnto, `commit ${JSON.stringify(key)}`);
         parent = rebaseOnto;
       }
       await this.sealData(rec.id);
-      delete state.snapshots[key];
+      draft.delete(key);
       const now = new Date().toISOString();
       const committed: SnapshotRecord = { id: rec.id, kind: 'committed', labels, created: now, updated: now };
       if (parent !== undefined) committed.parent = parent;
-      setOwn(state.snapshots, name, committed);
+      draft.put(name, committed);
     });
   }
 
   async remove(key: string): Promise<void> {
     this.checkOpen();
     checkKey(key, 'remove');
-    const id = await this.meta.transaction((state) => {
-      const rec = mustGet(state, key);
-      for (const [child, r] of Object.entries(state.snapshots)) {
-        if (r.parent === key) throw new FailedPreconditionError(`cannot remove snapshot with child: ${JSON.stringify(key)} is the parent of ${JSON.stringify(child)}`);
+    const id = await this.meta.transaction((draft) => {
+      const rec = mustGet(draft, key);
+      // Only a committed snapshot can be a parent: removing an active or a view needs no scan.
+      if (rec.kind === 'committed') {
+        for (const [child, r] of draft.entries()) {
+          if (r.parent === key) throw new FailedPreconditionError(`cannot remove snapshot with child: ${JSON.stringify(key)} is the parent of ${JSON.stringify(child)}`);
+        }
       }
-      delete state.snapshots[key];
+      draft.delete(key);
       return rec.id;
     });
     // Metadata first: a crash from here on leaves only a directory no metadata points to.
@@ -180,15 +195,19 @@ export abstract class MetadataSnapshotter implements Snapshotter {
     this.checkOpen();
     const parsed = parseFilters(filters);
     const state = await this.meta.read();
-    // No lock is held while fn runs, so fn may call stat (or anything else).
-    for (const key of Object.keys(state.snapshots).sort()) {
-      const info = toInfo(key, state.snapshots[key]!);
+    // No lock is held while fn runs, so fn may call stat (or anything else); the entries are taken
+    // first because the shared state moves on with every change.
+    const entries = Object.entries(state.snapshots).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    for (const [key, rec] of entries) {
+      const info = toInfo(key, rec);
       if (matchesAny(parsed, info)) await fn(info);
     }
   }
 
   async cleanup(): Promise<void> {
     this.checkOpen();
+    // Temporary snapshots and mounts of dead processes first: their data then goes with the rest.
+    await reclaimTemporaries(this);
     // Under the lock, so a directory another process is renaming into place with its metadata is never taken.
     await this.meta.locked(async () => {
       const state = await this.meta.read();
@@ -199,7 +218,7 @@ export abstract class MetadataSnapshotter implements Snapshotter {
     });
     // Temp files of metadata writers that died before their rename.
     for (const name of await readdir(this.root)) {
-      const m = /^metadata\.json\.(\d+)-[0-9a-f]+\.tmp$/.exec(name);
+      const m = /^metadata\.(?:json|journal)\.(\d+)-[0-9a-f]+\.tmp$/.exec(name);
       if (m && Number(m[1]) !== process.pid && !isPidAlive(Number(m[1]))) await removeTree(join(this.root, name));
     }
     for (const area of [REMOVAL_DIR, STAGING_DIR]) {
@@ -210,6 +229,29 @@ export abstract class MetadataSnapshotter implements Snapshotter {
         if (abandoned) await this.deleteData(path);
       }
     }
+  }
+
+  async verify(): Promise<SnapshotProblem[]> {
+    this.checkOpen();
+    // Under the lock, so a snapshot being created (data renamed in with its record) is seen whole.
+    return this.meta.locked(async () => {
+      const state = await this.meta.read();
+      const records = recordsOf(state);
+      const dirs = new Set(await readdir(join(this.root, SNAPSHOTS_DIR)));
+      const problems: SnapshotProblem[] = [];
+      for (const [key, rec] of Object.entries(state.snapshots)) {
+        if (rec.parent !== undefined) {
+          const parent = records.get(rec.parent);
+          if (parent === undefined) problems.push({ kind: 'snapshot-parent', subject: key, message: `its parent ${JSON.stringify(rec.parent)} is not in the metadata` });
+          else if (parent.kind !== 'committed') problems.push({ kind: 'snapshot-parent', subject: key, message: `its parent ${JSON.stringify(rec.parent)} is ${parent.kind}, not committed` });
+        }
+        if (!dirs.delete(String(rec.id))) problems.push({ kind: 'snapshot-data', subject: key, message: `its data ${join(SNAPSHOTS_DIR, String(rec.id))} is missing` });
+      }
+      for (const dir of dirs) {
+        problems.push({ kind: 'snapshot-orphan', subject: join(this.root, SNAPSHOTS_DIR, dir), message: 'no snapshot record points to it (snapshot cleanup removes it)' });
+      }
+      return problems;
+    });
   }
 
   async close(): Promise<void> {
@@ -249,24 +291,24 @@ export abstract class MetadataSnapshotter implements Snapshotter {
     checkKey(key, verb);
     const labels = validLabels(options.labels, `snapshot ${JSON.stringify(key)}`);
     const parent = parentName === '' ? undefined : parentName;
-    const check = (state: MetadataState): number[] => {
-      if (Object.hasOwn(state.snapshots, key)) throw new AlreadyExistsError(`cannot ${verb} ${JSON.stringify(key)}: snapshot ${JSON.stringify(key)} already exists`);
+    const check = (records: Records): number[] => {
+      if (records.get(key) !== undefined) throw new AlreadyExistsError(`cannot ${verb} ${JSON.stringify(key)}: snapshot ${JSON.stringify(key)} already exists`);
       if (parent === undefined) return [];
-      checkParent(state, parent, `${verb} ${JSON.stringify(key)}`);
-      return parentChain(state, parent);
+      checkParent(records, parent, `${verb} ${JSON.stringify(key)}`);
+      return parentChain(records, parent);
     };
     // Fail fast before building any data; the transaction checks again.
-    const chain = check(await this.meta.read());
+    const chain = check(recordsOf(await this.meta.read()));
     const staging = join(this.root, STAGING_DIR, ownedName('new'));
     inFlight.add(staging);
     try {
       await this.createData(staging, kind, chain);
-      const id = await this.meta.transaction(async (state) => {
-        const now = check(state);
+      const id = await this.meta.transaction(async (draft) => {
+        const now = check(draft);
         if (now.join() !== chain.join()) {
           throw new FailedPreconditionError(`cannot ${verb} ${JSON.stringify(key)}: parent ${JSON.stringify(parent)} was replaced while the snapshot was being created`);
         }
-        const id = state.nextId++;
+        const id = draft.allocateId();
         const target = this.dataDir(id);
         // Left by a process that died after renaming but before its metadata was written.
         if (await exists(target)) await moveToRemoval(this.root, target, `orphan-${id}`);
@@ -275,7 +317,7 @@ export abstract class MetadataSnapshotter implements Snapshotter {
         const stamp = new Date().toISOString();
         const rec: SnapshotRecord = { id, kind, labels, created: stamp, updated: stamp };
         if (parent !== undefined) rec.parent = parent;
-        setOwn(state.snapshots, key, rec);
+        draft.put(key, rec);
         return id;
       });
       return this.mountsFor(kind, id, chain);
@@ -292,34 +334,35 @@ function checkKey(key: unknown, what: string): asserts key is string {
   if (typeof key !== 'string' || key === '') throw new InvalidArgumentError(`${what}: a snapshot key must be a non-empty string`);
 }
 
-function mustGet(state: MetadataState, key: string): SnapshotRecord {
+function mustGet(records: Records, key: string): Readonly<SnapshotRecord> {
   checkKey(key, 'snapshot lookup');
-  const rec = getOwn(state.snapshots, key);
+  const rec = records.get(key);
   if (rec === undefined) throw new NotFoundError(`snapshot ${JSON.stringify(key)} not found`);
   return rec;
 }
 
-function checkParent(state: MetadataState, parent: string, what: string): void {
-  const rec = getOwn(state.snapshots, parent);
+function checkParent(records: Records, parent: string, what: string): void {
+  const rec = records.get(parent);
   if (rec === undefined) throw new NotFoundError(`cannot ${what}: parent snapshot ${JSON.stringify(parent)} not found`);
   if (rec.kind !== 'committed') throw new InvalidArgumentError(`cannot ${what}: parent snapshot ${JSON.stringify(parent)} is ${rec.kind}, not committed`);
 }
 
 /** Ids of `parent` and its ancestors, newest first. */
-export function parentChain(state: MetadataState, parent: string | undefined): number[] {
+export function parentChain(records: Records, parent: string | undefined): number[] {
   const ids: number[] = [];
-  const total = Object.keys(state.snapshots).length;
+  const seen = new Set<string>();
   for (let name = parent; name !== undefined; ) {
-    const rec = getOwn(state.snapshots, name);
+    const rec = records.get(name);
     if (rec === undefined) throw new NotFoundError(`snapshot metadata is inconsistent: parent ${JSON.stringify(name)} not found`);
     ids.push(rec.id);
-    if (ids.length > total) throw new FailedPreconditionError(`snapshot metadata is inconsistent: parent cycle through ${JSON.stringify(name)}`);
+    if (seen.has(name)) throw new FailedPreconditionError(`snapshot metadata is inconsistent: parent cycle through ${JSON.stringify(name)}`);
+    seen.add(name);
     name = rec.parent;
   }
   return ids;
 }
 
-function toInfo(name: string, rec: SnapshotRecord): Info {
+function toInfo(name: string, rec: Readonly<SnapshotRecord>): Info {
   const info: Info = {
     kind: rec.kind,
     name,

@@ -9,12 +9,23 @@ import { kernelHasOverlay } from './overlay/kernel.js';
 import { OverlaySnapshotter } from './overlay/overlay.js';
 import type { Snapshotter } from './snapshotter.js';
 import { mkdirAll } from '../sys/mkdir-all.js';
+import { reclaimTemporaries } from './temporaries.js';
 
 export type SnapshotterName = 'overlay' | 'native' | 'btrfs' | 'zfs';
 export const SNAPSHOTTER_NAMES: readonly SnapshotterName[] = ['overlay', 'native', 'btrfs', 'zfs'];
 
-/** Opens (creating if needed) the snapshotter `name` on `root`. */
-export async function openSnapshotter(name: SnapshotterName, root: string): Promise<Snapshotter> {
+/**
+ * Opens (creating if needed) the snapshotter `name` on `root`, and removes what processes that
+ * died left there (temporary snapshots and mounts; see temporaries.ts). That reclaim is best
+ * effort: `cleanup()` does it again and reports a failure.
+ */
+export async function openSnapshotter(name: SnapshotterName, root: string, options: { reclaim?: boolean } = {}): Promise<Snapshotter> {
+  const snapshotter = await openBackend(name, root);
+  if (options.reclaim !== false) await reclaimTemporaries(snapshotter).catch(() => {});
+  return snapshotter;
+}
+
+async function openBackend(name: SnapshotterName, root: string): Promise<Snapshotter> {
   await mkdirAll(root, 0o711);
   switch (name) {
     case 'overlay':
@@ -68,8 +79,9 @@ async function overlayWorksIn(dir: string): Promise<boolean> {
   }
 }
 
-export type { Snapshotter, Info, Kind, Mount, Usage, SnapshotOptions, CommitOptions, WalkFunc } from './snapshotter.js';
+export type { Snapshotter, Info, Kind, Mount, Usage, SnapshotOptions, CommitOptions, WalkFunc, SnapshotProblem } from './snapshotter.js';
 export { mountAll, unmountAll, isMountPoint } from './mount.js';
+export { reclaimTemporaries, OWNER_LABEL, TEMP_MOUNTS_DIR, type ReclaimedTemporaries } from './temporaries.js';
 export { OverlaySnapshotter } from './overlay/overlay.js';
 export { NativeSnapshotter } from './native/native.js';
 export { BtrfsSnapshotter } from './btrfs/btrfs.js';

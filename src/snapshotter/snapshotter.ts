@@ -44,6 +44,15 @@ export interface CommitOptions extends SnapshotOptions {
 
 export type WalkFunc = (info: Info) => void | Promise<void>;
 
+/** A disagreement between a snapshotter's metadata and its disk, found by `verify`. */
+export interface SnapshotProblem {
+  /** parent: a record's parent is missing or not committed; data: a record's data is missing; orphan: data no record points to. */
+  kind: 'snapshot-parent' | 'snapshot-data' | 'snapshot-orphan';
+  /** The snapshot key, or the orphan directory. */
+  subject: string;
+  message: string;
+}
+
 export interface Snapshotter {
   /** 'overlay' | 'native' | 'btrfs' | 'zfs' */
   readonly name: string;
@@ -75,5 +84,7 @@ export interface Snapshotter {
   walk(fn: WalkFunc, ...filters: string[]): Promise<void>;
   /** Removes data that no metadata points to (left by remove or by a crash). */
   cleanup(): Promise<void>;
+  /** Checks every record's parent chain and data against the disk (optional: `stratum fsck` skips a backend without it). */
+  verify?(): Promise<SnapshotProblem[]>;
   close(): Promise<void>;
 }

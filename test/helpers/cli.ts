@@ -1,5 +1,6 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,4 +72,30 @@ export async function treeDigest(dir: string, skip: (rel: string) => boolean = (
   }
   await walk(dir);
   return out;
+}
+
+/** `stratum ARGS` started as a child process that the test may kill; `done` settles when it exits. */
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; done: Promise<CliResult & { signal: NodeJS.Signals | null }> } {
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const done = new Promise<CliResult & { signal: NodeJS.Signals | null }>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code: code ?? -1, signal, stdout, stderr }));
+  });
+  return { child, done };
+}
+
+/** The environment for CLI runs that no user config, docker credentials or snapshotter choice leaks into. */
+export function isolatedCliEnv(home: string): NodeJS.ProcessEnv {
+  return { XDG_CONFIG_HOME: home, DOCKER_CONFIG: home, STRATUM_CONFIG: '', STRATUM_SNAPSHOTTER: '', STRATUM_SNAPSHOT_ROOT: '' };
+}
+
+/** Why CLI tests with real mounts and a real registry cannot run here, or undefined when they can. */
+export function needsRootAndRegistry(): string | undefined {
+  if (process.getuid?.() !== 0) return 'needs root: overlay and bind mounts';
+  if (!existsSync('/usr/bin/docker-registry')) return '/usr/bin/docker-registry is not installed';
+  return undefined;
 }

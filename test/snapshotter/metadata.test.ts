@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { MetadataStore, type MetadataState } from '../../src/snapshotter/metadata.js';
+import { JOURNAL_FILE, LEGACY_METADATA_FILE, MetadataStore, type MetadataState } from '../../src/snapshotter/metadata.js';
 import { openSnapshotter, type Snapshotter, type SnapshotterName } from '../../src/snapshotter/index.js';
 import type { Info } from '../../src/snapshotter/snapshotter.js';
 import { TempDirs } from '../helpers/tmp.js';
@@ -373,8 +373,8 @@ describe('crash safety and concurrency', () => {
       // Every record's data exists; cleanup leaves exactly the recorded data.
       await s.cleanup();
       assert.deepEqual((await readdir(join(root, 'snapshots'))).sort(), ids.map(String).sort());
-      // The journal is whole JSON, and cleanup took the temp files of killed writers.
-      JSON.parse(await readFile(join(root, 'metadata.json'), 'utf8'));
+      // The journal reads back whole, and cleanup took the temp files of killed writers.
+      await new MetadataStore(root).read();
       assert.deepEqual((await readdir(root)).filter((n) => n.endsWith('.tmp')), []);
       await s.close();
     }
@@ -443,3 +443,96 @@ async function nextStep(root: string): Promise<number> {
   await s.close();
   return committed;
 }
+
+describe('journal', () => {
+  test('a record cut anywhere (a crash mid-append) reads as the old state; the next write drops the torn tail', async () => {
+    const s = await open('native');
+    await s.prepare('a', undefined, { labels: { x: '1' } });
+    await s.commit('base', 'a');
+    const journal = join(s.root, JOURNAL_FILE);
+    const oldSize = (await stat(journal)).size;
+    const oldState = structuredClone(await readState(s.root));
+    await s.prepare('b', 'base', { labels: { pad: 'y'.repeat(300) } });
+    const newSize = (await stat(journal)).size;
+    const newState = structuredClone(await readState(s.root));
+    const full = await readFile(journal);
+    assert.ok(newSize > oldSize + 300, 'one record appended');
+    for (let cut = oldSize; cut <= newSize; cut += cut < oldSize + 20 || cut > newSize - 20 ? 1 : 37) {
+      await writeFile(journal, full.subarray(0, cut));
+      assert.deepEqual(await readState(s.root), cut === newSize ? newState : oldState, `cut at ${cut}`);
+    }
+    // A flipped byte in the last record is a torn write too.
+    const flipped = Buffer.from(full);
+    flipped[newSize - 10] ^= 0x20;
+    await writeFile(journal, flipped);
+    assert.deepEqual(await readState(s.root), oldState);
+    // A writer after the crash truncates the torn bytes before appending, so its record is read.
+    await writeFile(journal, full.subarray(0, newSize - 5));
+    const s2 = await openSnapshotter('native', s.root);
+    await assert.rejects(s2.stat('b'), code('ERR_NOT_FOUND'));
+    await s2.prepare('c', 'base');
+    assert.deepEqual(Object.keys((await readState(s.root)).snapshots).sort(), ['base', 'c']);
+    assert.equal((await s2.stat('c')).parent, 'base');
+  });
+
+  test('a damaged record with whole records after it is an error, not a silent rollback', async () => {
+    const s = await open('native');
+    await s.prepare('a');
+    await s.prepare('b');
+    await s.prepare('c');
+    const journal = join(s.root, JOURNAL_FILE);
+    const bytes = await readFile(journal);
+    const lines = bytes.toString('utf8').split('\n');
+    assert.equal(lines.filter(Boolean).length, 3);
+    const secondRecord = lines[0]!.length + 1 + 12;
+    bytes[secondRecord] ^= 0x01;
+    await writeFile(journal, bytes);
+    await assert.rejects(readState(s.root), { code: 'ERR_STORE', message: /damaged record/ });
+  });
+
+  test('changes append; the journal is compacted into one base record once the records outweigh it', async () => {
+    const s = await open('native');
+    await s.prepare('a');
+    const journal = join(s.root, JOURNAL_FILE);
+    const lineCount = async () => (await readFile(journal, 'utf8')).split('\n').filter(Boolean).length;
+    assert.equal(await lineCount(), 1);
+    await s.update({ name: 'a', labels: { k: 'v' } });
+    assert.equal(await lineCount(), 2);
+    for (let i = 0; i < 200; i++) await s.update({ name: 'a', labels: { k: 'v'.repeat(3000), i: String(i) } });
+    assert.ok((await lineCount()) < 150, 'compacted at least once');
+    const fresh = new MetadataStore(s.root);
+    assert.equal((await fresh.read()).snapshots['a']!.labels['i'], '199');
+  });
+
+  test('a reader that cached the journal follows appends and compactions made by another writer', async () => {
+    const writer = await open('native');
+    const reader = await openSnapshotter('native', writer.root);
+    await writer.prepare('a');
+    assert.equal((await reader.stat('a')).kind, 'active');
+    const journal = join(writer.root, JOURNAL_FILE);
+    let compactions = 0;
+    for (let i = 0; compactions < 3; i++) {
+      const before = (await stat(journal)).ino;
+      await writer.update({ name: 'a', labels: { i: String(i), pad: 'p'.repeat(3000) } });
+      if ((await stat(journal)).ino !== before) compactions++;
+      if (i % 7 === 0) assert.equal((await reader.stat('a')).labels['i'], String(i), `after update ${i}`);
+    }
+    await writer.commit('c', 'a');
+    assert.equal((await reader.stat('c')).kind, 'committed');
+    await assert.rejects(reader.stat('a'), code('ERR_NOT_FOUND'));
+  });
+
+  test('a root written by format 1 (metadata.json) is read, and the first change moves it to the journal', async () => {
+    const root = await tmp.make('snap-legacy');
+    await mkdir(join(root, 'snapshots', '1'), { recursive: true });
+    const now = new Date().toISOString();
+    const legacy = { version: 1, nextId: 2, snapshots: { base: { id: 1, kind: 'committed', labels: { l: '1' }, created: now, updated: now } } };
+    await writeFile(join(root, LEGACY_METADATA_FILE), JSON.stringify(legacy));
+    const s = await openSnapshotter('native', root);
+    assert.deepEqual((await s.stat('base')).labels, { l: '1' });
+    await s.prepare('child', 'base');
+    assert.deepEqual((await readdir(root)).filter((n) => n.startsWith('metadata.')), [JOURNAL_FILE]);
+    assert.equal((await s.stat('child')).parent, 'base');
+    assert.equal((await readState(root)).nextId, 3);
+  });
+});

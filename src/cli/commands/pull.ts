@@ -1,7 +1,7 @@
 import { parseReference } from '../../oci/reference.js';
 import { parsePlatform } from '../../oci/platform.js';
 import { pull } from '../../image/pull.js';
-import { openImageSnapshotter, openStore, parseCommand, preferMainThread, registryClient, type GlobalFlags } from '../context.js';
+import { openImageSnapshotter, openStore, parseCommand, parsePositiveInt, preferMainThread, registryClient, type GlobalFlags } from '../context.js';
 import { PullProgress, type ProgressMode } from '../progress.js';
 
 export const usage = `Usage: stratum pull [OPTIONS] NAME[:TAG|@DIGEST]
@@ -18,6 +18,7 @@ Options:
       --snapshotter NAME             overlay, native, btrfs or zfs (default: overlay where the kernel allows, else native)
       --snapshot-root DIR            Where snapshots live (default: STORE/snapshots/NAME)
       --no-unpack                    Only fetch: do not unpack the layers into snapshots
+      --max-layers N                 Refuse images with more layers (default 128; overlay: at most 500)
   -q, --quiet                        Print only the image name when done
       --json                         One JSON event per line`;
 
@@ -27,6 +28,7 @@ export async function run(argv: string[]): Promise<number> {
     quiet: { type: 'boolean', short: 'q' },
     json: { type: 'boolean' },
     'no-unpack': { type: 'boolean' },
+    'max-layers': { type: 'string' },
   });
   if (positionals.length !== 1) {
     process.stderr.write(`${usage}\n`);
@@ -51,6 +53,7 @@ export async function run(argv: string[]): Promise<number> {
       client,
       platform,
       concurrency: config.concurrency,
+      ...(values['max-layers'] !== undefined ? { maxLayers: parsePositiveInt(values['max-layers'], '--max-layers') } : {}),
       onEvent: (e) => progress.event(e),
       ...(snapshotter ? { unpack: { snapshotter } } : {}),
     });
