@@ -9,7 +9,6 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -19,7 +18,7 @@ import { writeOciLayout } from '../fixtures/layout.js';
 import { pushOciLayout } from '../fixtures/push.js';
 import { checkExpectations, type Expectation } from '../fixtures/proof-images.js';
 import { sharedRegistry, type TestRegistry } from '../helpers/registry.js';
-import { runCli } from '../helpers/cli.js';
+import { isolatedCliEnv, needsRootAndRegistry, runCli } from '../helpers/cli.js';
 import { TempDirs } from '../helpers/tmp.js';
 import { deleteSubvolumesUnder, mountLoopBtrfs } from '../helpers/btrfs.js';
 import { assertSameTree, snapshotTree, type TreeEntry } from '../helpers/tree.js';
@@ -27,12 +26,7 @@ import { assertSameTree, snapshotTree, type TreeEntry } from '../helpers/tree.js
 const tmp = new TempDirs();
 const exec = promisify(execFile);
 
-function missing(): string | undefined {
-  if (process.getuid?.() !== 0) return 'needs root: overlay mounts, owners, trusted xattrs';
-  if (!existsSync('/usr/bin/docker-registry')) return '/usr/bin/docker-registry is not installed';
-  return undefined;
-}
-const MISSING = missing();
+const MISSING = needsRootAndRegistry();
 
 const OLD = new Date('2020-01-02T03:04:05Z');
 const LAYERS: EntrySpec[][] = [
@@ -93,7 +87,7 @@ before(async () => {
   if (MISSING) return;
   registry = await sharedRegistry();
   const home = await tmp.make('one-rule-home');
-  env = { XDG_CONFIG_HOME: home, DOCKER_CONFIG: home, STRATUM_CONFIG: '', STRATUM_SNAPSHOTTER: '', STRATUM_SNAPSHOT_ROOT: '' };
+  env = isolatedCliEnv(home);
   const work = await tmp.make('one-rule');
   const layers = [];
   for (const entries of LAYERS) layers.push(await buildLayer(entries, { compression: 'gzip', dir: join(work, 'layers') }));
