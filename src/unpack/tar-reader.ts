@@ -79,6 +79,8 @@ export class TarReader {
   private state: State = 'header';
   private remaining = 0;
   private metaType = '';
+  /** Where the extension header being read starts (for error messages). */
+  private metaAt = 0;
   private metaParts: Buffer[] = [];
   private pax: PaxRecords | null = null;
   private gnuLongName: string | null = null;
@@ -228,6 +230,7 @@ export class TarReader {
         if (size > MAX_META_BODY) throw new TarFormatError(`tar header at byte ${at}: ${flag} extension of ${size} bytes exceeds ${MAX_META_BODY}`);
         this.state = 'meta';
         this.metaType = flag;
+        this.metaAt = at;
         this.metaParts = [];
         this.remaining = size;
         this.padAfter = pad(size);
@@ -320,11 +323,11 @@ export class TarReader {
     this.metaParts = [];
     switch (this.metaType) {
       case 'x':
-        this.pax = { ...(this.pax ?? {}), ...parsePax(body) };
+        this.pax = { ...(this.pax ?? {}), ...parsePax(body, this.metaAt) };
         break;
       case 'g':
         // Global PAX headers are ignored, as docker and containerd do.
-        parsePax(body);
+        parsePax(body, this.metaAt);
         break;
       case 'L':
         this.gnuLongName = gnuString(body);
@@ -435,25 +438,26 @@ function gnuString(body: Buffer): string {
  * GNU.sparse.offset / GNU.sparse.numbytes records of sparse format 0.0 are joined in order into
  * one GNU.sparse.map, the record format 0.1 uses.
  */
-function parsePax(body: Buffer): PaxRecords {
+function parsePax(body: Buffer, at: number): PaxRecords {
+  const invalid = (what: string) => new TarFormatError(`PAX header at byte ${at}: invalid record: ${what}`);
   const out: PaxRecords = {};
   let sparse: string[] | undefined;
   let pos = 0;
   while (pos < body.length) {
     if (body[pos] === 0) break; // NUL padding at the end
     const space = body.indexOf(32, pos);
-    if (space < 0) throw new TarFormatError('invalid PAX record: no length');
+    if (space < 0) throw invalid('no length');
     const len = readDecimal(body, pos, space);
-    if (!(len > space - pos + 1) || pos + len > body.length) throw new TarFormatError(`invalid PAX record length ${JSON.stringify(body.toString('latin1', pos, Math.min(space, pos + 20)))}`);
+    if (!(len > space - pos + 1) || pos + len > body.length) throw invalid(`length ${JSON.stringify(body.toString('latin1', pos, Math.min(space, pos + 20)))}`);
     const record = body.subarray(space + 1, pos + len);
-    if (record[record.length - 1] !== 10) throw new TarFormatError('invalid PAX record: no newline');
+    if (record[record.length - 1] !== 10) throw invalid('no newline');
     const eq = record.indexOf(61);
-    if (eq < 0) throw new TarFormatError('invalid PAX record: no "="');
+    if (eq < 0) throw invalid('no "="');
     const key = record.toString('utf8', 0, eq);
     const value = Buffer.from(record.subarray(eq + 1, record.length - 1));
     if (key === 'GNU.sparse.offset' || key === 'GNU.sparse.numbytes') {
       sparse ??= [];
-      if ((key === 'GNU.sparse.offset') !== (sparse.length % 2 === 0) || value.includes(44)) throw new TarFormatError(`invalid PAX record: ${key} out of order`);
+      if ((key === 'GNU.sparse.offset') !== (sparse.length % 2 === 0) || value.includes(44)) throw invalid(`${key} out of order`);
       sparse.push(value.toString('latin1'));
     } else {
       out[key] = value;
