@@ -1,9 +1,10 @@
 /**
- * A push parser for tar streams (ustar, PAX, GNU long names, GNU sparse files). It replaces tar-stream for layer
- * extraction because tar-stream decodes PAX values as UTF-8 (binary `SCHILY.xattr.*` values such
- * as security.capability come out corrupted), rejects bytes after the end-of-archive marker
- * (which the diffID must still cover), and allocates a stream per entry (the cost that made it
- * 7× slower than GNU tar at listing). Data is handed out as views of the input chunks, no copies.
+ * A push parser for tar streams (ustar, PAX, GNU long names, GNU sparse files). It replaces
+ * tar-stream for layer extraction because tar-stream decodes PAX values as UTF-8 (binary
+ * `SCHILY.xattr.*` values such as security.capability come out corrupted), rejects bytes after
+ * the end-of-archive marker (which the diffID must still cover), and allocates a stream per entry
+ * (the cost that made it 7× slower than GNU tar at listing). Data is handed out as views of the
+ * input chunks, no copies.
  */
 import { readDecimal, readNumber, readOctal, TarFormatError } from './tar-fields.js';
 import { checkSparseMap, OLD_GNU_EXTENSION, OLD_GNU_HEADER, paxSparseFormat, paxSparseMap, paxSparseSize, readOldGnuRegions, SparseMapBlocks, type SparseMap } from './tar-sparse.js';
@@ -268,14 +269,19 @@ export class TarReader {
       if (format !== null) return this.sparseHeader(header, format, block, at, pax);
     }
     // Old archives mark a directory by a trailing slash; it counts only in the final name (after a
-    // PAX path or GNU long name), never in a ustar name field cut short at a slash.
-    if (flag === '0' && header.name.endsWith('/')) header.type = 'dir';
+    // PAX path or GNU long name), never in a ustar name field cut short at a slash. Data such an
+    // entry declares is skipped, as GNU tar and bsdtar skip it.
+    let skip = 0;
+    if (flag === '0' && header.name.endsWith('/')) {
+      header.type = 'dir';
+      skip = header.size + pad(header.size);
+    }
     // Only regular files carry data; for the others a size field is ignored (as in Go's archive/tar).
     const dataSize = header.type === 'file' ? header.size : 0;
     header.size = dataSize;
     this.state = 'data';
     this.remaining = dataSize;
-    this.padAfter = pad(dataSize);
+    this.padAfter = pad(dataSize) + skip;
     return { kind: 'entry', header };
   }
 

@@ -24,6 +24,7 @@ import { applyLayer } from '../../src/unpack/apply.js';
 import { TarFormatError, TarReader } from '../../src/unpack/tar-reader.js';
 import { nativeOrSkip } from '../helpers/native.js';
 import { TempDirs } from '../helpers/tmp.js';
+import { entry, gnuLong, pax, tarOf } from '../fixtures/hostile/tar-writer.js';
 import { fixChecksum, REGRESSIONS, SEEDS } from './fuzz-corpus.js';
 
 const tmp = new TempDirs();
@@ -115,6 +116,46 @@ const caseArb: fc.Arbitrary<Case> = fc.record({
   chunk: fc.oneof(fc.integer({ min: 1, max: 1024 }), fc.constant(65536)),
   gzip: fc.oneof({ arbitrary: fc.constant('no' as const), weight: 8 }, fc.constant('mutated' as const), fc.constant('mutate-compressed' as const)),
 });
+
+// ---- generated layers: few names, so entries collide, climb and pass through each other -------
+
+/** Names that stay inside mostly (a layer with one bad name is refused whole), sometimes climb or start at '/'. */
+const component = fc.oneof(
+  { arbitrary: fc.constantFrom('a', 'b', 'c', '.wh.a', '.wh.b', '.wh..wh..opq', '.'), weight: 30 },
+  fc.constantFrom('..', ''),
+);
+const entryPath = fc
+  .tuple(
+    fc.array(component, { minLength: 1, maxLength: 3 }),
+    fc.oneof({ arbitrary: fc.constantFrom('', './'), weight: 30 }, fc.constant('/')),
+    fc.constantFrom('', '', '', '/'),
+  )
+  .map(([parts, lead, trail]) => lead + parts.join('/') + trail);
+const linkTarget = fc.oneof(entryPath, fc.constantFrom('/', '/etc/passwd', '../../sentinel/file', '../sentinel', '.', 'a/b/c'));
+
+type GenEntry = { type: '0' | '1' | '2' | '5' | '6' | '3'; name: string; target: string; size: number; longName: boolean; paxPath: boolean };
+
+const genEntry: fc.Arbitrary<GenEntry> = fc.record({
+  type: fc.constantFrom('0', '0', '0', '1', '2', '2', '5', '5', '6', '3'),
+  name: entryPath,
+  target: linkTarget,
+  size: fc.oneof({ arbitrary: fc.nat(100), weight: 20 }, fc.constant((1 << 20) + 1)),
+  longName: fc.boolean(),
+  paxPath: fc.boolean(),
+});
+
+/** A layer of generated entries, names carried by the ustar field, a GNU long name or a PAX path. */
+function generatedLayer(entries: GenEntry[]): Buffer {
+  return tarOf(
+    ...entries.map((e) => {
+      const data = e.type === '0' ? Buffer.alloc(e.size, 0x61) : Buffer.alloc(0);
+      const body = entry({ name: e.longName || e.paxPath ? 'placeholder' : e.name, type: e.type, linkname: e.target, mode: 0o755, devmajor: 1, devminor: 3 }, data);
+      if (e.paxPath) return Buffer.concat([pax({ path: e.name }), body]);
+      if (e.longName) return Buffer.concat([gnuLong(e.name), body]);
+      return body;
+    }),
+  );
+}
 
 /** Digit runs of the buffer: PAX record lengths and values, sparse maps, octal fields. */
 function digitRuns(b: Buffer): [number, number][] {
@@ -356,6 +397,23 @@ describe('fuzzing the tar reader and applyLayer', () => {
           await applyProperty(arena, expected, bytes, c.chunk, mode, seen).catch((err: unknown) => failWithInput(err, bytes));
         }),
         { seed: SEED + (mode === 'full' ? 1 : 2), numRuns: APPLY_RUNS, timeout: 30_000 },
+      );
+      assert.deepEqual(unhandled, [], 'unhandled rejections or exceptions');
+      report(t, seen);
+    });
+  }
+
+  for (const mode of ['full', 'overlay'] as const) {
+    test(`applyLayer ${mode} on generated layers (colliding, climbing, linked names): the same properties (${APPLY_RUNS / 2} cases)`, { skip }, async (t) => {
+      const arena = await Arena.make();
+      const expected = await arena.outside();
+      const seen: Outcomes = new Map();
+      await fc.assert(
+        fc.asyncProperty(fc.array(genEntry, { minLength: 1, maxLength: 12 }), fc.constantFrom(7, 512, 65536), async (entries, chunk) => {
+          const bytes = generatedLayer(entries);
+          await applyProperty(arena, expected, bytes, chunk, mode, seen).catch((err: unknown) => failWithInput(err, bytes));
+        }),
+        { seed: SEED + (mode === 'full' ? 3 : 4), numRuns: APPLY_RUNS / 2, timeout: 30_000 },
       );
       assert.deepEqual(unhandled, [], 'unhandled rejections or exceptions');
       report(t, seen);

@@ -5,12 +5,13 @@
  * made at run time; each is unpacked by stratum (full mode) and by GNU tar and the trees compared.
  */
 import assert from 'node:assert/strict';
-import { lstat, readFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { TarReader, type TarEvent, type TarHeader } from '../../src/unpack/tar-reader.js';
+import { entry, tarOf } from '../fixtures/hostile/tar-writer.js';
 import { nativeOrSkip } from '../helpers/native.js';
-import { assertUnpacksLikeGnuTar, gnuTarExtract, missingTool, pythonHeader, pythonTar, run, type PyEntry } from '../helpers/tar-tools.js';
+import { assertUnpacksLikeGnuTar, gnuTarExtract, missingTool, pythonHeader, pythonTar, run, stratumExtract, type PyEntry } from '../helpers/tar-tools.js';
 import { TempDirs } from '../helpers/tmp.js';
 import { assertSameTree, snapshotTree } from '../helpers/tree.js';
 
@@ -119,6 +120,24 @@ describe('long names from real writers', { skip: nativeSkip }, () => {
         ['after', 'file', 4],
       ]);
     }
+  });
+
+  test('a regular-file entry whose final name ends in a slash is a directory, and its declared data is skipped (as GNU tar and bsdtar do)', async (t) => {
+    if (missing) return t.skip(missing);
+    const dir = await tmp.make('slash-file');
+    const archive = join(dir, 'layer.tar');
+    await writeFile(archive, tarOf(entry({ name: 'a/b/', type: '0', mode: 0o750 }, 'data of a directory'), entry({ name: 'after' }, 'next')));
+    assert.deepEqual(headers(readAll(await readFile(archive), 5)).map((h) => [h.name, h.type, h.size]), [
+      ['a/b/', 'dir', 0],
+      ['after', 'file', 4],
+    ]);
+    const root = join(dir, 'root');
+    await stratumExtract(archive, root);
+    const ref = join(dir, 'bsdtar');
+    await mkdir(ref);
+    await run('bsdtar', ['-xpf', archive, '-C', ref, '--numeric-owner']);
+    assertSameTree(await snapshotTree(root), await snapshotTree(ref), { names: ['stratum', 'bsdtar'], ignore: (p) => p === '.' || p === 'a' });
+    assert.ok((await lstat(join(root, 'a/b'))).isDirectory());
   });
 
   test('a 4 KiB name (4096 bytes) and link name from python3 tarfile, PAX and GNU formats, read whole', async (t) => {
