@@ -5,7 +5,7 @@
  * file, every GNU sparse format). Each seed records where its header blocks start, for
  * mutations aimed at header fields.
  */
-import { END_OF_ARCHIVE, entry, gnuLong, header, padded, pax } from '../fixtures/hostile/tar-writer.js';
+import { END_OF_ARCHIVE, entry, gnuLong, header, padded, pax, tarOf } from '../fixtures/hostile/tar-writer.js';
 
 export interface Seed {
   name: string;
@@ -129,8 +129,49 @@ export const SEEDS: Seed[] = [
   ),
 ];
 
+/** A header with its mtime field in GNU base-256 (negative: two's complement), checksum fixed. */
+function withMtime(block: Buffer, mtime: bigint): Buffer {
+  const b = Buffer.from(block);
+  let v = BigInt.asUintN(88, mtime);
+  for (let i = 147; i > 136; i--) {
+    b[i] = Number(v & 0xffn);
+    v >>= 8n;
+  }
+  b[136] = mtime < 0n ? 0xff : 0x80;
+  fixChecksum(b);
+  return b;
+}
+
+export interface Regression {
+  what: string;
+  bytes: Buffer;
+  /** The layer must apply (in both modes), not merely fail cleanly. */
+  applies?: true;
+}
+
 /**
- * Inputs that once broke a property (the fuzzer's shrunk counterexamples), replayed on every
- * run: [what went wrong, the archive in base64].
+ * Inputs that once went wrong, replayed on every run. A counterexample the fuzzer prints goes
+ * here as `{ what, bytes: Buffer.from('<base64>', 'base64') }`.
  */
-export const REGRESSIONS: [string, string][] = [];
+export const REGRESSIONS: Regression[] = [
+  {
+    what: 'PAX path over a ustar name cut at a slash: the file was taken for a directory, its data for a header',
+    bytes: tarOf(pax({ path: `${'d'.repeat(99)}/file` }), entry({ name: `${'d'.repeat(99)}/` }, 'hello'), entry({ name: 'after' }, 'x')),
+    applies: true,
+  },
+  {
+    what: 'GNU long name over a ustar name cut at a slash',
+    bytes: tarOf(gnuLong(`${'g'.repeat(99)}/file`), entry({ name: `${'g'.repeat(99)}/` }, 'hello'), entry({ name: 'after' }, 'x')),
+    applies: true,
+  },
+  {
+    what: "a regular file named with a trailing slash: a directory whose declared data was read as the next header",
+    bytes: tarOf(entry({ name: 'a/b/' }, 'data of a directory'), entry({ name: 'after' }, 'x')),
+    applies: true,
+  },
+  {
+    what: 'a negative base-256 mtime (GNU tar, pre-1970) was refused',
+    bytes: tarOf(withMtime(header({ name: 'old', size: 0 }), -2208988800n)),
+    applies: true,
+  },
+];
