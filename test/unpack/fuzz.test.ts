@@ -1,14 +1,16 @@
 /**
- * Mutation fuzzing (issue 8 §3) of the tar reader alone and of the whole unpack path
- * (applyLayer into a temp root, full and overlay mode), with fast-check and a fixed seed:
- * bit flips, byte changes, truncations, insertions, header fields set to odd values (sizes,
- * checksums, type flags, modes, names, link names, sparse maps), PAX lengths and sparse maps
- * that lie, gzip around the result. Properties: only typed errors (TarFormatError from the
- * reader; a StratumError with a known code from applyLayer), no hang, nothing written outside
- * the root, no file descriptor left open.
+ * Fuzzing (issue 8 §3) of the tar reader alone and of the whole unpack path (applyLayer into a
+ * temp root, full and overlay mode), with fast-check and a fixed seed:
+ * - mutations of valid seeds: bit flips, byte changes, truncations, insertions, header fields set
+ *   to odd values (sizes, checksums, type flags, modes, names, link names, sparse maps), PAX
+ *   lengths and sparse maps that lie, gzip around or under the result;
+ * - generated layers with few names, so entries collide, climb and pass through links.
+ * Properties: only typed errors (TarFormatError from the reader; a StratumError with a known code
+ * from applyLayer), no hang, nothing written outside the root, no file descriptor left open.
+ * And differentially: generated trees with distinct names unpack exactly as GNU tar unpacks them.
  *
- * CI runs a bounded number of cases; STRATUM_FUZZ_RUNS=N multiplies them by N (and
- * STRATUM_FUZZ_SEED picks another seed) for a longer hunt. A counterexample found is added to
+ * CI runs a bounded number of cases (about 30 s); STRATUM_FUZZ_RUNS=N multiplies them by N (and
+ * STRATUM_FUZZ_SEED picks another seed) for a longer hunt. A counterexample found goes into
  * REGRESSIONS in fuzz-corpus.ts, which every run replays.
  */
 import assert from 'node:assert/strict';
@@ -23,6 +25,7 @@ import { StratumError } from '../../src/errors.js';
 import { applyLayer } from '../../src/unpack/apply.js';
 import { TarFormatError, TarReader } from '../../src/unpack/tar-reader.js';
 import { nativeOrSkip } from '../helpers/native.js';
+import { assertUnpacksLikeGnuTar, missingTool } from '../helpers/tar-tools.js';
 import { TempDirs } from '../helpers/tmp.js';
 import { entry, gnuLong, pax, tarOf } from '../fixtures/hostile/tar-writer.js';
 import { fixChecksum, REGRESSIONS, SEEDS } from './fuzz-corpus.js';
@@ -33,9 +36,8 @@ const { skip } = nativeOrSkip('devices and owners in fuzzed layers');
 
 const SCALE = Math.max(1, Number(process.env.STRATUM_FUZZ_RUNS ?? 1));
 const SEED = Number(process.env.STRATUM_FUZZ_SEED ?? 20261203);
-/** CI: about 20 s in all on 2 shared cores. */
-const READER_RUNS = 5000 * SCALE;
-const APPLY_RUNS = 800 * SCALE;
+const READER_RUNS = 4000 * SCALE;
+const APPLY_RUNS = 600 * SCALE;
 /** Codes applyLayer may refuse a layer with (src/errors.ts). */
 const APPLY_CODES = new Set(['ERR_INVALID_LAYER', 'ERR_UNSAFE_ENTRY', 'ERR_LIMIT_EXCEEDED', 'ERR_UNSAFE_PATH', 'ERR_APPLY']);
 
@@ -155,6 +157,56 @@ function generatedLayer(entries: GenEntry[]): Buffer {
       return body;
     }),
   );
+}
+
+// ---- generated layers with distinct names: differential against GNU tar ----------------------
+
+type TreeLeaf = { type: '0' | '1' | '2' | '3' | '6'; data: number; mode: number; uid: number; mtime: number; nsec: number; carrier: 'ustar' | 'gnu' | 'pax'; target: string };
+
+const treeLeaf: fc.Arbitrary<TreeLeaf> = fc.record({
+  type: fc.constantFrom('0', '0', '0', '1', '2', '3', '6'),
+  data: fc.oneof({ arbitrary: fc.nat(3000), weight: 30 }, fc.constant((1 << 20) + 513)),
+  mode: fc.nat(0o7777),
+  uid: fc.oneof(fc.nat(70000), fc.constant(3_000_000)),
+  mtime: fc.integer({ min: 0, max: 2 ** 33 - 1 }),
+  nsec: fc.oneof({ arbitrary: fc.constant(0), weight: 3 }, fc.integer({ min: 1, max: 999_999_999 })),
+  carrier: fc.constantFrom('ustar', 'gnu', 'pax'),
+  target: fc.constantFrom('a', '../b', '/etc/passwd', 'x/y/z', `${'t'.repeat(150)}`),
+});
+const treePath = fc.array(fc.constantFrom('a', 'b', 'c', `${'l'.repeat(70)}`, `${'m'.repeat(120)}`), { minLength: 1, maxLength: 3 }).map((p) => p.join('/'));
+
+const PARENT: TreeLeaf = { type: '0', data: 0, mode: 0o755, uid: 0, mtime: 1_700_000_000, nsec: 0, carrier: 'ustar', target: '' };
+
+/** A layer as a tree writer would make it: distinct names, every parent an entry before its children, hardlinks to earlier files. */
+function treeLayer(leaves: [string, TreeLeaf][]): Buffer {
+  const byPath = new Map(leaves);
+  const dirs = new Set<string>();
+  for (const path of byPath.keys()) {
+    const parts = path.split('/');
+    for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
+  }
+  const files: string[] = [];
+  const parts: Buffer[] = [];
+  for (const path of [...new Set([...dirs, ...byPath.keys()])].sort()) {
+    const leaf = byPath.get(path) ?? PARENT;
+    let type: string = dirs.has(path) ? '5' : leaf.type;
+    if (type === '1' && files.length === 0) type = '0';
+    const name = type === '5' ? `${path}/` : path;
+    const linkname = type === '1' ? files[leaf.data % files.length]! : type === '2' ? leaf.target : '';
+    const records: Record<string, string> = {};
+    if (leaf.nsec) records.mtime = `${leaf.mtime}.${String(leaf.nsec).padStart(9, '0')}`;
+    if (leaf.carrier === 'pax' || Buffer.byteLength(name) > 100) records.path = name;
+    if (Buffer.byteLength(linkname) > 100) records.linkpath = linkname;
+    if (leaf.carrier === 'gnu' && records.path) {
+      delete records.path;
+      parts.push(gnuLong(name));
+    }
+    if (Object.keys(records).length > 0) parts.push(pax(records));
+    const data = type === '0' ? Buffer.alloc(leaf.data, `${path}:`) : Buffer.alloc(0);
+    parts.push(entry({ name: name.slice(0, 100), type, linkname: linkname.slice(0, 100), mode: leaf.mode, uid: leaf.uid, gid: leaf.uid, mtime: leaf.mtime, devmajor: 1, devminor: 7 }, data));
+    if (type === '0') files.push(path);
+  }
+  return tarOf(...parts);
 }
 
 /** Digit runs of the buffer: PAX record lengths and values, sparse maps, octal fields. */
@@ -419,6 +471,22 @@ describe('fuzzing the tar reader and applyLayer', () => {
       report(t, seen);
     });
   }
+
+  test(`differential: generated trees (distinct names, every entry type, long names by ustar, GNU or PAX) unpack as GNU tar unpacks them (${APPLY_RUNS / 6} cases)`, { skip }, async (t) => {
+    const missing = await missingTool('tar');
+    if (missing) return t.skip(missing);
+    const dir = await tmp.make('fuzz-vs-gnu-tar');
+    await fc.assert(
+      fc.asyncProperty(fc.uniqueArray(fc.tuple(treePath, treeLeaf), { minLength: 1, maxLength: 15, selector: ([p]) => p }), async (leaves) => {
+        const bytes = treeLayer(leaves);
+        const archive = join(dir, 'layer.tar');
+        await writeFile(archive, bytes);
+        const { root } = await assertUnpacksLikeGnuTar(archive, tmp).catch((err: unknown) => failWithInput(err, bytes));
+        await rm(join(root, '..'), { recursive: true });
+      }),
+      { seed: SEED + 5, numRuns: APPLY_RUNS / 6, timeout: 30_000 },
+    );
+  });
 
   test(`regressions (${REGRESSIONS.length}) replay through the reader and applyLayer in both modes`, { skip }, async () => {
     const arena = await Arena.make();
