@@ -3,7 +3,7 @@
  * temp root, full and overlay mode), with fast-check and a fixed seed:
  * - mutations of valid seeds: bit flips, byte changes, truncations, insertions, header fields set
  *   to odd values (sizes, checksums, type flags, modes, names, link names, sparse maps), PAX
- *   lengths and sparse maps that lie, gzip around or under the result;
+ *   lengths and sparse maps that lie, gzip or zstd around or under the result;
  * - generated layers with few names, so entries collide, climb and pass through links.
  * Properties: only typed errors (TarFormatError from the reader; a StratumError with a known code
  * from applyLayer), no hang, nothing written outside the root, no file descriptor left open.
@@ -21,6 +21,7 @@ import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
+import { compress as zstdCompress } from 'zstd-napi';
 import { StratumError } from '../../src/errors.js';
 import { applyLayer } from '../../src/unpack/apply.js';
 import { TarFormatError, TarReader } from '../../src/unpack/tar-reader.js';
@@ -108,7 +109,7 @@ interface Case {
   fixChecksums: boolean;
   chunk: number;
   /** Compress the mutated archive, or mutate the compressed seed. */
-  gzip: 'no' | 'mutated' | 'mutate-compressed';
+  compression: { codec: 'none' } | { codec: 'gzip' | 'zstd'; mutateCompressed: boolean };
 }
 
 const caseArb: fc.Arbitrary<Case> = fc.record({
@@ -116,7 +117,10 @@ const caseArb: fc.Arbitrary<Case> = fc.record({
   mutations: fc.array(mutation, { minLength: 1, maxLength: 4 }),
   fixChecksums: fc.oneof({ arbitrary: fc.constant(true), weight: 3 }, { arbitrary: fc.constant(false), weight: 1 }),
   chunk: fc.oneof(fc.integer({ min: 1, max: 1024 }), fc.constant(65536)),
-  gzip: fc.oneof({ arbitrary: fc.constant('no' as const), weight: 8 }, fc.constant('mutated' as const), fc.constant('mutate-compressed' as const)),
+  compression: fc.oneof(
+    { arbitrary: fc.constant({ codec: 'none' as const }), weight: 6 },
+    fc.record({ codec: fc.constantFrom('gzip' as const, 'zstd' as const), mutateCompressed: fc.boolean() }),
+  ),
 });
 
 // ---- generated layers: few names, so entries collide, climb and pass through each other -------
@@ -224,7 +228,10 @@ function digitRuns(b: Buffer): [number, number][] {
 
 function mutate(c: Case): Buffer {
   const seed = SEEDS[c.seed]!;
-  let b = c.gzip === 'mutate-compressed' ? gzipSync(seed.bytes) : Buffer.from(seed.bytes);
+  const z = c.compression;
+  const compress = (b: Buffer) => (z.codec === 'gzip' ? gzipSync(b) : z.codec === 'zstd' ? zstdCompress(b) : b);
+  const compressedFirst = z.codec !== 'none' && z.mutateCompressed;
+  let b = compressedFirst ? compress(seed.bytes) : Buffer.from(seed.bytes);
   for (const m of c.mutations) {
     const pos = b.length === 0 ? 0 : ('pos' in m ? m.pos % b.length : 0);
     switch (m.kind) {
@@ -262,9 +269,9 @@ function mutate(c: Case): Buffer {
       }
     }
   }
-  if (c.gzip === 'mutate-compressed') return b;
+  if (compressedFirst) return b;
   if (c.fixChecksums) for (const at of seed.headers) if (at + 512 <= b.length) fixChecksum(b, at);
-  return c.gzip === 'mutated' ? gzipSync(b) : b;
+  return compress(b);
 }
 
 /** Rethrows a property's failure with its input in base64, ready for REGRESSIONS. */
@@ -426,7 +433,7 @@ describe('fuzzing the tar reader and applyLayer', () => {
     const seen: Outcomes = new Map();
     fc.assert(
       fc.property(caseArb, (c) => {
-        const bytes = mutate({ ...c, gzip: 'no' });
+        const bytes = mutate({ ...c, compression: { codec: 'none' } });
         try {
           readerProperty(bytes, c.chunk, seen);
         } catch (err) {
