@@ -270,7 +270,8 @@ export class TarReader {
     }
     // Old archives mark a directory by a trailing slash; it counts only in the final name (after a
     // PAX path or GNU long name), never in a ustar name field cut short at a slash. Data such an
-    // entry declares is skipped, as GNU tar and bsdtar skip it.
+    // entry declares is skipped: GNU tar and bsdtar call it damaged and resync to the next valid
+    // header, which is right after that data, so all three end with the same tree.
     let skip = 0;
     if (flag === '0' && header.name.endsWith('/')) {
       header.type = 'dir';

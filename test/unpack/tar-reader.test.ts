@@ -124,7 +124,7 @@ describe('long names from real writers', { skip: nativeSkip }, () => {
     }
   });
 
-  test('a regular-file entry whose final name ends in a slash is a directory, and its declared data is skipped (as GNU tar and bsdtar do)', async (t) => {
+  test('a regular-file entry whose final name ends in a slash is a directory; the data it declares is skipped (bsdtar resyncs to the same next header)', async (t) => {
     if (missingBsdtar) return t.skip(missingBsdtar);
     const dir = await tmp.make('slash-file');
     const archive = join(dir, 'layer.tar');
@@ -137,7 +137,8 @@ describe('long names from real writers', { skip: nativeSkip }, () => {
     await stratumExtract(archive, root);
     const ref = join(dir, 'bsdtar');
     await mkdir(ref);
-    await run('bsdtar', ['-xpf', archive, '-C', ref, '--numeric-owner']);
+    // bsdtar reports the archive damaged (exit 1) and retries at the next valid header.
+    await run('bsdtar', ['-xpf', archive, '-C', ref, '--numeric-owner']).catch((err: Error) => assert.match(String(err), /Damaged tar archive/));
     assertSameTree(await snapshotTree(root), await snapshotTree(ref), { names: ['stratum', 'bsdtar'], ignore: (p) => p === '.' || p === 'a' });
     assert.ok((await lstat(join(root, 'a/b'))).isDirectory());
   });
