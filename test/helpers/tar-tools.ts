@@ -48,13 +48,13 @@ export async function stratumExtract(archive: string, root: string, opts: { mode
 
 /**
  * Unpacks `archive` with stratum (full mode) and with GNU tar into fresh directories and asserts
- * the two trees are the same, mtimes included. Returns both directories.
+ * the two trees are the same, mtimes included unless `mtimes: false`. Returns both directories.
  * `dirMtimes: false` for archives not in depth-first order (bsdtar lists a directory's
  * subdirectories before descending): GNU tar sets a directory's time as soon as an entry outside
  * it comes, and entries written into it later change it again; stratum (like docker and
  * containerd) sets directory times at the end.
  */
-export async function assertUnpacksLikeGnuTar(archive: string, tmp: TempDirs, opts: { dirMtimes?: boolean } = {}): Promise<{ root: string; ref: string }> {
+export async function assertUnpacksLikeGnuTar(archive: string, tmp: TempDirs, opts: { dirMtimes?: boolean; mtimes?: boolean } = {}): Promise<{ root: string; ref: string }> {
   const base = await tmp.make('vs-gnu-tar');
   const root = join(base, 'stratum');
   const ref = join(base, 'gnu-tar');
@@ -65,7 +65,7 @@ export async function assertUnpacksLikeGnuTar(archive: string, tmp: TempDirs, op
     if (opts.dirMtimes === false) for (const e of entries) if (e.type === 'dir') e.mtimeNs = '0';
     return entries;
   };
-  assertSameTree(await snap(root), await snap(ref), { names: ['stratum', 'GNU tar'], ignore: (p) => p === '.', mtimes: true });
+  assertSameTree(await snap(root), await snap(ref), { names: ['stratum', 'GNU tar'], ignore: (p) => p === '.', mtimes: opts.mtimes ?? true });
   return { root, ref };
 }
 

@@ -207,7 +207,7 @@ describe('numeric fields and times from real writers', { skip: nativeSkip }, () 
   ] as const;
   for (const [date, sec] of times) {
     for (const format of ['gnu', 'posix'] as const) {
-      test(`GNU tar --format=${format} --mtime='${date}': mtime ${sec} read exactly, unpacked as GNU tar does`, async (t) => {
+      test(`GNU tar --format=${format} --mtime='${date}': mtime ${sec} read exactly, the tree otherwise as GNU tar unpacks it`, async (t) => {
         if (missing) return t.skip(missing);
         const dir = await tmp.make('mtime');
         await run('bash', ['-c', 'mkdir -p src/d && echo old > src/d/f && ln -s f src/d/l'], { cwd: dir });
@@ -219,7 +219,8 @@ describe('numeric fields and times from real writers', { skip: nativeSkip }, () 
           ['d/f', sec],
           ['d/l', sec],
         ]);
-        await assertUnpacksLikeGnuTar(archive, tmp);
+        // Times outside 1970..2262 are the writer's policy (containerd makes them the epoch), not GNU tar's.
+        await assertUnpacksLikeGnuTar(archive, tmp, { mtimes: false });
       });
     }
   }
@@ -235,7 +236,8 @@ describe('numeric fields and times from real writers', { skip: nativeSkip }, () 
       ['src/', { sec: -302486400, nsec: 250000000 }],
       ['src/f', { sec: 1577934245, nsec: 123456789 }],
     ]);
-    const { root } = await assertUnpacksLikeGnuTar(archive, tmp);
+    // The directory's pre-1970 time is the writer's policy (containerd makes it the epoch); the file's is kept to the nanosecond.
+    const { root } = await assertUnpacksLikeGnuTar(archive, tmp, { dirMtimes: false });
     assert.equal((await lstat(join(root, 'src/f'), { bigint: true })).mtimeNs, 1577934245123456789n);
   });
 
