@@ -292,8 +292,8 @@ export class TarReader {
     const s: SparseFile = { header, map: [], stored, region: 0, regionLeft: 0, pos: 0 };
     if (pax) {
       const realName = pax['GNU.sparse.name'];
-      // Decoded as the PAX path is (a byte string once names are bytes: 'latin1').
-      if (realName !== undefined) header.name = realName.toString('utf8');
+      // The real name, decoded as a PAX path is.
+      if (realName !== undefined) applyPax(header, { path: realName }, at);
       header.size = paxSparseSize(pax, header.name) ?? stored;
       if (format === '0.x') s.map = paxSparseMap(pax, header.name);
       else s.mapBlocks = new SparseMapBlocks(header.name, MAX_META_BODY);
