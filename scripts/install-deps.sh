@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(docker-registry skopeo umoci containerd btrfs-progs zfs-fuse pigz zstd util-linux e2fsprogs attr)
+DEBIAN_PACKAGES=(docker-registry skopeo umoci containerd btrfs-progs zfs-fuse pigz zstd util-linux e2fsprogs attr tar libarchive-tools python3)
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

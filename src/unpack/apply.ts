@@ -36,6 +36,8 @@ export async function applyLayer(compressed: Readable, rootDir: string, options:
   const digester = new PipelinedDigest(binding.createDigestWriter(-1, 'sha256'));
   const reader = new TarReader();
   let compression: LayerCompression = 'none';
+  /** Holes of sparse files: bytes the layer unpacks to beyond its stream, counted against maxBytes too. */
+  let holeBytes = 0;
   const decompressed = autoDecompressor((kind) => (compression = kind));
   const piping = pipeline(compressed, decompressed, options.signal ? { signal: options.signal } : {});
   piping.catch(() => {});
@@ -49,9 +51,10 @@ export async function applyLayer(compressed: Readable, rootDir: string, options:
         if (reader.ended) continue; // bytes after the end-of-archive marker: hashed, not parsed
         reader.push(chunk);
         for (let ev = reader.next(); ev !== null; ev = reader.next()) {
-          if (ev.kind === 'entry' && ev.header.size > limits.maxBytes - digester.size + chunk.length) {
+          if (ev.kind === 'entry' && ev.header.size > limits.maxBytes - digester.size - holeBytes + chunk.length) {
             throw new LayerLimitError(subject, 'maxBytes', limits.maxBytes, `entry ${JSON.stringify(ev.header.name)} declares ${ev.header.size} bytes, which with what came before`);
           }
+          if (ev.kind === 'hole') holeBytes += ev.length;
           await writer.handle(ev);
         }
       }

@@ -3,7 +3,7 @@
  * created, directory times deferred, big files streamed. It keeps what this layer wrote so that
  * whiteouts and opaque markers never hide the layer's own entries, whatever their order.
  */
-import { closeSync, lstatSync, write as fsWrite, type BigIntStats } from 'node:fs';
+import { closeSync, ftruncateSync, lstatSync, write as fsWrite, type BigIntStats } from 'node:fs';
 import { promisify } from 'node:util';
 import { LayerLimitError, UnsafeEntryError } from '../errors.js';
 import { bytesOf, quoteName, readdirNamesSync, showName, underDir } from '../sys/byte-path.js';
@@ -60,7 +60,8 @@ export class LayerWriter {
   private readonly lowerLinks: { path: string; target: string }[] = [];
   /** overlay mode: whiteout devices written; one that hides nothing below must go again. */
   private readonly whiteouts = new Set<string>();
-  private current: { header: TarHeader; path: string; meta: EntryMeta; parts: Buffer[]; bytes: number; fd?: number; pos: number; writing?: Promise<void> } | null = null;
+  /** The file being written; `pos` is where its next data goes (holes of a sparse file move it on). */
+  private current: { header: TarHeader; path: string; meta: EntryMeta; parts: Buffer[]; bytes: number; fd?: number; pos: number; writing?: Promise<void>; holes?: true } | null = null;
 
   constructor(
     private readonly binding: NativeBinding,
@@ -77,6 +78,8 @@ export class LayerWriter {
         return this.entry(ev.header);
       case 'data':
         return this.data(ev.chunk);
+      case 'hole':
+        return this.hole(ev.length);
       case 'entryEnd':
         return this.entryEnd();
     }
@@ -193,6 +196,19 @@ export class LayerWriter {
     c.writing.catch(() => {});
   }
 
+  /** A hole of a sparse file: zeros in a small file, a real hole (nothing written) in a streamed one. */
+  private hole(length: number): void {
+    const c = this.current;
+    if (!c) return;
+    if (c.fd === undefined) {
+      c.parts.push(Buffer.alloc(length));
+      c.bytes += length;
+      return;
+    }
+    c.pos += length;
+    c.holes = true;
+  }
+
   private async entryEnd(): Promise<void> {
     const c = this.current;
     this.current = null;
@@ -205,6 +221,8 @@ export class LayerWriter {
     }
     try {
       if (c.writing) await c.writing;
+      // A trailing hole: the size is set, no zeros written.
+      if (c.holes) ftruncateSync(c.fd, c.pos);
       this.binding.finishFile(c.fd, c.meta, showName(c.path));
     } finally {
       closeSync(c.fd);
