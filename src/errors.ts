@@ -63,9 +63,10 @@ export class DigestMismatchError extends StratumError {
   }
 }
 
+/** Content was not the size its descriptor promised; `atLeast` when the reader stopped early on a body that ran past it. */
 export class SizeMismatchError extends StratumError {
-  constructor(readonly subject: string, readonly expected: number, readonly actual: number) {
-    super('ERR_SIZE_MISMATCH', `${subject}: size mismatch: expected ${expected} bytes, got ${actual}`);
+  constructor(readonly subject: string, readonly expected: number, readonly actual: number, atLeast = false) {
+    super('ERR_SIZE_MISMATCH', `${subject}: size mismatch: expected ${expected} bytes, got ${atLeast ? `at least ${actual} (stopped reading)` : actual}`);
   }
 }
 
