@@ -6,6 +6,7 @@ import { DigestMismatchError, FsApplyError, SizeMismatchError, StoreError } from
 import type { BlobInfo, DirectSource, IngestWriter } from './content.js';
 import { digestAlgorithm, digestHex, type Digest } from './digest.js';
 import { createDigestWriter, type DigestWriter } from '../sys/native.js';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../sys/mkdir-all.js';
 import { fsyncDir, INGEST_DIR } from './layout.js';
 import type { ReleaseLock } from './lock.js';
 
@@ -75,8 +76,8 @@ export class FileIngestWriter implements IngestWriter {
     const { digest, paths, expectedSize, release } = args;
     let fh: FileHandle | undefined;
     try {
-      await mkdir(paths.dir, { recursive: true });
-      fh = await open(paths.data, 'a', 0o644);
+      await mkdir(paths.dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+      fh = await open(paths.data, 'a', PRIVATE_FILE_MODE);
       let size = (await fh.stat()).size;
       if (expectedSize !== undefined && size > expectedSize) {
         await fh.truncate(0); // longer than the blob can be: the partial is garbage
@@ -191,7 +192,7 @@ export class FileIngestWriter implements IngestWriter {
       await this.fh.utimes(now, now);
       await this.fh.sync();
       await this.fh.close();
-      await mkdir(dirname(this.blobPath), { recursive: true });
+      await mkdir(dirname(this.blobPath), { recursive: true, mode: PRIVATE_DIR_MODE });
       await rename(this.paths.data, this.blobPath);
       await fsyncDir(dirname(this.blobPath));
     } catch (err) {
@@ -277,7 +278,7 @@ export class FileIngestWriter implements IngestWriter {
       pid: process.pid,
     };
     if (this.expectedSize !== undefined) state.expectedSize = this.expectedSize;
-    await writeFile(this.paths.state, JSON.stringify(state) + '\n');
+    await writeFile(this.paths.state, JSON.stringify(state) + '\n', { mode: PRIVATE_FILE_MODE });
   }
 }
 

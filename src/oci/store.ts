@@ -1,7 +1,7 @@
 import { openSync } from 'node:fs';
 import { lstat, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { mkdirAll } from '../sys/mkdir-all.js';
+import { mkdirAll, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../sys/mkdir-all.js';
 import type { Readable } from 'node:stream';
 import { DigestMismatchError, InvalidArgumentError, NotFoundError, StoreError } from '../errors.js';
 import { blobReadStream, type BlobReadOptions } from './blob-stream.js';
@@ -186,12 +186,13 @@ export class OciStore implements Provider, Ingester, TagStore {
     let size: number;
     try {
       size = (await fh.stat()).size;
+      await fh.chmod(PRIVATE_FILE_MODE);
       await fh.sync();
     } finally {
       await fh.close();
     }
     const target = this.blobPath(d);
-    await mkdirAll(dirname(target));
+    await mkdirAll(dirname(target), PRIVATE_DIR_MODE);
     await rename(path, target);
     await fsyncDir(dirname(target));
     return { digest: d, size };

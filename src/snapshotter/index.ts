@@ -8,14 +8,14 @@ import { NativeSnapshotter } from './native/native.js';
 import { kernelHasOverlay } from './overlay/kernel.js';
 import { OverlaySnapshotter } from './overlay/overlay.js';
 import type { Snapshotter } from './snapshotter.js';
-import { mkdirAll } from '../sys/mkdir-all.js';
+import { ensurePrivateDir } from '../sys/mkdir-all.js';
 
 export type SnapshotterName = 'overlay' | 'native' | 'btrfs' | 'zfs';
 export const SNAPSHOTTER_NAMES: readonly SnapshotterName[] = ['overlay', 'native', 'btrfs', 'zfs'];
 
 /** Opens (creating if needed) the snapshotter `name` on `root`. */
 export async function openSnapshotter(name: SnapshotterName, root: string): Promise<Snapshotter> {
-  await mkdirAll(root, 0o711);
+  await ensurePrivateDir(root);
   switch (name) {
     case 'overlay':
       return OverlaySnapshotter.open(root);
