@@ -24,6 +24,8 @@ export type ErrorCode =
   | 'ERR_INSECURE_REGISTRY'
   | 'ERR_CREDENTIALS'
   | 'ERR_STORE'
+  | 'ERR_UNSAFE_LOCATION'
+  | 'ERR_NO_SPACE'
   | 'ERR_LOCKED'
   | 'ERR_CONFIG'
   | 'ERR_INVALID_IMAGE_CONFIG'
@@ -192,6 +194,16 @@ export class InvalidImageConfigError extends StratumError {
 export class StoreError extends StratumError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_STORE', message, options);
+  }
+}
+
+/**
+ * A store or snapshot root placed inside content stratum keeps immutable (another store's blobs/,
+ * a snapshot's data, a mounted snapshot): names the path, what it was meant to be, and why.
+ */
+export class UnsafeLocationError extends StratumError {
+  constructor(readonly path: string, readonly role: string, reason: string) {
+    super('ERR_UNSAFE_LOCATION', `refusing ${path} as a ${role}: ${reason}`);
   }
 }
 

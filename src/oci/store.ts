@@ -20,6 +20,7 @@ import {
   readIndexFile,
   writeFileAtomic,
 } from './layout.js';
+import { checkLocation } from './location.js';
 import { acquireFileLock, tryAcquireFileLock } from './lock.js';
 import { MediaType } from './mediatypes.js';
 import { FileIngestWriter, ingestPaths } from './store-ingest.js';
@@ -66,9 +67,13 @@ export interface DiskUsage {
 export class OciStore implements Provider, Ingester, TagStore {
   private constructor(readonly root: string) {}
 
-  /** Opens the layout at `root`, creating it when missing or empty; refuses a foreign or corrupt one with StoreError. */
+  /**
+   * Opens the layout at `root`, creating it when missing or empty; refuses a foreign or corrupt one
+   * with StoreError, and one inside another store's content or a snapshot with UnsafeLocationError.
+   */
   static async open(root: string): Promise<OciStore> {
     const abs = resolve(root);
+    checkLocation(abs, 'store');
     await ensureLayout(abs);
     return new OciStore(abs);
   }

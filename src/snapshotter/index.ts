@@ -9,12 +9,14 @@ import { kernelHasOverlay } from './overlay/kernel.js';
 import { OverlaySnapshotter } from './overlay/overlay.js';
 import type { Snapshotter } from './snapshotter.js';
 import { ensurePrivateDir } from '../sys/mkdir-all.js';
+import { checkLocation } from '../oci/location.js';
 
 export type SnapshotterName = 'overlay' | 'native' | 'btrfs' | 'zfs';
 export const SNAPSHOTTER_NAMES: readonly SnapshotterName[] = ['overlay', 'native', 'btrfs', 'zfs'];
 
-/** Opens (creating if needed) the snapshotter `name` on `root`. */
+/** Opens (creating if needed) the snapshotter `name` on `root`; a root inside a store's blobs or a snapshot is refused (UnsafeLocationError). */
 export async function openSnapshotter(name: SnapshotterName, root: string): Promise<Snapshotter> {
+  checkLocation(root, 'snapshot root');
   await ensurePrivateDir(root);
   switch (name) {
     case 'overlay':
