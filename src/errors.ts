@@ -192,9 +192,28 @@ export class InvalidImageConfigError extends StratumError {
 
 /** The content store's directory is unusable (not an OCI layout, a foreign layout version, a corrupt index.json, an I/O failure). */
 export class StoreError extends StratumError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('ERR_STORE', message, options);
+  constructor(message: string, options?: { cause?: unknown }, code: 'ERR_STORE' | 'ERR_NO_SPACE' = 'ERR_STORE') {
+    super(code, message, options);
   }
+}
+
+/**
+ * The filesystem holding a blob or a snapshot is full (ENOSPC) or over quota (EDQUOT): a storage
+ * failure, not bad content. `subject` names the blob or layer, `where` the directory being written.
+ */
+export class NoSpaceError extends StoreError {
+  constructor(readonly subject: string, readonly where: string, detail: string, options?: { cause?: unknown }) {
+    super(`${subject}: no space left on the filesystem of ${where} (${detail})`, options, 'ERR_NO_SPACE');
+  }
+}
+
+/** Whether `err` (or what caused it) is a full filesystem or an exhausted quota. */
+export function isNoSpace(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const { code, errnoName } = e as { code?: unknown; errnoName?: unknown };
+    if (code === 'ENOSPC' || code === 'EDQUOT' || errnoName === 'ENOSPC' || errnoName === 'EDQUOT') return true;
+  }
+  return false;
 }
 
 /**

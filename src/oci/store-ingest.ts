@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rmdir, truncate, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
-import { DigestMismatchError, FsApplyError, SizeMismatchError, StoreError } from '../errors.js';
+import { DigestMismatchError, FsApplyError, isNoSpace, NoSpaceError, SizeMismatchError, StoreError } from '../errors.js';
 import type { BlobInfo, DirectSource, IngestWriter } from './content.js';
 import { digestAlgorithm, digestHex, type Digest } from './digest.js';
 import { createDigestWriter, type DigestWriter } from '../sys/native.js';
@@ -140,7 +140,7 @@ export class FileIngestWriter implements IngestWriter {
       return digester.bytes - before;
     } catch (err) {
       if (err instanceof FsApplyError) {
-        this.failure = new StoreError(`cannot write blob ${this.digest}: ${err.message}`, { cause: err });
+        this.failure = this.writeFailure(err);
         throw this.failure;
       }
       throw err;
@@ -245,9 +245,16 @@ export class FileIngestWriter implements IngestWriter {
       this.onDisk += total;
     } catch (err) {
       // Bytes on disk and the digest may now disagree: refuse to commit; a reopen re-hashes the file.
-      this.failure = new StoreError(`cannot write blob ${this.digest}: ${(err as Error).message}`, { cause: err });
+      this.failure = this.writeFailure(err);
       throw this.failure;
     }
+  }
+
+  /** A failed write of the data file: a full disk is NoSpaceError (ERR_NO_SPACE), anything else StoreError. */
+  private writeFailure(err: unknown): StoreError {
+    const what = `cannot write blob ${this.digest}`;
+    const detail = (err as Error).message;
+    return isNoSpace(err) ? new NoSpaceError(what, this.paths.dir, detail, { cause: err }) : new StoreError(`${what}: ${detail}`, { cause: err });
   }
 
   private track(p: Promise<void>): Promise<void> {
