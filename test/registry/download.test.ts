@@ -207,6 +207,19 @@ for (const mode of ['native', 'undici'] as const) describe(`downloadBlob against
     rig.proxy.reset();
   });
 
+  test('a mirror sending an endless body → dropped at size + 1, the blob fetched again from the upstream', async () => {
+    rig.proxy.reset().clearLog();
+    const s = await store();
+    const { digest, bytes } = rig.blob;
+    const c = client({ config: { mirrors: { [rig.registry.host]: [rig.proxy.url] } } });
+    rig.proxy.oversizeBody(512 << 20);
+    const res = await downloadBlob(c, parseReference(`${rig.registry.host}/library/app:1`), { digest, size: bytes.length }, s);
+    assert.equal(res.endpoint?.url, rig.registry.url);
+    assert.equal(rig.proxy.requests('GET', /\/blobs\//).length, 1, 'the mirror was asked once');
+    assert.ok((await s.read(digest, 8 << 20)).equals(bytes));
+    rig.proxy.reset();
+  });
+
   test('a cut that exhausts the retries → the error names the blob digest', async () => {
     rig.proxy.reset().clearLog();
     const s = await store();
