@@ -212,7 +212,7 @@ export async function downloadBlob(
           lastEndpoint = res.endpoint;
           break;
         } catch (err) {
-          if (err instanceof SizeMismatchError && !options.signal?.aborted) {
+          if (err instanceof SizeMismatchError) {
             // What the endpoint sent is not this blob: drop it, never resume from it.
             await writer.abort();
             watch?.restarted();
@@ -221,7 +221,8 @@ export async function downloadBlob(
             if (!writer) return existing(ingester, desc, emit);
             continue endpoints;
           }
-          if (options.signal?.aborted || !isRetryable(err)) throw namingBlob(err, digest, ref, fetchedFrom);
+          if (options.signal?.aborted) throw err;
+          if (!isRetryable(err)) throw namingBlob(err, digest, ref, fetchedFrom);
           if (writer.written === undefined) {
             // The writer cannot tell how much it persisted: hand the partial file back and reopen it.
             await writer.close();
@@ -275,7 +276,7 @@ export async function downloadBlob(
  */
 function namingBlob(err: unknown, digest: Digest, ref: Reference, endpoint: Endpoint | undefined): unknown {
   if (err instanceof StratumError && (err.code !== 'ERR_NETWORK' || err.message.includes(digest))) return err;
-  if (!(err instanceof Error) || (err as { name?: string }).name === 'AbortError') return err;
+  if (!(err instanceof Error)) return err;
   const from = endpoint ? ` from ${endpoint.url}` : '';
   return new NetworkError(`cannot fetch blob ${digest} of ${ref.name}${from}: ${describeError(err)}`, { cause: err });
 }
