@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { isStratumError } from '../../src/errors.js';
@@ -350,6 +351,38 @@ describe('auth', () => {
     await c.resolve(ref);
     assert.equal(tokens.issued, 2);
     rig.proxy.reset();
+  });
+
+  test('a token server with an endless body → refused after its 1 MiB limit, not read to the end', async () => {
+    let sent = 0;
+    const endless = createHttpServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const chunk = Buffer.alloc(64 * 1024, 0x20);
+      const pump = (): void => {
+        while (!res.destroyed && sent < 512 << 20) {
+          sent += chunk.length;
+          if (!res.write(chunk)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+    });
+    await new Promise<void>((r) => endless.listen(0, '127.0.0.1', () => r()));
+    const realm = `http://127.0.0.1:${(endless.address() as { port: number }).port}/token`;
+    rig.proxy.reset().requireBearer({ issuer: { realm, isValid: () => false } as unknown as TokenIssuer });
+    try {
+      await assert.rejects(client().resolve(rig.ref('library/app:1')), (err: Error) => {
+        assert.ok(isStratumError(err, 'ERR_REGISTRY'), `${err.name}: ${err.message}`);
+        assert.ok(err.message.includes('token server'), err.message);
+        return true;
+      });
+      await new Promise((r) => setTimeout(r, 100));
+      assert.ok(sent < 24 << 20, `the token server got ${sent} bytes out`);
+    } finally {
+      rig.proxy.reset();
+      endless.closeAllConnections();
+      await new Promise<void>((r) => endless.close(() => r()));
+    }
   });
 
   test('wrong credentials → UnauthorizedError naming the registry, never the password', async () => {
