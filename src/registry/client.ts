@@ -254,11 +254,11 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
 
   /** `size`: the descriptor's, when known; else the body is capped at MAX_MANIFEST_BYTES (containerd's 4 MiB). */
   private async getManifest(ref: Reference, reference: string, expected: Digest | undefined, what: string, size?: number): Promise<ResolvedManifest> {
+    const max = size !== undefined && size <= MAX_MANIFEST_BYTES ? size : MAX_MANIFEST_BYTES;
     const tooBig =
-      size !== undefined && size <= MAX_MANIFEST_BYTES
+      max === size
         ? (got: number) => new SizeMismatchError(what, size, got, true)
         : (got: number) => new InvalidManifestError(what, `body of at least ${got} bytes is over the ${MAX_MANIFEST_BYTES}-byte manifest size limit`);
-    const max = size !== undefined && size <= MAX_MANIFEST_BYTES ? size : MAX_MANIFEST_BYTES;
     return withRetry(
       () =>
         this.acrossEndpoints(ref, undefined, async (endpoint) => {
