@@ -333,7 +333,7 @@ export class FaultProxy {
 
 const PAD_CHUNK = Buffer.alloc(64 * 1024);
 
-/** Relays `up`'s body, then `extra` zero bytes, one 64 KiB write per drain, counting into entry.bodyBytes. */
+/** Relays `up`'s body, then `extra` zero bytes in 64 KiB writes (waiting while the socket is full), counting into entry.bodyBytes. */
 function padBody(up: IncomingMessage, res: ServerResponse, extra: number, entry: ProxyLogEntry): void {
   entry.bodyBytes = 0;
   let left = extra;
