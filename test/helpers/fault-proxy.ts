@@ -35,6 +35,8 @@ interface BodyRule extends Matcher {
   remaining: number;
   /** 'stall': how long the body pauses at `at`; 'corrupt': an optional pause once the flipped byte is sent. */
   stallMs?: number;
+  /** 'oversize': the padded body announced by a Content-Length that counts the padding, instead of chunked. */
+  lengthFramed?: boolean;
 }
 
 interface RespondRule extends Matcher {
@@ -125,12 +127,13 @@ export class FaultProxy {
   }
 
   /**
-   * The next matching response (default: a blob GET) drops its Content-Length and is sent chunked:
-   * the real body, then `extra` more bytes of zeros (a hostile or broken server that never stops).
-   * The log entry's bodyBytes says how much the proxy got to send before the client hung up.
+   * The next matching response (default: a blob GET) is the real body, then `extra` more bytes of
+   * zeros (a hostile or broken server that never stops): sent chunked, or with `framing: 'length'`
+   * under a Content-Length that counts them (Content-Range, on a 206, is left as it was). The log
+   * entry's bodyBytes says how much the proxy got to send before the client hung up.
    */
-  oversizeBody(extra: number, opts: MatchOptions = {}): this {
-    this.bodyRules.push({ kind: 'oversize', at: extra, ...matcher(opts, 'GET', BLOB_PATH), remaining: opts.count ?? 1 });
+  oversizeBody(extra: number, opts: MatchOptions & { framing?: 'chunked' | 'length' } = {}): this {
+    this.bodyRules.push({ kind: 'oversize', at: extra, ...matcher(opts, 'GET', BLOB_PATH), remaining: opts.count ?? 1, ...(opts.framing === 'length' ? { lengthFramed: true } : {}) });
     return this;
   }
 
@@ -258,7 +261,9 @@ export class FaultProxy {
     const headers = { ...up.headers };
     for (let r = this.take(this.headerRules, method, path); r; r = this.take(this.headerRules, method, path)) headers[r.name] = r.value;
     const padded = rule?.kind === 'oversize' && (up.statusCode === 200 || up.statusCode === 206);
-    if (padded) {
+    if (padded && rule.lengthFramed) {
+      headers['content-length'] = String(Number(up.headers['content-length']) + rule.at);
+    } else if (padded) {
       delete headers['content-length'];
       headers['transfer-encoding'] = 'chunked';
     }

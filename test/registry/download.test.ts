@@ -207,6 +207,26 @@ for (const mode of ['native', 'undici'] as const) describe(`downloadBlob against
     rig.proxy.reset();
   });
 
+  test('a 206 whose Content-Length runs past the blob (Range resume after a cut) → ERR_SIZE_MISMATCH, read stops at size + 1', async () => {
+    rig.proxy.reset().clearLog();
+    const s = await store();
+    const { digest, bytes, ref } = rig.blob;
+    // The resumed request gets the right Content-Range but 512 MiB more body: over plain HTTP the
+    // native receive path takes it, bounded only by the size it is asked for.
+    rig.proxy.cutAfter(1 << 20).oversizeBody(512 << 20, { framing: 'length' });
+    await assert.rejects(downloadBlob(client(), ref, { digest, size: bytes.length }, s), (err: Error) => {
+      assert.ok(isStratumError(err, 'ERR_SIZE_MISMATCH'), `${err.name}: ${err.message}`);
+      assert.ok(err.message.includes(digest), err.message);
+      return true;
+    });
+    const gets = rig.proxy.requests('GET', /\/blobs\//);
+    assert.deepEqual(gets.map((g) => g.status), [200, 206]);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.ok((gets[1]!.bodyBytes ?? 0) < bytes.length + (16 << 20), `proxy sent ${gets[1]!.bodyBytes} bytes`);
+    assert.deepEqual(await leftovers(s), []);
+    rig.proxy.reset();
+  });
+
   test('a mirror sending an endless body → dropped at size + 1, the blob fetched again from the upstream', async () => {
     rig.proxy.reset().clearLog();
     const s = await store();
