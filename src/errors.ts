@@ -24,6 +24,8 @@ export type ErrorCode =
   | 'ERR_INSECURE_REGISTRY'
   | 'ERR_CREDENTIALS'
   | 'ERR_STORE'
+  | 'ERR_UNSAFE_LOCATION'
+  | 'ERR_NO_SPACE'
   | 'ERR_LOCKED'
   | 'ERR_CONFIG'
   | 'ERR_INVALID_IMAGE_CONFIG'
@@ -63,9 +65,10 @@ export class DigestMismatchError extends StratumError {
   }
 }
 
+/** Content was not the size its descriptor promised; `atLeast` when the reader stopped early on a body that ran past it. */
 export class SizeMismatchError extends StratumError {
-  constructor(readonly subject: string, readonly expected: number, readonly actual: number) {
-    super('ERR_SIZE_MISMATCH', `${subject}: size mismatch: expected ${expected} bytes, got ${actual}`);
+  constructor(readonly subject: string, readonly expected: number, readonly actual: number, atLeast = false) {
+    super('ERR_SIZE_MISMATCH', `${subject}: size mismatch: expected ${expected} bytes, got ${atLeast ? `at least ${actual} (stopped reading)` : actual}`);
   }
 }
 
@@ -189,8 +192,37 @@ export class InvalidImageConfigError extends StratumError {
 
 /** The content store's directory is unusable (not an OCI layout, a foreign layout version, a corrupt index.json, an I/O failure). */
 export class StoreError extends StratumError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('ERR_STORE', message, options);
+  constructor(message: string, options?: { cause?: unknown }, code: 'ERR_STORE' | 'ERR_NO_SPACE' = 'ERR_STORE') {
+    super(code, message, options);
+  }
+}
+
+/**
+ * The filesystem holding a blob or a snapshot is full (ENOSPC) or over quota (EDQUOT): a storage
+ * failure, not bad content. `subject` names the blob or layer, `where` the directory being written.
+ */
+export class NoSpaceError extends StoreError {
+  constructor(readonly subject: string, readonly where: string, detail: string, options?: { cause?: unknown }) {
+    super(`${subject}: no space left on the filesystem of ${where} (${detail})`, options, 'ERR_NO_SPACE');
+  }
+}
+
+/** Whether `err` (or what caused it) is a full filesystem or an exhausted quota. */
+export function isNoSpace(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const { code, errnoName } = e as { code?: unknown; errnoName?: unknown };
+    if (code === 'ENOSPC' || code === 'EDQUOT' || errnoName === 'ENOSPC' || errnoName === 'EDQUOT') return true;
+  }
+  return false;
+}
+
+/**
+ * A store or snapshot root placed inside content stratum keeps immutable (another store's blobs/,
+ * a snapshot's data, a mounted snapshot): names the path, what it was meant to be, and why.
+ */
+export class UnsafeLocationError extends StratumError {
+  constructor(readonly path: string, readonly role: string, reason: string) {
+    super('ERR_UNSAFE_LOCATION', `refusing ${path} as a ${role}: ${reason}`);
   }
 }
 

@@ -259,7 +259,7 @@ class PullSession {
       await this.put(resolved.bytes, resolved.descriptor.digest);
       const child = selectManifest(parsed.index, this.wanted, reference.toString());
       const subject = `${reference.name}@${child.digest}`;
-      source = await this.options.client.fetchManifest(reference, child.digest);
+      source = await this.options.client.fetchManifest(reference, child.digest, child.size);
       parsed = parseManifest(source.bytes, source.descriptor.mediaType, subject);
       if (parsed.kind !== 'image') {
         throw new InvalidManifestError(subject, `index entry for ${formatPlatform(this.wanted)} is a ${parsed.kind}, not an image manifest`);

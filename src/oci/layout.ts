@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { link, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { StoreError } from '../errors.js';
 import { MediaType } from './mediatypes.js';
 import type { ImageIndex } from './types.js';
-import { mkdirAll } from '../sys/mkdir-all.js';
+import { ensurePrivateDir, PRIVATE_FILE_MODE } from '../sys/mkdir-all.js';
 
 /** The files of an OCI image layout (image-spec image-layout.md) and what stratum adds beside them. */
 export const OCI_LAYOUT_FILE = 'oci-layout';
@@ -37,6 +37,9 @@ const OWN_NAMES = new Set([OCI_LAYOUT_FILE, INDEX_FILE, INDEX_LOCK_FILE, BLOBS_D
 /**
  * Makes `root` a valid OCI layout if it is missing or empty, repairs a layout missing index.json
  * or blobs/, and refuses anything else: a file, a foreign directory, another layout version.
+ * The root, blobs/ and ingest/ are 0700 and files 0600 (images pulled with credentials are no
+ * one else's to read): a store an older version made 0755 is chmodded here. Its 0644 blobs are
+ * not touched one by one: under a 0700 root no other user can reach them by any path.
  */
 export async function ensureLayout(root: string): Promise<void> {
   let st;
@@ -46,12 +49,10 @@ export async function ensureLayout(root: string): Promise<void> {
     if (!isCode(err, 'ENOENT')) throw new StoreError(`cannot use store ${root}: ${(err as Error).message}`, { cause: err });
   }
   if (st && !st.isDirectory()) throw new StoreError(`store ${root} is not a directory`);
-  if (!st) {
-    try {
-      await mkdirAll(root);
-    } catch (err) {
-      throw new StoreError(`cannot create store ${root}: ${(err as Error).message}`, { cause: err });
-    }
+  try {
+    await ensurePrivateDir(root);
+  } catch (err) {
+    throw new StoreError(`cannot ${st ? 'use' : 'create'} store ${root}: ${(err as Error).message}`, { cause: err });
   }
 
   const layoutPath = join(root, OCI_LAYOUT_FILE);
@@ -72,7 +73,7 @@ export async function ensureLayout(root: string): Promise<void> {
   } else {
     checkLayoutFile(layoutPath, layoutText);
   }
-  await mkdir(join(root, BLOBS_DIR, 'sha256'), { recursive: true });
+  for (const dir of [join(root, BLOBS_DIR), join(root, BLOBS_DIR, 'sha256'), join(root, INGEST_DIR)]) await ensurePrivateDir(dir);
   await createFileIfMissing(join(root, INDEX_FILE), JSON.stringify(emptyIndex()));
   await readIndexFile(root); // refuse a corrupt index.json now rather than at the first tag operation
 }
@@ -147,7 +148,7 @@ async function createFileIfMissing(path: string, data: string): Promise<void> {
 
 /** Creates `tmp` (which must not exist) with `data`, fsynced, ready to be renamed or linked into place. */
 async function writeSyncedTemp(tmp: string, data: string | Uint8Array): Promise<void> {
-  const fh = await open(tmp, 'wx', 0o644);
+  const fh = await open(tmp, 'wx', PRIVATE_FILE_MODE);
   try {
     await fh.writeFile(data);
     await fh.sync();

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { isDigest, type Digest } from './digest.js';
 import { isCode } from './layout.js';
 import { isOwnerGone, newOwner, type LockOwner } from './lock.js';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../sys/mkdir-all.js';
 
 export const LEASES_DIR = 'leases';
 
@@ -19,9 +20,9 @@ export class Lease {
   static async create(storeRoot: string): Promise<Lease> {
     const owner = newOwner();
     const dir = join(storeRoot, LEASES_DIR);
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
     const path = join(dir, `${owner.pid}-${owner.nonce}`);
-    await writeFile(path, JSON.stringify(owner) + '\n', { flag: 'wx' });
+    await writeFile(path, JSON.stringify(owner) + '\n', { flag: 'wx', mode: PRIVATE_FILE_MODE });
     return new Lease(path);
   }
 

@@ -5,6 +5,7 @@ import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LockedError, StoreError } from '../errors.js';
+import { PRIVATE_FILE_MODE } from '../sys/mkdir-all.js';
 
 /**
  * Cross-process file locks: a lock is a file created with O_EXCL that names its owner
@@ -128,7 +129,7 @@ export function newOwner(): LockOwner {
 async function createExclusive(path: string, owner: LockOwner): Promise<boolean> {
   for (let attempt = 0; ; attempt++) {
     try {
-      const fh = await open(path, 'wx', 0o644);
+      const fh = await open(path, 'wx', PRIVATE_FILE_MODE);
       try {
         await fh.writeFile(JSON.stringify(owner) + '\n');
       } finally {

@@ -2,10 +2,11 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rmdir, truncate, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
-import { DigestMismatchError, FsApplyError, SizeMismatchError, StoreError } from '../errors.js';
+import { DigestMismatchError, FsApplyError, isNoSpace, NoSpaceError, SizeMismatchError, StoreError } from '../errors.js';
 import type { BlobInfo, DirectSource, IngestWriter } from './content.js';
 import { digestAlgorithm, digestHex, type Digest } from './digest.js';
 import { createDigestWriter, type DigestWriter } from '../sys/native.js';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../sys/mkdir-all.js';
 import { fsyncDir, INGEST_DIR } from './layout.js';
 import type { ReleaseLock } from './lock.js';
 
@@ -75,8 +76,8 @@ export class FileIngestWriter implements IngestWriter {
     const { digest, paths, expectedSize, release } = args;
     let fh: FileHandle | undefined;
     try {
-      await mkdir(paths.dir, { recursive: true });
-      fh = await open(paths.data, 'a', 0o644);
+      await mkdir(paths.dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+      fh = await open(paths.data, 'a', PRIVATE_FILE_MODE);
       let size = (await fh.stat()).size;
       if (expectedSize !== undefined && size > expectedSize) {
         await fh.truncate(0); // longer than the blob can be: the partial is garbage
@@ -139,7 +140,7 @@ export class FileIngestWriter implements IngestWriter {
       return digester.bytes - before;
     } catch (err) {
       if (err instanceof FsApplyError) {
-        this.failure = new StoreError(`cannot write blob ${this.digest}: ${err.message}`, { cause: err });
+        this.failure = this.writeFailure(err);
         throw this.failure;
       }
       throw err;
@@ -191,7 +192,7 @@ export class FileIngestWriter implements IngestWriter {
       await this.fh.utimes(now, now);
       await this.fh.sync();
       await this.fh.close();
-      await mkdir(dirname(this.blobPath), { recursive: true });
+      await mkdir(dirname(this.blobPath), { recursive: true, mode: PRIVATE_DIR_MODE });
       await rename(this.paths.data, this.blobPath);
       await fsyncDir(dirname(this.blobPath));
     } catch (err) {
@@ -244,9 +245,16 @@ export class FileIngestWriter implements IngestWriter {
       this.onDisk += total;
     } catch (err) {
       // Bytes on disk and the digest may now disagree: refuse to commit; a reopen re-hashes the file.
-      this.failure = new StoreError(`cannot write blob ${this.digest}: ${(err as Error).message}`, { cause: err });
+      this.failure = this.writeFailure(err);
       throw this.failure;
     }
+  }
+
+  /** A failed write of the data file: a full disk is NoSpaceError (ERR_NO_SPACE), anything else StoreError. */
+  private writeFailure(err: unknown): StoreError {
+    const what = `cannot write blob ${this.digest}`;
+    const detail = (err as Error).message;
+    return isNoSpace(err) ? new NoSpaceError(what, this.paths.dir, detail, { cause: err }) : new StoreError(`${what}: ${detail}`, { cause: err });
   }
 
   private track(p: Promise<void>): Promise<void> {
@@ -277,7 +285,7 @@ export class FileIngestWriter implements IngestWriter {
       pid: process.pid,
     };
     if (this.expectedSize !== undefined) state.expectedSize = this.expectedSize;
-    await writeFile(this.paths.state, JSON.stringify(state) + '\n');
+    await writeFile(this.paths.state, JSON.stringify(state) + '\n', { mode: PRIVATE_FILE_MODE });
   }
 }
 

@@ -1,7 +1,7 @@
 import { openSync } from 'node:fs';
 import { lstat, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { mkdirAll } from '../sys/mkdir-all.js';
+import { mkdirAll, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../sys/mkdir-all.js';
 import type { Readable } from 'node:stream';
 import { DigestMismatchError, InvalidArgumentError, NotFoundError, StoreError } from '../errors.js';
 import { blobReadStream, type BlobReadOptions } from './blob-stream.js';
@@ -20,6 +20,7 @@ import {
   readIndexFile,
   writeFileAtomic,
 } from './layout.js';
+import { checkLocation } from './location.js';
 import { acquireFileLock, tryAcquireFileLock } from './lock.js';
 import { MediaType } from './mediatypes.js';
 import { FileIngestWriter, ingestPaths } from './store-ingest.js';
@@ -66,9 +67,13 @@ export interface DiskUsage {
 export class OciStore implements Provider, Ingester, TagStore {
   private constructor(readonly root: string) {}
 
-  /** Opens the layout at `root`, creating it when missing or empty; refuses a foreign or corrupt one with StoreError. */
+  /**
+   * Opens the layout at `root`, creating it when missing or empty; refuses a foreign or corrupt one
+   * with StoreError, and one inside another store's content or a snapshot with UnsafeLocationError.
+   */
   static async open(root: string): Promise<OciStore> {
     const abs = resolve(root);
+    checkLocation(abs, 'store');
     await ensureLayout(abs);
     return new OciStore(abs);
   }
@@ -192,12 +197,13 @@ export class OciStore implements Provider, Ingester, TagStore {
     let size: number;
     try {
       size = (await fh.stat()).size;
+      await fh.chmod(PRIVATE_FILE_MODE);
       await fh.sync();
     } finally {
       await fh.close();
     }
     const target = this.blobPath(d);
-    await mkdirAll(dirname(target));
+    await mkdirAll(dirname(target), PRIVATE_DIR_MODE);
     await rename(path, target);
     await fsyncDir(dirname(target));
     return { digest: d, size };

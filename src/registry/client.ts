@@ -9,6 +9,7 @@ import {
   NotFoundError,
   RateLimitError,
   RegistryError,
+  SizeMismatchError,
   StratumError,
   UnauthorizedError,
 } from '../errors.js';
@@ -116,8 +117,8 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
     return this.getManifest(ref, ref.digest ?? ref.tag ?? 'latest', ref.digest, `manifest ${ref}`);
   }
 
-  async fetchManifest(ref: Reference, digest: Digest): Promise<ResolvedManifest> {
-    return this.getManifest(ref, digest, digest, `manifest ${ref.name}@${digest}`);
+  async fetchManifest(ref: Reference, digest: Digest, size?: number): Promise<ResolvedManifest> {
+    return this.getManifest(ref, digest, digest, `manifest ${ref.name}@${digest}`, size);
   }
 
   async fetchBlob(ref: Reference, digest: Digest, options: FetchBlobOptions = {}): Promise<BlobResponse> {
@@ -251,7 +252,13 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
     if (this.ownsDispatcher) await this.dispatcher.close();
   }
 
-  private async getManifest(ref: Reference, reference: string, expected: Digest | undefined, what: string): Promise<ResolvedManifest> {
+  /** `size`: the descriptor's, when known; else the body is capped at MAX_MANIFEST_BYTES (containerd's 4 MiB). */
+  private async getManifest(ref: Reference, reference: string, expected: Digest | undefined, what: string, size?: number): Promise<ResolvedManifest> {
+    const max = size !== undefined && size <= MAX_MANIFEST_BYTES ? size : MAX_MANIFEST_BYTES;
+    const tooBig =
+      max === size
+        ? (got: number) => new SizeMismatchError(what, size, got, true)
+        : (got: number) => new InvalidManifestError(what, `body of at least ${got} bytes is over the ${MAX_MANIFEST_BYTES}-byte manifest size limit`);
     return withRetry(
       () =>
         this.acrossEndpoints(ref, undefined, async (endpoint) => {
@@ -262,11 +269,11 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
           });
           if (res.statusCode !== 200) throw await this.statusError(res, endpoint, ref, what);
           const declared = Number(header(res.headers, 'content-length'));
-          if (Number.isFinite(declared) && declared > MAX_MANIFEST_BYTES) {
+          if (Number.isFinite(declared) && declared > max) {
             res.body.destroy();
-            throw new InvalidManifestError(what, `${declared} bytes is over the ${MAX_MANIFEST_BYTES}-byte manifest size limit`);
+            throw tooBig(declared);
           }
-          const bytes = await readBuffer(res.body, MAX_MANIFEST_BYTES, what);
+          const bytes = await readBuffer(res.body, max, tooBig);
           return verifyManifest(bytes, header(res.headers, 'content-type'), header(res.headers, 'docker-content-digest'), expected, `${what} from ${endpoint.url}`, endpoint);
         }),
       this.retry,
@@ -279,7 +286,10 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
    * failed, the error reported is the one that says most: a transient one (5xx, 429, a dropped
    * connection) first, so the caller's retry tries the endpoints again; else a definitive answer
    * (not found, bad digest, bad manifest) over "could not connect" (an offline upstream behind a
-   * mirror that answered 404 must say "not found"); else the last.
+   * mirror that answered 404 must say "not found"); else the last. But when the upstream itself
+   * answered (401, 404, 503…), its answer is the one reported, whatever the mirrors did: a dead
+   * mirror's "connection refused" must not hide the registry's own "not found" or "unauthorized".
+   * The mirrors' failures are then added to its message as context.
    */
   private async acrossEndpoints<T>(ref: Reference, exclude: readonly string[] | undefined, fn: (endpoint: Endpoint) => Promise<T>): Promise<T> {
     const endpoints = this.endpoints(ref).filter((e) => !exclude?.includes(e.url));
@@ -292,6 +302,13 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
         if ((err as { name?: string }).name === 'AbortError') throw err;
         errors.push(err);
       }
+    }
+    const upstreamAnswer = endpoints.length > 1 && !endpoints.at(-1)!.isMirror && errors.at(-1) instanceof StratumError && !(errors.at(-1) instanceof NetworkError);
+    if (upstreamAnswer) {
+      const answer = errors.at(-1) as StratumError;
+      const mirrors = endpoints.slice(0, -1).map((e, i) => `mirror ${e.url}: ${describeError(errors[i])}`);
+      answer.message += ` (after ${mirrors.join('; ')})`;
+      throw answer;
     }
     throw errors.find((e) => isRetryable(e)) ?? errors.find((e) => !(e instanceof NetworkError)) ?? errors[errors.length - 1];
   }
@@ -472,14 +489,15 @@ function header(headers: HttpResponse['headers'], name: string): string | undefi
   return Array.isArray(v) ? v[0] : v;
 }
 
-async function readBuffer(body: AsyncIterable<Uint8Array> & { destroy(): unknown }, max: number, what: string): Promise<Buffer> {
+/** Reads a body whole, stopping (and closing it) at the first chunk that takes it over `max` bytes. */
+async function readBuffer(body: AsyncIterable<Uint8Array> & { destroy(): unknown }, max: number, tooBig: (got: number) => Error): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body) {
     size += chunk.length;
     if (size > max) {
       body.destroy();
-      throw new InvalidManifestError(what, `body is over the ${max}-byte manifest size limit`);
+      throw tooBig(size);
     }
     chunks.push(Buffer.from(chunk));
   }

@@ -2,7 +2,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pLimit, { type LimitFunction } from 'p-limit';
-import { DigestMismatchError, NetworkError, RegistryError, SizeMismatchError } from '../errors.js';
+import { DigestMismatchError, NetworkError, RegistryError, SizeMismatchError, StratumError } from '../errors.js';
 import type { BlobInfo, Ingester, IngestWriter } from '../oci/content.js';
 import type { Digest } from '../oci/digest.js';
 import type { Reference } from '../oci/reference.js';
@@ -112,8 +112,25 @@ export async function downloadBlob(
   /** A mirror's bad content; reported instead of the upstream's failure to connect, which says less. */
   let mirrorError: unknown;
 
+  /**
+   * After an endpoint's bad content (a corrupt or oversized blob): when it was a mirror, forget
+   * what it sent and fetch from the next endpoint. False when there is no next one to try.
+   */
+  const leaveMirror = async (err: Error, endpoint: Endpoint | undefined): Promise<boolean> => {
+    const canRestartTee = !options.tee || options.onTeeRestart !== undefined;
+    if (!endpoint?.isMirror || exclude.length > 0 || !canRestartTee) return false;
+    exclude.push(endpoint.url);
+    mirrorError = err;
+    emit({ type: 'retrying', digest, attempt: 1, delayMs: 0, reason: `${err.message}; trying the next endpoint` });
+    writer = await ingester.ingest(digest, ingestOptions);
+    if (writer && writer.offset > 0) await writer.reset();
+    options.onTeeRestart?.();
+    teedUpTo = 0;
+    return true;
+  };
+
   try {
-    for (;;) {
+    endpoints: for (;;) {
       let failures = 0;
       for (;;) {
         const offset = position(writer);
@@ -136,6 +153,9 @@ export async function downloadBlob(
           }
           const total = desc.size ?? res.totalSize;
           let pos = res.start;
+          const source = res.endpoint.url;
+          /** A body that runs past the descriptor's size (a hostile or broken server, chunked): stop reading it. */
+          const overflow = (got: number) => new SizeMismatchError(`blob ${digest} of ${ref.name} from ${source}`, desc.size!, got, true);
           let lastEmit = 0;
           const advance = (n: number) => {
             pos += n;
@@ -150,7 +170,10 @@ export async function downloadBlob(
           if (res.direct && writer.appendFrom && !tee) {
             // Socket to file and hash in native code, a slice at a time (progress, the live reader).
             try {
-              for (let n; (n = await writer.appendFrom(res.direct, DIRECT_SLICE_BYTES)) > 0; ) advance(n);
+              // At most size + 1 bytes: the one past the end proves the body too long.
+              const room = () => (desc.size === undefined ? DIRECT_SLICE_BYTES : Math.min(DIRECT_SLICE_BYTES, desc.size + 1 - pos));
+              for (let n; room() > 0 && (n = await writer.appendFrom(res.direct, room())) > 0; ) advance(n);
+              if (desc.size !== undefined && pos > desc.size) throw overflow(pos);
             } finally {
               res.body.destroy();
             }
@@ -171,6 +194,10 @@ export async function downloadBlob(
                   setImmediate(uncork);
                 }
                 const end = pos + chunk.length;
+                if (desc.size !== undefined && end > desc.size) {
+                  done(overflow(end));
+                  return;
+                }
                 if (tee && end > teedUpTo) {
                   tee(teedUpTo > pos ? chunk.subarray(teedUpTo - pos) : chunk);
                   teedUpTo = end;
@@ -185,7 +212,17 @@ export async function downloadBlob(
           lastEndpoint = res.endpoint;
           break;
         } catch (err) {
-          if (options.signal?.aborted || !isRetryable(err)) throw err;
+          if (err instanceof SizeMismatchError) {
+            // What the endpoint sent is not this blob: drop it, never resume from it.
+            await writer.abort();
+            watch?.restarted();
+            writer = null;
+            if (!(await leaveMirror(err, fetchedFrom))) throw err;
+            if (!writer) return existing(ingester, desc, emit);
+            continue endpoints;
+          }
+          if (options.signal?.aborted) throw err;
+          if (!isRetryable(err)) throw namingBlob(err, digest, ref, fetchedFrom);
           if (writer.written === undefined) {
             // The writer cannot tell how much it persisted: hand the partial file back and reopen it.
             await writer.close();
@@ -195,7 +232,7 @@ export async function downloadBlob(
           }
           if (position(writer) > offset) failures = 0; // progress: a flaky link gets its attempts back
           failures++;
-          if (failures >= policy.maxAttempts) throw err;
+          if (failures >= policy.maxAttempts) throw namingBlob(err, digest, ref, fetchedFrom);
           const delayMs = backoffDelay(failures, policy, err);
           const from = fetchedFrom ? ` from ${fetchedFrom.url}` : '';
           emit({ type: 'retrying', digest, attempt: failures, delayMs, reason: `${describeError(err)}${from}` });
@@ -220,16 +257,8 @@ export async function downloadBlob(
         await committing.abort();
         watch?.restarted();
         writer = null;
-        const canRestartTee = !options.tee || options.onTeeRestart !== undefined;
-        if (!lastEndpoint?.isMirror || exclude.length > 0 || !canRestartTee) throw err;
-        exclude.push(lastEndpoint.url);
-        mirrorError = err;
-        emit({ type: 'retrying', digest, attempt: 1, delayMs: 0, reason: `${err.message}; trying the next endpoint` });
-        writer = await ingester.ingest(digest, ingestOptions);
+        if (!(await leaveMirror(err, lastEndpoint))) throw err;
         if (!writer) return existing(ingester, desc, emit);
-        if (writer.offset > 0) await writer.reset();
-        options.onTeeRestart?.();
-        teedUpTo = 0;
       }
     }
   } catch (err) {
@@ -238,6 +267,18 @@ export async function downloadBlob(
     // Keeps partial bytes for a later resume (close is idempotent and a no-op after commit/abort).
     if (writer) await writer.close().catch(() => {});
   }
+}
+
+/**
+ * A failure that ends a blob's download must say which blob: a body cut short surfaces as a
+ * socket error of undici or a NetworkError naming only the origin. StratumErrors that already
+ * name it (or another subject on purpose: a store write, a 404) are kept as they are.
+ */
+function namingBlob(err: unknown, digest: Digest, ref: Reference, endpoint: Endpoint | undefined): unknown {
+  if (err instanceof StratumError && (err.code !== 'ERR_NETWORK' || err.message.includes(digest))) return err;
+  if (!(err instanceof Error)) return err;
+  const from = endpoint ? ` from ${endpoint.url}` : '';
+  return new NetworkError(`cannot fetch blob ${digest} of ${ref.name}${from}: ${describeError(err)}`, { cause: err });
 }
 
 function position(writer: IngestWriter): number {

@@ -45,8 +45,11 @@ export interface BlobFetcher {
 export interface ManifestFetcher {
   /** Resolves a tag or digest reference to its manifest, checking Docker-Content-Digest and by-digest content. */
   resolve(ref: Reference): Promise<ResolvedManifest>;
-  /** Fetches a manifest by digest from the reference's repository (children of an index). */
-  fetchManifest(ref: Reference, digest: Digest): Promise<ResolvedManifest>;
+  /**
+   * Fetches a manifest by digest from the reference's repository (children of an index); with
+   * `size` (the descriptor's), a body longer than that is refused after size + 1 bytes.
+   */
+  fetchManifest(ref: Reference, digest: Digest, size?: number): Promise<ResolvedManifest>;
 }
 
 export type DownloadEvent =

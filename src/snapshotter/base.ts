@@ -1,4 +1,5 @@
-import { access, mkdir, readdir, rename } from 'node:fs/promises';
+import { access, readdir, rename } from 'node:fs/promises';
+import { ensurePrivateDir } from '../sys/mkdir-all.js';
 import { join } from 'node:path';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
 import { matchesAny, parseFilters } from './filters.js';
@@ -50,9 +51,16 @@ export abstract class MetadataSnapshotter implements Snapshotter {
     this.meta = new MetadataStore(root);
   }
 
-  /** Creates the root's directories; backends call it before handing out an instance. */
+  /**
+   * Creates the root's directories; backends call it before handing out an instance. The root
+   * and its areas are 0700 (chmodded when an older version left them 0711), as containerd's since
+   * CVE-2021-41103: a snapshot holds an image's tree, setuid binaries included, and no other user
+   * may reach it by path. Mounts do not need more: the kernel resolves bind sources and overlay
+   * lowerdirs as the (privileged or same-user) mounter, and mount targets lie elsewhere.
+   */
   protected async init(): Promise<void> {
-    for (const dir of [SNAPSHOTS_DIR, STAGING_DIR, REMOVAL_DIR]) await mkdir(join(this.root, dir), { recursive: true, mode: 0o711 });
+    await ensurePrivateDir(this.root);
+    for (const dir of [SNAPSHOTS_DIR, STAGING_DIR, REMOVAL_DIR]) await ensurePrivateDir(join(this.root, dir));
   }
 
   /** Builds the data of a new snapshot at `dir` (which does not exist yet). `parents`: the chain's ids, newest first. */

@@ -8,7 +8,8 @@ import { NativeSnapshotter } from './native/native.js';
 import { kernelHasOverlay } from './overlay/kernel.js';
 import { OverlaySnapshotter } from './overlay/overlay.js';
 import type { Snapshotter } from './snapshotter.js';
-import { mkdirAll } from '../sys/mkdir-all.js';
+import { ensurePrivateDir } from '../sys/mkdir-all.js';
+import { checkLocation } from '../oci/location.js';
 import { reclaimTemporaries } from './temporaries.js';
 
 export type SnapshotterName = 'overlay' | 'native' | 'btrfs' | 'zfs';
@@ -17,7 +18,8 @@ export const SNAPSHOTTER_NAMES: readonly SnapshotterName[] = ['overlay', 'native
 /**
  * Opens (creating if needed) the snapshotter `name` on `root`, and removes what processes that
  * died left there (temporary snapshots and mounts; see temporaries.ts). That reclaim is best
- * effort: `cleanup()` does it again and reports a failure.
+ * effort: `cleanup()` does it again and reports a failure. A root inside a store's blobs or a
+ * snapshot is refused (UnsafeLocationError).
  */
 export async function openSnapshotter(name: SnapshotterName, root: string, options: { reclaim?: boolean } = {}): Promise<Snapshotter> {
   const snapshotter = await openBackend(name, root);
@@ -26,7 +28,8 @@ export async function openSnapshotter(name: SnapshotterName, root: string, optio
 }
 
 async function openBackend(name: SnapshotterName, root: string): Promise<Snapshotter> {
-  await mkdirAll(root, 0o711);
+  checkLocation(root, 'snapshot root');
+  await ensurePrivateDir(root);
   switch (name) {
     case 'overlay':
       return OverlaySnapshotter.open(root);

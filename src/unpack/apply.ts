@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DigestMismatchError, LayerApplyError, LayerLimitError, StratumError } from '../errors.js';
+import { DigestMismatchError, isNoSpace, LayerApplyError, LayerLimitError, NoSpaceError, StratumError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import type { DigestWriter } from '../sys/native.js';
 import type { LayerCompression } from '../oci/mediatypes.js';
@@ -67,7 +67,7 @@ export async function applyLayer(compressed: Readable, rootDir: string, options:
       compressed.destroy();
       await writer.abort();
       await digester.settle().catch(() => {});
-      throw toLayerError(err, subject, compression, options.signal);
+      throw toLayerError(err, subject, compression, rootDir, options.signal);
     }
   } finally {
     binding.closeFd(rootFd);
@@ -80,7 +80,8 @@ export async function applyLayer(compressed: Readable, rootDir: string, options:
   return { diffId, size: digester.size, entries: writer.entries, compression, ...(overlayFixups ? { overlayFixups } : {}) };
 }
 
-function toLayerError(err: unknown, subject: string, compression: LayerCompression, signal?: AbortSignal): unknown {
+function toLayerError(err: unknown, subject: string, compression: LayerCompression, rootDir: string, signal?: AbortSignal): unknown {
+  if (isNoSpace(err)) return new NoSpaceError(subject, rootDir, err instanceof Error ? err.message : String(err), { cause: err });
   if (err instanceof StratumError) return err;
   if (signal?.aborted) return signal.reason ?? err;
   const message = err instanceof Error ? err.message : String(err);

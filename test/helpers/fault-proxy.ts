@@ -20,6 +20,8 @@ export interface ProxyLogEntry {
   headers: IncomingHttpHeaders;
   /** Status the client got (0 when the socket was destroyed before headers). */
   status: number;
+  /** Body bytes handed to the socket, for bodies the proxy pads ('oversize'). */
+  bodyBytes?: number;
 }
 
 interface Matcher {
@@ -28,11 +30,13 @@ interface Matcher {
 }
 
 interface BodyRule extends Matcher {
-  kind: 'cut' | 'corrupt' | 'stall';
+  kind: 'cut' | 'corrupt' | 'stall' | 'oversize';
   at: number;
   remaining: number;
   /** 'stall': how long the body pauses at `at`; 'corrupt': an optional pause once the flipped byte is sent. */
   stallMs?: number;
+  /** 'oversize': the padded body announced by a Content-Length that counts the padding, instead of chunked. */
+  lengthFramed?: boolean;
 }
 
 interface RespondRule extends Matcher {
@@ -119,6 +123,17 @@ export class FaultProxy {
   /** The next matching response (default: a blob GET) sends `bytes` body bytes, pauses `ms`, then sends the rest. */
   stallAfter(bytes: number, ms: number, opts: MatchOptions = {}): this {
     this.bodyRules.push({ kind: 'stall', at: bytes, stallMs: ms, ...matcher(opts, 'GET', BLOB_PATH), remaining: opts.count ?? 1 });
+    return this;
+  }
+
+  /**
+   * The next matching response (default: a blob GET) is the real body, then `extra` more bytes of
+   * zeros (a hostile or broken server that never stops): sent chunked, or with `framing: 'length'`
+   * under a Content-Length that counts them (Content-Range, on a 206, is left as it was). The log
+   * entry's bodyBytes says how much the proxy got to send before the client hung up.
+   */
+  oversizeBody(extra: number, opts: MatchOptions & { framing?: 'chunked' | 'length' } = {}): this {
+    this.bodyRules.push({ kind: 'oversize', at: extra, ...matcher(opts, 'GET', BLOB_PATH), remaining: opts.count ?? 1, ...(opts.framing === 'length' ? { lengthFramed: true } : {}) });
     return this;
   }
 
@@ -236,18 +251,29 @@ export class FaultProxy {
     const bodyRule = this.take(this.bodyRules, method, path);
     const upstream = httpRequest(
       { host: this.target.hostname, port: this.target.port, method, path: redirected ? url.slice(REDIRECT_PREFIX.length) : url, headers },
-      (up) => this.relay(up, res, bodyRule, method, path),
+      (up) => this.relay(up, res, bodyRule, method, path, entry),
     );
     upstream.on('error', () => res.destroy());
     req.pipe(upstream);
   }
 
-  private relay(up: IncomingMessage, res: ServerResponse, rule: BodyRule | undefined, method: string, path: string): void {
+  private relay(up: IncomingMessage, res: ServerResponse, rule: BodyRule | undefined, method: string, path: string, entry: ProxyLogEntry): void {
     const headers = { ...up.headers };
     for (let r = this.take(this.headerRules, method, path); r; r = this.take(this.headerRules, method, path)) headers[r.name] = r.value;
+    const padded = rule?.kind === 'oversize' && (up.statusCode === 200 || up.statusCode === 206);
+    if (padded && rule.lengthFramed) {
+      headers['content-length'] = String(Number(up.headers['content-length']) + rule.at);
+    } else if (padded) {
+      delete headers['content-length'];
+      headers['transfer-encoding'] = 'chunked';
+    }
     res.writeHead(up.statusCode ?? 502, headers);
     if (!rule || (up.statusCode !== 200 && up.statusCode !== 206)) {
       up.pipe(res);
+      return;
+    }
+    if (padded) {
+      padBody(up, res, rule.at, entry);
       return;
     }
     let pos = 0;
@@ -308,6 +334,35 @@ export class FaultProxy {
       if (!done) res.end();
     });
   }
+}
+
+const PAD_CHUNK = Buffer.alloc(64 * 1024);
+
+/** Relays `up`'s body, then `extra` zero bytes in 64 KiB writes (waiting while the socket is full), counting into entry.bodyBytes. */
+function padBody(up: IncomingMessage, res: ServerResponse, extra: number, entry: ProxyLogEntry): void {
+  entry.bodyBytes = 0;
+  let left = extra;
+  const pad = (): void => {
+    while (left > 0 && !res.destroyed) {
+      const piece = PAD_CHUNK.subarray(0, Math.min(PAD_CHUNK.length, left));
+      left -= piece.length;
+      entry.bodyBytes! += piece.length;
+      if (!res.write(piece)) {
+        res.once('drain', pad);
+        return;
+      }
+    }
+    if (!res.destroyed) res.end();
+  };
+  up.on('data', (chunk: Buffer) => {
+    entry.bodyBytes! += chunk.length;
+    if (!res.write(chunk)) {
+      up.pause();
+      res.once('drain', () => up.resume());
+    }
+  });
+  up.on('end', pad);
+  res.on('close', () => up.destroy());
 }
 
 function matcher(opts: MatchOptions, defaultMethod: string | undefined, defaultPath: RegExp): Matcher {

@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { isStratumError } from '../../src/errors.js';
+import { isStratumError, StoreError } from '../../src/errors.js';
 import { digestOf, parseDigest, type Digest } from '../../src/oci/digest.js';
 import { MediaType } from '../../src/oci/mediatypes.js';
 import { defaultStoreRoot, OciStore } from '../../src/oci/store.js';
@@ -165,7 +165,7 @@ describe('OciStore', () => {
       assert.equal(await store.ingest(digest), null);
     });
 
-    it('a full disk: a StoreError naming the blob and the cause, nothing committed, and the commit refused', async (t) => {
+    it('a full disk: a StoreError (ERR_NO_SPACE) naming the blob and the cause, nothing committed, and the commit refused', async (t) => {
       if (process.getuid?.() !== 0) return t.skip('LOUD SKIP: needs root to mount a small tmpfs');
       const mnt = join(base, 'full-disk');
       await mkdir(mnt);
@@ -176,8 +176,9 @@ describe('OciStore', () => {
         const digest = digestOf(data);
         const writer = (await small.ingest(digest, { expectedSize: data.length }))!;
         await assert.rejects(pipeline(Readable.from(chunksOf(data, 64 * 1024)), writer.stream()), (err: Error) => {
-          assert.equal((err as Error & { code?: string }).code, 'ERR_STORE');
-          assert.match(err.message, new RegExp(`cannot write blob ${digest}: ".*/ingest/[^"]*/data": .*: No space left on device`));
+          assert.ok(err instanceof StoreError);
+          assert.equal((err as Error & { code?: string }).code, 'ERR_NO_SPACE');
+          assert.match(err.message, new RegExp(`cannot write blob ${digest}: no space left on the filesystem of .*/ingest/sha256-[0-9a-f]+ \\(".*/data": .*: No space left on device\\)`));
           return true;
         });
         await assert.rejects(writer.commit(), /cannot write blob/);

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { isStratumError } from '../../src/errors.js';
@@ -128,6 +129,35 @@ describe('resolve', () => {
     });
   });
 
+  test('a child manifest whose body runs past its descriptor size → ERR_SIZE_MISMATCH after size + 1 bytes', async () => {
+    const c = client();
+    const ref = rig.ref('library/multi:1');
+    const child = rig.fixtures.multi.manifests[1]!;
+    const size = (await c.fetchManifest(ref, child.digest)).bytes.length;
+    rig.proxy.clearLog();
+    rig.proxy.reset().oversizeBody(64 << 20, { path: /\/manifests\// });
+    await assert.rejects(c.fetchManifest(ref, child.digest, size), (err: Error) => {
+      assert.ok(isStratumError(err, 'ERR_SIZE_MISMATCH'), `${err.name}: ${err.message}`);
+      assert.ok(err.message.includes(child.digest), err.message);
+      return true;
+    });
+    rig.proxy.reset();
+  });
+
+  test('a manifest by tag with an endless chunked body → refused at the 4 MiB manifest limit', async () => {
+    rig.proxy.clearLog();
+    rig.proxy.reset().oversizeBody(256 << 20, { path: /\/manifests\// });
+    await assert.rejects(client().resolve(rig.ref('library/app:1')), (err: Error) => {
+      assert.ok(isStratumError(err, 'ERR_INVALID_MANIFEST'), `${err.name}: ${err.message}`);
+      assert.match(err.message, /4194304-byte manifest size limit/);
+      return true;
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    const [get] = rig.proxy.requests('GET', /\/manifests\//);
+    assert.ok((get!.bodyBytes ?? 0) < 24 << 20, `proxy sent ${get!.bodyBytes} bytes`);
+    rig.proxy.reset();
+  });
+
   test('unknown tag → NotFoundError naming the reference, the endpoint and the registry message', async () => {
     rig.proxy.reset();
     await assert.rejects(client().resolve(rig.ref('library/app:nope')), (err: Error) => {
@@ -207,6 +237,36 @@ describe('mirrors and endpoints', () => {
     assert.equal(res.endpoint.url, rig.proxy.url);
     const blob = await c.fetchBlob(rig.ref('library/app:1'), rig.blob.digest);
     assert.equal(digestOf(await readAll(blob.body)), rig.blob.digest);
+  });
+
+  test("a dead mirror, then the upstream's own 404 → NotFoundError from the upstream, the mirror named as context", async () => {
+    rig.proxy.reset();
+    const port = await closedPort();
+    const c = client({ config: { mirrors: { [rig.proxy.host]: [`http://127.0.0.1:${port}`] } } });
+    await assert.rejects(c.resolve(rig.ref('library/app:nope')), (err: Error) => {
+      assert.ok(isStratumError(err, 'ERR_NOT_FOUND'), `${err.name}: ${err.message}`);
+      assert.match(err.message, /MANIFEST_UNKNOWN/);
+      assert.ok(err.message.includes(rig.proxy.url), err.message);
+      assert.ok(err.message.includes(`mirror http://127.0.0.1:${port}`), err.message);
+      return true;
+    });
+  });
+
+  test("a dead mirror, then the upstream demands credentials it does not get → UnauthorizedError, not the mirror's ECONNREFUSED", async () => {
+    const tokens = await issuer({ users: { alice: 'secret' } });
+    rig.proxy.reset().requireBearer({ issuer: tokens });
+    try {
+      const port = await closedPort();
+      const c = client({ config: { mirrors: { [rig.proxy.host]: [`http://127.0.0.1:${port}`] } } });
+      await assert.rejects(c.resolve(rig.ref('library/app:1')), (err: Error) => {
+        assert.ok(isStratumError(err, 'ERR_UNAUTHORIZED'), `${err.name}: ${err.message}`);
+        assert.ok(err.message.includes(rig.proxy.host), err.message);
+        assert.ok(err.message.includes(`mirror http://127.0.0.1:${port}`), err.message);
+        return true;
+      });
+    } finally {
+      rig.proxy.reset();
+    }
   });
 
   test('a mirror answering 404 → falls back to the upstream', async () => {
@@ -291,6 +351,38 @@ describe('auth', () => {
     await c.resolve(ref);
     assert.equal(tokens.issued, 2);
     rig.proxy.reset();
+  });
+
+  test('a token server with an endless body → refused after its 1 MiB limit, not read to the end', async () => {
+    let sent = 0;
+    const endless = createHttpServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const chunk = Buffer.alloc(64 * 1024, 0x20);
+      const pump = (): void => {
+        while (!res.destroyed && sent < 512 << 20) {
+          sent += chunk.length;
+          if (!res.write(chunk)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+    });
+    await new Promise<void>((r) => endless.listen(0, '127.0.0.1', () => r()));
+    const realm = `http://127.0.0.1:${(endless.address() as { port: number }).port}/token`;
+    rig.proxy.reset().requireBearer({ issuer: { realm, isValid: () => false } as unknown as TokenIssuer });
+    try {
+      await assert.rejects(client().resolve(rig.ref('library/app:1')), (err: Error) => {
+        assert.ok(isStratumError(err, 'ERR_REGISTRY'), `${err.name}: ${err.message}`);
+        assert.ok(err.message.includes('token server'), err.message);
+        return true;
+      });
+      await new Promise((r) => setTimeout(r, 100));
+      assert.ok(sent < 24 << 20, `the token server got ${sent} bytes out`);
+    } finally {
+      rig.proxy.reset();
+      endless.closeAllConnections();
+      await new Promise<void>((r) => endless.close(() => r()));
+    }
   });
 
   test('wrong credentials → UnauthorizedError naming the registry, never the password', async () => {

@@ -182,6 +182,78 @@ for (const mode of ['native', 'undici'] as const) describe(`downloadBlob against
     assert.ok((await s.read(digest, 8 << 20)).equals(bytes));
   });
 
+  test('an endless chunked body → ERR_SIZE_MISMATCH naming the blob, read stops at size + 1, nothing kept', async () => {
+    const s = await store();
+    const { digest, bytes, ref } = rig.blob;
+    const configDigest = rig.fixtures.app.configDigest;
+    const config = { digest: configDigest, size: (await (await fetch(`${rig.registry.url}/v2/library/app/blobs/${configDigest}`)).arrayBuffer()).byteLength };
+    for (const blob of [{ digest, size: bytes.length }, config]) {
+      rig.proxy.reset().clearLog();
+      // 512 MiB of padding: before the fix all of it was read and written to the ingest file.
+      rig.proxy.oversizeBody(512 << 20);
+      await assert.rejects(downloadBlob(client(), ref, blob, s), (err: Error) => {
+        assert.ok(isStratumError(err, 'ERR_SIZE_MISMATCH'), `${err.name}: ${err.message}`);
+        assert.ok(err.message.includes(blob.digest), err.message);
+        return true;
+      });
+      const [get] = rig.proxy.requests('GET', /\/blobs\//);
+      await new Promise((r) => setTimeout(r, 100)); // the proxy hears of the hang-up
+      // What the proxy got into the socket: the blob, plus whatever loopback socket buffers held when the client hung up.
+      const sent = get!.bodyBytes ?? 0;
+      assert.ok(sent < blob.size + (16 << 20), `proxy sent ${sent} bytes for a ${blob.size}-byte blob`);
+      assert.equal(await s.has(blob.digest), false);
+      assert.deepEqual(await leftovers(s), [], 'the oversized body left nothing in the store');
+    }
+    rig.proxy.reset();
+  });
+
+  test('a 206 whose Content-Length runs past the blob (Range resume after a cut) → ERR_SIZE_MISMATCH, read stops at size + 1', async () => {
+    rig.proxy.reset().clearLog();
+    const s = await store();
+    const { digest, bytes, ref } = rig.blob;
+    // The resumed request gets the right Content-Range but 512 MiB more body: over plain HTTP the
+    // native receive path takes it, bounded only by the size it is asked for.
+    rig.proxy.cutAfter(1 << 20).oversizeBody(512 << 20, { framing: 'length' });
+    await assert.rejects(downloadBlob(client(), ref, { digest, size: bytes.length }, s), (err: Error) => {
+      assert.ok(isStratumError(err, 'ERR_SIZE_MISMATCH'), `${err.name}: ${err.message}`);
+      assert.ok(err.message.includes(digest), err.message);
+      return true;
+    });
+    const gets = rig.proxy.requests('GET', /\/blobs\//);
+    assert.deepEqual(gets.map((g) => g.status), [200, 206]);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.ok((gets[1]!.bodyBytes ?? 0) < bytes.length + (16 << 20), `proxy sent ${gets[1]!.bodyBytes} bytes`);
+    assert.deepEqual(await leftovers(s), []);
+    rig.proxy.reset();
+  });
+
+  test('a mirror sending an endless body → dropped at size + 1, the blob fetched again from the upstream', async () => {
+    rig.proxy.reset().clearLog();
+    const s = await store();
+    const { digest, bytes } = rig.blob;
+    const c = client({ config: { mirrors: { [rig.registry.host]: [rig.proxy.url] } } });
+    rig.proxy.oversizeBody(512 << 20);
+    const res = await downloadBlob(c, parseReference(`${rig.registry.host}/library/app:1`), { digest, size: bytes.length }, s);
+    assert.equal(res.endpoint?.url, rig.registry.url);
+    assert.equal(rig.proxy.requests('GET', /\/blobs\//).length, 1, 'the mirror was asked once');
+    assert.ok((await s.read(digest, 8 << 20)).equals(bytes));
+    rig.proxy.reset();
+  });
+
+  test('a cut that exhausts the retries → the error names the blob digest', async () => {
+    rig.proxy.reset().clearLog();
+    const s = await store();
+    const { digest, bytes, ref } = rig.blob;
+    rig.proxy.cutAfter(100_000).cutAfter(0, { count: 10 }); // no progress after the first cut: the attempts run out
+    await assert.rejects(downloadBlob(client(), ref, { digest, size: bytes.length }, s, { retry: { ...FAST_RETRIES, maxAttempts: 2 } }), (err: Error) => {
+      assert.ok(isStratumError(err, 'ERR_NETWORK'), `${err.name}: ${err.message}`);
+      assert.ok(err.message.includes(digest), err.message);
+      return true;
+    });
+    assert.equal(rig.proxy.requests('GET', /\/blobs\//).length, 2);
+    rig.proxy.reset();
+  });
+
   test('429 with Retry-After: 1 → retried after at least a second', async () => {
     rig.proxy.reset().clearLog();
     const s = await store();

@@ -9,6 +9,7 @@ import { diskUsage, isPidAlive, ownerPid, REMOVAL_DIR, removeTree, SNAPSHOTS_DIR
 import { runTool, toolFailure } from '../command.js';
 import { FullTreeSnapshotter } from '../full-tree.js';
 import type { Usage } from '../snapshotter.js';
+import { ensurePrivateDir } from '../../sys/mkdir-all.js';
 
 const run = promisify(execFile);
 
@@ -45,7 +46,7 @@ export class ZfsSnapshotter extends FullTreeSnapshotter {
     const dataset = await datasetMountedAt(resolve(root));
     const s = new ZfsSnapshotter(root, dataset);
     await s.init();
-    await mkdir(join(root, TREES_DIR), { recursive: true, mode: 0o711 });
+    await ensurePrivateDir(join(root, TREES_DIR));
     return s;
   }
 
