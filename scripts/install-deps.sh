@@ -4,9 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# docker.io (Docker 20.10), libarchive-tools (bsdtar), python3 (tarfile) and busybox-static (the shell of the Docker
-# writer's RUN steps) are writers of the differential corpus (test/differential)
-DEBIAN_PACKAGES=(docker-registry skopeo umoci containerd btrfs-progs zfs-fuse pigz zstd util-linux e2fsprogs docker.io libarchive-tools busybox-static python3)
+# docker.io (Docker 20.10), buildah, libarchive-tools (bsdtar), python3 (tarfile) and busybox-static (the shell of the
+# builders' RUN steps) are writers of the differential corpus (test/differential)
+DEBIAN_PACKAGES=(docker-registry skopeo umoci containerd btrfs-progs zfs-fuse pigz zstd util-linux e2fsprogs docker.io buildah libarchive-tools busybox-static python3)
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

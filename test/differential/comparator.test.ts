@@ -1,7 +1,8 @@
 /**
  * The corpus's comparator has teeth: it reports a one-byte content change, a mode change, an
  * mtime change, a missing hardlink, an owner change and a changed binary xattr, each on real
- * files, and ignores only what compare.ts documents (overlay xattrs, sub-second mtimes on zfs).
+ * files, and ignores only what compare.ts documents (overlay xattrs, sub-second mtimes on zfs,
+ * mtimes the oracle made itself rather than took from the layer).
  */
 import assert from 'node:assert/strict';
 import { chmod, copyFile, cp, lchown, link, lutimes, rm, stat, utimes, writeFile } from 'node:fs/promises';
@@ -19,7 +20,7 @@ let original = '';
 let reference: TreeEntry[] = [];
 
 /** A copy of the original tree with `change` applied, and the comparator's verdict on it. */
-async function diffsAfter(change: (dir: string) => Promise<void>, opts: { secondsOnly?: boolean } = {}): Promise<string[]> {
+async function diffsAfter(change: (dir: string) => Promise<void>, opts: { secondsOnly?: boolean; clockSinceNs?: bigint } = {}): Promise<string[]> {
   const dir = await tmp.make('cmp-copy');
   await cp(original, dir, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
   // cp does not keep hardlinks or xattrs: rebuild them as in the original
@@ -116,4 +117,26 @@ test('an owner change and a changed binary xattr are caught; overlay xattrs are 
 
 test('entries outside the feature directory are not its business', async () => {
   assert.deepEqual(await diffsAfter((dir) => writeFile(join(dir, 'c/elsewhere'), 'x')), []);
+});
+
+test('the clock mask hides only mtimes the oracle made itself: a layer mtime that changed is still caught', async () => {
+  const later = (dir: string) => lutimes(join(dir, 'c/probe/link'), 1_704_067_201.25, 1_704_067_201.25);
+  // the fixture's times are from 2024, long before "now": nothing is masked
+  const diffs = await diffsAfter(later, { clockSinceNs: BigInt(Date.now() - 60_000) * 1_000_000n });
+  assert.ok(diffs.some((d) => /c\/probe\/link: mtime/.test(d)), diffs.join('\n'));
+});
+
+test('an entry the oracle made now (its mtime is not from the layer) must be made now by the candidate too', async () => {
+  const since = BigInt(Date.now() - 60_000) * 1_000_000n;
+  const dir = await tmp.make('cmp-clock');
+  await cp(original, dir, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
+  const nowTree = await snapshotTree(dir);
+  await lutimes(join(dir, 'c/probe/link'), Date.now() / 1000, Date.now() / 1000);
+  const oracle = (await snapshotTree(dir)).map((e) => (e.path === 'c/probe/link' ? e : nowTree.find((n) => n.path === e.path)!));
+  // candidate made it now too, at another instant: equal
+  await lutimes(join(dir, 'c/probe/link'), Date.now() / 1000 + 1, Date.now() / 1000 + 1);
+  assert.ok(!compareFeature(oracle, await snapshotTree(dir), feature, { clockSinceNs: since }).some((d) => d.includes('c/probe/link: mtime')));
+  // candidate took an old time instead: caught
+  await lutimes(join(dir, 'c/probe/link'), 1_704_067_200, 1_704_067_200);
+  assert.ok(compareFeature(oracle, await snapshotTree(dir), feature, { clockSinceNs: since }).some((d) => d.includes('c/probe/link: mtime')));
 });

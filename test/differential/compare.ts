@@ -7,7 +7,9 @@
  * - xattrs `trusted.overlay.*`: overlayfs's own bookkeeping (opaque markers, origin), not content;
  * - the mtime of the rootfs root `.` (root features only): each unpacker makes that directory
  *   itself, when the snapshot is created, and a layer may or may not carry a `./` entry for it;
- * - on zfs (zfs-fuse) mtimes are compared to the second: the filesystem keeps whole seconds.
+ * - on zfs (zfs-fuse) mtimes are compared to the second: the filesystem keeps whole seconds;
+ * - mtimes the oracle did not take from the layer (see `clockSinceNs`): both sides must show a
+ *   time of their own making, but not the same one.
  * Atimes are not recorded at all (every read changes them).
  */
 import { compareTrees, type TreeEntry } from '../helpers/tree.js';
@@ -16,6 +18,13 @@ import type { Feature } from './features.js';
 export interface CompareOptions {
   /** The backend keeps mtimes in whole seconds only (zfs-fuse). */
   secondsOnly?: boolean;
+  /**
+   * When the oracle began unpacking (ns since the epoch): an oracle mtime at or after it was not
+   * set from the layer but is the time the entry was made (a directory created implicitly, an
+   * mtime the unpacker could not or would not set). The candidate must then show a time of its
+   * own making too (at or after this instant); the two clocks are not compared.
+   */
+  clockSinceNs?: bigint;
   names?: [string, string];
 }
 
@@ -35,6 +44,13 @@ export function compareFeature(oracle: readonly TreeEntry[], candidate: readonly
   if (opts.secondsOnly) {
     a = a.map(wholeSeconds);
     b = b.map(wholeSeconds);
+  }
+  const since = opts.clockSinceNs;
+  if (since !== undefined) {
+    const madeNow = new Set(a.filter((e) => BigInt(e.mtimeNs) >= since).map((e) => e.path));
+    const clock = (e: TreeEntry): TreeEntry => (madeNow.has(e.path) && BigInt(e.mtimeNs) >= since ? { ...e, mtimeNs: '0' } : e);
+    a = a.map(clock);
+    b = b.map(clock);
   }
   return compareTrees(a, b, { mtimes: true, ignoreXattr: (n) => n.startsWith('trusted.overlay.'), ...(opts.names ? { names: opts.names } : {}) });
 }

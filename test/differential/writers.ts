@@ -6,7 +6,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
@@ -32,6 +32,10 @@ export interface Writer {
   raw?: boolean;
   /** Whether it can start a layer with a PAX global header. */
   paxGlobal?: boolean;
+  /** Runs only these features (a writer variant that shows one thing). */
+  only?: readonly string[];
+  /** In the CI slice, runs only these features (a variant that differs from another writer only there). */
+  ciOnly?: readonly string[];
   /** Writes the layers (oldest first) as an OCI layout in `dir` under tag CORPUS_TAG. */
   image(layers: LayerSource[], dir: string): Promise<void>;
 }
@@ -67,7 +71,7 @@ function perLayer(
   id: string,
   missing: () => string | undefined,
   writeTar: (source: LayerSource, out: string) => Promise<void>,
-  can: { raw?: boolean; paxGlobal?: boolean } = {},
+  can: { raw?: boolean; paxGlobal?: boolean; ciOnly?: readonly string[] } = {},
 ): Writer {
   return {
     id,
@@ -104,11 +108,12 @@ function gnuTar(format: 'gnu' | 'oldgnu' | 'posix' | 'ustar' | 'v7', sparse: boo
     `gnutar-${format}${sparse ? '-sparse' : ''}`,
     needs('/usr/bin/tar'),
     (s, out) => tool('/usr/bin/tar', ['-C', staged(s), ...args, ...('staged' in s && s.paxGlobal ? [global] : []), '-cf', out, '.'], { okCodes: [1] }),
-    { paxGlobal: format === 'posix' },
+    { paxGlobal: format === 'posix', ...(sparse ? { ciOnly: ['sparse'] } : {}) },
   );
 }
 
-function bsdtar(format: 'pax' | 'ustar' | 'gnutar' | 'restricted'): Writer {
+/** `paxr` is libarchive's restricted pax: ustar headers, PAX records only where needed. */
+function bsdtar(format: 'pax' | 'ustar' | 'gnutar' | 'paxr'): Writer {
   // bsdtar reads and stores xattrs by default where the format can hold them
   return perLayer(`bsdtar-${format}`, needs('/usr/bin/bsdtar'), (s, out) =>
     tool('/usr/bin/bsdtar', ['-C', staged(s), '--format', format, '--numeric-owner', '--xattrs', '-cf', out, '.']),
@@ -186,20 +191,25 @@ function pythonRaw(): Writer {
 }
 
 /**
- * Go's archive/tar through umoci: `umoci new`, then one `umoci insert` per staged directory
- * (umoci's own layer generator walks it), then `skopeo copy` converts the layout to Docker
- * schema2 and back (recompressing every layer), the conversion a registry round trip makes.
+ * Go's archive/tar through umoci: `umoci new`, then `umoci insert` of each top-level entry of a
+ * staged directory (umoci's own layer generator walks it) as one layer each, then `skopeo copy`
+ * of the layout (the copy a registry push makes). With `atRoot`, each staged directory is
+ * inserted whole at `/`: umoci then writes the root itself as an entry named `/`.
  */
-function umociInsert(): Writer {
+function umociInsert(atRoot: boolean): Writer {
   return {
-    id: 'umoci-insert',
+    id: atRoot ? 'umoci-insert-root' : 'umoci-insert',
     missing: needs('/usr/bin/umoci', '/usr/bin/skopeo'),
+    ...(atRoot ? { only: ['utf8'] } : {}),
     async image(layers, dir) {
       const work = join(dir, 'umoci');
       const image = `${work}:${CORPUS_TAG}`;
       await tool('/usr/bin/umoci', ['init', '--layout', work]);
       await tool('/usr/bin/umoci', ['new', '--image', image]);
-      for (const s of layers) await tool('/usr/bin/umoci', ['insert', '--image', image, staged(s), '/']);
+      for (const s of layers) {
+        const top = atRoot ? [''] : (await readdir(staged(s))).sort();
+        for (const name of top) await tool('/usr/bin/umoci', ['insert', '--image', image, join(staged(s), name), `/${name}`]);
+      }
       await tool('/usr/bin/skopeo', ['--insecure-policy', 'copy', '--quiet', '--format', 'oci', `oci:${work}:${CORPUS_TAG}`, `oci:${join(dir, 'layout')}:${CORPUS_TAG}`]);
     },
   };
@@ -218,11 +228,12 @@ export function writers(): Writer[] {
     bsdtar('pax'),
     bsdtar('ustar'),
     bsdtar('gnutar'),
-    bsdtar('restricted'),
+    bsdtar('paxr'),
     pythonStaged('ustar'),
     pythonStaged('gnu'),
     pythonStaged('pax'),
     pythonRaw(),
-    umociInsert(),
+    umociInsert(false),
+    umociInsert(true),
   ];
 }

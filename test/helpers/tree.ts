@@ -41,6 +41,8 @@ export interface TreeEntry {
 export interface SnapshotOptions {
   /** Reads every xattr of one absolute path without following symlinks; default: see xattrReader(). */
   readXattrs?: XattrReader;
+  /** Leave out a name readdir listed that lstat then does not find (ENOENT), instead of failing. */
+  skipVanished?: boolean;
 }
 
 /** Reads all xattrs of the paths given (absolute) and returns them keyed by path. */
@@ -53,7 +55,11 @@ export async function snapshotTree(dir: string, opts: SnapshotOptions = {}): Pro
   // Names are read as bytes: a name that is not valid UTF-8 must be found again by lstat, and
   // it is shown with its invalid bytes escaped (\xNN) so two trees still compare by path.
   const walk = async (rel: string, absBytes: Buffer): Promise<void> => {
-    const st = await lstat(absBytes, { bigint: true });
+    const st = await lstat(absBytes, { bigint: true }).catch((err: NodeJS.ErrnoException) => {
+      if (opts.skipVanished && err.code === 'ENOENT') return undefined;
+      throw err;
+    });
+    if (!st) return;
     found.push({ path: rel, abs: absBytes.toString('utf8'), absBytes, st });
     if (!st.isDirectory()) return;
     const names = (await readdir(absBytes, { encoding: 'buffer' })).sort(Buffer.compare);
