@@ -349,7 +349,8 @@ async function report(t: TestContext, writer: Writer, r: FeatureResult): Promise
   for (const b of backends) {
     const o = r.cells[b.name];
     if (!o) continue; // not run for this writer in the CI slice
-    const todo = knownDefect(writer.id, r.feature.id, b.name);
+    const lines = o.kind === 'differs' ? o.diffs : o.kind === 'refused' && !o.likeOracle ? [o.error] : [];
+    const todo = knownDefect(writer.id, r.feature.id, b.name, lines);
     const suffix = oraclesDisagree ? ' (umoci disagrees; containerd wins)' : '';
     const name = `${r.feature.id} on ${b.name} equals ${r.oracle}${suffix}`;
     await t.test(name, todo ? { todo } : {}, () => {

@@ -23,10 +23,12 @@ export interface Rootfs {
   release(): Promise<void>;
 }
 
-/** Why a tool's run failed, in one line: stderr when there is one. */
+/** Why a tool's run failed, in one line: its own final verdict (`ctr: …`) or the end of its stderr. */
 export function failure(err: unknown): string {
   const e = err as { stderr?: string; message?: string; code?: string };
-  return `${e.code ? `${e.code}: ` : ''}${(e.stderr || e.message || String(err)).trim().split('\n').slice(-3).join(' | ')}`.slice(0, 500);
+  const lines = (e.stderr || e.message || String(err)).trim().split('\n');
+  const verdict = lines.findLast((l) => l.startsWith('ctr: '));
+  return `${e.code ? `${e.code}: ` : ''}${verdict ?? lines.slice(-3).join(' | ')}`.slice(0, 500);
 }
 
 /** `umoci raw unpack` of the layout's image into `dir`. */
