@@ -7,7 +7,8 @@ import { loadNative } from '../../src/sys/native.js';
 import { createHash } from 'node:crypto';
 import { createReadStream, type BigIntStats } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
+import { isUtf8 } from 'node:buffer';
 import { pipeline } from 'node:stream/promises';
 
 
@@ -40,6 +41,8 @@ export interface TreeEntry {
 export interface SnapshotOptions {
   /** Reads every xattr of one absolute path without following symlinks; default: see xattrReader(). */
   readXattrs?: XattrReader;
+  /** Leave out a name readdir listed that lstat then does not find (ENOENT), instead of failing. */
+  skipVanished?: boolean;
 }
 
 /** Reads all xattrs of the paths given (absolute) and returns them keyed by path. */
@@ -48,19 +51,32 @@ export type XattrReader = (root: string, paths: string[]) => Promise<Map<string,
 /** Walks `dir` (never following symlinks) and returns one entry per path, sorted by path. */
 export async function snapshotTree(dir: string, opts: SnapshotOptions = {}): Promise<TreeEntry[]> {
   const root = resolve(dir);
-  const found: { path: string; abs: string; st: BigIntStats }[] = [];
-  const walk = async (rel: string, abs: string): Promise<void> => {
-    const st = await lstat(abs, { bigint: true });
-    found.push({ path: rel, abs, st });
+  const found: { path: string; abs: string; absBytes: Buffer; st: BigIntStats }[] = [];
+  // Names are read as bytes: a name that is not valid UTF-8 must be found again by lstat, and
+  // it is shown with its invalid bytes escaped (\xNN) so two trees still compare by path.
+  const walk = async (rel: string, absBytes: Buffer): Promise<void> => {
+    const st = await lstat(absBytes, { bigint: true }).catch((err: NodeJS.ErrnoException) => {
+      if (opts.skipVanished && err.code === 'ENOENT') return undefined;
+      throw err;
+    });
+    if (!st) return;
+    found.push({ path: rel, abs: absBytes.toString('utf8'), absBytes, st });
     if (!st.isDirectory()) return;
-    for (const name of (await readdir(abs)).sort()) await walk(rel === '.' ? name : `${rel}/${name}`, join(abs, name));
+    const names = (await readdir(absBytes, { encoding: 'buffer' })).sort(Buffer.compare);
+    for (const name of names) {
+      const shown = showName(name);
+      await walk(rel === '.' ? shown : `${rel}/${shown}`, Buffer.concat([absBytes, SLASH, name]));
+    }
   };
-  await walk('.', root);
+  await walk('.', Buffer.from(root));
 
   const readXattrs = opts.readXattrs ?? (await xattrReader());
+  // xattrs are read by (string) path: a path that is not valid UTF-8 cannot be named that way
+  // and is recorded with no xattrs (the differential corpus gives such names none).
+  const readable = found.filter((f) => isUtf8(f.absBytes));
   const xattrs = await readXattrs(
     root,
-    found.map((f) => f.abs),
+    readable.map((f) => f.abs),
   );
 
   const inodes = new Map<string, string[]>();
@@ -86,9 +102,9 @@ export async function snapshotTree(dir: string, opts: SnapshotOptions = {}): Pro
     };
     if (entry.type === 'file') {
       entry.size = Number(st.size);
-      entry.sha256 = await hashFile(f.abs);
+      entry.sha256 = await hashFile(f.absBytes);
     } else if (entry.type === 'symlink') {
-      entry.target = await readlink(f.abs);
+      entry.target = showName(await readlink(f.absBytes, { encoding: 'buffer' }));
     } else if (entry.type === 'char' || entry.type === 'block') {
       entry.rdev = `${major(st.rdev)}:${minor(st.rdev)}`;
     }
@@ -125,7 +141,15 @@ function comparePaths(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
-async function hashFile(path: string): Promise<string> {
+const SLASH = Buffer.from('/');
+
+/** A name (or link target) as text: UTF-8 as is; when not valid UTF-8, every byte >= 0x80 as `\xNN`. */
+export function showName(bytes: Buffer): string {
+  if (isUtf8(bytes)) return bytes.toString('utf8');
+  return Array.from(bytes, (b) => (b < 0x80 ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`)).join('');
+}
+
+async function hashFile(path: Buffer): Promise<string> {
   const hash = createHash('sha256');
   await pipeline(createReadStream(path), hash);
   return hash.digest('hex');
