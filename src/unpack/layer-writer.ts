@@ -57,7 +57,7 @@ export class LayerWriter {
   /** overlay mode: directories this layer created without an entry; they take their metadata from the layers below. */
   private readonly inheritDirs = new Set<string>();
   /** overlay mode: hardlinks whose target is in a layer below (linked once the parent chain is there). */
-  private readonly lowerLinks: { path: string; target: string }[] = [];
+  private readonly lowerLinks: { path: string; target: string; meta: EntryMeta }[] = [];
   /** overlay mode: whiteout devices written; one that hides nothing below must go again. */
   private readonly whiteouts = new Set<string>();
   /** The file being written; `pos` is where its next data goes (holes of a sparse file move it on). */
@@ -275,13 +275,16 @@ export class LayerWriter {
     if (kind === 'dir' || kind === 'implicitDir') this.refuse(h.name, `hardlink to directory ${quoteName(h.linkname)}`);
     if (kind === 'whiteout') this.refuse(h.name, `hardlink target ${quoteName(h.linkname)} was deleted by this layer`);
     await this.replaceNonDir(path);
+    // The link entry's times go to the shared inode, as containerd's applier sets them after os.Link.
+    const meta = this.meta(h);
     if (kind === undefined && this.opts.mode === 'overlay') {
       // The target is in a layer below, which an upper directory cannot link to yet.
-      this.lowerLinks.push({ path, target });
+      this.lowerLinks.push({ path, target, meta });
       this.record(path, 'file');
       return;
     }
     this.batcher.add({ op: 'hardlink', path, target });
+    this.batcher.add({ op: 'times', path, meta });
     this.record(path, 'file');
     if (this.batcher.full) await this.batcher.dispatch();
   }

@@ -31,7 +31,7 @@ export async function applyOverlayFixups(upperDir: string, lowerView: string, fi
       if (st?.isDirectory()) touched.set(dir, timesOf(st));
     }
     const copiedUp = new Set<string>();
-    for (const { path, target } of fixups.lowerLinks) {
+    for (const { path, target, meta } of fixups.lowerLinks) {
       if (!copiedUp.has(target)) {
         const below = await lstatBig(underDir(lowerView, target));
         if (!below) throw new UnsafeEntryError(subject, showName(path), `hardlink target ${quoteName(target)} is neither in this layer nor in the layers below`);
@@ -40,7 +40,7 @@ export async function applyOverlayFixups(upperDir: string, lowerView: string, fi
         await copyUp(binding, rootFd, underDir(lowerView, target), target, below);
         copiedUp.add(target);
       }
-      await binding.applyBatch(rootFd, [{ op: 'hardlink', path, target }]);
+      await binding.applyBatch(rootFd, [{ op: 'hardlink', path, target }, { op: 'times', path, meta }]);
     }
     const hidingNothing: string[] = [];
     for (const path of fixups.whiteouts) if (!(await exists(underDir(lowerView, path)))) hidingNothing.push(path);

@@ -199,8 +199,10 @@ export class TarReader {
   /** Throws when the input ended inside the archive (a truncated tar). */
   finish(): void {
     if (this.state === 'ended') return;
-    if (this.state === 'header' && this.buffered === 0 && this.pax === null && this.gnuLongName === null && this.gnuLongLink === null) {
-      // No end-of-archive blocks at all: GNU tar and Go accept that; so do we.
+    const atEntryBoundary = (this.state === 'header' && this.buffered === 0) || this.state === 'padding';
+    if (atEntryBoundary && this.pax === null && this.gnuLongName === null && this.gnuLongLink === null) {
+      // No end-of-archive blocks at all, or not even the last entry's padding (umoci 0.4.7 writes
+      // such layers): Go's archive/tar, so containerd and umoci, take that as the end; so do we.
       this.state = 'ended';
       return;
     }

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Digest } from '../oci/digest.js';
+import type { EntryMeta } from '../sys/native.js';
 
 /** Limits that stop a decompression bomb or a runaway layer with an error naming the layer. */
 export interface UnpackLimits {
@@ -43,7 +44,8 @@ export interface ApplyResult {
  */
 export interface OverlayFixups {
   inheritDirs: string[];
-  lowerLinks: { path: string; target: string }[];
+  /** `meta`: the link entry's own times, applied to the shared inode after linking (as containerd does). */
+  lowerLinks: { path: string; target: string; meta: EntryMeta }[];
   /** Whiteout devices written; those that hide nothing below are removed (overlayfs would list them in a directory that exists only in this layer). */
   whiteouts: string[];
 }

@@ -4,7 +4,10 @@
  * - times before 1970 or after 2262-04-11 become the epoch (containerd's boundTime);
  * - an entry named `/` (umoci insert at the root writes one) is the root itself, not refused;
  * - a whiteout, then a directory of the same name in the same layer: a plain directory that merges
- *   with the one below (no opaque marker, the lower entries are kept).
+ *   with the one below (no opaque marker, the lower entries are kept);
+ * - a hardlink entry's times go to the shared inode (containerd sets them after os.Link);
+ * - a layer that ends right after the last entry's data, without padding or end-of-archive blocks
+ *   (umoci 0.4.7 writes them), is complete, as Go's archive/tar reads it.
  */
 import assert from 'node:assert/strict';
 import { lstat, mkdir, readdir, writeFile } from 'node:fs/promises';
@@ -47,6 +50,27 @@ describe("containerd's applier at the edges", { skip }, () => {
       await apply(tarOf(entry({ name: '/', type: '5', mode: 0o755 }), entry({ name: 'x' }, 'x')), root, mode);
       assert.deepEqual(await readdir(root), ['x']);
       await assert.rejects(apply(tarOf(entry({ name: '/etc/x' }, 'x')), await tmp.make(`abs-${mode}`), mode), { code: 'ERR_UNSAFE_ENTRY' });
+    });
+  }
+
+  for (const mode of ['full', 'overlay'] as const) {
+    test(`${mode}: a hardlink entry's mtime is the shared inode's`, async () => {
+      const root = await tmp.make(`link-times-${mode}`);
+      await apply(tarOf(entry({ name: 'f', mtime: 1000 }, 'data'), entry({ name: 'h', type: '1', linkname: 'f', mtime: 2000 })), root, mode);
+      const [f, h] = [await lstat(join(root, 'f')), await lstat(join(root, 'h'))];
+      assert.equal(f.ino, h.ino);
+      assert.equal(f.mtimeMs, 2_000_000);
+    });
+
+    test(`${mode}: a layer without the last entry's padding and without end-of-archive blocks is complete`, async () => {
+      const root = await tmp.make(`no-padding-${mode}`);
+      const whole = tarOf(entry({ name: 'a' }, 'first'), entry({ name: 'b' }, 'last'));
+      // Cut right after b's 4 data bytes: no padding, no zero blocks.
+      const cut = whole.subarray(0, 512 + 512 + 512 + 4);
+      await apply(cut, root, mode);
+      assert.deepEqual((await readdir(root)).sort(), ['a', 'b']);
+      // Cut inside b's data: still a truncated tar.
+      await assert.rejects(apply(whole.subarray(0, 512 + 512 + 512 + 2), await tmp.make(`cut-data-${mode}`), mode), { code: 'ERR_INVALID_LAYER' });
     });
   }
 

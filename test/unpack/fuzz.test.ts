@@ -192,11 +192,14 @@ function treeLayer(leaves: [string, TreeLeaf][]): Buffer {
   const files: string[] = [];
   const parts: Buffer[] = [];
   for (const path of [...new Set([...dirs, ...byPath.keys()])].sort()) {
-    const leaf = byPath.get(path) ?? PARENT;
+    let leaf = byPath.get(path) ?? PARENT;
     let type: string = dirs.has(path) ? '5' : leaf.type;
     if (type === '1' && files.length === 0) type = '0';
     const name = type === '5' ? `${path}/` : path;
     const linkname = type === '1' ? files[leaf.data % files.length]! : type === '2' ? leaf.target : '';
+    // A link entry carries its target's times, as real writers write it: GNU tar (the oracle here)
+    // leaves the inode's times alone, containerd (and stratum) apply the link entry's.
+    if (type === '1') leaf = { ...leaf, mtime: byPath.get(linkname)!.mtime, nsec: byPath.get(linkname)!.nsec };
     const records: Record<string, string> = {};
     if (leaf.nsec) records.mtime = `${leaf.mtime}.${String(leaf.nsec).padStart(9, '0')}`;
     if (leaf.carrier === 'pax' || Buffer.byteLength(name) > 100) records.path = name;
