@@ -206,7 +206,18 @@ export async function downloadBlob(
                 done(null, chunk);
               },
             });
-            await pipeline(res.body, counter, sink, ...(options.signal ? [{ signal: options.signal }] : []));
+            // A body cut mid-way ends the pipeline normally so the bytes already received reach the
+            // file (the retry resumes after them); its error is raised once they have.
+            let bodyError: unknown;
+            async function* received(body: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+              try {
+                for await (const chunk of body) yield chunk;
+              } catch (err) {
+                bodyError = err;
+              }
+            }
+            await pipeline(received(res.body), counter, sink, ...(options.signal ? [{ signal: options.signal }] : []));
+            if (bodyError !== undefined) throw bodyError;
           }
           emit({ type: 'downloading', digest, current: pos, ...(total !== undefined ? { total } : {}) });
           lastEndpoint = res.endpoint;
