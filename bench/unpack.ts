@@ -10,7 +10,10 @@
  * in one run, alternating the tools after one discarded warm-up of each, every run into fresh
  * state that is deleted afterwards.
  *
- *   npm run build && node dist/bench/unpack.js [--runs N]
+ *   npm run build && node dist/bench/unpack.js [--runs N] [--baseline CHECKOUT] [--only TOOL,...]
+ *
+ * --baseline adds `stratum@baseline`, the same pull run from another built checkout (a worktree of
+ * an older commit), alternated with the others: a before/after in one set, same machine state.
  *
  * Prints a table and the ratios stratum/containerd and stratum/floor against the targets, and
  * writes .bench/unpack-results.json.
@@ -42,7 +45,7 @@ const RUNS_DIR = join(BENCH_DIR, 'unpack-runs');
 const STRATUM_CLI = join(ROOT, 'dist/src/cli/main.js');
 const NAMESPACE = 'bench';
 
-type ToolName = 'stratum' | 'containerd' | 'skopeo+umoci' | 'tar-floor';
+type ToolName = 'stratum' | 'stratum@baseline' | 'containerd' | 'skopeo+umoci' | 'tar-floor';
 
 interface Run {
   wallSeconds: number;
@@ -92,21 +95,16 @@ async function removeAtEnd(dir: string): Promise<void> {
   pendingRemovals.push(dir);
 }
 
-function tools(host: string, image: CachedBigImage): Tool[] {
-  const ref = `${host}/${image.reference}`;
-  const storage = benchRegistryStorage(BENCH_DIR, image.options);
-  const blobs = image.layers.map((l) => registryBlobPath(storage, l.digest));
-  for (const b of blobs) if (!existsSync(b)) throw new Error(`layer blob ${b} missing from the registry's storage`);
-  return [
-    {
-      name: 'stratum',
-      describe: `node dist/src/cli/main.js pull --quiet --snapshotter overlay --store STORE HOST/${image.reference}`,
+function stratumTool(name: ToolName, cli: string, ref: string, image: CachedBigImage): Tool {
+  return {
+      name,
+      describe: `node ${name === 'stratum' ? 'dist/src/cli/main.js' : cli} pull --quiet --snapshotter overlay --store STORE HOST/${image.reference}`,
       async prepare(dir) {
         const store = join(dir, 'store');
         return {
           spec: {
             command: process.execPath,
-            args: [STRATUM_CLI, 'pull', '--quiet', '--snapshotter', 'overlay', '--store', store, ref],
+            args: [cli, 'pull', '--quiet', '--snapshotter', 'overlay', '--store', store, ref],
             // No user config may change what is measured.
             env: { ...process.env, STRATUM_CONFIG: '', XDG_CONFIG_HOME: join(BENCH_DIR, 'empty-config'), DOCKER_CONFIG: join(BENCH_DIR, 'empty-config') },
           },
@@ -114,13 +112,23 @@ function tools(host: string, image: CachedBigImage): Tool[] {
           finish: async () => {
             const want = image.options.smallFilesLayer + 2 * (image.layers.length - 1);
             const got = countFiles(store);
-            if (got < want) throw new Error(`stratum: ${store} holds ${got} files, expected the image's ${want} unpacked files at least`);
+            if (got < want) throw new Error(`${name}: ${store} holds ${got} files, expected the image's ${want} unpacked files at least`);
             return {};
           },
           cleanup: () => removeAtEnd(dir),
         };
       },
-    },
+  };
+}
+
+function tools(host: string, image: CachedBigImage, baselineCli: string | undefined): Tool[] {
+  const ref = `${host}/${image.reference}`;
+  const storage = benchRegistryStorage(BENCH_DIR, image.options);
+  const blobs = image.layers.map((l) => registryBlobPath(storage, l.digest));
+  for (const b of blobs) if (!existsSync(b)) throw new Error(`layer blob ${b} missing from the registry's storage`);
+  return [
+    stratumTool('stratum', STRATUM_CLI, ref, image),
+    ...(baselineCli ? [stratumTool('stratum@baseline', baselineCli, ref, image)] : []),
     {
       name: 'containerd',
       describe: `ctr -a SOCK -n ${NAMESPACE} image pull --plain-http --snapshotter overlayfs HOST/${image.reference} (private containerd 1.6, fresh root per run)`,
@@ -182,9 +190,9 @@ function tools(host: string, image: CachedBigImage): Tool[] {
 }
 
 /** Why stratum cannot be measured yet, or undefined when its pull unpacks. */
-function stratumUnavailable(): string | undefined {
-  if (!existsSync(STRATUM_CLI)) return `${STRATUM_CLI} is missing (npm run build)`;
-  const r = spawnSync(process.execPath, [STRATUM_CLI, 'pull', '--help'], { encoding: 'utf8' });
+function stratumUnavailable(cli: string = STRATUM_CLI): string | undefined {
+  if (!existsSync(cli)) return `${cli} is missing (npm run build)`;
+  const r = spawnSync(process.execPath, [cli, 'pull', '--help'], { encoding: 'utf8' });
   if (r.status !== 0) return `stratum pull --help failed: ${(r.stderr || r.stdout).trim().split('\n')[0]}`;
   if (!/--snapshotter/.test(r.stdout + r.stderr)) return 'stratum pull has no --snapshotter option yet (unpack not integrated)';
   return undefined;
@@ -194,13 +202,17 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       runs: { type: 'string', default: '3' },
+      baseline: { type: 'string' },
+      only: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
-    process.stdout.write('usage: node dist/bench/unpack.js [--runs N (default 3)]\n');
+    process.stdout.write('usage: node dist/bench/unpack.js [--runs N (default 3)] [--baseline CHECKOUT (a built checkout to run as stratum@baseline)] [--only TOOL,... (e.g. stratum,stratum@baseline,tar-floor)]\n');
     return;
   }
+  const baselineCli = values.baseline === undefined ? undefined : join(values.baseline, 'dist/src/cli/main.js');
+  const only = values.only === undefined ? undefined : new Set(values.only.split(','));
   const runs = Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs takes a whole number ≥ 1, got ${values.runs}`);
   if (process.getuid?.() !== 0) throw new Error('run as root: containerd, umoci and tar must set real owners');
@@ -221,7 +233,10 @@ async function main(): Promise<void> {
     const skipped = new Map<ToolName, string>();
     const why = stratumUnavailable();
     if (why) skipped.set('stratum', why);
-    const all = tools(registry.host, image);
+    const baselineWhy = baselineCli && stratumUnavailable(baselineCli);
+    if (baselineWhy) skipped.set('stratum@baseline', baselineWhy);
+    const all = tools(registry.host, image, baselineCli).filter((t) => !only || only.has(t.name));
+    if (only) for (const name of only) if (!all.some((t) => t.name === name)) throw new Error(`--only: no tool named ${name}`);
     const list = all.filter((t) => !skipped.has(t.name));
     for (const [name, reason] of skipped) log(`${name}: n/a (${reason})`);
 
@@ -231,6 +246,7 @@ async function main(): Promise<void> {
       join(ROOT, 'dist'),
       join(ROOT, 'node_modules'),
       join(ROOT, 'build', 'Release'),
+      ...(values.baseline ? ['dist', 'node_modules', 'build/Release'].map((d) => join(values.baseline!, d)) : []),
       ...(await withSharedLibraries([process.execPath, GNU_TIME, CTR, '/usr/bin/containerd', '/usr/bin/containerd-shim-runc-v2', '/usr/bin/skopeo', '/usr/bin/umoci', '/usr/bin/docker-registry', '/usr/bin/bash', '/usr/bin/gzip', '/usr/bin/tar'].filter((f) => existsSync(f)))),
     ];
     const once = async (tool: Tool): Promise<Run> => {
@@ -290,7 +306,7 @@ async function main(): Promise<void> {
     out.push(
       `stratum peak RSS (median): ${stratumRss ? `${mb(stratumRss.median)} MB  (target ≤ ${mb(TARGET_RSS_BYTES)} MB: ${stratumRss.median <= TARGET_RSS_BYTES ? 'met' : 'MISSED'})` : 'n/a'}`,
     );
-    const informative = (['containerd', 'skopeo+umoci'] as const).map((n) => {
+    const informative = (['containerd', 'skopeo+umoci', 'stratum@baseline'] as const).map((n) => {
       const r = ratio(n, 'tar-floor');
       return `${n}/tar-floor ${r === undefined ? 'n/a' : `${r.toFixed(2)}x`}`;
     });
