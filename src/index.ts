@@ -1,12 +1,35 @@
 /**
- * stratum's library API: the same pieces the CLI is built from.
+ * stratum's library API: the Engine the CLI is a shell over, and the pieces it is built from.
  *
- *   import { OciStore, RegistryClient, pull } from 'stratum';
- *   const store = await OciStore.open('/var/lib/stratum');
- *   const client = new RegistryClient({ config: { mirrors: { 'docker.io': ['http://127.0.0.1:5000'] } } });
- *   const image = await pull('ubuntu:15.04', { store, client });
+ *   import { Engine } from 'stratum';
+ *   const engine = await Engine.open({ root: '/var/lib/stratum', mirrors: ['docker.io=http://127.0.0.1:5000'] });
+ *   await engine.pull('ubuntu:15.04');
+ *   await engine.mount('ubuntu:15.04', '/mnt/rootfs', { rw: 'build-1' });
+ *   // … write into /mnt/rootfs …
+ *   await engine.commitImage('build-1', 'my/image:1');
+ *   await engine.unmount('/mnt/rootfs');
+ *   await engine.close();
+ *
+ * @packageDocumentation
  */
 export * from './errors.js';
+
+// The Engine: one object that owns a store, its registry client, its storage driver and snapshots,
+// its mounts and its GC. Start here; the pieces below are what it is built from.
+export {
+  Engine,
+  type EngineOptions,
+  type DriverChoice,
+  type SnapshotEntry,
+  type InspectResult,
+  type EngineGcOptions,
+  type EngineGcResult,
+  type EngineUsage,
+  type EngineInfo,
+} from './engine/engine.js';
+export { MountTable, type MountRecord } from './engine/mount-table.js';
+export { resolveRegistryConfig, registryConfigPath, type RegistrySettings } from './engine/registry-config.js';
+export { neededChains, collectSnapshots, type NeededChains, type CollectedSnapshot } from './engine/snapshot-gc.js';
 
 // References, digests, media types and the OCI shapes.
 export { parseReference, withDigest, withTag, withoutTag, familiarName, type Reference } from './oci/reference.js';

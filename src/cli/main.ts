@@ -40,6 +40,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   unmount: () => import('./commands/unmount.js'),
   snapshot: () => import('./commands/snapshot.js'),
   export: () => import('./commands/export.js'),
+  info: () => import('./commands/info.js'),
 };
 
 const USAGE = `Usage: stratum COMMAND [OPTIONS]
@@ -59,10 +60,11 @@ Commands:
   snapshot   List, prepare, view, commit, remove snapshots
   export     Write an image's flattened root filesystem as a tar
   rmi        Remove image tags
-  gc         Delete blobs no image needs
+  gc         Delete blobs, snapshots and leftovers nothing needs
   fsck       Check blobs, references and snapshots (--repair)
+  info       Show the store's storage driver, backing filesystem and contents
 
-Global options: --store DIR, --snapshotter overlay|native|btrfs|zfs, --snapshot-root DIR, --config FILE,
+Global options: --store DIR, --snapshotter overlay|native|btrfs|zfs (overlay2, vfs), --snapshot-root DIR, --config FILE,
                 --mirror [REGISTRY=]URL, --insecure-registry HOST
 Run 'stratum COMMAND --help' for more information on a command.`;
 

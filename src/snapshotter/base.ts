@@ -91,6 +91,18 @@ export abstract class MetadataSnapshotter implements Snapshotter {
     return toInfo(key, mustGet(recordsOf(await this.meta.read()), key));
   }
 
+  async driverData(key: string): Promise<Record<string, string>> {
+    this.checkOpen();
+    const records = recordsOf(await this.meta.read());
+    const rec = mustGet(records, key);
+    return this.driverDataOf(rec.id, parentChain(records, rec.parent));
+  }
+
+  /** Where snapshot `id` keeps its files, for `inspect` (Docker's GraphDriver.Data); parents newest first. */
+  protected driverDataOf(id: number, _parents: number[]): Record<string, string> {
+    return { Dir: this.applyDirOf(id) };
+  }
+
   async update(info: Pick<Info, 'name'> & Partial<Info>, ...fieldpaths: string[]): Promise<Info> {
     this.checkOpen();
     const key = info?.name;

@@ -82,6 +82,11 @@ export interface Snapshotter {
   remove(key: string): Promise<void>;
   /** Calls fn for every snapshot matching any of the filters (each filter: comma = AND). */
   walk(fn: WalkFunc, ...filters: string[]): Promise<void>;
+  /**
+   * Where a snapshot's files are on disk, as Docker's `GraphDriver.Data` names them (overlay:
+   * LowerDir, UpperDir, WorkDir; the others: Dir). Optional for third-party backends.
+   */
+  driverData?(key: string): Promise<Record<string, string>>;
   /** Removes data that no metadata points to (left by remove or by a crash). */
   cleanup(): Promise<void>;
   /** Checks every record's parent chain and data against the disk (optional: `stratum fsck` skips a backend without it). */

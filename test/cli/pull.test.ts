@@ -111,7 +111,7 @@ describe('stratum pull (CLI, real registry through the fault proxy)', () => {
     assert.equal(appUsage.uniqueSize, fixtures.app.layers[1]!.size);
     assert.equal(df.reclaimable.bytes, 0);
     const dfv = await runCli(['df', '-v', '--store', store]);
-    assert.match(dfv.stdout, /^REPOSITORY\s+TAG\s+IMAGE ID\s+CREATED\s+SIZE\s+SHARED SIZE\s+UNIQUE SIZE$/m);
+    assert.match(dfv.stdout, /^REPOSITORY\s+TAG\s+IMAGE ID\s+CREATED\s+SIZE\s+SHARED SIZE\s+UNIQUE SIZE\s+BLOBS$/m);
     assert.match(dfv.stdout, new RegExp(`^${shortDigest(baseLayer.digest)}\\s+\\S+\\s+2\\s+base:1, app:1$`, 'm'));
 
     const images = await runCli(['images', '--store', store]);

@@ -77,8 +77,14 @@ async function ok(...args: string[]): Promise<string> {
   return r.stdout;
 }
 
+/** `snapshot ls` without --snapshotter: every backend's, each row naming its own (here all the store's driver's). */
 async function ls(...filters: string[]): Promise<SnapshotLsRow[]> {
-  return parseSnapshotLs(await ok('ls', ...filters));
+  const rows = parseSnapshotLs(await ok('ls', ...filters));
+  const driver = JSON.parse(await runCli(['info', '--store', store, '--format', 'json'], env).then((r) => r.stdout)).driver.name;
+  return rows.map(({ snapshotter, ...row }) => {
+    assert.equal(snapshotter, driver, `${row.name} listed under ${snapshotter}`);
+    return row;
+  });
 }
 
 async function usage(key: string): Promise<{ bytes: number; inodes: number }> {

@@ -46,16 +46,24 @@ export interface SnapshotLsRow {
   name: string;
   parent: string;
   kind: string;
+  /** Present when the listing covers every backend of the store (no --snapshotter). */
+  snapshotter?: string;
 }
 
 /** The rows of `stratum snapshot ls` output, cut at the header's column positions (PARENT may be empty). */
 export function parseSnapshotLs(stdout: string): SnapshotLsRow[] {
   const lines = stdout.trimEnd().split('\n');
   const header = lines[0]!;
-  if (!/^KEY\s+PARENT\s+KIND$/.test(header)) throw new Error(`not a snapshot ls header: ${JSON.stringify(header)}`);
+  if (!/^KEY\s+PARENT\s+KIND(\s+SNAPSHOTTER)?$/.test(header)) throw new Error(`not a snapshot ls header: ${JSON.stringify(header)}`);
   const p = header.indexOf('PARENT');
   const k = header.indexOf('KIND');
-  return lines.slice(1).map((l) => ({ name: l.slice(0, p).trim(), parent: l.slice(p, k).trim(), kind: l.slice(k).trim() }));
+  const s = header.includes('SNAPSHOTTER') ? header.indexOf('SNAPSHOTTER') : undefined;
+  return lines.slice(1).map((l) => ({
+    name: l.slice(0, p).trim(),
+    parent: l.slice(p, k).trim(),
+    kind: l.slice(k, s).trim(),
+    ...(s !== undefined ? { snapshotter: l.slice(s).trim() } : {}),
+  }));
 }
 
 /** Every file under `dir` with the sha256 of its content, for "nothing changed" assertions. */

@@ -1,10 +1,9 @@
-import { commitImage } from '../../image/commit.js';
-import { openImageSnapshotter, openStore, parseCommand, type GlobalFlags } from '../context.js';
+import { openEngine, parseCommand, type GlobalFlags } from '../context.js';
 
 export const usage = `Usage: stratum commit [OPTIONS] KEY NAME[:TAG]
 
 Create a new image from the changes in writable snapshot KEY (made by \`stratum mount --rw KEY
-IMAGE DIR\`): one new gzip layer on top of the image's layers, a config and history entry, an
+IMAGE DIR\`, on any storage driver of the store): one new gzip layer on top of the image's layers, a config and history entry, an
 OCI manifest, tagged NAME in the store. The snapshot stays as it is (mounted, if it was).
 Prints the new image's ID (its config digest), as docker commit does.
 
@@ -13,7 +12,6 @@ Options:
   -a, --author TEXT                  Author (config and history)
       --image NAME                   The image KEY was made from (default: recorded on the snapshot)
       --store DIR                    Content store
-      --snapshotter NAME             overlay, native, btrfs or zfs (as for mount)
       --json                         Print the result as JSON`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -28,14 +26,9 @@ export async function run(argv: string[]): Promise<number> {
     return 2;
   }
   const flags = values as GlobalFlags;
-  const store = await openStore(flags);
-  const snapshotter = await openImageSnapshotter(flags, store);
+  const engine = await openEngine(flags);
   try {
-    const result = await commitImage({
-      store,
-      snapshotter,
-      key: positionals[0]!,
-      name: positionals[1]!,
+    const result = await engine.commitImage(positionals[0]!, positionals[1]!, {
       ...(values.image !== undefined ? { image: values.image } : {}),
       ...(values.message !== undefined ? { message: values.message } : {}),
       ...(values.author !== undefined ? { author: values.author } : {}),
@@ -46,7 +39,7 @@ export async function run(argv: string[]): Promise<number> {
       process.stdout.write(`${result.config.digest}\n`);
     }
   } finally {
-    await snapshotter.close();
+    await engine.close();
   }
   return 0;
 }

@@ -1,5 +1,4 @@
-import { verifyStore } from '../../image/verify.js';
-import { openExistingSnapshotters, openStore, parseCommand, type GlobalFlags } from '../context.js';
+import { openEngine, parseCommand, type GlobalFlags } from '../context.js';
 import { humanSize } from '../format.js';
 
 export const usage = `Usage: stratum fsck [--repair] [--json] [--store DIR]
@@ -19,12 +18,10 @@ Options:
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseCommand(argv, { repair: { type: 'boolean' }, json: { type: 'boolean' } });
   const flags = values as GlobalFlags;
-  const store = await openStore(flags);
-  const snapshotters = await openExistingSnapshotters(store, flags);
+  const engine = await openEngine(flags);
   const json = values.json === true;
   try {
-    const result = await verifyStore(store, {
-      snapshotters,
+    const result = await engine.verify({
       repair: values.repair === true,
       onProblem: (p) =>
         process.stdout.write(json ? `${JSON.stringify(p)}\n` : `${p.kind} ${p.subject}: ${p.message}${p.repaired ? ` (repaired: ${p.repaired})` : ''}\n`),
@@ -37,6 +34,6 @@ export async function run(argv: string[]): Promise<number> {
     }
     return result.remaining > 0 ? 1 : 0;
   } finally {
-    for (const s of snapshotters) await s.close();
+    await engine.close();
   }
 }

@@ -1,8 +1,5 @@
-import { parseArgs } from 'node:util';
 import { shortDigest } from '../../oci/digest.js';
-import { loadImageByName } from '../../image/image.js';
-import { imageHistory } from '../../image/history.js';
-import { GLOBAL_OPTIONS, openStore, type GlobalFlags } from '../context.js';
+import { parseCommand, withEngine, type GlobalFlags } from '../context.js';
 import { ellipsis, humanSize, table, timeAgo } from '../format.js';
 
 export const usage = `Usage: stratum history [--no-trunc] [--format table|json] [--store DIR] NAME[:TAG|@DIGEST]
@@ -10,17 +7,12 @@ export const usage = `Usage: stratum history [--no-trunc] [--format table|json] 
 Show the steps an image was built from, newest first, with the layer each produced.`;
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: { ...GLOBAL_OPTIONS, 'no-trunc': { type: 'boolean' }, format: { type: 'string', default: 'table' }, human: { type: 'boolean', short: 'H', default: true } },
-  });
+  const { values, positionals } = parseCommand(argv, { 'no-trunc': { type: 'boolean' }, format: { type: 'string', default: 'table' }, human: { type: 'boolean', short: 'H', default: true } });
   if (positionals.length !== 1) {
     process.stderr.write(`${usage}\n`);
     return 2;
   }
-  const store = await openStore(values as GlobalFlags);
-  const rows = imageHistory(await loadImageByName(store, positionals[0]!));
+  const rows = await withEngine(values as GlobalFlags, (engine) => engine.history(positionals[0]!));
   if (values.format === 'json') {
     const out = rows.map((r) => ({
       layer: r.layer?.digest ?? null,

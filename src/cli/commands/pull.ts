@@ -1,7 +1,6 @@
 import { parseReference } from '../../oci/reference.js';
 import { parsePlatform } from '../../oci/platform.js';
-import { pull } from '../../image/pull.js';
-import { openImageSnapshotter, openStore, parseCommand, parsePositiveInt, preferMainThread, registryClient, type GlobalFlags } from '../context.js';
+import { openEngine, parseCommand, parsePositiveInt, type GlobalFlags } from '../context.js';
 import { PullProgress, type ProgressMode } from '../progress.js';
 
 export const usage = `Usage: stratum pull [OPTIONS] NAME[:TAG|@DIGEST]
@@ -15,7 +14,7 @@ Options:
       --insecure-registry HOST       Allow plain HTTP to HOST (loopback is always allowed)
       --config FILE                  Registry configuration (mirrors, insecure hosts, concurrency)
       --concurrency N                Layers downloaded at once (default 3)
-      --snapshotter NAME             overlay, native, btrfs or zfs (default: overlay where the kernel allows, else native)
+      --snapshotter NAME             overlay, native, btrfs or zfs (overlay2, vfs): this pull only (default: the store's driver)
       --snapshot-root DIR            Where snapshots live (default: STORE/snapshots/NAME)
       --no-unpack                    Only fetch: do not unpack the layers into snapshots
       --max-layers N                 Refuse images with more layers (default 128; overlay: at most 500)
@@ -37,40 +36,34 @@ export async function run(argv: string[]): Promise<number> {
   const reference = parseReference(positionals[0]!);
   const platform = values.platform ? parsePlatform(values.platform) : undefined;
   const flags = values as GlobalFlags;
-  preferMainThread();
-  const store = await openStore(flags);
-  const { client, config } = await registryClient(flags);
+  const engine = await openEngine(flags);
   const mode: ProgressMode = values.json ? 'json' : values.quiet ? 'quiet' : process.stdout.isTTY ? 'tty' : 'plain';
-  const snapshotter = values['no-unpack'] ? undefined : await openImageSnapshotter(flags, store);
-  const progress = new PullProgress(process.stdout, mode, { unpack: snapshotter !== undefined });
-  const before = await store.getTag(reference.toString());
-  const tagOrDigest = reference.tag ?? reference.digest!;
-  progress.header(`${tagOrDigest}: Pulling from ${reference.repository}`);
+  const progress = new PullProgress(process.stdout, mode, { unpack: !values['no-unpack'] });
   let result;
+  let before;
   try {
-    result = await pull(reference, {
-      store,
-      client,
-      platform,
-      concurrency: config.concurrency,
+    before = await engine.store.getTag(reference.toString());
+    const tagOrDigest = reference.tag ?? reference.digest!;
+    progress.header(`${tagOrDigest}: Pulling from ${reference.repository}`);
+    result = await engine.pull(reference, {
+      ...(platform ? { platform } : {}),
+      unpack: !values['no-unpack'],
       ...(values['max-layers'] !== undefined ? { maxLayers: parsePositiveInt(values['max-layers'], '--max-layers') } : {}),
       onEvent: (e) => progress.event(e),
-      ...(snapshotter ? { unpack: { snapshotter } } : {}),
     });
   } finally {
-    await snapshotter?.close();
+    await engine.close();
   }
   const unchanged = result.upToDate && before?.descriptor.digest === result.manifest.digest;
   const status = unchanged ? `Image is up to date for ${reference.familiar}` : `Downloaded newer image for ${reference.familiar}`;
   progress.footer([`Digest: ${result.digest}`, `Status: ${status}`]);
   if (mode === 'json') {
     process.stdout.write(
-      JSON.stringify({ type: 'done', name: result.name, digest: result.digest, manifest: result.manifest.digest, status: unchanged ? 'up-to-date' : 'downloaded', bytesDownloaded: result.bytesDownloaded, ...(result.unpacked ? { chainId: result.unpacked.chainId ?? null, layersExtracted: result.unpacked.extracted, snapshotter: snapshotter!.name } : {}) }) + '\n',
+      JSON.stringify({ type: 'done', name: result.name, digest: result.digest, manifest: result.manifest.digest, status: unchanged ? 'up-to-date' : 'downloaded', bytesDownloaded: result.bytesDownloaded, ...(result.unpacked ? { chainId: result.unpacked.chainId ?? null, layersExtracted: result.unpacked.extracted, snapshotter: result.snapshotter ?? null } : {}) }) + '\n',
     );
   } else {
     process.stdout.write(`${result.name}\n`);
   }
-  await client.close?.();
   return 0;
 }
 

@@ -1,7 +1,7 @@
-import { pushImage, type PushEvent } from '../../image/push.js';
+import type { PushEvent } from '../../image/push.js';
 import { shortDigest } from '../../oci/digest.js';
 import { parseReference } from '../../oci/reference.js';
-import { openStore, parseCommand, registryClient, type GlobalFlags } from '../context.js';
+import { openEngine, parseCommand, type GlobalFlags } from '../context.js';
 
 export const usage = `Usage: stratum push [OPTIONS] NAME[:TAG] [DESTINATION[:TAG|@DIGEST]]
 
@@ -24,8 +24,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const flags = values as GlobalFlags;
   const destination = positionals[1] !== undefined ? parseReference(positionals[1]) : undefined;
-  const store = await openStore(flags);
-  const { client, config } = await registryClient(flags);
+  const engine = await openEngine(flags);
   const out = process.stdout;
   const layers = new Set<string>();
   const onEvent = (e: PushEvent): void => {
@@ -45,7 +44,7 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const target = destination ?? parseReference(positionals[0]!);
     if (!values.json && !values.quiet) out.write(`The push refers to repository [${target.name}]\n`);
-    const result = await pushImage(positionals[0]!, destination, { store, client, concurrency: config.concurrency, onEvent });
+    const result = await engine.push(positionals[0]!, destination, { onEvent });
     if (values.json) {
       out.write(JSON.stringify({ type: 'done', source: result.source, destination: result.destination, digest: result.digest, size: result.size, pushed: result.pushed, mounted: result.mounted, existed: result.existed, bytesUploaded: result.bytesUploaded }) + '\n');
     } else if (values.quiet) {
@@ -55,7 +54,7 @@ export async function run(argv: string[]): Promise<number> {
       out.write(`${ref.digest ?? ref.tag ?? 'latest'}: digest: ${result.digest} size: ${result.size}\n`);
     }
   } finally {
-    await client.close?.();
+    await engine.close();
   }
   return 0;
 }

@@ -1,58 +1,62 @@
-import { parseArgs } from 'node:util';
-import type { Info, Mount, Snapshotter } from '../../snapshotter/snapshotter.js';
-import { mountAll } from '../../snapshotter/mount.js';
-import { GLOBAL_OPTIONS, openImageSnapshotter, openStore, UsageError, type GlobalFlags } from '../context.js';
+import type { Engine, SnapshotEntry } from '../../engine/engine.js';
+import type { Mount } from '../../snapshotter/snapshotter.js';
+import { normalizeDriverName } from '../../snapshotter/driver.js';
+import { openEngine, parseCommand, UsageError, type GlobalFlags } from '../context.js';
 import { humanSize, table } from '../format.js';
 
 export const usage = `Usage: stratum snapshot [--snapshotter NAME] [--store DIR] COMMAND
 
-Work with the snapshots behind images and containers (containerd's \`ctr snapshot\`).
+Work with the snapshots behind images and containers (containerd's \`ctr snapshot\`). A key names
+one snapshot in the store, whichever storage driver holds it; new snapshots without a parent go
+to the store's driver (or --snapshotter), with one to the parent's.
 
 Commands:
-  ls [FILTER...]                 List snapshots (filters: kind==active, parent==X, labels.k==v, …)
+  ls [FILTER...]                 List snapshots (filters: kind==active, parent==X, labels.k==v, …);
+                                 every driver's, or only --snapshotter's
   tree                           Show snapshots as a tree of parents
   info KEY                       Show one snapshot as JSON
   prepare KEY [PARENT] [--target DIR]   Create a writable snapshot (mount it at DIR)
   view KEY [PARENT] [--target DIR]      Create a read-only snapshot (mount it at DIR)
   mounts KEY                     Print the mount command for an active or view snapshot
-  commit NAME KEY                Commit an active snapshot as NAME
+  commit NAME KEY                Commit an active snapshot as NAME (its mounts are undone first)
   label KEY k=v…                 Set labels (k= removes one)
-  rm KEY...                      Remove snapshots
+  rm [--force] KEY...            Remove snapshots (--force: unmount a mounted one first)
   usage [KEY]                    Disk usage (size and inodes)
   cleanup                        Reclaim space that removed snapshots left behind`;
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { ...GLOBAL_OPTIONS, target: { type: 'string' } } });
+  const { values, positionals } = parseCommand(argv, { target: { type: 'string' }, force: { type: 'boolean', short: 'f' } });
   const [sub, ...args] = positionals;
   if (!sub) {
     process.stderr.write(`${usage}\n`);
     return 2;
   }
-  const store = await openStore(values as GlobalFlags);
-  const snapshotter = await openImageSnapshotter(values as GlobalFlags, store);
+  const flags = values as GlobalFlags;
+  const engine = await openEngine(flags);
   try {
-    return await runSub(snapshotter, sub, args, values.target);
+    const only = flags.snapshotter ? normalizeDriverName(flags.snapshotter) : undefined;
+    return await runSub(engine, sub, args, { target: values.target, force: values.force === true, only });
   } finally {
-    await snapshotter.close();
+    await engine.close();
   }
 }
 
-async function runSub(s: Snapshotter, sub: string, args: string[], target: string | undefined): Promise<number> {
+async function runSub(engine: Engine, sub: string, args: string[], opts: { target: string | undefined; force: boolean; only: string | undefined }): Promise<number> {
   const out = (text: string) => process.stdout.write(`${text}\n`);
   const need = (n: number, what: string) => {
     if (args.length < n) throw new UsageError(`snapshot ${sub} needs ${what}`);
   };
+  const list = async (...filters: string[]): Promise<SnapshotEntry[]> => (await engine.listSnapshots(...filters)).filter((s) => opts.only === undefined || s.snapshotter === opts.only);
   switch (sub) {
     case 'ls': {
-      const rows: string[][] = [];
-      await s.walk((i) => void rows.push([i.name, i.parent ?? '', i.kind]), ...args);
-      out(table(['KEY', 'PARENT', 'KIND'], rows.sort((a, b) => a[0]!.localeCompare(b[0]!))));
+      const entries = await list(...args);
+      if (opts.only !== undefined) out(table(['KEY', 'PARENT', 'KIND'], entries.map((i) => [i.name, i.parent ?? '', i.kind])));
+      else out(table(['KEY', 'PARENT', 'KIND', 'SNAPSHOTTER'], entries.map((i) => [i.name, i.parent ?? '', i.kind, i.snapshotter])));
       return 0;
     }
     case 'tree': {
-      const all: Info[] = [];
-      await s.walk((i) => void all.push(i));
-      const children = new Map<string, Info[]>();
+      const all = await list();
+      const children = new Map<string, SnapshotEntry[]>();
       for (const i of all) children.set(i.parent ?? '', [...(children.get(i.parent ?? '') ?? []), i]);
       const print = (parent: string, depth: number) => {
         for (const i of (children.get(parent) ?? []).sort((a, b) => a.name.localeCompare(b.name))) {
@@ -63,26 +67,30 @@ async function runSub(s: Snapshotter, sub: string, args: string[], target: strin
       print('', 0);
       return 0;
     }
-    case 'info':
+    case 'info': {
       need(1, 'KEY');
-      out(JSON.stringify(await s.stat(args[0]!), null, 2));
+      const { snapshotter, info } = await engine.findSnapshot(args[0]!);
+      out(JSON.stringify({ ...info, snapshotter: snapshotter.name }, null, 2));
       return 0;
+    }
     case 'prepare':
     case 'view': {
       need(1, 'KEY');
-      const mounts = sub === 'prepare' ? await s.prepare(args[0]!, args[1]) : await s.view(args[0]!, args[1]);
-      if (target) await mountAll(mounts, target);
-      else out(mountCommand(mounts, '<target>'));
+      const options = opts.target !== undefined ? { target: opts.target } : {};
+      const mounts = sub === 'prepare' ? await engine.prepare(args[0]!, args[1], options) : await engine.view(args[0]!, args[1], options);
+      if (opts.target === undefined) out(mountCommand(mounts, '<target>'));
       return 0;
     }
     case 'mounts':
       need(1, 'KEY');
-      out(mountCommand(await s.mounts(args[0]!), args[1] ?? '<target>'));
+      out(mountCommand(await engine.snapshotMounts(args[0]!), args[1] ?? '<target>'));
       return 0;
-    case 'commit':
+    case 'commit': {
       need(2, 'NAME and KEY');
-      await s.commit(args[0]!, args[1]!);
+      const { unmounted } = await engine.commitSnapshot(args[0]!, args[1]!);
+      for (const target of unmounted) process.stderr.write(`stratum: unmounted ${target} before the commit\n`);
       return 0;
+    }
     case 'label': {
       need(2, 'KEY and k=v');
       const labels: Record<string, string> = {};
@@ -94,27 +102,29 @@ async function runSub(s: Snapshotter, sub: string, args: string[], target: strin
         if (value !== '') labels[kv.slice(0, eq)] = value;
         paths.push(`labels.${kv.slice(0, eq)}`);
       }
-      const info = await s.update({ name: args[0]!, labels }, ...paths);
+      const info = await engine.updateSnapshotLabels(args[0]!, labels, paths);
       out(JSON.stringify(info.labels));
       return 0;
     }
     case 'rm':
       need(1, 'KEY');
-      for (const key of args) await s.remove(key);
+      for (const key of args) {
+        const { unmounted } = await engine.removeSnapshot(key, { force: opts.force });
+        for (const target of unmounted) process.stderr.write(`stratum: unmounted ${target}\n`);
+      }
       return 0;
     case 'usage': {
       const rows: string[][] = [];
-      const keys: string[] = args.length > 0 ? args : [];
-      if (keys.length === 0) await s.walk((i) => void keys.push(i.name));
+      const keys: string[] = args.length > 0 ? args : (await list()).map((i) => i.name);
       for (const key of keys.sort()) {
-        const u = await s.usage(key);
+        const u = await engine.snapshotUsage(key);
         rows.push([key, humanSize(u.size, 4), String(u.inodes)]);
       }
       out(table(['KEY', 'SIZE', 'INODES'], rows));
       return 0;
     }
     case 'cleanup':
-      await s.cleanup();
+      for (const s of await engine.snapshotters()) if (opts.only === undefined || s.name === opts.only) await s.cleanup();
       return 0;
     default:
       throw new UsageError(`unknown snapshot command ${JSON.stringify(sub)}`);

@@ -1,36 +1,24 @@
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { unmountImage } from '../../image/rootfs.js';
-import { openSnapshotter, type SnapshotterName } from '../../snapshotter/index.js';
-import type { Snapshotter } from '../../snapshotter/snapshotter.js';
-import { GLOBAL_OPTIONS, openImageSnapshotter, openStore, type GlobalFlags } from '../context.js';
+import { openEngine, parseCommand, type GlobalFlags } from '../context.js';
 
 export const usage = `Usage: stratum unmount [--store DIR] DIR
 
-Unmount what \`stratum mount\` mounted at DIR; a read-only view is removed, a writable snapshot kept.`;
+Unmount what \`stratum mount\` (or \`snapshot prepare|view --target\`) mounted at DIR: a read-only
+view made for the mount is removed, a writable snapshot kept. A path stratum did not mount is
+refused and left as it is.`;
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { ...GLOBAL_OPTIONS } });
+  const { values, positionals } = parseCommand(argv, {});
   if (positionals.length !== 1) {
     process.stderr.write(`${usage}\n`);
     return 2;
   }
-  const flags = values as GlobalFlags;
-  const store = await openStore(flags);
-  // The snapshot behind the mount may belong to any snapshotter of this store.
-  const snapshotters: Snapshotter[] = [];
-  if (flags.snapshotter || flags['snapshot-root']) snapshotters.push(await openImageSnapshotter(flags, store));
-  else {
-    const names = await readdir(join(store.root, 'snapshots')).catch(() => [] as string[]);
-    for (const name of names) snapshotters.push(await openSnapshotter(name as SnapshotterName, join(store.root, 'snapshots', name)));
-  }
+  const engine = await openEngine(values as GlobalFlags);
   try {
-    const result = await unmountImage(snapshotters, positionals[0]!);
-    const what = result.key ? (result.removed ? `, view ${result.key} removed` : `, snapshot ${result.key} kept`) : '';
-    process.stdout.write(`unmounted ${positionals[0]}${what}\n`);
+    const { record, removedSnapshot, wasMounted } = await engine.unmount(positionals[0]!);
+    const what = removedSnapshot ? `, view ${record.key} removed` : `, snapshot ${record.key} kept`;
+    process.stdout.write(`${wasMounted ? 'unmounted' : 'forgot (it was no longer mounted)'} ${record.target}${what}\n`);
   } finally {
-    for (const s of snapshotters) await s.close();
+    await engine.close();
   }
   return 0;
 }

@@ -65,6 +65,15 @@ export class OverlaySnapshotter extends MetadataSnapshotter {
   protected applyDirOf(id: number): string {
     return this.fsDir(id);
   }
+
+  /** Docker overlay2's names: the snapshot's own directory is the upper, its parents' the lowers. */
+  protected override driverDataOf(id: number, parents: number[]): Record<string, string> {
+    return {
+      ...(parents.length > 0 ? { LowerDir: parents.map((p) => this.fsDir(p)).join(':') } : {}),
+      UpperDir: this.fsDir(id),
+      WorkDir: join(this.dataDir(id), 'work'),
+    };
+  }
 }
 
 function bind(source: string, readonly: boolean): Mount {

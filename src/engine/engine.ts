@@ -1,0 +1,751 @@
+import { existsSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Writable } from 'node:stream';
+import { chainIds, type Digest } from '../oci/digest.js';
+import { parseReference, type Reference } from '../oci/reference.js';
+import { OciStore, defaultStoreRoot } from '../oci/store.js';
+import { collectGarbage, type GcResult } from '../oci/gc.js';
+import type { Platform } from '../oci/types.js';
+import { RegistryClient } from '../registry/client.js';
+import { DockerConfigCredentials, type CredentialSource } from '../registry/credentials.js';
+import type { RegistryConfig } from '../registry/hosts.js';
+import { pull, type PullEvent, type PullResult } from '../image/pull.js';
+import { pushImage, type PushEvent, type PushResult } from '../image/push.js';
+import { commitImage, type CommitImageResult } from '../image/commit.js';
+import { loadImageByName, type StoredImage } from '../image/image.js';
+import { imageHistory, type HistoryRow } from '../image/history.js';
+import { storeUsage, type StoreUsage } from '../image/usage.js';
+import { verifyStore, type StoreProblem, type VerifyResult } from '../image/verify.js';
+import { ensureUnpacked, IMAGE_LABEL, MOUNTPOINT_LABEL, mountImage, withImageRootfs } from '../image/rootfs.js';
+import { writeTreeAsTar } from '../image/export.js';
+import type { UnpackEvent } from '../image/unpack.js';
+import { openSnapshotter, SNAPSHOTTER_NAMES, type SnapshotterName } from '../snapshotter/index.js';
+import type { Info, Mount, Snapshotter, SnapshotOptions, Usage } from '../snapshotter/snapshotter.js';
+import { isMountPoint, mountAll, unmountAll } from '../snapshotter/mount.js';
+import { reclaimTemporaries, type ReclaimedTemporaries } from '../snapshotter/temporaries.js';
+import { backingFilesystem, chooseStorageDriver, driverStatus, kernelLimits, normalizeDriverName, supportsDType } from '../snapshotter/driver.js';
+import { loadNative } from '../sys/native.js';
+import { mkdirAll } from '../sys/mkdir-all.js';
+import { AlreadyExistsError, FailedPreconditionError, isStratumError, NotFoundError } from '../errors.js';
+import { readStoreConfig, writeStoreConfig } from './store-config.js';
+import { resolveRegistryConfig, type RegistrySettings } from './registry-config.js';
+import { MountTable, type MountRecord } from './mount-table.js';
+import { collectSnapshots, neededChains, type CollectedSnapshot } from './snapshot-gc.js';
+
+export interface EngineOptions extends RegistrySettings {
+  /** The store's directory; default $STRATUM_STORE, else $XDG_DATA_HOME/stratum. */
+  root?: string;
+  /**
+   * A storage driver for this Engine only (as `--snapshotter` or $STRATUM_SNAPSHOTTER): overlay,
+   * native, btrfs, zfs, or Docker's names overlay2 and vfs. Default: the store's recorded driver,
+   * chosen once from the backing filesystem on first use (see `driver()`).
+   */
+  storageDriver?: string;
+  /** Says where storageDriver came from, in messages (`--snapshotter`); default "the Engine's options". */
+  storageDriverSource?: string;
+  /** Where the driver's snapshots live; default `<root>/snapshots/<driver>` ($STRATUM_SNAPSHOT_ROOT). */
+  snapshotRoot?: string;
+  /** Registry credentials; default Docker's config.json ($DOCKER_CONFIG or ~/.docker). */
+  credentials?: CredentialSource;
+  /** Environment read for $STRATUM_* defaults; default process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Notices the caller should show (a driver override, a snapshotter that cannot be opened here). */
+  onWarning?: (message: string) => void;
+  /**
+   * Let thread-pool bulk work (unpack) yield to the main thread (SCHED_BATCH); a CLI turns it on,
+   * a library user running other work on the pool may prefer not to.
+   */
+  batchPoolThreads?: boolean;
+}
+
+/** The storage driver in use and why, as `stratum info` shows it. */
+export interface DriverChoice {
+  name: SnapshotterName;
+  /** Where its snapshots live. */
+  root: string;
+  /** Why this driver: recorded in the store, chosen from the backing filesystem, or an override. */
+  reason: string;
+  /** The store's recorded driver, when this one overrides it. */
+  overrides?: SnapshotterName;
+}
+
+/** A snapshot of any backend of the store. */
+export interface SnapshotEntry extends Info {
+  snapshotter: SnapshotterName;
+  /** Where it is mounted by stratum. */
+  mountedAt: string[];
+}
+
+export interface InspectResult extends StoredImage {
+  /** The image ID (config digest), as `images` shows it. */
+  id: Digest;
+  /** The registry digests the image is known by (`repo@sha256:…`). */
+  repoDigests: string[];
+  /** chainIDs of the layers, oldest first: the names of its committed snapshots. */
+  chainIds: Digest[];
+  /** Docker's GraphDriver: the driver and, for an unpacked image, where its layers are. */
+  graphDriver: { name: SnapshotterName; unpacked: boolean; data: Record<string, string> };
+}
+
+export interface EngineGcOptions {
+  dryRun?: boolean;
+  /** Also untag every image no mount or writable snapshot uses (docker's `image prune -a`). */
+  all?: boolean;
+}
+
+export interface EngineGcResult extends GcResult {
+  /** Tags removed by `all`. */
+  untagged: string[];
+  /** Layer snapshots no image needed. */
+  snapshots: CollectedSnapshot[];
+  /** Temporaries of dead processes (extract, commit and view leftovers, their mounts). */
+  reclaimed: ReclaimedTemporaries;
+  /** Mount records whose mount was gone. */
+  staleMounts: MountRecord[];
+  warnings: string[];
+}
+
+export interface EngineUsage extends StoreUsage {
+  snapshots: Array<SnapshotEntry & Usage>;
+  /** Bytes of all snapshots' own data. */
+  snapshotBytes: number;
+  /** Layer snapshots `gc` would remove (no image needs them), and their bytes. */
+  reclaimableSnapshots: { count: number; bytes: number };
+  /** Per image (same order as `images`): its unpacked size on the driver, shared and unique. */
+  unpacked: Array<{ name: string; unpacked: boolean; size: number; sharedSize: number; uniqueSize: number }>;
+}
+
+export interface EngineInfo {
+  storeRoot: string;
+  driver: DriverChoice;
+  /** Docker's storage-driver lines (Backing Filesystem, Supports d_type, …) for this driver. */
+  driverStatus: Array<[string, string]>;
+  backingFilesystem: string;
+  supportsDType: boolean;
+  images: number;
+  blobs: { count: number; bytes: number };
+  snapshots: { count: number; bytes: number; bySnapshotter: Record<string, number> };
+  mounts: number;
+  kernel: { maxOverlayLowers: number };
+}
+
+/**
+ * One object that owns a store: its content, its registry client, its storage driver and every
+ * snapshotter its snapshots live in, its mounts and its garbage collection (containerd's Client
+ * is the model). The stratum CLI is a thin shell over it; a build tool uses it the same way:
+ *
+ *   const engine = await Engine.open({ root: '/var/lib/stratum' });
+ *   await engine.pull('ubuntu:15.04');
+ *   await engine.mount('ubuntu:15.04', '/mnt/rootfs', { rw: 'build-1' });
+ *   …
+ *   await engine.close();
+ */
+export class Engine {
+  readonly mounts: MountTable;
+  private client?: RegistryClient;
+  private registryConfigCache?: RegistryConfig;
+  private driverChoice?: Promise<DriverChoice>;
+  private readonly opened = new Map<string, Promise<Snapshotter>>();
+  private readonly env: NodeJS.ProcessEnv;
+  private closed = false;
+
+  private constructor(
+    readonly store: OciStore,
+    private readonly options: EngineOptions,
+  ) {
+    this.env = options.env ?? process.env;
+    this.mounts = new MountTable(store.root);
+  }
+
+  /** Opens (creating if needed) the store at `options.root`. */
+  static async open(options: EngineOptions = {}): Promise<Engine> {
+    const env = options.env ?? process.env;
+    const store = await OciStore.open(options.root ?? defaultStoreRoot(env));
+    return new Engine(store, options);
+  }
+
+  /** The store's directory. */
+  get root(): string {
+    return this.store.root;
+  }
+
+  private warn(message: string): void {
+    this.options.onWarning?.(message);
+  }
+
+  // ---- registry ----
+
+  /** The registry settings in effect (mirrors, insecure hosts, concurrency) after every source is merged. */
+  async registryConfig(): Promise<RegistryConfig> {
+    this.registryConfigCache ??= await resolveRegistryConfig(this.options, this.env);
+    return this.registryConfigCache;
+  }
+
+  /** The registry client, made on first use. */
+  async registry(): Promise<RegistryClient> {
+    this.client ??= new RegistryClient({ config: await this.registryConfig(), credentials: this.options.credentials ?? new DockerConfigCredentials() });
+    return this.client;
+  }
+
+  // ---- storage driver and snapshotters ----
+
+  private snapshotsDir(name: SnapshotterName): string {
+    return join(this.store.root, 'snapshots', name);
+  }
+
+  /**
+   * The storage driver this Engine unpacks into, chosen once per store as Docker's daemon does:
+   * an override (`storageDriver`, $STRATUM_SNAPSHOTTER) is checked and used for this Engine only;
+   * otherwise the one recorded in `<store>/stratum.json`; otherwise (first use) the one a store
+   * made before that record existed used, else the backend that matches the backing filesystem
+   * (btrfs, zfs), else overlay after a real test mount, else native — and it is recorded.
+   */
+  driver(): Promise<DriverChoice> {
+    this.driverChoice ??= this.chooseDriver();
+    return this.driverChoice;
+  }
+
+  private async chooseDriver(): Promise<DriverChoice> {
+    const config = await readStoreConfig(this.store.root);
+    const saved = typeof config['storage-driver'] === 'string' && config['storage-driver'] !== '' ? normalizeDriverName(config['storage-driver']) : undefined;
+    const fromEnv = this.env.STRATUM_SNAPSHOTTER;
+    const requested = this.options.storageDriver ?? (fromEnv ? fromEnv : undefined);
+    const source = this.options.storageDriver !== undefined ? (this.options.storageDriverSource ?? "the Engine's options") : '$STRATUM_SNAPSHOTTER';
+    const rootFor = (name: SnapshotterName) => this.options.snapshotRoot ?? (this.env.STRATUM_SNAPSHOT_ROOT || this.snapshotsDir(name));
+    const record = async (name: SnapshotterName) => writeStoreConfig(this.store.root, { ...config, 'storage-driver': name });
+
+    if (requested !== undefined) {
+      const name = normalizeDriverName(requested);
+      await mkdirAll(rootFor(name));
+      const checked = await chooseStorageDriver({ root: rootFor(name), requested: name });
+      if (saved === undefined) {
+        await record(checked.name);
+        return { name: checked.name, root: rootFor(checked.name), reason: `${source}; recorded as the store's driver` };
+      }
+      if (saved !== checked.name) {
+        this.warn(`using the ${checked.name} storage driver (${source}), not the store's ${saved}`);
+        return { name: checked.name, root: rootFor(checked.name), reason: `${source}, overriding the store's ${saved}`, overrides: saved };
+      }
+      return { name: saved, root: rootFor(saved), reason: `${source} (the store's driver too)` };
+    }
+    if (saved !== undefined) return { name: saved, root: rootFor(saved), reason: `the store's driver (${join(this.store.root, 'stratum.json')})` };
+
+    // A store made before drivers were recorded: the backend that holds its snapshots.
+    const existing = await this.existingBackends();
+    if (existing.length === 1) {
+      const name = existing[0]!;
+      await record(name);
+      return { name, root: rootFor(name), reason: `the backend of the store's existing snapshots; recorded as the store's driver` };
+    }
+    const probeRoot = this.options.snapshotRoot ?? (this.env.STRATUM_SNAPSHOT_ROOT || join(this.store.root, 'snapshots'));
+    await mkdirAll(probeRoot);
+    const chosen = await chooseStorageDriver({ root: probeRoot });
+    await record(chosen.name);
+    return { name: chosen.name, root: rootFor(chosen.name), reason: `${chosen.reason}; recorded as the store's driver` };
+  }
+
+  /** Backends that have a snapshot directory in this store (`<root>/snapshots/<name>`) with snapshots in it. */
+  private async existingBackends(): Promise<SnapshotterName[]> {
+    const out: SnapshotterName[] = [];
+    for (const name of SNAPSHOTTER_NAMES) {
+      const entries = await readdir(join(this.snapshotsDir(name), 'snapshots')).catch(() => [] as string[]);
+      if (entries.length > 0) out.push(name);
+    }
+    return out;
+  }
+
+  private openAt(name: SnapshotterName, root: string, reclaim: boolean): Promise<Snapshotter> {
+    const key = resolve(root);
+    let opened = this.opened.get(key);
+    if (!opened) {
+      opened = openSnapshotter(name, root, { reclaim });
+      opened.catch(() => this.opened.delete(key));
+      this.opened.set(key, opened);
+    }
+    return opened;
+  }
+
+  /** The snapshotter of the store's driver (what pull, unpack, mount and export use). */
+  async snapshotter(): Promise<Snapshotter> {
+    this.checkOpen();
+    const choice = await this.driver();
+    if (this.options.batchPoolThreads) loadNative().batchPoolThreads();
+    return this.openAt(choice.name, choice.root, true);
+  }
+
+  /**
+   * Every snapshotter that holds snapshots of this store: the driver's, and every backend with a
+   * directory under `<root>/snapshots`, so a key is found whichever driver made it. One that
+   * cannot be opened on this machine (a btrfs root off btrfs) is skipped with a warning.
+   */
+  async snapshotters(): Promise<Snapshotter[]> {
+    this.checkOpen();
+    const roots = new Map<string, SnapshotterName>();
+    for (const name of SNAPSHOTTER_NAMES) if (existsSync(this.snapshotsDir(name))) roots.set(resolve(this.snapshotsDir(name)), name);
+    const override = this.options.snapshotRoot ?? this.env.STRATUM_SNAPSHOT_ROOT;
+    if (override && existsSync(override)) {
+      const choice = await this.driver();
+      roots.set(resolve(choice.root), choice.name);
+    }
+    for (const record of await this.mounts.list()) if (existsSync(record.snapshotRoot)) roots.set(resolve(record.snapshotRoot), record.snapshotter);
+    const out: Snapshotter[] = [];
+    for (const [root, name] of roots) {
+      try {
+        out.push(await this.openAt(name, root, false));
+      } catch (err) {
+        this.warn(`cannot open the ${name} snapshotter at ${root}: ${(err as Error).message}`);
+      }
+    }
+    return out;
+  }
+
+  /** The snapshot `key` in whichever backend of the store holds it. */
+  async findSnapshot(key: string): Promise<{ snapshotter: Snapshotter; info: Info }> {
+    for (const snapshotter of await this.snapshotters()) {
+      try {
+        return { snapshotter, info: await snapshotter.stat(key) };
+      } catch (err) {
+        if (!isStratumError(err, 'ERR_NOT_FOUND')) throw err;
+      }
+    }
+    // One message whatever the backends: scripts match `snapshot "K" not found`.
+    throw new NotFoundError(`snapshot ${JSON.stringify(key)} not found`);
+  }
+
+  private async checkKeyFree(key: string): Promise<void> {
+    const found = await this.findSnapshot(key).catch((err: unknown) => {
+      if (isStratumError(err, 'ERR_NOT_FOUND')) return undefined;
+      throw err;
+    });
+    if (found) throw new AlreadyExistsError(`snapshot ${JSON.stringify(key)} already exists in this store (${found.snapshotter.name}, ${found.info.kind}): a key names one snapshot in one store`);
+  }
+
+  // ---- images ----
+
+  /** A stored image by any name `images` and `pull` show. */
+  async resolveImage(name: string, _options: { platform?: Platform } = {}): Promise<StoredImage> {
+    return loadImageByName(this.store, name);
+  }
+
+  /** Pulls an image into the store and (unless `unpack: false`) unpacks it on the store's driver. */
+  async pull(
+    reference: string | Reference,
+    options: { platform?: Platform; unpack?: boolean; maxLayers?: number; onEvent?: (event: PullEvent) => void; signal?: AbortSignal } = {},
+  ): Promise<PullResult & { snapshotter?: SnapshotterName }> {
+    this.checkOpen();
+    if (this.options.batchPoolThreads) loadNative().batchPoolThreads();
+    const client = await this.registry();
+    const config = await this.registryConfig();
+    const snapshotter = options.unpack === false ? undefined : await this.snapshotter();
+    const result = await pull(reference, {
+      store: this.store,
+      client,
+      ...(options.platform ? { platform: options.platform } : {}),
+      ...(config.concurrency !== undefined ? { concurrency: config.concurrency } : {}),
+      ...(options.maxLayers !== undefined ? { maxLayers: options.maxLayers } : {}),
+      ...(options.onEvent ? { onEvent: options.onEvent } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(snapshotter ? { unpack: { snapshotter } } : {}),
+    });
+    return { ...result, ...(snapshotter ? { snapshotter: snapshotter.name as SnapshotterName } : {}) };
+  }
+
+  /** Unpacks a stored image on the store's driver; returns its top chainID (undefined: no layers). */
+  async unpack(name: string, options: { onEvent?: (e: UnpackEvent) => void } = {}): Promise<Digest | undefined> {
+    const image = await this.resolveImage(name);
+    return ensureUnpacked(this.store, await this.snapshotter(), image, options.onEvent);
+  }
+
+  /** Pushes a stored image to a registry (default: its own name). */
+  async push(source: string, destination?: string | Reference, options: { onEvent?: (e: PushEvent) => void; signal?: AbortSignal } = {}): Promise<PushResult> {
+    const image = await this.resolveImage(source);
+    const dest = destination === undefined ? undefined : typeof destination === 'string' ? parseReference(destination) : destination;
+    const config = await this.registryConfig();
+    return pushImage(image.name, dest, {
+      store: this.store,
+      client: await this.registry(),
+      ...(config.concurrency !== undefined ? { concurrency: config.concurrency } : {}),
+      ...(options.onEvent ? { onEvent: options.onEvent } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+  }
+
+  /** The steps an image was built from, newest first, with the layer each made (`docker history`). */
+  async history(name: string): Promise<HistoryRow[]> {
+    return imageHistory(await this.resolveImage(name));
+  }
+
+  /** The image with its ID, chainIDs and, when unpacked, where its layers are (Docker's GraphDriver). */
+  async inspect(name: string): Promise<InspectResult> {
+    const image = await this.resolveImage(name);
+    const chain = chainIds(image.config.rootfs.diff_ids);
+    const driver = await this.driver();
+    const data: Record<string, string> = {};
+    let unpacked = false;
+    const top = chain.at(-1);
+    if (top !== undefined) {
+      const snapshotter = await this.snapshotter();
+      try {
+        await snapshotter.stat(top);
+        unpacked = true;
+        Object.assign(data, (await snapshotter.driverData?.(top)) ?? {});
+        const mounted = (await this.mounts.list()).find((r) => r.image === image.name && r.snapshotRoot === resolve(driver.root));
+        if (driver.name === 'overlay') data.MergedDir = mounted?.target ?? '';
+      } catch (err) {
+        if (!isStratumError(err, 'ERR_NOT_FOUND')) throw err;
+      }
+    }
+    const source = image.descriptor.annotations?.['dev.stratum.source.digest'] ?? image.descriptor.digest;
+    return {
+      ...image,
+      id: image.configDescriptor.digest,
+      repoDigests: [`${parseReference(image.name).name}@${source}`],
+      chainIds: chain,
+      graphDriver: { name: driver.name, unpacked, data },
+    };
+  }
+
+  /**
+   * `docker commit` for writable snapshot `key` (any backend of the store): its changes become a
+   * new layer on the image it was made from, tagged `name`. The snapshot stays, mounted if it was.
+   */
+  async commitImage(key: string, name: string, options: { image?: string; message?: string; author?: string; createdBy?: string } = {}): Promise<CommitImageResult> {
+    const { snapshotter } = await this.findSnapshot(key);
+    return commitImage({ store: this.store, snapshotter, key, name, ...options });
+  }
+
+  /** Writes the image's flattened root filesystem as a tar to `out`. */
+  async export(name: string, out: Writable): Promise<{ entries: number }> {
+    const image = await this.resolveImage(name);
+    return withImageRootfs(this.store, await this.snapshotter(), image, (dir) => writeTreeAsTar(dir, out));
+  }
+
+  // ---- mounts ----
+
+  private async refuseTakenTarget(target: string): Promise<void> {
+    const record = await this.mounts.get(target);
+    if (record && (await isMountPoint(target))) throw new AlreadyExistsError(`${target} is already a stratum mount (snapshot ${record.key}); unmount it first`);
+    if (await isMountPoint(target)) throw new FailedPreconditionError(`${target} is already a mount point that stratum did not make; refusing to mount over it`);
+  }
+
+  /**
+   * Mounts an image at `target`: a read-only view (removed by unmount), or with `rw` a writable
+   * snapshot of that key (kept by unmount, for commitImage). Unpacks what is missing first.
+   */
+  async mount(name: string, target: string, options: { rw?: string; onEvent?: (e: UnpackEvent) => void } = {}): Promise<MountRecord> {
+    const mountpoint = resolve(target);
+    const image = await this.resolveImage(name);
+    await this.refuseTakenTarget(mountpoint);
+    if (options.rw !== undefined) await this.checkKeyFree(options.rw);
+    const snapshotter = await this.snapshotter();
+    const mounted = await mountImage(this.store, snapshotter, image, mountpoint, {
+      ...(options.rw !== undefined ? { rwKey: options.rw } : {}),
+      ...(options.onEvent ? { onEvent: options.onEvent } : {}),
+    });
+    try {
+      return await this.mounts.add({
+        target: mounted.target,
+        snapshotter: snapshotter.name as SnapshotterName,
+        snapshotRoot: resolve(snapshotter.root),
+        key: mounted.key,
+        readonly: mounted.readonly,
+        ownsSnapshot: mounted.readonly,
+        image: image.name,
+      });
+    } catch (err) {
+      await unmountAll(mounted.target, true).catch(() => {});
+      if (mounted.readonly) await snapshotter.remove(mounted.key).catch(() => {});
+      throw err;
+    }
+  }
+
+  /**
+   * Undoes a mount stratum made (and only such a one: a path without a record is refused and left
+   * as it is). A view made for the mount is removed; a writable snapshot keeps its data.
+   */
+  async unmount(target: string): Promise<{ record: MountRecord; removedSnapshot: boolean; wasMounted: boolean }> {
+    const mountpoint = resolve(target);
+    const record = await this.mounts.get(mountpoint);
+    if (!record) {
+      const what = (await isMountPoint(mountpoint)) ? 'a mount point that stratum did not make' : 'not mounted by stratum';
+      throw new FailedPreconditionError(`${mountpoint} is ${what} (no record in ${this.mounts.dir}); left as it is`);
+    }
+    return this.undoMount(record);
+  }
+
+  private async undoMount(record: MountRecord): Promise<{ record: MountRecord; removedSnapshot: boolean; wasMounted: boolean }> {
+    const wasMounted = await isMountPoint(record.target);
+    if (wasMounted) await unmountAll(record.target);
+    let removedSnapshot = false;
+    const snapshotter = existsSync(record.snapshotRoot) ? await this.openAt(record.snapshotter, record.snapshotRoot, false).catch(() => undefined) : undefined;
+    if (snapshotter) {
+      try {
+        if (record.ownsSnapshot) {
+          await snapshotter.remove(record.key);
+          removedSnapshot = true;
+        } else {
+          const info = await snapshotter.stat(record.key);
+          if (info.labels[MOUNTPOINT_LABEL] === record.target) await snapshotter.update({ name: record.key }, `labels.${MOUNTPOINT_LABEL}`);
+        }
+      } catch (err) {
+        if (!isStratumError(err, 'ERR_NOT_FOUND')) throw err;
+      }
+    }
+    await this.mounts.remove(record.target);
+    return { record, removedSnapshot, wasMounted };
+  }
+
+  // ---- snapshots (containerd's verbs, over every backend of the store) ----
+
+  /** Every snapshot of every backend matching any of `filters` (containerd's syntax), with where stratum has it mounted. */
+  async listSnapshots(...filters: string[]): Promise<SnapshotEntry[]> {
+    const records = await this.mounts.list();
+    const out: SnapshotEntry[] = [];
+    for (const snapshotter of await this.snapshotters()) {
+      const root = resolve(snapshotter.root);
+      await snapshotter.walk((info) => {
+        const mountedAt = records.filter((r) => r.snapshotRoot === root && r.key === info.name).map((r) => r.target);
+        out.push({ ...info, snapshotter: snapshotter.name as SnapshotterName, mountedAt });
+      }, ...filters);
+    }
+    return out.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** A writable snapshot on `parent` (in the backend that holds the parent; the driver's without one), mounted at `target` if given. */
+  prepare(key: string, parent?: string, options: SnapshotOptions & { target?: string } = {}): Promise<Mount[]> {
+    return this.createSnapshot('active', key, parent, options);
+  }
+
+  /** A read-only snapshot of `parent`, mounted at `target` if given. */
+  view(key: string, parent?: string, options: SnapshotOptions & { target?: string } = {}): Promise<Mount[]> {
+    return this.createSnapshot('view', key, parent, options);
+  }
+
+  private async createSnapshot(kind: 'active' | 'view', key: string, parent: string | undefined, options: SnapshotOptions & { target?: string }): Promise<Mount[]> {
+    await this.checkKeyFree(key);
+    const snapshotter = parent !== undefined ? (await this.findSnapshot(parent)).snapshotter : await this.snapshotter();
+    const target = options.target !== undefined ? resolve(options.target) : undefined;
+    if (target !== undefined) await this.refuseTakenTarget(target);
+    const labels = { ...(options.labels ?? {}), ...(target !== undefined ? { [MOUNTPOINT_LABEL]: target } : {}) };
+    const mounts = kind === 'active' ? await snapshotter.prepare(key, parent, { labels }) : await snapshotter.view(key, parent, { labels });
+    if (target !== undefined) {
+      try {
+        await mkdirAll(target);
+        await mountAll(mounts, target);
+        await this.mounts.add({ target, snapshotter: snapshotter.name as SnapshotterName, snapshotRoot: resolve(snapshotter.root), key, readonly: kind === 'view', ownsSnapshot: false });
+      } catch (err) {
+        await unmountAll(target, true).catch(() => {});
+        await snapshotter.remove(key).catch(() => {});
+        throw err;
+      }
+    }
+    return mounts;
+  }
+
+  /** The mounts of snapshot `key`, whichever backend holds it. */
+  async snapshotMounts(key: string): Promise<Mount[]> {
+    return (await this.findSnapshot(key)).snapshotter.mounts(key);
+  }
+
+  /**
+   * Commits active snapshot `key` as `name`. Its stratum mounts are undone first: a committed
+   * snapshot is read-only, and an overlay still mounted on its upper directory would write into it.
+   */
+  async commitSnapshot(name: string, key: string, options: SnapshotOptions = {}): Promise<{ unmounted: string[] }> {
+    const { snapshotter, info } = await this.findSnapshot(key);
+    if (name !== key) await this.checkKeyFree(name);
+    const unmounted: string[] = [];
+    // Not active: the backend's commit refuses it, with nothing unmounted first.
+    if (info.kind === 'active') {
+      for (const record of await this.mounts.forSnapshot(resolve(snapshotter.root), key)) {
+        await this.undoMount(record);
+        unmounted.push(record.target);
+      }
+    }
+    const labels = { ...info.labels };
+    delete labels[MOUNTPOINT_LABEL];
+    await snapshotter.commit(name, key, { labels: { ...labels, ...(options.labels ?? {}) } });
+    return { unmounted };
+  }
+
+  /** Removes snapshot `key`; a mounted one is refused unless `force`, which unmounts it first. */
+  async removeSnapshot(key: string, options: { force?: boolean } = {}): Promise<{ unmounted: string[] }> {
+    const { snapshotter } = await this.findSnapshot(key);
+    const records = await this.mounts.forSnapshot(resolve(snapshotter.root), key);
+    const live: MountRecord[] = [];
+    for (const r of records) if (await isMountPoint(r.target)) live.push(r);
+    if (live.length > 0 && !options.force) {
+      throw new FailedPreconditionError(`snapshot ${JSON.stringify(key)} is mounted at ${live.map((r) => r.target).join(', ')}: unmount it first (or remove with --force)`);
+    }
+    const unmounted: string[] = [];
+    for (const record of records) {
+      if (await isMountPoint(record.target)) {
+        await unmountAll(record.target);
+        unmounted.push(record.target);
+      }
+      await this.mounts.remove(record.target);
+    }
+    await snapshotter.remove(key);
+    return { unmounted };
+  }
+
+  /** Sets labels of snapshot `key` (containerd's fieldpaths: `labels.k`; a path without a value removes it). */
+  async updateSnapshotLabels(key: string, labels: Record<string, string>, fieldpaths: string[]): Promise<Info> {
+    return (await this.findSnapshot(key)).snapshotter.update({ name: key, labels }, ...fieldpaths);
+  }
+
+  /** Bytes and inodes of snapshot `key`'s own data (not its parents'). */
+  async snapshotUsage(key: string): Promise<Usage> {
+    return (await this.findSnapshot(key)).snapshotter.usage(key);
+  }
+
+  // ---- usage, gc, verify, info ----
+
+  /** `df`: the content store's usage, each snapshot's, and each image's unpacked size on the driver. */
+  async usage(): Promise<EngineUsage> {
+    const base = await storeUsage(this.store);
+    const snapshots: Array<SnapshotEntry & Usage> = [];
+    const sizes = new Map<string, Map<string, number>>();
+    const byRoot = new Map<string, Snapshotter>();
+    for (const s of await this.snapshotters()) byRoot.set(resolve(s.root), s);
+    const records = await this.mounts.list();
+    for (const [root, snapshotter] of byRoot) {
+      const own = new Map<string, number>();
+      sizes.set(root, own);
+      const infos: Info[] = [];
+      await snapshotter.walk((i) => void infos.push(i));
+      for (const info of infos) {
+        const usage = await snapshotter.usage(info.name).catch(() => ({ size: 0, inodes: 0 }));
+        own.set(info.name, usage.size);
+        const mountedAt = records.filter((r) => r.snapshotRoot === root && r.key === info.name).map((r) => r.target);
+        snapshots.push({ ...info, ...usage, snapshotter: snapshotter.name as SnapshotterName, mountedAt });
+      }
+    }
+    snapshots.sort((a, b) => a.snapshotter.localeCompare(b.snapshotter) || a.name.localeCompare(b.name));
+    const driver = await this.driver();
+    const own = sizes.get(resolve(driver.root)) ?? new Map<string, number>();
+    const fullTree = driver.name !== 'overlay';
+    const chainsOf = base.images.map((u) => chainIds(u.image.config.rootfs.diff_ids));
+    const users = new Map<string, number>();
+    for (const chain of chainsOf) for (const c of new Set(chain)) users.set(c, (users.get(c) ?? 0) + 1);
+    const unpacked = base.images.map((u, i) => {
+      const chain = chainsOf[i]!;
+      const present = chain.length > 0 && chain.every((c) => own.has(c));
+      if (!present) return { name: u.image.name, unpacked: false, size: 0, sharedSize: 0, uniqueSize: 0 };
+      // overlay: each layer's snapshot holds its own files; full-tree backends: the top holds the whole tree.
+      const size = fullTree ? own.get(chain.at(-1)!)! : chain.reduce((sum, c) => sum + own.get(c)!, 0);
+      const sharedSize = fullTree
+        ? (users.get(chain.at(-1)!)! > 1 ? size : 0)
+        : chain.filter((c) => users.get(c)! > 1).reduce((sum, c) => sum + own.get(c)!, 0);
+      return { name: u.image.name, unpacked: true, size, sharedSize, uniqueSize: size - sharedSize };
+    });
+    const reclaimableSnapshots = { count: 0, bytes: 0 };
+    const needed = await neededChains(this.store);
+    if (needed.unreadable.length === 0) {
+      for (const snapshotter of byRoot.values()) {
+        for (const r of (await collectSnapshots(snapshotter, needed.chains, { dryRun: true })).removed) {
+          reclaimableSnapshots.count++;
+          reclaimableSnapshots.bytes += r.size;
+        }
+      }
+    }
+    return { ...base, snapshots, snapshotBytes: snapshots.reduce((sum, s) => sum + s.size, 0), reclaimableSnapshots, unpacked };
+  }
+
+  /**
+   * Garbage collection of the whole store: what dead processes left (temporary snapshots and
+   * their mounts), mount records whose mount is gone, layer snapshots no image or running pull
+   * needs (unless a tag could not be read), then blobs no image needs.
+   */
+  async gc(options: EngineGcOptions = {}): Promise<EngineGcResult> {
+    const dryRun = options.dryRun === true;
+    const startedAt = new Date();
+    const warnings: string[] = [];
+    const untagged: string[] = [];
+    if (options.all) {
+      const used = new Set((await this.listSnapshots()).filter((s) => s.kind !== 'committed').map((s) => s.labels[IMAGE_LABEL]).filter((n): n is string => n !== undefined));
+      for (const record of await this.mounts.list()) if (record.image) used.add(record.image);
+      for (const tagged of await this.store.listTags()) {
+        if (used.has(tagged.name)) continue;
+        if (!dryRun) await this.store.removeTag(tagged.name);
+        untagged.push(tagged.name);
+      }
+    }
+    const staleMounts: MountRecord[] = [];
+    const reclaimed: ReclaimedTemporaries = { mounts: [], snapshots: [] };
+    if (!dryRun) {
+      for (const record of await this.mounts.stale()) {
+        await this.undoMount(record).catch((err: unknown) => warnings.push(`mount record ${record.target}: ${(err as Error).message}`));
+        staleMounts.push(record);
+      }
+      for (const snapshotter of await this.snapshotters()) {
+        const r = await reclaimTemporaries(snapshotter).catch((err: unknown) => {
+          warnings.push(`${snapshotter.name}: ${(err as Error).message}`);
+          return { mounts: [], snapshots: [] };
+        });
+        reclaimed.mounts.push(...r.mounts);
+        reclaimed.snapshots.push(...r.snapshots);
+      }
+    }
+    const needed = await neededChains(this.store);
+    const snapshots: CollectedSnapshot[] = [];
+    if (needed.unreadable.length > 0) {
+      warnings.push(`snapshots not collected: ${needed.unreadable.map((u) => `${u.name} (${u.error})`).join('; ')}`);
+    } else {
+      for (const snapshotter of await this.snapshotters()) {
+        const r = await collectSnapshots(snapshotter, needed.chains, { dryRun, startedAt });
+        snapshots.push(...r.removed);
+        for (const f of r.failed) warnings.push(`snapshot ${f.key} (${snapshotter.name}) kept: ${f.error}`);
+      }
+    }
+    const blobs = await collectGarbage(this.store, { dryRun });
+    return { ...blobs, untagged, snapshots, reclaimed, staleMounts, warnings };
+  }
+
+  /** `fsck`: every blob's digest, every reference, every backend's snapshots and mounts. */
+  async verify(options: { repair?: boolean; onProblem?: (p: StoreProblem) => void } = {}): Promise<VerifyResult> {
+    return verifyStore(this.store, { snapshotters: await this.snapshotters(), ...options });
+  }
+
+  /** Docker's `info` storage section for this store. */
+  async info(): Promise<EngineInfo> {
+    const driver = await this.driver();
+    await mkdirAll(driver.root);
+    const [status, backing, dtype, disk, tags, snapshots] = await Promise.all([
+      driverStatus(driver.name, driver.root),
+      backingFilesystem(driver.root),
+      supportsDType(driver.root),
+      this.store.diskUsage(),
+      this.store.listTags(),
+      this.usage().then((u) => u.snapshots),
+    ]);
+    const bySnapshotter: Record<string, number> = {};
+    for (const s of snapshots) bySnapshotter[s.snapshotter] = (bySnapshotter[s.snapshotter] ?? 0) + 1;
+    return {
+      storeRoot: this.store.root,
+      driver,
+      driverStatus: status,
+      backingFilesystem: backing,
+      supportsDType: dtype,
+      images: tags.length,
+      blobs: { count: disk.blobs, bytes: disk.bytes },
+      snapshots: { count: snapshots.length, bytes: snapshots.reduce((sum, s) => sum + s.size, 0), bySnapshotter },
+      mounts: (await this.mounts.list()).length,
+      kernel: kernelLimits(),
+    };
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new FailedPreconditionError('the Engine is closed');
+  }
+
+  /** Closes the snapshotters and the registry client. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const opened of this.opened.values()) await (await opened.catch(() => undefined))?.close();
+    this.opened.clear();
+    await this.client?.close?.();
+  }
+}
