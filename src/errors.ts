@@ -35,7 +35,8 @@ export type ErrorCode =
   | 'ERR_MOUNT'
   | 'ERR_UNSAFE_PATH'
   | 'ERR_APPLY'
-  | 'ERR_NATIVE_ADDON';
+  | 'ERR_NATIVE_ADDON'
+  | 'ERR_DRIVER_UNSUPPORTED';
 
 export class StratumError extends Error {
   readonly code: ErrorCode;
@@ -164,6 +165,13 @@ export class CredentialsError extends StratumError {
 export class ConfigError extends StratumError {
   constructor(readonly source: string, readonly field: string, reason: string) {
     super('ERR_CONFIG', `${source}: ${field}: ${reason}`);
+  }
+}
+
+/** A storage driver that cannot work where the store is (Docker's graphdriver refusals). */
+export class UnsupportedDriverError extends StratumError {
+  constructor(message: string) {
+    super('ERR_DRIVER_UNSUPPORTED', message);
   }
 }
 

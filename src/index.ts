@@ -69,3 +69,7 @@ export { openSnapshotter, defaultSnapshotter, reclaimTemporaries, type Snapshott
 
 // Decompression.
 export { uncompressedDigest, detectCompression, decompressor } from './unpack/decompress.js';
+
+// Storage drivers: which backend a store uses, chosen as Docker's daemon chooses its graph driver.
+export { backingFilesystem, supportsDType, normalizeDriverName, checkStorageDriver, chooseStorageDriver, driverStatus, kernelLimits, zfsDatasetAt, FS_NAMES } from './snapshotter/driver.js';
+export { readStoreConfig, writeStoreConfig, STORE_CONFIG_FILE, type StoreConfig } from './engine/store-config.js';

@@ -24,7 +24,7 @@ import { openSnapshotter, SNAPSHOTTER_NAMES, type SnapshotterName } from '../sna
 import type { Info, Mount, Snapshotter, SnapshotOptions, Usage } from '../snapshotter/snapshotter.js';
 import { isMountPoint, mountAll, unmountAll } from '../snapshotter/mount.js';
 import { reclaimTemporaries, type ReclaimedTemporaries } from '../snapshotter/temporaries.js';
-import { backingFilesystem, chooseStorageDriver, driverStatus, kernelLimits, normalizeDriverName, supportsDType } from '../snapshotter/driver.js';
+import { backingFilesystem, chooseStorageDriver, driverStatus, ensureZfsRoot, kernelLimits, normalizeDriverName, supportsDType } from '../snapshotter/driver.js';
 import { loadNative } from '../sys/native.js';
 import { mkdirAll } from '../sys/mkdir-all.js';
 import { AlreadyExistsError, FailedPreconditionError, isStratumError, NotFoundError } from '../errors.js';
@@ -221,7 +221,7 @@ export class Engine {
       const checked = await chooseStorageDriver({ root: rootFor(name), requested: name });
       if (saved === undefined) {
         await record(checked.name);
-        return { name: checked.name, root: rootFor(checked.name), reason: `${source}; recorded as the store's driver` };
+        return { name: checked.name, root: rootFor(checked.name), reason: `${source} (${checked.reason}); recorded as the store's driver` };
       }
       if (saved !== checked.name) {
         this.warn(`using the ${checked.name} storage driver (${source}), not the store's ${saved}`);
@@ -271,6 +271,7 @@ export class Engine {
     this.checkOpen();
     const choice = await this.driver();
     if (this.options.batchPoolThreads) loadNative().batchPoolThreads();
+    if (choice.name === 'zfs') await ensureZfsRoot(choice.root);
     return this.openAt(choice.name, choice.root, true);
   }
 

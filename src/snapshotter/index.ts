@@ -1,7 +1,4 @@
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
-import { mountAll, unmountAll } from './mount.js';
 import { BtrfsSnapshotter } from './btrfs/btrfs.js';
 import { ZfsSnapshotter } from './zfs/zfs.js';
 import { NativeSnapshotter } from './native/native.js';
@@ -12,8 +9,9 @@ import { ensurePrivateDir } from '../sys/mkdir-all.js';
 import { checkLocation } from '../oci/location.js';
 import { reclaimTemporaries } from './temporaries.js';
 
-export type SnapshotterName = 'overlay' | 'native' | 'btrfs' | 'zfs';
-export const SNAPSHOTTER_NAMES: readonly SnapshotterName[] = ['overlay', 'native', 'btrfs', 'zfs'];
+export { SNAPSHOTTER_NAMES, type SnapshotterName } from './names.js';
+import { SNAPSHOTTER_NAMES, type SnapshotterName } from './names.js';
+import { hasSysAdmin, overlayTestMount } from './driver.js';
 
 /**
  * Opens (creating if needed) the snapshotter `name` on `root`, and removes what processes that
@@ -52,34 +50,7 @@ async function openBackend(name: SnapshotterName, root: string): Promise<Snapsho
 export async function defaultSnapshotter(probeDir?: string): Promise<SnapshotterName> {
   if (!kernelHasOverlay() || !(await hasSysAdmin())) return 'native';
   if (probeDir === undefined) return 'overlay';
-  return (await overlayWorksIn(probeDir)) ? 'overlay' : 'native';
-}
-
-async function hasSysAdmin(): Promise<boolean> {
-  try {
-    const status = await readFile('/proc/self/status', 'utf8');
-    const hex = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1];
-    return hex !== undefined && (BigInt(`0x${hex}`) & (1n << 21n)) !== 0n;
-  } catch {
-    return false;
-  }
-}
-
-async function overlayWorksIn(dir: string): Promise<boolean> {
-  await mkdir(dir, { recursive: true });
-  const probe = await mkdtemp(join(dir, '.overlay-probe-'));
-  const [lower1, lower2, upper, work, merged] = ['l1', 'l2', 'u', 'w', 'm'].map((d) => join(probe, d)) as [string, string, string, string, string];
-  try {
-    for (const d of [lower1, lower2, upper, work, merged]) await mkdir(d);
-    await mountAll([{ type: 'overlay', source: 'overlay', options: [`lowerdir=${lower1}:${lower2}`, `upperdir=${upper}`, `workdir=${work}`] }], merged);
-    await unmountAll(merged);
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await unmountAll(merged, true).catch(() => {});
-    await rm(probe, { recursive: true, force: true });
-  }
+  return (await overlayTestMount(probeDir)) === undefined ? 'overlay' : 'native';
 }
 
 export type { Snapshotter, Info, Kind, Mount, Usage, SnapshotOptions, CommitOptions, WalkFunc, SnapshotProblem } from './snapshotter.js';

@@ -1,0 +1,120 @@
+/**
+ * Storage-driver selection as Docker's daemon does it, on real filesystems: tmpfs, a loop-mounted
+ * btrfs, a mounted overlayfs, and a zfs-fuse pool when one can be started.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { after, describe, test } from 'node:test';
+import { backingFilesystem, checkStorageDriver, chooseStorageDriver, driverStatus, normalizeDriverName, supportsDType, isStratumError } from '../../src/index.js';
+import { mountLoopBtrfs } from '../helpers/btrfs.js';
+import { startFilePool } from '../helpers/zfs.js';
+import { TempDirs } from '../helpers/tmp.js';
+
+const run = promisify(execFile);
+const dirs = new TempDirs();
+after(() => dirs.cleanup());
+const ROOT = process.getuid?.() === 0 ? undefined : 'needs root: mounts';
+
+async function tmpfs(): Promise<{ dir: string; stop: () => Promise<void> }> {
+  const dir = await dirs.make('driver-tmpfs');
+  await run('mount', ['-t', 'tmpfs', 'tmpfs', dir]);
+  return { dir, stop: () => run('umount', [dir]).then(() => {}) };
+}
+
+describe('driver names', () => {
+  test('Docker names are aliases; unknown and unsupported names are refused with the choices', () => {
+    assert.equal(normalizeDriverName('overlay2'), 'overlay');
+    assert.equal(normalizeDriverName('vfs'), 'native');
+    assert.equal(normalizeDriverName('BTRFS'), 'btrfs');
+    for (const name of ['zfs', 'native', 'overlay']) assert.equal(normalizeDriverName(name), name);
+    assert.throws(() => normalizeDriverName('devicemapper'), (err: unknown) => isStratumError(err, 'ERR_INVALID_ARGUMENT') && /devicemapper is not supported by stratum.*overlay2 and vfs/.test((err as Error).message));
+    assert.throws(() => normalizeDriverName('overlay3'), /unknown storage driver "overlay3": use overlay, native, btrfs, zfs/);
+  });
+});
+
+describe('backing filesystem and choice', () => {
+  test('tmpfs: extfs-like d_type, overlay after a real test mount; native and btrfs checked', async (t) => {
+    if (ROOT) return t.skip(ROOT);
+    const fs = await tmpfs();
+    try {
+      assert.equal(await backingFilesystem(fs.dir), 'tmpfs');
+      assert.equal(await backingFilesystem(join(fs.dir, 'not', 'made', 'yet')), 'tmpfs', 'judged by the nearest existing parent');
+      assert.equal(await supportsDType(fs.dir), true);
+      const chosen = await chooseStorageDriver({ root: join(fs.dir, 'snapshots') });
+      assert.equal(chosen.name, 'overlay');
+      assert.match(chosen.reason, /backing tmpfs supports d_type and a test overlay of two lower layers mounted/);
+      assert.equal((await chooseStorageDriver({ root: fs.dir, requested: 'vfs' })).name, 'native');
+      await assert.rejects(checkStorageDriver('btrfs', fs.dir), /'btrfs' needs its snapshot root on a btrfs filesystem; .* is on tmpfs/);
+      await assert.rejects(checkStorageDriver('zfs', fs.dir), (err: unknown) => isStratumError(err, 'ERR_DRIVER_UNSUPPORTED'));
+      const status = Object.fromEntries(await driverStatus('overlay', fs.dir));
+      assert.equal(status['Backing Filesystem'], 'tmpfs');
+      assert.equal(status['Supports d_type'], 'true');
+      assert.equal(status['Native Overlay Diff'], 'false');
+      assert.ok(['true', 'false'].includes(status.userxattr!));
+      assert.ok(['true', 'false'].includes(status['using metacopy']!));
+    } finally {
+      await fs.stop();
+    }
+  });
+
+  test('btrfs: picked on btrfs without asking; its usage in the status', async (t) => {
+    if (ROOT) return t.skip(ROOT);
+    const fs = await mountLoopBtrfs(256);
+    if (typeof fs === 'string') return t.skip(fs);
+    try {
+      assert.equal(await backingFilesystem(fs.mnt), 'btrfs');
+      const chosen = await chooseStorageDriver({ root: join(fs.mnt, 'store', 'snapshots') });
+      assert.deepEqual(chosen, { name: 'btrfs', reason: 'the store is on btrfs' });
+      const status = Object.fromEntries(await driverStatus('btrfs', fs.mnt));
+      assert.equal(status['Backing Filesystem'], 'btrfs');
+      assert.ok(Number(status['Device Size']) >= 200 * 1024 * 1024, JSON.stringify(status));
+      assert.ok(Number(status.Used) > 0);
+      assert.match(status['Build Version']!, /btrfs-progs/);
+    } finally {
+      await fs.unmount();
+    }
+  });
+
+  test('overlayfs: overlay is refused with Docker’s message; with no request native is chosen and says why', async (t) => {
+    if (ROOT) return t.skip(ROOT);
+    const base = await dirs.make('driver-ovl');
+    const [lower, upper, work, merged] = ['l', 'u', 'w', 'm'].map((d) => join(base, d)) as [string, string, string, string];
+    for (const d of [lower, upper, work, merged]) await mkdir(d);
+    await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, merged]);
+    try {
+      assert.equal(await backingFilesystem(merged), 'overlayfs');
+      await assert.rejects(chooseStorageDriver({ root: merged, requested: 'overlay2' }), (err: unknown) => isStratumError(err, 'ERR_DRIVER_UNSUPPORTED') && /^'overlay' is not supported over overlayfs/.test((err as Error).message));
+      const chosen = await chooseStorageDriver({ root: join(merged, 'store') });
+      assert.equal(chosen.name, 'native');
+      assert.match(chosen.reason, /native, because 'overlay' is not supported over overlayfs/);
+    } finally {
+      await run('umount', [merged]);
+    }
+  });
+
+  test('zfs: a store inside a ZFS dataset picks zfs; the status names pool, dataset and space', { timeout: 180_000 }, async (t) => {
+    if (ROOT) return t.skip(ROOT);
+    const pool = await startFilePool(256);
+    if (typeof pool === 'string') return t.skip(`zfs-fuse: ${pool}`);
+    try {
+      const dir = join(pool.mnt, 'stratum');
+      await mkdir(dir);
+      const dataset = await pool.datasetAt(dir);
+      assert.equal(await backingFilesystem(dir), 'zfs');
+      const chosen = await chooseStorageDriver({ root: join(dir, 'snapshots') });
+      assert.equal(chosen.name, 'zfs');
+      assert.match(chosen.reason, new RegExp(`ZFS dataset ${dataset}`));
+      const status = Object.fromEntries(await driverStatus('zfs', dir));
+      assert.equal(status.Zpool, pool.pool);
+      assert.equal(status['Zpool Health'], 'ONLINE');
+      assert.equal(status['Parent Dataset'], dataset);
+      assert.ok(Number(status['Space Available']) > 0);
+      await assert.rejects(checkStorageDriver('overlay', dir), /'overlay' is not supported over zfs/);
+    } finally {
+      await pool.stop();
+    }
+  });
+});
