@@ -60,6 +60,7 @@ export { pushImage, type PushOptions, type PushResult, type PushEvent } from './
 export { commitImage, type CommitImageOptions, type CommitImageResult } from './image/commit.js';
 export { writeTreeDiff, type DiffStats } from './image/diff.js';
 export { findImage, loadImage, loadImageByName, imageSize, type StoredImage } from './image/image.js';
+export { resolveImage, listImages, type ListedImage, type ImageListing } from './image/resolve.js';
 export { imageHistory, type HistoryRow } from './image/history.js';
 export { storeUsage, type StoreUsage, type ImageUsage, type LayerUsage } from './image/usage.js';
 export { verifyStore, type VerifyOptions, type VerifyResult, type StoreProblem, type StoreProblemKind } from './image/verify.js';

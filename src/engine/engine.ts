@@ -13,7 +13,8 @@ import type { RegistryConfig } from '../registry/hosts.js';
 import { pull, type PullEvent, type PullResult } from '../image/pull.js';
 import { pushImage, type PushEvent, type PushResult } from '../image/push.js';
 import { commitImage, type CommitImageResult } from '../image/commit.js';
-import { loadImageByName, type StoredImage } from '../image/image.js';
+import type { StoredImage } from '../image/image.js';
+import { listImages, resolveImage, type ImageListing, type ListedImage } from '../image/resolve.js';
 import { imageHistory, type HistoryRow } from '../image/history.js';
 import { storeUsage, type StoreUsage } from '../image/usage.js';
 import { verifyStore, type StoreProblem, type VerifyResult } from '../image/verify.js';
@@ -324,9 +325,50 @@ export class Engine {
 
   // ---- images ----
 
-  /** A stored image by any name `images` and `pull` show. */
-  async resolveImage(name: string, _options: { platform?: Platform } = {}): Promise<StoredImage> {
-    return loadImageByName(this.store, name);
+  /**
+   * A stored image by any name `images` and `pull` show: a tag in any spelling, `sha256:<image
+   * ID>`, an IMAGE ID prefix, `repo@sha256:<digest>`, a short name when unambiguous; a tag naming
+   * an index gives the host's platform (or `platform`).
+   */
+  async resolveImage(name: string, options: { platform?: Platform } = {}): Promise<ListedImage> {
+    return resolveImage(this.store, name, options);
+  }
+
+  /** Every image in the store (an index: each platform present), and the tags that could not be read. */
+  async listImages(): Promise<ImageListing> {
+    return listImages(this.store);
+  }
+
+  /**
+   * `docker rmi`: a tag removes that tag; an image ID (or prefix) removes every tag of that image,
+   * which needs `force` when there are several. Blobs and snapshots go at the next `gc`.
+   */
+  async removeImage(name: string, options: { force?: boolean } = {}): Promise<string[]> {
+    const tags = await this.store.listTags();
+    const ref = (() => {
+      try {
+        return parseReference(name).toString();
+      } catch {
+        return undefined;
+      }
+    })();
+    const exact = tags.find((t) => t.name === name || t.name === ref);
+    let names: string[];
+    if (exact) names = [exact.name];
+    else {
+      const image = await this.resolveImage(name);
+      const id = image.configDescriptor.digest;
+      const { images } = await this.listImages();
+      names = [...new Set(images.filter((i) => i.configDescriptor.digest === id).map((i) => i.name))];
+      const byId = /^(?:sha256:)?[0-9a-f]{4,64}$/.test(name.toLowerCase()) && !name.includes('/');
+      if (byId && names.length > 1 && !options.force) {
+        throw new FailedPreconditionError(`unable to remove image ${name} (must be forced): it is tagged in ${names.length} repositories (${names.sort().join(', ')})`);
+      }
+      if (!byId) names = [image.name];
+    }
+    const removed: string[] = [];
+    for (const tag of names) if (await this.store.removeTag(tag)) removed.push(tag);
+    return removed;
   }
 
   /** Pulls an image into the store and (unless `unpack: false`) unpacks it on the store's driver. */

@@ -20,7 +20,7 @@ import { mountTemporary, reclaimTemporaries, temporaryLabels, unmountTemporary }
 import type { Snapshotter } from '../snapshotter/snapshotter.js';
 import { createDigestWriter } from '../sys/native.js';
 import { writeTreeDiff } from './diff.js';
-import { loadImageByName } from './image.js';
+import { resolveImage } from './resolve.js';
 import { IMAGE_LABEL, MOUNTPOINT_LABEL } from './rootfs.js';
 
 export interface CommitImageOptions {
@@ -70,7 +70,7 @@ export async function commitImage(options: CommitImageOptions): Promise<CommitIm
   if (info.kind !== 'active') throw new FailedPreconditionError(`snapshot ${JSON.stringify(key)} is ${info.kind}: only an active snapshot (stratum mount --rw) can be committed to an image`);
   const imageName = options.image ?? info.labels[IMAGE_LABEL];
   if (imageName === undefined) throw new InvalidArgumentError(`snapshot ${JSON.stringify(key)} does not say which image it was made from (no ${IMAGE_LABEL} label): name the image`);
-  const image = await loadImageByName(store, imageName);
+  const image = await resolveImage(store, imageName);
   const top = chainIds(image.config.rootfs.diff_ids).at(-1);
   if (info.parent !== top) {
     throw new FailedPreconditionError(`snapshot ${JSON.stringify(key)} is not on the top layer of ${image.name}: its parent is ${info.parent ?? 'none'}, the image's top chainID ${top ?? 'none'}`);

@@ -4,7 +4,7 @@ import { parseReference, type Reference } from '../oci/reference.js';
 import type { OciStore } from '../oci/store.js';
 import type { RegistryClient } from '../registry/client.js';
 import { createLimiter } from '../registry/download.js';
-import { loadImageByName } from './image.js';
+import { resolveImage } from './resolve.js';
 
 export type PushEvent =
   /** The blobs about to be pushed: the layers in manifest order, then the config. */
@@ -47,7 +47,7 @@ export interface PushResult {
 export async function pushImage(source: string, destination: Reference | undefined, options: PushOptions): Promise<PushResult> {
   const { store, client, signal } = options;
   const emit = options.onEvent ?? (() => {});
-  const image = await loadImageByName(store, source);
+  const image = await resolveImage(store, source);
   const dest = destination ?? parseReference(image.name);
   if (dest.digest !== undefined && dest.digest !== image.descriptor.digest) {
     throw new InvalidArgumentError(`cannot push ${image.name} as ${dest}: its manifest digest is ${image.descriptor.digest}`);

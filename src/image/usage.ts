@@ -1,10 +1,11 @@
 import type { Digest } from '../oci/digest.js';
 import type { OciStore } from '../oci/store.js';
 import { collectGarbage } from '../oci/gc.js';
-import { imageSize, loadImage, type StoredImage } from './image.js';
+import { imageSize } from './image.js';
+import { listImages, type ListedImage } from './resolve.js';
 
 export interface ImageUsage {
-  image: StoredImage;
+  image: ListedImage;
   /** Layer bytes of the image. */
   size: number;
   /** Layer bytes this image shares with at least one other tagged image. */
@@ -33,11 +34,13 @@ export interface StoreUsage {
   /** Partial downloads waiting to be resumed, and their bytes. */
   ingestCount: number;
   ingestBytes: number;
+  /** Tags that could not be read (missing or damaged blobs); the rest are counted. */
+  warnings: Array<{ name: string; message: string }>;
 }
 
 /** What `stratum df` reports: per image size, shared and unique bytes, and what GC could reclaim. */
 export async function storeUsage(store: OciStore): Promise<StoreUsage> {
-  const images = await Promise.all((await store.listTags()).map((t) => loadImage(store, t)));
+  const { images, warnings } = await listImages(store);
   const users = new Map<Digest, { size: number; names: string[] }>();
   for (const image of images) {
     for (const layer of image.manifest.layers) {
@@ -65,5 +68,6 @@ export async function storeUsage(store: OciStore): Promise<StoreUsage> {
     reclaimableBlobs: gc.removed.length,
     ingestCount: disk.ingests,
     ingestBytes: disk.ingestBytes,
+    warnings,
   };
 }

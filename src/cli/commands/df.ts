@@ -12,13 +12,14 @@ SIZE, UNIQUE SIZE as docker system df -v counts them), each layer blob, and each
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseCommand(argv, { verbose: { type: 'boolean', short: 'v' }, format: { type: 'string', default: 'table' } });
   const { usage, root } = await withEngine(values as GlobalFlags, async (engine) => ({ usage: await engine.usage(), root: engine.root }));
-  const unpackedOf = new Map(usage.unpacked.map((u) => [u.name, u]));
+  for (const w of usage.warnings) process.stderr.write(`stratum: warning: cannot read image ${w.name}: ${w.message}\n`);
   if (values.format === 'json') {
     const out = {
-      images: usage.images.map((u) => {
-        const unpacked = unpackedOf.get(u.image.name);
+      images: usage.images.map((u, i) => {
+        const unpacked = usage.unpacked[i];
         return {
           name: u.image.name,
+          ...(u.image.platform ? { platform: u.image.platform } : {}),
           id: u.image.configDescriptor.digest,
           size: u.size,
           sharedSize: u.sharedSize,
@@ -62,9 +63,9 @@ export async function run(argv: string[]): Promise<number> {
     out.push(
       table(
         ['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE', 'SHARED SIZE', 'UNIQUE SIZE', 'BLOBS'],
-        usage.images.map((u) => {
+        usage.images.map((u, i) => {
           const { repository, tag } = repositoryAndTag(u.image.name);
-          const unpacked = unpackedOf.get(u.image.name);
+          const unpacked = usage.unpacked[i];
           const sizes = unpacked?.unpacked ? [humanSize(unpacked.size), humanSize(unpacked.sharedSize), humanSize(unpacked.uniqueSize)] : ['-', '-', '-'];
           return [repository, tag, shortDigest(u.image.configDescriptor.digest), timeAgo(u.image.config.created), ...sizes, humanSize(u.size)];
         }),

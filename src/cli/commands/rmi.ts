@@ -1,23 +1,21 @@
-import { parseArgs } from 'node:util';
-import { parseReference } from '../../oci/reference.js';
-import { NotFoundError } from '../../errors.js';
-import { GLOBAL_OPTIONS, openStore, type GlobalFlags } from '../context.js';
+import { parseCommand, withEngine, type GlobalFlags } from '../context.js';
 
-export const usage = `Usage: stratum rmi [--store DIR] NAME[:TAG|@DIGEST]...
+export const usage = `Usage: stratum rmi [-f] [--store DIR] IMAGE...
 
-Remove image tags from the store; run \`stratum gc\` to free their blobs.`;
+Remove image tags from the store: a tag removes that tag, an image ID (or a prefix of it, as
+\`images\` prints it) every tag of that image (-f when there are several). Run \`stratum gc\` to
+free their blobs and unpacked snapshots.`;
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { ...GLOBAL_OPTIONS } });
+  const { values, positionals } = parseCommand(argv, { force: { type: 'boolean', short: 'f' } });
   if (positionals.length === 0) {
     process.stderr.write(`${usage}\n`);
     return 2;
   }
-  const store = await openStore(values as GlobalFlags);
-  for (const input of positionals) {
-    const name = parseReference(input).toString();
-    if (!(await store.removeTag(name))) throw new NotFoundError(`image ${input} not found in the store (looked for ${name})`);
-    process.stdout.write(`Untagged: ${name}\n`);
-  }
+  await withEngine(values as GlobalFlags, async (engine) => {
+    for (const input of positionals) {
+      for (const name of await engine.removeImage(input, { force: values.force === true })) process.stdout.write(`Untagged: ${name}\n`);
+    }
+  });
   return 0;
 }
