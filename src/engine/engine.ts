@@ -113,6 +113,8 @@ export interface EngineUsage extends StoreUsage {
   snapshotBytes: number;
   /** Layer snapshots `gc` would remove (no image needs them), and their bytes. */
   reclaimableSnapshots: { count: number; bytes: number };
+  /** Images a mount or a writable snapshot uses (docker's ACTIVE images: those with containers). */
+  activeImages: string[];
   /** Per image (same order as `images`): its unpacked size on the driver, shared and unique. */
   unpacked: Array<{ name: string; unpacked: boolean; size: number; sharedSize: number; uniqueSize: number }>;
 }
@@ -214,14 +216,15 @@ export class Engine {
     const requested = this.options.storageDriver ?? (fromEnv ? fromEnv : undefined);
     const source = this.options.storageDriver !== undefined ? (this.options.storageDriverSource ?? "the Engine's options") : '$STRATUM_SNAPSHOTTER';
     const rootFor = (name: SnapshotterName) => this.options.snapshotRoot ?? (this.env.STRATUM_SNAPSHOT_ROOT || this.snapshotsDir(name));
-    const record = async (name: SnapshotterName) => writeStoreConfig(this.store.root, { ...config, 'storage-driver': name });
+    // Why it was chosen is kept beside it, so `info` can still say so later.
+    const record = async (name: SnapshotterName, why: string) => writeStoreConfig(this.store.root, { ...config, 'storage-driver': name, 'storage-driver-chosen': why });
 
     if (requested !== undefined) {
       const name = normalizeDriverName(requested);
       await mkdirAll(rootFor(name));
       const checked = await chooseStorageDriver({ root: rootFor(name), requested: name });
       if (saved === undefined) {
-        await record(checked.name);
+        await record(checked.name, `${source}: ${checked.reason}`);
         return { name: checked.name, root: rootFor(checked.name), reason: `${source} (${checked.reason}); recorded as the store's driver` };
       }
       if (saved !== checked.name) {
@@ -230,19 +233,23 @@ export class Engine {
       }
       return { name: saved, root: rootFor(saved), reason: `${source} (the store's driver too)` };
     }
-    if (saved !== undefined) return { name: saved, root: rootFor(saved), reason: `the store's driver (${join(this.store.root, 'stratum.json')})` };
+    if (saved !== undefined) {
+      const why = typeof config['storage-driver-chosen'] === 'string' ? `; chosen on first use: ${config['storage-driver-chosen']}` : '';
+      return { name: saved, root: rootFor(saved), reason: `the store's driver (${join(this.store.root, 'stratum.json')})${why}` };
+    }
 
     // A store made before drivers were recorded: the backend that holds its snapshots.
     const existing = await this.existingBackends();
     if (existing.length === 1) {
       const name = existing[0]!;
-      await record(name);
-      return { name, root: rootFor(name), reason: `the backend of the store's existing snapshots; recorded as the store's driver` };
+      const why = `the backend of the store's existing snapshots`;
+      await record(name, why);
+      return { name, root: rootFor(name), reason: `${why}; recorded as the store's driver` };
     }
     const probeRoot = this.options.snapshotRoot ?? (this.env.STRATUM_SNAPSHOT_ROOT || join(this.store.root, 'snapshots'));
     await mkdirAll(probeRoot);
     const chosen = await chooseStorageDriver({ root: probeRoot });
-    await record(chosen.name);
+    await record(chosen.name, chosen.reason);
     return { name: chosen.name, root: rootFor(chosen.name), reason: `${chosen.reason}; recorded as the store's driver` };
   }
 
@@ -693,7 +700,10 @@ export class Engine {
         }
       }
     }
-    return { ...base, snapshots, snapshotBytes: snapshots.reduce((sum, s) => sum + s.size, 0), reclaimableSnapshots, unpacked };
+    const activeImages = new Set<string>();
+    for (const s of snapshots) if (s.kind !== 'committed' && s.labels[IMAGE_LABEL] !== undefined) activeImages.add(s.labels[IMAGE_LABEL]);
+    for (const r of records) if (r.image !== undefined) activeImages.add(r.image);
+    return { ...base, snapshots, snapshotBytes: snapshots.reduce((sum, s) => sum + s.size, 0), reclaimableSnapshots, activeImages: [...activeImages].sort(), unpacked };
   }
 
   /**

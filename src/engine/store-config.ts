@@ -12,6 +12,8 @@ export const STORE_CONFIG_FILE = 'stratum.json';
 export interface StoreConfig {
   'storage-driver'?: string;
   'storage-opts'?: string[];
+  /** Why the driver was chosen on first use (the backing filesystem, a flag), for `stratum info`. */
+  'storage-driver-chosen'?: string;
   [key: string]: unknown;
 }
 

@@ -51,7 +51,7 @@ export async function run(argv: string[]): Promise<number> {
     table(
       ['TYPE', 'TOTAL', 'ACTIVE', 'SIZE', 'RECLAIMABLE'],
       [
-        ['Images', String(usage.images.length), String(usage.unpacked.filter((u) => u.unpacked).length), humanSize(imageBytes, 4), '0B (0%)'],
+        ['Images', String(usage.images.length), String(new Set(usage.images.map((u) => u.image.name).filter((n) => usage.activeImages.includes(n))).size), humanSize(imageBytes, 4), '0B (0%)'],
         ['Snapshots', String(usage.snapshots.length), String(active), humanSize(usage.snapshotBytes, 4), reclaim(usage.reclaimableSnapshots.bytes, usage.snapshotBytes)],
         ['Unreferenced blobs', String(usage.reclaimableBlobs), '0', humanSize(usage.reclaimableBytes, 4), reclaim(usage.reclaimableBytes, usage.reclaimableBytes)],
         ['Partial downloads', String(usage.ingestCount), '0', humanSize(usage.ingestBytes, 4), reclaim(usage.reclaimableIngestBytes, usage.ingestBytes)],
