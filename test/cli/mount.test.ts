@@ -9,11 +9,10 @@ import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chainIds, type Digest } from '../../src/oci/digest.js';
-import { buildLayer, random, type EntrySpec } from '../fixtures/layers.js';
-import { writeOciLayout } from '../fixtures/layout.js';
-import { pushOciLayout } from '../fixtures/push.js';
+import { random, type EntrySpec } from '../fixtures/layers.js';
+import { pushStackedImages } from '../fixtures/push.js';
 import { sharedRegistry, type TestRegistry } from '../helpers/registry.js';
-import { runCli, type CliResult } from '../helpers/cli.js';
+import { isolatedCliEnv, runCli, type CliResult } from '../helpers/cli.js';
 import { mountPoints, TempDirs } from '../helpers/tmp.js';
 
 const tmpDirs = new TempDirs();
@@ -39,20 +38,13 @@ const APP: EntrySpec[] = [
 
 let registry: TestRegistry | undefined;
 let env: NodeJS.ProcessEnv = {};
-const refs: Record<'one' | 'two', { reference: string; diffIds: Digest[] }> = {} as never;
+let refs: Record<'one' | 'two', { reference: string; diffIds: Digest[] }>;
 
 before(async () => {
   if (MISSING) return;
   registry = await sharedRegistry();
-  const home = await tmp('mount-home');
-  env = { XDG_CONFIG_HOME: home, DOCKER_CONFIG: home, STRATUM_CONFIG: '', STRATUM_SNAPSHOTTER: '', STRATUM_SNAPSHOT_ROOT: '' };
-  const work = await tmp('mount-images');
-  const [base, app] = await Promise.all([BASE, APP].map((e) => buildLayer(e, { compression: 'gzip', dir: join(work, 'layers') })));
-  for (const [name, layers] of [['one', [base!]], ['two', [base!, app!]]] as const) {
-    const layout = await writeOciLayout(join(work, name), [{ tag: '1', layers }]);
-    await pushOciLayout(layout.dir, '1', registry, `mount/${name}:1`, 'oci');
-    refs[name] = { reference: `${registry.host}/mount/${name}:1`, diffIds: layout.manifests[0]!.config.rootfs.diff_ids };
-  }
+  env = isolatedCliEnv(await tmp('mount-home'));
+  refs = await pushStackedImages(registry, await tmp('mount-images'), 'mount', [BASE, APP], { one: [0], two: [0, 1] });
 });
 
 after(async () => {

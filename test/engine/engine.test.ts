@@ -11,12 +11,11 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { Engine } from '../../src/index.js';
-import { chainIds, type Digest } from '../../src/oci/digest.js';
-import { buildLayer, random, type EntrySpec } from '../fixtures/layers.js';
-import { writeOciLayout } from '../fixtures/layout.js';
-import { pushOciLayout } from '../fixtures/push.js';
+import type { Digest } from '../../src/oci/digest.js';
+import { random, type EntrySpec } from '../fixtures/layers.js';
+import { pushStackedImages } from '../fixtures/push.js';
 import { sharedRegistry, type TestRegistry } from '../helpers/registry.js';
-import { runCli, type CliResult } from '../helpers/cli.js';
+import { isolatedCliEnv, needsRootAndRegistry, runCli, type CliResult } from '../helpers/cli.js';
 import { mountPoints, TempDirs } from '../helpers/tmp.js';
 import { mountLoopBtrfs, deleteSubvolumesUnder, type LoopBtrfs } from '../helpers/btrfs.js';
 
@@ -24,12 +23,7 @@ const run = promisify(execFile);
 const tmpDirs = new TempDirs();
 const tmp = (prefix: string) => tmpDirs.make(prefix);
 
-function missing(): string | undefined {
-  if (process.getuid?.() !== 0) return 'needs root: overlay and bind mounts';
-  if (!existsSync('/usr/bin/docker-registry')) return '/usr/bin/docker-registry is not installed';
-  return undefined;
-}
-const MISSING = missing();
+const MISSING = needsRootAndRegistry();
 
 const BASE: EntrySpec[] = [
   { type: 'dir', path: 'etc' },
@@ -44,20 +38,13 @@ const APP: EntrySpec[] = [
 
 let registry: TestRegistry | undefined;
 let env: NodeJS.ProcessEnv = {};
-const refs: Record<'one' | 'two', { reference: string; chain: Digest[] }> = {} as never;
+let refs: Record<'one' | 'two', { reference: string; chain: Digest[] }>;
 
 before(async () => {
   if (MISSING) return;
   registry = await sharedRegistry();
-  const home = await tmp('engine-home');
-  env = { XDG_CONFIG_HOME: home, DOCKER_CONFIG: home, STRATUM_CONFIG: '', STRATUM_SNAPSHOTTER: '', STRATUM_SNAPSHOT_ROOT: '' };
-  const work = await tmp('engine-images');
-  const [base, app] = await Promise.all([BASE, APP].map((e) => buildLayer(e, { compression: 'gzip', dir: join(work, 'layers') })));
-  for (const [name, layers] of [['one', [base!]], ['two', [base!, app!]]] as const) {
-    const layout = await writeOciLayout(join(work, name), [{ tag: '1', layers }]);
-    await pushOciLayout(layout.dir, '1', registry, `engine/${name}:1`, 'oci');
-    refs[name] = { reference: `${registry.host}/engine/${name}:1`, chain: chainIds(layout.manifests[0]!.config.rootfs.diff_ids) };
-  }
+  env = isolatedCliEnv(await tmp('engine-home'));
+  refs = await pushStackedImages(registry, await tmp('engine-images'), 'engine', [BASE, APP], { one: [0], two: [0, 1] });
 });
 
 after(async () => {

@@ -12,7 +12,7 @@ import { buildLayer, type EntrySpec } from '../fixtures/layers.js';
 import { writeOciLayout } from '../fixtures/layout.js';
 import { pushOciLayout } from '../fixtures/push.js';
 import { sharedRegistry, type TestRegistry } from '../helpers/registry.js';
-import { runCli } from '../helpers/cli.js';
+import { isolatedCliEnv, runCli } from '../helpers/cli.js';
 import { TempDirs } from '../helpers/tmp.js';
 
 const run = promisify(execFile);
@@ -47,7 +47,7 @@ test('examples/build-tool.js pulls, mounts a writable snapshot, writes and delet
   const store = await tmpDirs.make('example-store');
   const out = join(await tmpDirs.make('example-out'), 'rootfs.tar');
   const home = await tmpDirs.make('example-home');
-  const env = { ...process.env, XDG_CONFIG_HOME: home, DOCKER_CONFIG: home, STRATUM_CONFIG: '', STRATUM_SNAPSHOTTER: '', STRATUM_SNAPSHOT_ROOT: '' };
+  const env = { ...process.env, ...isolatedCliEnv(home) };
   const { stdout } = await run(process.execPath, ['dist/examples/build-tool.js', '--store', store, reference, 'example/built:1', out], { env });
   assert.match(stdout, /committed docker\.io\/example\/built:1: id sha256:[0-9a-f]{64}, layer sha256:[0-9a-f]{64} \(\d+ entries, 1 whiteouts\)/);
   const names = (await run('tar', ['-tf', out])).stdout.split('\n').map((n) => n.replace(/^\.\//, ''));

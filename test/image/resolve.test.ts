@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { shortDigest } from '../../src/oci/digest.js';
 import { hostPlatform, formatPlatform } from '../../src/oci/platform.js';
 import { sharedRegistry, type TestRegistry } from '../helpers/registry.js';
-import { runCli, type CliResult } from '../helpers/cli.js';
+import { isolatedCliEnv, runCli, type CliResult } from '../helpers/cli.js';
 import { TempDirs } from '../helpers/tmp.js';
 import { pushFixtures, type PushedFixtures } from '../fixtures/images.js';
 
@@ -37,7 +37,7 @@ before(async () => {
   registry = await sharedRegistry({ schema1: true });
   fixtures = await pushFixtures(registry);
   const home = await dirs.make('resolve-home');
-  env = { XDG_CONFIG_HOME: home, DOCKER_CONFIG: home, STRATUM_CONFIG: '', STRATUM_SNAPSHOTTER: '', STRATUM_SNAPSHOT_ROOT: '' };
+  env = isolatedCliEnv(home);
   store = join(await dirs.make('resolve'), 'store');
   await ok('pull', '--no-unpack', fixtures.base.reference);
   await ok('pull', '--no-unpack', fixtures.app.reference);
