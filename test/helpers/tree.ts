@@ -12,7 +12,8 @@ import { isUtf8 } from 'node:buffer';
 import { pipeline } from 'node:stream/promises';
 
 
-export type TreeEntryType = 'file' | 'dir' | 'symlink' | 'char' | 'block' | 'fifo' | 'socket';
+import { typeOf, type TreeEntryType } from '../../src/snapshotter/testsuite/tree.js';
+export { typeOf, type TreeEntryType };
 
 export interface TreeEntry {
   /** Relative to the snapshot's root, `/`-separated; the root itself is `.`. */
@@ -115,17 +116,6 @@ export async function snapshotTree(dir: string, opts: SnapshotOptions = {}): Pro
     entries.push(entry);
   }
   return entries.sort((a, b) => comparePaths(a.path, b.path));
-}
-
-/** The entry type an lstat result describes. */
-export function typeOf(st: BigIntStats): TreeEntryType {
-  if (st.isFile()) return 'file';
-  if (st.isDirectory()) return 'dir';
-  if (st.isSymbolicLink()) return 'symlink';
-  if (st.isCharacterDevice()) return 'char';
-  if (st.isBlockDevice()) return 'block';
-  if (st.isFIFO()) return 'fifo';
-  return 'socket';
 }
 
 /** glibc's gnu_dev_major / gnu_dev_minor. */

@@ -9,7 +9,7 @@ import { isSubvolume } from '../../../src/snapshotter/btrfs/btrfs.js';
 import { openSnapshotter } from '../../../src/snapshotter/index.js';
 import { MetadataStore } from '../../../src/snapshotter/metadata.js';
 import { tempDir } from '../../helpers/tmp.js';
-import type { Register } from './suite.js';
+import type { Register } from '../../../src/snapshotter/testsuite/suite.js';
 
 const run = promisify(execFile);
 

@@ -2,7 +2,7 @@ import { after, before } from 'node:test';
 import { openSnapshotter } from '../../../src/snapshotter/index.js';
 import { deleteSubvolumesUnder, mountLoopBtrfs, type LoopBtrfs } from '../../helpers/btrfs.js';
 import { registerBtrfsSpecifics } from './btrfs-specifics.js';
-import { runConformance } from './suite.js';
+import { runConformance } from '../../../src/snapshotter/testsuite/suite.js';
 
 let fs: LoopBtrfs | string = 'the btrfs was not set up';
 before(async () => {

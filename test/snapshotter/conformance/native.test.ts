@@ -1,5 +1,5 @@
 import { openSnapshotter } from '../../../src/snapshotter/index.js';
-import { runConformance } from './suite.js';
+import { runConformance } from '../../../src/snapshotter/testsuite/suite.js';
 
 runConformance({
   name: 'native',

@@ -4,7 +4,7 @@ import { access, readdir, readFile, writeFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { parseOverlayOptions } from '../../../src/snapshotter/mount.js';
 import type { Mount } from '../../../src/snapshotter/snapshotter.js';
-import type { Register } from './suite.js';
+import type { Register } from '../../../src/snapshotter/testsuite/suite.js';
 
 const isBind = (m: Mount): boolean => m.type === 'bind' || m.options.includes('bind') || m.options.includes('rbind');
 

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { openSnapshotter } from '../../../src/snapshotter/index.js';
 import { registerOverlaySpecifics } from './overlay-specifics.js';
-import { runConformance } from './suite.js';
+import { runConformance } from '../../../src/snapshotter/testsuite/suite.js';
 
 runConformance(
   {

@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import { readdir, realpath, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { Register } from './suite.js';
+import type { Register } from '../../../src/snapshotter/testsuite/suite.js';
 
 const run = promisify(execFile);
 

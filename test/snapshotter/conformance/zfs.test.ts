@@ -10,7 +10,7 @@ import { TempDirs } from '../../helpers/tmp.js';
 import { umociUnpack } from '../../helpers/tools.js';
 import { assertSameTree, snapshotTree } from '../../helpers/tree.js';
 import { startFilePool, type FilePool } from '../../helpers/zfs.js';
-import { runConformance } from './suite.js';
+import { runConformance } from '../../../src/snapshotter/testsuite/suite.js';
 import { registerZfsSpecifics } from './zfs-specifics.js';
 
 // One pool (and zfs-fuse daemon) for everything zfs in the suite: this file only.

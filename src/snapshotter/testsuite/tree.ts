@@ -6,9 +6,22 @@
 import { createHash } from 'node:crypto';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { typeOf, type TreeEntryType } from '../../helpers/tree.js';
+import type { BigIntStats } from 'node:fs';
 
+/** What kind of entry an lstat result describes. */
+export type TreeEntryType = 'file' | 'dir' | 'symlink' | 'char' | 'block' | 'fifo' | 'socket';
 export type EntryType = TreeEntryType;
+
+/** The entry type an lstat result describes. */
+export function typeOf(st: BigIntStats): TreeEntryType {
+  if (st.isFile()) return 'file';
+  if (st.isDirectory()) return 'dir';
+  if (st.isSymbolicLink()) return 'symlink';
+  if (st.isCharacterDevice()) return 'char';
+  if (st.isBlockDevice()) return 'block';
+  if (st.isFIFO()) return 'fifo';
+  return 'socket';
+}
 
 export interface TreeEntry {
   type: EntryType;

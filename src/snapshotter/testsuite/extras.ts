@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { chmod, link, lstat, mkdir, open, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '../../../src/errors.js';
+import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '../../errors.js';
 import { diskBytes, expectError } from './harness.js';
 import type { Register } from './suite.js';
 import { hardlinkGroups, snapshotTree } from './tree.js';

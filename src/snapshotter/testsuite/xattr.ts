@@ -5,7 +5,7 @@
  */
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import type { NativeBinding } from '../../../src/sys/native.js';
+import type { NativeBinding } from '../../sys/native.js';
 import type { XattrReader } from './tree.js';
 
 export interface Xattrs {
@@ -31,7 +31,7 @@ async function load(): Promise<Xattrs | string> {
   const reasons: string[] = [];
   let binding: NativeBinding | undefined;
   try {
-    const mod = (await import('../../../src/sys/native.js')) as Record<string, unknown>;
+    const mod = (await import('../../sys/native.js')) as Record<string, unknown>;
     for (const name of ['loadNative', 'getNative', 'nativeBinding', 'native', 'binding', 'default']) {
       let candidate = mod[name];
       try {

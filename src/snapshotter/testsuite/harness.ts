@@ -6,18 +6,22 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { lstat, mkdir, mkdtemp, readdir, readFile, rm, rmdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { StratumError } from '../../../src/errors.js';
-import { mountAll, unmountAll } from '../../../src/snapshotter/mount.js';
-import type { Info, Mount, SnapshotOptions, Snapshotter } from '../../../src/snapshotter/snapshotter.js';
-import { tempDir } from '../../helpers/tmp.js';
+import { StratumError } from '../../errors.js';
+import { mountAll, unmountAll } from '../mount.js';
+import type { Info, Mount, SnapshotOptions, Snapshotter } from '../snapshotter.js';
 
 const run = promisify(execFile);
 
+/** A snapshotter backend under test: how to open it, and what it needs. */
 export interface Backend {
+  /** Shown in test names (`snapshotter conformance: NAME`). */
   name: string;
+  /** Opens the backend on `root`, a new empty directory for each test (reopened on the same root by some tests). */
   open(root: string): Promise<Snapshotter>;
+  /** Why the backend cannot run here (no loop device, no FUSE…): every test then skips, loudly, with it. */
   skipReason?: () => Promise<string | undefined>;
   /** Where each test's temp directory is made (a filesystem the backend needs); default the OS temp dir. */
   tempParent?: () => string;
@@ -42,7 +46,7 @@ export class Harness {
 
   static async open(backend: Backend): Promise<Harness> {
     const parent = backend.tempParent?.();
-    const base = parent ? await mkdtemp(join(parent, `conformance-${backend.name}-`)) : await tempDir(`conformance-${backend.name}`);
+    const base = parent ? await mkdtemp(join(parent, `conformance-${backend.name}-`)) : await mkdtemp(join(tmpdir(), `stratum-conformance-${backend.name}-`));
     const root = join(base, 'root');
     const scratch = join(base, 'scratch');
     await mkdir(root);

@@ -2,8 +2,8 @@
 import assert from 'node:assert/strict';
 import { chmod, chown, lchown, link, lstat, mkdir, readdir, readFile, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { AlreadyExistsError, FailedPreconditionError } from '../../../src/errors.js';
-import type { Mount } from '../../../src/snapshotter/snapshotter.js';
+import { AlreadyExistsError, FailedPreconditionError } from '../../errors.js';
+import type { Mount } from '../snapshotter.js';
 import { expectError, nextSecond } from './harness.js';
 import type { Register } from './suite.js';
 import { hardlinkGroups, listing, snapshotTree } from './tree.js';

@@ -7,7 +7,7 @@ import {
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
-} from '../../../src/errors.js';
+} from '../../errors.js';
 import { expectError, expectRefusedTwice, sleep, type Harness } from './harness.js';
 import type { Register } from './suite.js';
 
