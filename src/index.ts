@@ -42,10 +42,10 @@ export { parsePlatform, normalizePlatform, formatPlatform, hostPlatform, platfor
 export { parseSchema1, schema1PayloadDigest, convertSchema1, schema1Blobs, verifySchema1Signatures, signSchema1, type Schema1Manifest } from './oci/schema1.js';
 
 // The content store.
-export type { BlobInfo, IngestWriter, IngestOptions, Provider, Ingester, TagStore, TaggedImage } from './oci/content.js';
-export { OciStore, defaultStoreRoot } from './oci/store.js';
-export { collectGarbage, type GcOptions, type GcResult } from './oci/gc.js';
-export { Lease } from './oci/lease.js';
+export type { BlobInfo, IngestWriter, IngestOptions, Provider, Ingester, TagStore, TaggedImage } from './content/content.js';
+export { OciStore, defaultStoreRoot } from './content/store.js';
+export { collectGarbage, type GcOptions, type GcResult } from './content/gc.js';
+export { Lease } from './content/lease.js';
 
 // The registry client.
 export { RegistryClient, type RegistryClientOptions } from './registry/client.js';

@@ -1,6 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { Engine } from '../engine/engine.js';
-import { OciStore, defaultStoreRoot } from '../oci/store.js';
+import { OciStore, defaultStoreRoot } from '../content/store.js';
 
 export interface GlobalFlags {
   store?: string;

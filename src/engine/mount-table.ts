@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { writeFileAtomic, isCode } from '../oci/layout.js';
+import { writeFileAtomic, isCode } from '../content/layout.js';
 import { ensurePrivateDir } from '../sys/mkdir-all.js';
 import { isMountPoint } from '../snapshotter/mount.js';
 import type { SnapshotterName } from '../snapshotter/index.js';

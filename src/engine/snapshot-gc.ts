@@ -1,7 +1,7 @@
 import { chainIds, type Digest } from '../oci/digest.js';
 import { parseManifest } from '../oci/manifest.js';
-import { leasedDigests } from '../oci/lease.js';
-import type { OciStore } from '../oci/store.js';
+import { leasedDigests } from '../content/lease.js';
+import type { OciStore } from '../content/store.js';
 import type { Descriptor } from '../oci/types.js';
 import type { Info, Snapshotter } from '../snapshotter/snapshotter.js';
 import { isStratumError } from '../errors.js';

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError } from '../errors.js';
-import { isCode, writeFileAtomic } from '../oci/layout.js';
+import { isCode, writeFileAtomic } from '../content/layout.js';
 
 export const STORE_CONFIG_FILE = 'stratum.json';
 

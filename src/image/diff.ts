@@ -3,7 +3,7 @@ import { lstat, open, readlink } from 'node:fs/promises';
 import { readdirNames, underDir } from '../sys/byte-path.js';
 import type { Writable } from 'node:stream';
 import { lgetxattrs } from '../sys/native.js';
-import { TreeTarWriter } from './tree-tar.js';
+import { TreeTarWriter } from '../tar/tree-writer.js';
 
 export interface DiffStats {
   /** Tar entries written, whiteouts included. */

@@ -1,7 +1,7 @@
 import { lstat } from 'node:fs/promises';
 import { readdirNames, underDir } from '../sys/byte-path.js';
 import type { Writable } from 'node:stream';
-import { TreeTarWriter } from './tree-tar.js';
+import { TreeTarWriter } from '../tar/tree-writer.js';
 
 /**
  * Writes the tree under `dir` as a tar stream (see TreeTarWriter for what each entry keeps),

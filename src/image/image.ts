@@ -1,4 +1,4 @@
-import type { Provider, TaggedImage, TagStore } from '../oci/content.js';
+import type { Provider, TaggedImage, TagStore } from '../content/content.js';
 import { parseManifest } from '../oci/manifest.js';
 import { parseImageConfig } from '../oci/config.js';
 import { parseReference } from '../oci/reference.js';

@@ -1,6 +1,6 @@
 import { close, open, read } from 'node:fs';
 import { Readable } from 'node:stream';
-import { dropBehindReads } from '../oci/blob-stream.js';
+import { dropBehindReads } from '../content/blob-stream.js';
 import type { IngestWatch } from '../registry/download.js';
 
 const CHUNK = 1 << 20;

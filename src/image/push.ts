@@ -1,7 +1,7 @@
 import { InvalidArgumentError, NotFoundError, SizeMismatchError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import { parseReference, type Reference } from '../oci/reference.js';
-import type { OciStore } from '../oci/store.js';
+import type { OciStore } from '../content/store.js';
 import type { RegistryClient } from '../registry/client.js';
 import { createLimiter } from '../registry/download.js';
 import { resolveImage } from './resolve.js';

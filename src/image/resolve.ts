@@ -1,4 +1,4 @@
-import type { TaggedImage } from '../oci/content.js';
+import type { TaggedImage } from '../content/content.js';
 import { isDigest, type Digest } from '../oci/digest.js';
 import { parseManifest } from '../oci/manifest.js';
 import { formatPlatform, hostPlatform, selectManifest } from '../oci/platform.js';

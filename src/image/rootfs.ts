@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { chainIds, type Digest } from '../oci/digest.js';
-import type { Provider } from '../oci/content.js';
+import type { Provider } from '../content/content.js';
 import type { Snapshotter, Mount } from '../snapshotter/snapshotter.js';
 import { mountAll, unmountAll } from '../snapshotter/mount.js';
 import { mountTemporary, temporaryLabels, unmountTemporary } from '../snapshotter/temporaries.js';

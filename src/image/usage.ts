@@ -1,6 +1,6 @@
 import type { Digest } from '../oci/digest.js';
-import type { OciStore } from '../oci/store.js';
-import { collectGarbage } from '../oci/gc.js';
+import type { OciStore } from '../content/store.js';
+import { collectGarbage } from '../content/gc.js';
 import { imageSize } from './image.js';
 import { listImages, type ListedImage } from './resolve.js';
 

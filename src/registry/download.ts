@@ -3,7 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { DigestMismatchError, NetworkError, RegistryError, SizeMismatchError, StratumError } from '../errors.js';
-import type { BlobInfo, Ingester, IngestWriter } from '../oci/content.js';
+import type { BlobInfo, Ingester, IngestWriter } from '../content/content.js';
 import type { Digest } from '../oci/digest.js';
 import type { Reference } from '../oci/reference.js';
 import type { RetryConfig } from './hosts.js';

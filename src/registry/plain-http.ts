@@ -2,7 +2,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { Readable } from 'node:stream';
 import { NetworkError, StratumError } from '../errors.js';
-import type { DirectSource } from '../oci/content.js';
+import type { DirectSource } from '../content/content.js';
 import type { DigestWriter } from '../sys/native.js';
 import { NativeSocket } from '../sys/socket.js';
 

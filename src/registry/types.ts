@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { DirectSource } from '../oci/content.js';
+import type { DirectSource } from '../content/content.js';
 import type { Digest } from '../oci/digest.js';
 import type { Reference } from '../oci/reference.js';
 import type { Descriptor } from '../oci/types.js';

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, opendir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isCode } from '../oci/layout.js';
+import { isCode } from '../content/layout.js';
 import type { Usage } from './snapshotter.js';
 
 /** Directories of a snapshotter root that every backend shares. */

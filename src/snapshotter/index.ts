@@ -6,7 +6,7 @@ import { kernelHasOverlay } from './overlay/kernel.js';
 import { OverlaySnapshotter } from './overlay/overlay.js';
 import type { Snapshotter } from './snapshotter.js';
 import { ensurePrivateDir } from '../sys/mkdir-all.js';
-import { checkLocation } from '../oci/location.js';
+import { checkLocation } from '../content/location.js';
 import { reclaimTemporaries } from './temporaries.js';
 
 export { SNAPSHOTTER_NAMES, type SnapshotterName } from './names.js';

@@ -3,8 +3,8 @@ import { open, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { StoreError } from '../errors.js';
-import { acquireFileLock } from '../oci/lock.js';
-import { fsyncDir, isCode, writeFileAtomic } from '../oci/layout.js';
+import { acquireFileLock } from '../content/lock.js';
+import { fsyncDir, isCode, writeFileAtomic } from '../content/layout.js';
 import { getOwn, setOwn } from './labels.js';
 import type { Kind } from './snapshotter.js';
 

@@ -1,7 +1,7 @@
 import { mkdir, readdir, readFile, rmdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isCode } from '../oci/layout.js';
-import { isOwnerGone, newOwner, type LockOwner } from '../oci/lock.js';
+import { isCode } from '../content/layout.js';
+import { isOwnerGone, newOwner, type LockOwner } from '../content/lock.js';
 import { isStratumError } from '../errors.js';
 import { isMountPoint, mountAll, unmountAll } from './mount.js';
 import type { Mount, Snapshotter } from './snapshotter.js';

@@ -7,7 +7,7 @@ import type { LayerCompression } from '../oci/mediatypes.js';
 import { autoDecompressor } from './decompress.js';
 import { LayerWriter } from './layer-writer.js';
 import { loadNative } from '../sys/native.js';
-import { TarFormatError, TarReader } from './tar-reader.js';
+import { TarFormatError, TarReader } from '../tar/reader.js';
 import type { ApplyOptions, ApplyResult } from './types.js';
 
 export const DEFAULT_LIMITS = { maxBytes: 64 * 1024 ** 3, maxEntries: 10_000_000, maxPathLength: 4096 } as const;

@@ -10,7 +10,7 @@ import { bytesOf, quoteName, readdirNamesSync, showName, underDir } from '../sys
 import type { EntryMeta, NativeBinding } from '../sys/native.js';
 import { ancestors, depth, isWithin, joinPath, normaliseEntryPath, parentOf } from './entry-path.js';
 import { OpBatcher } from './op-batcher.js';
-import type { TarEvent, TarHeader, TarTime } from './tar-reader.js';
+import type { TarEvent, TarHeader, TarTime } from '../tar/reader.js';
 import type { OverlayFixups } from './types.js';
 import { classifyWhiteout, isOverlayXattr, opaqueXattrName } from './whiteout.js';
 

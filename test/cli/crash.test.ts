@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { chainIds, type Digest } from '../../src/oci/digest.js';
 import { MetadataStore } from '../../src/snapshotter/metadata.js';
-import { OciStore } from '../../src/oci/store.js';
+import { OciStore } from '../../src/content/store.js';
 import { mountAll, openSnapshotter, unmountAll } from '../../src/snapshotter/index.js';
 import { mountTemporary, unmountTemporary } from '../../src/snapshotter/temporaries.js';
 import { buildLayer, random, type EntrySpec } from '../fixtures/layers.js';

@@ -11,7 +11,7 @@ import { startContainerd, type PrivateContainerd, CTR } from '../../bench/lib/co
 import { loadImageByName } from '../../src/image/image.js';
 import { pull } from '../../src/image/pull.js';
 import { mountImage, unmountImage } from '../../src/image/rootfs.js';
-import { OciStore } from '../../src/oci/store.js';
+import { OciStore } from '../../src/content/store.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { openSnapshotter, type SnapshotterName } from '../../src/snapshotter/index.js';
 import { CORPUS_TAG } from './writers.js';

@@ -10,10 +10,10 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { isStratumError } from '../../src/errors.js';
-import { OciStore } from '../../src/oci/store.js';
+import { OciStore } from '../../src/content/store.js';
 import { unpackLayers } from '../../src/image/unpack.js';
 import { openSnapshotter } from '../../src/snapshotter/index.js';
-import { putTinyImage, tarOf } from '../oci/store-fixtures.js';
+import { putTinyImage, tarOf } from '../content/store-fixtures.js';
 import { digestOf } from '../../src/oci/digest.js';
 import { TempDirs } from '../helpers/tmp.js';
 

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { isStratumError } from '../../src/errors.js';
 import { digestOf } from '../../src/oci/digest.js';
 import { parseReference } from '../../src/oci/reference.js';
-import { OciStore } from '../../src/oci/store.js';
+import { OciStore } from '../../src/content/store.js';
 import { loadImageByName } from '../../src/image/image.js';
 import { pushImage, type PushEvent } from '../../src/image/push.js';
 import { RegistryClient } from '../../src/registry/client.js';

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { chainIds, type Digest } from '../../src/oci/digest.js';
-import { OciStore } from '../../src/oci/store.js';
+import { OciStore } from '../../src/content/store.js';
 import { loadImageByName } from '../../src/image/image.js';
 import { unpackLayers, type UnpackEvent } from '../../src/image/unpack.js';
 import { mountImage, unmountImage } from '../../src/image/rootfs.js';

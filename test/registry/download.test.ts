@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { isStratumError } from '../../src/errors.js';
 import { Digester, digestOf } from '../../src/oci/digest.js';
 import { parseReference } from '../../src/oci/reference.js';
-import { OciStore } from '../../src/oci/store.js';
+import { OciStore } from '../../src/content/store.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { createLimiter, downloadBlob } from '../../src/registry/download.js';
 import { Agent } from '../../src/registry/http.js';

@@ -24,7 +24,7 @@ import fc from 'fast-check';
 import { compress as zstdCompress } from 'zstd-napi';
 import { StratumError } from '../../src/errors.js';
 import { applyLayer } from '../../src/unpack/apply.js';
-import { TarFormatError, TarReader } from '../../src/unpack/tar-reader.js';
+import { TarFormatError, TarReader } from '../../src/tar/reader.js';
 import { nativeOrSkip } from '../helpers/native.js';
 import { assertUnpacksLikeGnuTar, missingTool } from '../helpers/tar-tools.js';
 import { TempDirs } from '../helpers/tmp.js';

@@ -8,7 +8,7 @@ import { open, lstat, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isStratumError } from '../../src/errors.js';
-import { TarReader } from '../../src/unpack/tar-reader.js';
+import { TarReader } from '../../src/tar/reader.js';
 import { nativeOrSkip } from '../helpers/native.js';
 import { assertUnpacksLikeGnuTar, missingTool, run, stratumExtract } from '../helpers/tar-tools.js';
 import { TempDirs } from '../helpers/tmp.js';

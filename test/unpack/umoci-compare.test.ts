@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { openSnapshotter, type SnapshotterName } from '../../src/snapshotter/index.js';
-import { OciStore } from '../../src/oci/store.js';
+import { OciStore } from '../../src/content/store.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { pull } from '../../src/image/pull.js';
 import { loadImageByName } from '../../src/image/image.js';

@@ -1,9 +1,9 @@
 import { isStratumError } from '../errors.js';
 import type { BlobInfo } from './content.js';
-import { isDigest, type Digest } from './digest.js';
-import { isImageManifestMediaType, isIndexMediaType, isSchema1MediaType } from './mediatypes.js';
+import { isDigest, type Digest } from '../oci/digest.js';
+import { isImageManifestMediaType, isIndexMediaType, isSchema1MediaType } from '../oci/mediatypes.js';
 import { DEFAULT_MAX_READ_BYTES, type IngestEntry, type OciStore } from './store.js';
-import type { ImageIndex } from './types.js';
+import type { ImageIndex } from '../oci/types.js';
 import { leasedDigests } from './lease.js';
 
 export interface GcOptions {

@@ -3,8 +3,8 @@ import { link, open, readdir, readFile, rename, stat, unlink } from 'node:fs/pro
 import { homedir } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { StoreError } from '../errors.js';
-import { MediaType } from './mediatypes.js';
-import type { ImageIndex } from './types.js';
+import { MediaType } from '../oci/mediatypes.js';
+import type { ImageIndex } from '../oci/types.js';
 import { ensurePrivateDir, PRIVATE_FILE_MODE } from '../sys/mkdir-all.js';
 
 /** The files of an OCI image layout (image-spec image-layout.md) and what stratum adds beside them. */

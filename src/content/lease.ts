@@ -1,6 +1,6 @@
 import { appendFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isDigest, type Digest } from './digest.js';
+import { isDigest, type Digest } from '../oci/digest.js';
 import { isCode } from './layout.js';
 import { isOwnerGone, newOwner, type LockOwner } from './lock.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../sys/mkdir-all.js';

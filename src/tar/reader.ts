@@ -6,8 +6,8 @@
  * (the cost that made it 7× slower than GNU tar at listing). Data is handed out as views of the
  * input chunks, no copies.
  */
-import { readDecimal, readNumber, readOctal, TarFormatError } from './tar-fields.js';
-import { checkSparseMap, OLD_GNU_EXTENSION, OLD_GNU_HEADER, paxSparseFormat, paxSparseMap, paxSparseSize, readOldGnuRegions, SparseMapBlocks, type SparseMap } from './tar-sparse.js';
+import { readDecimal, readNumber, readOctal, TarFormatError } from './fields.js';
+import { checkSparseMap, OLD_GNU_EXTENSION, OLD_GNU_HEADER, paxSparseFormat, paxSparseMap, paxSparseSize, readOldGnuRegions, SparseMapBlocks, type SparseMap } from './sparse.js';
 
 export { TarFormatError };
 

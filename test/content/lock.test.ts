@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isStratumError } from '../../src/errors.js';
-import { acquireFileLock, isLockHeld, readLockOwner, tryAcquireFileLock } from '../../src/oci/lock.js';
+import { acquireFileLock, isLockHeld, readLockOwner, tryAcquireFileLock } from '../../src/content/lock.js';
 import { makeTempDir, removeDir, startChild, type Child } from './store-fixtures.js';
 
 describe('file locks', () => {

@@ -4,7 +4,7 @@ import type { BigIntStats } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { readlinkName, showName } from '../sys/byte-path.js';
 import { lgetxattrs } from '../sys/native.js';
-import { encodeHeader, END_OF_ARCHIVE, padding, type TarEntryHeader } from '../unpack/tar-writer.js';
+import { encodeHeader, END_OF_ARCHIVE, padding, type TarEntryHeader } from './writer.js';
 
 /**
  * Writes filesystem entries as tar, one lstat'ed entry at a time: mode (0000 included), owner,

@@ -3,8 +3,8 @@
 import { createHash } from 'node:crypto';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { acquireFileLock } from '../../src/oci/lock.js';
-import { OciStore } from '../../src/oci/store.js';
+import { acquireFileLock } from '../../src/content/lock.js';
+import { OciStore } from '../../src/content/store.js';
 import { parseDigest } from '../../src/oci/digest.js';
 import type { Descriptor } from '../../src/oci/types.js';
 import { patternBytes } from './store-fixtures.js';

@@ -8,7 +8,7 @@ import { gzipSync } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { digestOf } from '../../src/oci/digest.js';
 import { MediaType } from '../../src/oci/mediatypes.js';
-import type { OciStore } from '../../src/oci/store.js';
+import type { OciStore } from '../../src/content/store.js';
 import type { Descriptor } from '../../src/oci/types.js';
 
 /** Deterministic pseudo-random bytes, so parent and child agree on content without sharing a file. */

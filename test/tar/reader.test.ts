@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { lstat, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { TarReader, type TarEvent, type TarHeader } from '../../src/unpack/tar-reader.js';
+import { TarReader, type TarEvent, type TarHeader } from '../../src/tar/reader.js';
 import { entry, tarOf } from '../fixtures/hostile/tar-writer.js';
 import { nativeOrSkip } from '../helpers/native.js';
 import { assertUnpacksLikeGnuTar, gnuTarExtract, missingTool, pythonHeader, pythonTar, run, stratumExtract, type PyEntry } from '../helpers/tar-tools.js';

@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import { DigestMismatchError, InvalidArgumentError, NotFoundError, StoreError } from '../errors.js';
 import { blobReadStream, type BlobReadOptions } from './blob-stream.js';
 import type { BlobInfo, IngestOptions, IngestWriter, Ingester, Provider, TaggedImage, TagStore } from './content.js';
-import { digestAlgorithm, digestHex, digestOf, isDigest, parseDigest, type Digest, type DigestAlgorithm } from './digest.js';
+import { digestAlgorithm, digestHex, digestOf, isDigest, parseDigest, type Digest, type DigestAlgorithm } from '../oci/digest.js';
 import {
   ANNOTATION_CONTAINERD_IMAGE_NAME,
   ANNOTATION_REF_NAME,
@@ -22,9 +22,9 @@ import {
 } from './layout.js';
 import { checkLocation } from './location.js';
 import { acquireFileLock, tryAcquireFileLock } from './lock.js';
-import { MediaType } from './mediatypes.js';
-import { FileIngestWriter, ingestPaths } from './store-ingest.js';
-import type { Descriptor, ImageIndex } from './types.js';
+import { MediaType } from '../oci/mediatypes.js';
+import { FileIngestWriter, ingestPaths } from './ingest.js';
+import type { Descriptor, ImageIndex } from '../oci/types.js';
 
 export { defaultStoreRoot } from './layout.js';
 

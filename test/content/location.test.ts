@@ -9,7 +9,7 @@ import { mkdir, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { isStratumError } from '../../src/errors.js';
-import { OciStore } from '../../src/oci/store.js';
+import { OciStore } from '../../src/content/store.js';
 import { mountAll, openSnapshotter, unmountAll } from '../../src/snapshotter/index.js';
 import { TempDirs } from '../helpers/tmp.js';
 

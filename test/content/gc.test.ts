@@ -6,9 +6,9 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { digestOf, type Digest } from '../../src/oci/digest.js';
-import { collectGarbage } from '../../src/oci/gc.js';
+import { collectGarbage } from '../../src/content/gc.js';
 import { MediaType } from '../../src/oci/mediatypes.js';
-import { OciStore } from '../../src/oci/store.js';
+import { OciStore } from '../../src/content/store.js';
 import { makeTempDir, patternBytes, putTinyImage, removeDir, TINY_IMAGE_FILES } from './store-fixtures.js';
 
 async function blobDigests(store: OciStore): Promise<Digest[]> {

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { isStratumError, StoreError } from '../../src/errors.js';
 import { digestOf, parseDigest, type Digest } from '../../src/oci/digest.js';
 import { MediaType } from '../../src/oci/mediatypes.js';
-import { defaultStoreRoot, OciStore } from '../../src/oci/store.js';
+import { defaultStoreRoot, OciStore } from '../../src/content/store.js';
 import type { Descriptor } from '../../src/oci/types.js';
 import {
   makeTempDir,

@@ -4,7 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { blobReadStream } from '../../src/oci/blob-stream.js';
+import { blobReadStream } from '../../src/content/blob-stream.js';
 import { cachedBytes as cached, MiB, pageCacheUntestable } from '../helpers/page-cache.js';
 import { TempDirs } from '../helpers/tmp.js';
 

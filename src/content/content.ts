@@ -1,7 +1,7 @@
 import type { Readable, Writable } from 'node:stream';
 import type { BlobReadOptions } from './blob-stream.js';
-import type { Digest } from './digest.js';
-import type { Descriptor } from './types.js';
+import type { Digest } from '../oci/digest.js';
+import type { Descriptor } from '../oci/types.js';
 import type { DigestWriter } from '../sys/native.js';
 
 /**

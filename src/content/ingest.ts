@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
 import { DigestMismatchError, FsApplyError, isNoSpace, NoSpaceError, SizeMismatchError, StoreError } from '../errors.js';
 import type { BlobInfo, DirectSource, IngestWriter } from './content.js';
-import { digestAlgorithm, digestHex, type Digest } from './digest.js';
+import { digestAlgorithm, digestHex, type Digest } from '../oci/digest.js';
 import { createDigestWriter, type DigestWriter } from '../sys/native.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../sys/mkdir-all.js';
 import { fsyncDir, INGEST_DIR } from './layout.js';

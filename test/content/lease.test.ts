@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdir, readdir, writeFile, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
-import { OciStore } from '../../src/oci/store.js';
-import { collectGarbage } from '../../src/oci/gc.js';
-import { Lease, leasedDigests, LEASES_DIR } from '../../src/oci/lease.js';
-import { newOwner } from '../../src/oci/lock.js';
+import { OciStore } from '../../src/content/store.js';
+import { collectGarbage } from '../../src/content/gc.js';
+import { Lease, leasedDigests, LEASES_DIR } from '../../src/content/lease.js';
+import { newOwner } from '../../src/content/lock.js';
 import { TempDirs } from '../helpers/tmp.js';
 
 describe('leases', () => {

@@ -4,7 +4,7 @@
  * records (formats 0.0 and 0.1), or from the first blocks of the entry's data (format 1.0). Every
  * map is checked against the file's real size and the stored data before the entry goes out.
  */
-import { readDecimal, readNumber, TarFormatError } from './tar-fields.js';
+import { readDecimal, readNumber, TarFormatError } from './fields.js';
 
 /** offset, length, offset, length…: the data regions of the real file, ascending. */
 export type SparseMap = number[];
