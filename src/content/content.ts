@@ -40,11 +40,6 @@ export interface IngestWriter {
    * the writer and ingest() again to learn where to resume.
    */
   readonly written?: number;
-  /**
-   * Optional: the file the bytes are appended to, in order, for a reader that follows the ingest
-   * as it grows (it must stop trusting what it read once the downloader reports a restart).
-   */
-  readonly dataPath?: string;
   /** Appends streamed bytes; use with stream.pipeline(body, writer.stream()). */
   stream(): Writable;
   /**

@@ -9,6 +9,7 @@ import { createDigestWriter, type DigestWriter } from '../sys/native.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../sys/mkdir-all.js';
 import { fsyncDir, INGEST_DIR } from './layout.js';
 import type { ReleaseLock } from './lock.js';
+import type { IngestBoard } from './follow.js';
 
 /** Where one digest's partial download lives: `<root>/ingest/<alg>-<hex>/`. */
 export interface IngestPaths {
@@ -59,6 +60,7 @@ export class FileIngestWriter implements IngestWriter {
     digester: DigestWriter,
     size: number,
     private readonly startedAt: string,
+    private readonly board: IngestBoard | undefined,
   ) {
     this.digester = digester;
     this.onDisk = size;
@@ -72,8 +74,10 @@ export class FileIngestWriter implements IngestWriter {
     blobPath: string;
     expectedSize: number | undefined;
     release: ReleaseLock;
+    /** Told of every change, for readers that follow the ingest (see follow.ts). */
+    board?: IngestBoard;
   }): Promise<FileIngestWriter> {
-    const { digest, paths, expectedSize, release } = args;
+    const { digest, paths, expectedSize, release, board } = args;
     let fh: FileHandle | undefined;
     try {
       await mkdir(paths.dir, { recursive: true, mode: PRIVATE_DIR_MODE });
@@ -86,8 +90,10 @@ export class FileIngestWriter implements IngestWriter {
       const digester = ingestDigester(fh.fd, digest, paths.data);
       if (size > 0) size = await hashPrefix(paths.data, size, digester);
       const startedAt = new Date().toISOString();
-      const writer = new FileIngestWriter(digest, paths, args.blobPath, expectedSize, release, fh, digester, size, startedAt);
+      const writer = new FileIngestWriter(digest, paths, args.blobPath, expectedSize, release, fh, digester, size, startedAt, board);
       await writer.writeState();
+      board?.opened(digest, paths.data);
+      if (expectedSize !== undefined && size === expectedSize) board?.fetched(digest);
       return writer;
     } catch (err) {
       await fh?.close().catch(() => {});
@@ -98,10 +104,6 @@ export class FileIngestWriter implements IngestWriter {
 
   get offset(): number {
     return this.startOffset;
-  }
-
-  get dataPath(): string {
-    return this.paths.data;
   }
 
   /** Bytes on disk and hashed right now (offset plus what this writer appended); the next stream() appends here. */
@@ -146,6 +148,7 @@ export class FileIngestWriter implements IngestWriter {
       throw err;
     } finally {
       this.onDisk += digester.bytes - before;
+      this.landed();
     }
   }
 
@@ -158,11 +161,13 @@ export class FileIngestWriter implements IngestWriter {
   async reset(): Promise<void> {
     this.assertOpen();
     await this.settle();
+    this.board?.restarted(this.digest);
     await this.fh.truncate(0);
     this.digester = ingestDigester(this.fh.fd, this.digest, this.paths.data);
     this.onDisk = 0;
     this.startOffset = 0;
     this.failure = undefined;
+    this.board?.opened(this.digest, this.paths.data);
   }
 
   async commit(expectedSize?: number, hooks: { onVerified?: (path: string) => void } = {}): Promise<BlobInfo> {
@@ -174,6 +179,7 @@ export class FileIngestWriter implements IngestWriter {
       throw new StoreError(`ingest of blob ${this.digest} failed while writing: ${failure.message}`, { cause: failure });
     }
     this.finished = true;
+    this.board?.fetched(this.digest);
     const subject = `blob ${this.digest}`;
     const want = expectedSize ?? this.expectedSize;
     if (want !== undefined && this.onDisk !== want) {
@@ -196,10 +202,12 @@ export class FileIngestWriter implements IngestWriter {
       await rename(this.paths.data, this.blobPath);
       await fsyncDir(dirname(this.blobPath));
     } catch (err) {
+      this.board?.restarted(this.digest);
       await this.fh.close().catch(() => {});
       await this.release().catch(() => {});
       throw new StoreError(`cannot commit blob ${this.digest} to ${this.blobPath}: ${(err as Error).message}`, { cause: err });
     }
+    this.board?.committed(this.digest);
     await unlink(this.paths.state).catch(() => {});
     await this.release();
     await rmdir(this.paths.dir).catch(() => {}); // another process may already be waiting in it
@@ -210,6 +218,7 @@ export class FileIngestWriter implements IngestWriter {
     if (this.finished) return;
     this.finished = true;
     await this.settle();
+    this.board?.restarted(this.digest); // kept for a later resume: what a follower read is void
     await this.fh.close().catch(() => {});
     await this.writeState().catch(() => {});
     await this.release();
@@ -223,6 +232,7 @@ export class FileIngestWriter implements IngestWriter {
   }
 
   private async discard(): Promise<void> {
+    this.board?.restarted(this.digest);
     await this.fh.close().catch(() => {});
     await unlink(this.paths.data).catch(() => {});
     await unlink(this.paths.state).catch(() => {});
@@ -243,11 +253,19 @@ export class FileIngestWriter implements IngestWriter {
     try {
       await this.digester.write(chunks.map(asBuffer));
       this.onDisk += total;
+      this.landed();
     } catch (err) {
       // Bytes on disk and the digest may now disagree: refuse to commit; a reopen re-hashes the file.
       this.failure = this.writeFailure(err);
       throw this.failure;
     }
+  }
+
+  /** Bytes reached the file: followers read on; all of them: followers may read to the end. */
+  private landed(): void {
+    if (!this.board) return;
+    this.board.progress(this.digest);
+    if (this.expectedSize !== undefined && this.onDisk === this.expectedSize) this.board.fetched(this.digest);
   }
 
   /** A failed write of the data file: a full disk is NoSpaceError (ERR_NO_SPACE), anything else StoreError. */
@@ -308,4 +326,114 @@ async function hashPrefix(path: string, size: number, digester: DigestWriter): P
   }
   if (seen !== size) await truncate(path, seen);
   return seen;
+}
+
+/**
+ * A writer of a blob whose digest is known only at the end (a layer being made), keyed by a ref
+ * as containerd's content writers are: `ingest/ref-<hash of ref>/`, under the ingest's lock, so
+ * GC leaves it alone and two writers of one ref exclude each other. `commit(size, expected)`
+ * checks what it is given, then the data becomes the blob named by its digest.
+ */
+export class RefIngestWriter {
+  private digester: DigestWriter;
+  private bytes = 0;
+  private inflight: Promise<void> = Promise.resolve();
+  private finished = false;
+
+  private constructor(
+    readonly ref: string,
+    private readonly paths: IngestPaths,
+    private readonly blobPathOf: (digest: Digest) => string,
+    private readonly release: ReleaseLock,
+    private fh: FileHandle,
+  ) {
+    this.digester = createDigestWriter(fh.fd, 'sha256', { name: paths.data });
+  }
+
+  static async open(ref: string, paths: IngestPaths, blobPathOf: (digest: Digest) => string, release: ReleaseLock): Promise<RefIngestWriter> {
+    try {
+      await mkdir(paths.dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+      // A ref's earlier, unfinished attempt is not resumed: its digest was never known.
+      const fh = await open(paths.data, 'w', PRIVATE_FILE_MODE);
+      await writeFile(paths.state, JSON.stringify({ ref, startedAt: new Date().toISOString(), pid: process.pid }) + '\n', { mode: PRIVATE_FILE_MODE });
+      return new RefIngestWriter(ref, paths, blobPathOf, release, fh);
+    } catch (err) {
+      await release().catch(() => {});
+      throw new StoreError(`cannot open ingest ${JSON.stringify(ref)} in ${paths.dir}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** Bytes written so far. */
+  get size(): number {
+    return this.bytes;
+  }
+
+  /** Appends streamed bytes (writev batches, written and hashed off the main thread). */
+  stream(): Writable {
+    const append = (chunks: Buffer[], cb: (err?: Error | null) => void): void => {
+      const p = this.append(chunks);
+      this.inflight = p.catch(() => {});
+      p.then(() => cb(), cb);
+    };
+    return new Writable({
+      highWaterMark: STREAM_HIGH_WATER_MARK,
+      write: (chunk: Buffer, _encoding, cb) => append([chunk], cb),
+      writev: (chunks, cb) => append(chunks.map((c) => c.chunk as Buffer), cb),
+    });
+  }
+
+  private async append(chunks: Buffer[]): Promise<void> {
+    if (this.finished) throw new StoreError(`ingest ${JSON.stringify(this.ref)} is already finished; cannot write`);
+    try {
+      await this.digester.write(chunks);
+      for (const c of chunks) this.bytes += c.length;
+    } catch (err) {
+      throw isNoSpace(err) ? new NoSpaceError(`cannot write ingest ${JSON.stringify(this.ref)}`, this.paths.dir, (err as Error).message, { cause: err }) : err;
+    }
+  }
+
+  /**
+   * Verifies `size` and `expected` when given, then the data becomes the blob named by its digest
+   * (fsynced, renamed; a blob already stored is kept as it is). `beforeCommit` runs once the digest
+   * is known and before the blob is visible (take a lease on it there).
+   */
+  async commit(size?: number, expected?: Digest, hooks: { beforeCommit?: (digest: Digest) => Promise<void> } = {}): Promise<BlobInfo> {
+    if (this.finished) throw new StoreError(`ingest ${JSON.stringify(this.ref)} is already finished`);
+    await this.inflight;
+    this.finished = true;
+    const digest = `sha256:${this.digester.digest()}` as Digest;
+    const subject = `ingest ${JSON.stringify(this.ref)}`;
+    try {
+      if (size !== undefined && size !== this.bytes) throw new SizeMismatchError(subject, size, this.bytes);
+      if (expected !== undefined && expected !== digest) throw new DigestMismatchError(subject, expected, digest);
+      await hooks.beforeCommit?.(digest);
+      const now = new Date();
+      await this.fh.utimes(now, now);
+      await this.fh.sync();
+      await this.fh.close();
+      const target = this.blobPathOf(digest);
+      await mkdir(dirname(target), { recursive: true, mode: PRIVATE_DIR_MODE });
+      await rename(this.paths.data, target);
+      await fsyncDir(dirname(target));
+      return { digest, size: this.bytes };
+    } finally {
+      await this.fh.close().catch(() => {});
+      await unlink(this.paths.data).catch(() => {});
+      await unlink(this.paths.state).catch(() => {});
+      await this.release();
+      await rmdir(this.paths.dir).catch(() => {});
+    }
+  }
+
+  /** Drops what was written. Idempotent. */
+  async abort(): Promise<void> {
+    if (this.finished) return;
+    this.finished = true;
+    await this.inflight;
+    await this.fh.close().catch(() => {});
+    await unlink(this.paths.data).catch(() => {});
+    await unlink(this.paths.state).catch(() => {});
+    await this.release();
+    await rmdir(this.paths.dir).catch(() => {});
+  }
 }

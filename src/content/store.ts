@@ -1,7 +1,7 @@
+import { createHash } from 'node:crypto';
 import { openSync } from 'node:fs';
-import { lstat, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
-import { mkdirAll, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../sys/mkdir-all.js';
+import { lstat, open, readdir, rmdir, stat, unlink } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { DigestMismatchError, InvalidArgumentError, NotFoundError, StoreError } from '../errors.js';
 import { blobReadStream, type BlobReadOptions } from './blob-stream.js';
@@ -12,7 +12,6 @@ import {
   ANNOTATION_REF_NAME,
   BLOBS_DIR,
   ensureLayout,
-  fsyncDir,
   INDEX_FILE,
   INDEX_LOCK_FILE,
   INGEST_DIR,
@@ -23,7 +22,8 @@ import {
 import { checkLocation } from './location.js';
 import { acquireFileLock, tryAcquireFileLock } from './lock.js';
 import { MediaType } from '../oci/mediatypes.js';
-import { FileIngestWriter, ingestPaths } from './ingest.js';
+import { IngestBoard, type IngestFollow } from './follow.js';
+import { FileIngestWriter, ingestPaths, RefIngestWriter } from './ingest.js';
 import type { Descriptor, ImageIndex } from '../oci/types.js';
 
 export { defaultStoreRoot } from './layout.js';
@@ -65,7 +65,20 @@ export interface DiskUsage {
  * ingest has its own lock and index.json updates are serialised by index.json.lock.
  */
 export class OciStore implements Provider, Ingester, TagStore {
+  /** The ingests this process writes, for readers that follow them (see follow()). */
+  private readonly board = new IngestBoard();
+
   private constructor(readonly root: string) {}
+
+  /**
+   * Follows the ingest of `digest` that this process writes (now, or once it opens): a reader of
+   * its bytes as they land, for work that can start before the last byte (extraction while
+   * downloading). `settled` resolves once the caller knows how the blob's download ended: true
+   * with no ingest here means the blob was stored already (read it with open()).
+   */
+  follow(digest: Digest, settled: Promise<boolean>): IngestFollow {
+    return this.board.follow(digest, settled);
+  }
 
   /**
    * Opens the layout at `root`, creating it when missing or empty; refuses a foreign or corrupt one
@@ -157,7 +170,21 @@ export class OciStore implements Provider, Ingester, TagStore {
       await rmdir(paths.dir).catch(() => {});
       return null;
     }
-    return FileIngestWriter.open({ digest: d, paths, blobPath: this.blobPath(d), expectedSize, release });
+    return FileIngestWriter.open({ digest: d, paths, blobPath: this.blobPath(d), expectedSize, release, board: this.board });
+  }
+
+  /**
+   * A writer for a blob whose digest is known only once it is written (a layer being made),
+   * keyed by `ref` (containerd's content writer): one writer per ref at a time, GC leaves it
+   * alone, `commit(size, expected)` turns it into the blob named by its digest.
+   */
+  async writer(ref: string, options: { lockTimeoutMs?: number } = {}): Promise<RefIngestWriter> {
+    if (typeof ref !== 'string' || ref === '') throw new InvalidArgumentError('an ingest ref must be a non-empty string');
+    const hex = createHash('sha256').update(ref).digest('hex').slice(0, 32);
+    const dir = join(this.root, INGEST_DIR, `ref-${hex}`);
+    const paths = { dir, data: join(dir, 'data'), state: join(dir, 'state'), lock: join(dir, 'lock') };
+    const release = await acquireFileLock(paths.lock, options.lockTimeoutMs === undefined ? {} : { timeoutMs: options.lockTimeoutMs });
+    return RefIngestWriter.open(ref, paths, (digest) => this.blobPath(digest), release);
   }
 
   async put(data: Uint8Array, expected?: Digest): Promise<BlobInfo> {
@@ -178,35 +205,6 @@ export class OciStore implements Provider, Ingester, TagStore {
       throw err;
     }
     return writer.commit(data.length);
-  }
-
-  /**
-   * Moves a file the caller wrote and hashed itself (a layer it produced) into blobs/ as
-   * `digest`: fsync, rename, directory fsync. The file must be inside this store (the rename is
-   * then atomic). When the blob is there already, the file is deleted and the stored one stays.
-   */
-  async adoptFile(path: string, digest: Digest): Promise<BlobInfo> {
-    const d = parseDigest(digest);
-    if (!resolve(path).startsWith(`${this.root}/`)) throw new InvalidArgumentError(`adoptFile: ${path} is not inside the store ${this.root}`);
-    const existing = await this.info(d);
-    if (existing) {
-      await unlink(path);
-      return existing;
-    }
-    const fh = await open(path, 'r+');
-    let size: number;
-    try {
-      size = (await fh.stat()).size;
-      await fh.chmod(PRIVATE_FILE_MODE);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    const target = this.blobPath(d);
-    await mkdirAll(dirname(target), PRIVATE_DIR_MODE);
-    await rename(path, target);
-    await fsyncDir(dirname(target));
-    return { digest: d, size };
   }
 
   async deleteBlob(digest: Digest): Promise<boolean> {

@@ -1,16 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, openSync } from 'node:fs';
-import { mkdir, rm, rmdir } from 'node:fs/promises';
-import { join } from 'node:path';
-import { PassThrough, Transform, Writable } from 'node:stream';
+import { PassThrough, Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { FailedPreconditionError, InvalidArgumentError } from '../errors.js';
 import { chainIds, digestOf, type Digest } from '../oci/digest.js';
 import { reclaimDeadWriterIngests } from '../content/gc.js';
-import { INGEST_DIR } from '../content/layout.js';
 import { Lease } from '../content/lease.js';
-import { acquireFileLock } from '../content/lock.js';
 import { MediaType } from '../oci/mediatypes.js';
 import { parseReference } from '../oci/reference.js';
 import type { OciStore } from '../content/store.js';
@@ -18,7 +13,6 @@ import type { Descriptor } from '../oci/types.js';
 import { isMountPoint } from '../snapshotter/mount.js';
 import { mountTemporary, reclaimTemporaries, temporaryLabels, unmountTemporary } from '../snapshotter/temporaries.js';
 import type { Snapshotter } from '../snapshotter/snapshotter.js';
-import { createDigestWriter } from '../sys/native.js';
 import { writeTreeDiff } from './diff.js';
 import { resolveImage } from './resolve.js';
 import { IMAGE_LABEL, MOUNTPOINT_LABEL } from './rootfs.js';
@@ -148,23 +142,18 @@ export async function commitImage(options: CommitImageOptions): Promise<CommitIm
 }
 
 /**
- * Runs `produce` into a gzip stream written to a file inside the store's ingest area (under a
- * lock, so GC leaves it alone) while hashing both sides: the compressed bytes on the thread pool
- * (the blob's digest), the tar in JavaScript (the diffID). Then the file becomes the blob.
+ * Runs `produce` into a gzip stream written through the store's ref-keyed ingest writer (under
+ * its lock, so GC leaves it alone) while hashing both sides: the compressed bytes on the thread
+ * pool (the blob's digest), the tar in JavaScript (the diffID). Its commit makes the blob, leased
+ * before it is visible.
  */
 async function writeLayerBlob(
   store: OciStore,
   lease: Lease,
   produce: (out: Writable) => Promise<{ entries: number; whiteouts: number }>,
 ): Promise<{ digest: Digest; size: number; diffId: Digest; entries: number; whiteouts: number }> {
-  const dir = join(store.root, INGEST_DIR, `commit-${process.pid}-${randomBytes(6).toString('hex')}`);
-  await mkdir(dir, { recursive: true });
-  const release = await acquireFileLock(join(dir, 'lock'));
-  const dataPath = join(dir, 'data');
-  const fd = openSync(dataPath, 'w', 0o644);
-  let fdOpen = true;
+  const writer = await store.writer(`commit-${process.pid}-${randomBytes(6).toString('hex')}`);
   try {
-    const writer = createDigestWriter(fd, 'sha256', { name: dataPath });
     const diffIdHash = createHash('sha256');
     const tar = new PassThrough({ highWaterMark: 1 << 20 });
     const hashTar = new Transform({
@@ -173,23 +162,10 @@ async function writeLayerBlob(
         done(null, chunk);
       },
     });
-    const sink = new Writable({
-      highWaterMark: 1 << 20,
-      writev(chunks, cb) {
-        writer.write(chunks.map((c) => c.chunk as Buffer)).then(() => cb(), cb);
-      },
-    });
-    const [stats] = await Promise.all([produce(tar), pipeline(tar, hashTar, createGzip(), sink)]);
-    const digest = `sha256:${writer.digest()}` as Digest;
-    await lease.add(digest);
-    closeSync(fd);
-    fdOpen = false;
-    const info = await store.adoptFile(dataPath, digest);
-    return { digest, size: info.size, diffId: `sha256:${diffIdHash.digest('hex')}` as Digest, ...stats };
+    const [stats] = await Promise.all([produce(tar), pipeline(tar, hashTar, createGzip(), writer.stream())]);
+    const info = await writer.commit(undefined, undefined, { beforeCommit: (digest) => lease.add(digest) });
+    return { digest: info.digest, size: info.size, diffId: `sha256:${diffIdHash.digest('hex')}` as Digest, ...stats };
   } finally {
-    if (fdOpen) closeSync(fd);
-    await rm(dataPath, { force: true });
-    await release();
-    await rmdir(dir).catch(() => {});
+    await writer.abort();
   }
 }

@@ -21,7 +21,7 @@ import { InvalidManifestError, NoMatchingPlatformError } from '../errors.js';
 import type { Snapshotter } from '../snapshotter/snapshotter.js';
 import type { UnpackLimits } from '../unpack/types.js';
 import { unpackLayers, type UnpackEvent, type UnpackResult } from './unpack.js';
-import { LiveBlob } from './live-blob.js';
+import type { IngestFollow } from '../content/follow.js';
 import { SOURCE_DIGEST_ANNOTATION, SOURCE_MEDIA_TYPE_ANNOTATION, SCHEMA1_BLOB_ANNOTATION } from './annotations.js';
 import { loadImage, type StoredImage } from './image.js';
 import { checkLayerCount } from './layer-limit.js';
@@ -109,8 +109,8 @@ class PullSession {
   private readonly verifiedFds = new Map<Digest, number>();
   /** Settles when a blob of this pull is verified; unpacking waits on it. */
   private readonly blobs = new Map<Digest, { promise: Promise<void>; resolve(): void; reject(err: unknown): void }>();
-  /** Layer blobs followed while they download, for extraction on the way (see LiveBlob). */
-  private readonly live = new Map<Digest, LiveBlob>();
+  /** Layer blobs followed in the store while they download, for extraction on the way (see OciStore.follow). */
+  private readonly live = new Map<Digest, { follow: IngestFollow; settle: (ok: boolean) => void }>();
   private unpacking: Promise<UnpackResult> | undefined;
   /** Stops this pull's downloads when one part of it failed (and follows the caller's signal). */
   private readonly cancel = new AbortController();
@@ -147,7 +147,7 @@ class PullSession {
       // running ones finish before this pull reports its failure (and releases its lease).
       this.cancel.abort(err);
       for (const waiter of this.blobs.values()) waiter.reject(err);
-      for (const live of this.live.values()) live.settled(false);
+      for (const live of this.live.values()) live.settle(false);
       await this.unpacking?.catch(() => {});
       throw err;
     }
@@ -209,7 +209,7 @@ class PullSession {
       subject: this.reference.toString(),
       blobReady: (digest) => this.blobs.get(digest)?.promise ?? Promise.resolve(),
       liveBlob: async (digest) => {
-        const live = this.live.get(digest);
+        const live = this.live.get(digest)?.follow;
         const stream = await live?.source();
         return stream ? { stream, isVoid: () => live!.isVoid() } : undefined;
       },
@@ -327,8 +327,7 @@ class PullSession {
     await this.fetchAll(blobs, async ({ digest }) => {
       // The diffID is hashed from the ingest as it grows; only when the download restarted under
       // that reader (or the blob was already stored) is the stored blob read back for it.
-      const live = new LiveBlob();
-      this.live.set(digest, live);
+      const live = this.follow(digest);
       const hashing = live
         .source()
         .then((stream) => (stream ? uncompressedDigest(stream) : undefined))
@@ -382,7 +381,16 @@ class PullSession {
     const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
     promise.catch(() => {}); // observed through blobReady; a failure also fails the download itself
     this.blobs.set(digest, { promise, resolve, reject });
-    if (this.options.unpack) this.live.set(digest, new LiveBlob());
+    if (this.options.unpack) this.follow(digest);
+  }
+
+  /** Follows the blob's ingest in the store while this pull downloads it; settled when the download ends. */
+  private follow(digest: Digest): IngestFollow {
+    let settle!: (ok: boolean) => void;
+    const settled = new Promise<boolean>((resolve) => (settle = resolve));
+    const follow = this.store.follow(digest, settled);
+    this.live.set(digest, { follow, settle });
+    return follow;
   }
 
   private async fetch(desc: { digest: Digest; size?: number }, onFetched?: () => void): Promise<void> {
@@ -396,21 +404,20 @@ class PullSession {
       : undefined;
     const live = this.live.get(desc.digest);
     try {
-      await this.download(desc, onFetched, onVerified, live);
-      live?.settled(true);
+      await this.download(desc, onFetched, onVerified);
+      live?.settle(true);
       waiter?.resolve();
     } catch (err) {
-      live?.settled(false);
+      live?.settle(false);
       waiter?.reject(err);
       throw err;
     }
   }
 
-  private async download(desc: { digest: Digest; size?: number }, onFetched?: () => void, onVerified?: (path: string) => void, watch?: LiveBlob): Promise<void> {
+  private async download(desc: { digest: Digest; size?: number }, onFetched?: () => void, onVerified?: (path: string) => void): Promise<void> {
     await this.lease.add(desc.digest);
     await downloadBlob(this.options.client, this.reference, desc, this.store, {
       signal: this.signal,
-      ...(watch ? { watch } : {}),
       ...(onFetched ? { onFetched } : {}),
       ...(onVerified ? { onVerified } : {}),
       onEvent: (e) => {

@@ -10,21 +10,6 @@ import type { RetryConfig } from './hosts.js';
 import { backoffDelay, describeError, isRetryable, retryPolicy } from './retry.js';
 import type { BlobFetcher, DownloadEvent, Endpoint } from './types.js';
 
-/**
- * Follows one download's ingest file while it grows, so a reader can consume the bytes before
- * the blob is verified (a layer extracted while it downloads). Every call may come more than once.
- */
-export interface IngestWatch {
-  /** The ingest is open at `dataPath`: bytes from 0 are in the file or on their way, appended in order. */
-  opened(dataPath: string): void;
-  /** More bytes were received and are being appended. */
-  progress(): void;
-  /** Every byte of the blob is in the file; verification comes next. */
-  fetched(): void;
-  /** The file was truncated or replaced (Range ignored, a corrupt mirror, a reopened ingest): what was read from it is void. */
-  restarted(): void;
-}
-
 export interface DownloadOptions {
   onEvent?: (event: DownloadEvent) => void;
   retry?: RetryConfig;
@@ -52,7 +37,6 @@ export interface DownloadOptions {
   onFetched?: () => void;
   /** Called with the path of the verified content before it is fsynced and renamed into the store (see IngestWriter.commit). */
   onVerified?: (path: string) => void;
-  watch?: IngestWatch;
   /** Minimum gap between two 'downloading' events. Default 100 ms. */
   progressIntervalMs?: number;
   lockTimeoutMs?: number;
@@ -101,8 +85,6 @@ export async function downloadBlob(
   let writer: IngestWriter | null = await ingester.ingest(digest, ingestOptions);
   if (!writer) return existing(ingester, desc, emit);
   if (options.tee && options.teeFromStart && writer.offset > 0) await writer.reset();
-  const watch = writer.dataPath !== undefined ? options.watch : undefined;
-  if (watch) watch.opened(writer.dataPath!);
   const resumedFrom = writer.offset;
   /** Everything below this position has been handed to tee. */
   let teedUpTo = resumedFrom;
@@ -145,7 +127,6 @@ export async function downloadBlob(
               throw new RegistryError(`${res.endpoint.url} answered blob ${digest} from byte ${res.start}, asked for ${offset}`);
             }
             await writer.reset(); // Range ignored: the body is the whole blob
-            watch?.restarted();
           }
           if (desc.size !== undefined && res.totalSize !== undefined && res.totalSize !== desc.size) {
             res.body.destroy();
@@ -159,7 +140,6 @@ export async function downloadBlob(
           let lastEmit = 0;
           const advance = (n: number) => {
             pos += n;
-            watch?.progress();
             const now = Date.now();
             if (now - lastEmit >= interval) {
               lastEmit = now;
@@ -226,7 +206,6 @@ export async function downloadBlob(
           if (err instanceof SizeMismatchError) {
             // What the endpoint sent is not this blob: drop it, never resume from it.
             await writer.abort();
-            watch?.restarted();
             writer = null;
             if (!(await leaveMirror(err, fetchedFrom))) throw err;
             if (!writer) return existing(ingester, desc, emit);
@@ -237,7 +216,6 @@ export async function downloadBlob(
           if (writer.written === undefined) {
             // The writer cannot tell how much it persisted: hand the partial file back and reopen it.
             await writer.close();
-            watch?.restarted();
             writer = await ingester.ingest(digest, ingestOptions);
             if (!writer) return existing(ingester, desc, emit); // another process finished it meanwhile
           }
@@ -251,7 +229,6 @@ export async function downloadBlob(
         }
       }
 
-      watch?.fetched();
       if (!fetchedSignalled) {
         fetchedSignalled = true;
         options.onFetched?.();
@@ -266,8 +243,7 @@ export async function downloadBlob(
       } catch (err) {
         if (!(err instanceof DigestMismatchError || err instanceof SizeMismatchError)) throw err;
         await committing.abort();
-        watch?.restarted();
-        writer = null;
+          writer = null;
         if (!(await leaveMirror(err, lastEndpoint))) throw err;
         if (!writer) return existing(ingester, desc, emit);
       }

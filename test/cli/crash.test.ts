@@ -189,7 +189,7 @@ describe('kill -9 during commit (overlay)', () => {
     assert.equal((await cli(['unmount', '--store', store, '--snapshotter', 'overlay', dir])).code, 0);
     assert.deepEqual(await mountsMentioning(store), []);
 
-    const ingestDirs = async () => (await readdir(join(store, 'ingest')).catch(() => [] as string[])).filter((n) => n.startsWith('commit-'));
+    const ingestDirs = async () => (await readdir(join(store, 'ingest')).catch(() => [] as string[])).filter((n) => n.startsWith('ref-'));
     const commit = spawnCli(['commit', '--store', store, '--snapshotter', 'overlay', 'work', 'crash/committed:1'], env);
     try {
       // The parent view and the snapshot itself are both mounted, and the layer is being written.
