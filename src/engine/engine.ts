@@ -5,21 +5,20 @@ import type { Writable } from 'node:stream';
 import { chainIds, type Digest } from '../oci/digest.js';
 import { parseReference, type Reference } from '../oci/reference.js';
 import { OciStore, defaultStoreRoot } from '../content/store.js';
-import { collectGarbage, type GcResult } from '../content/gc.js';
+import type { GcResult } from '../content/gc.js';
 import type { Platform } from '../oci/types.js';
 import { RegistryClient } from '../registry/client.js';
 import { DockerConfigCredentials, type CredentialSource } from '../registry/credentials.js';
 import type { RegistryConfig } from '../registry/hosts.js';
-import { pull, type PullEvent, type PullResult } from '../image/pull.js';
-import { pushImage, type PushEvent, type PushResult } from '../image/push.js';
-import { commitImage, type CommitImageResult } from '../image/commit.js';
+import type { PullEvent, PullResult } from '../image/pull.js';
+import type { PushEvent, PushResult } from '../image/push.js';
+import type { CommitImageResult } from '../image/commit.js';
 import type { StoredImage } from '../image/image.js';
-import { listImages, resolveImage, type ImageListing, type ListedImage } from '../image/resolve.js';
-import { imageHistory, type HistoryRow } from '../image/history.js';
-import { storeUsage, type StoreUsage } from '../image/usage.js';
-import { verifyStore, type StoreProblem, type VerifyResult } from '../image/verify.js';
-import { ensureUnpacked, IMAGE_LABEL, MOUNTPOINT_LABEL, mountImage, withImageRootfs } from '../image/rootfs.js';
-import { writeTreeAsTar } from '../image/export.js';
+import type { ImageListing, ListedImage } from '../image/resolve.js';
+import type { HistoryRow } from '../image/history.js';
+import type { StoreUsage } from '../image/usage.js';
+import type { StoreProblem, VerifyResult } from '../image/verify.js';
+import { IMAGE_LABEL, MOUNTPOINT_LABEL } from '../image/labels.js';
 import type { UnpackEvent } from '../image/unpack.js';
 import { openSnapshotter, SNAPSHOTTER_NAMES, type SnapshotterName } from '../snapshotter/index.js';
 import type { Info, Mount, Snapshotter, SnapshotOptions, Usage } from '../snapshotter/snapshotter.js';
@@ -32,7 +31,7 @@ import { AlreadyExistsError, FailedPreconditionError, isStratumError, NotFoundEr
 import { readStoreConfig, writeStoreConfig } from './store-config.js';
 import { resolveRegistryConfig, type RegistrySettings } from './registry-config.js';
 import { MountTable, type MountRecord } from './mount-table.js';
-import { collectSnapshots, neededChains, type CollectedSnapshot } from './snapshot-gc.js';
+import type { CollectedSnapshot } from './snapshot-gc.js';
 
 export interface EngineOptions extends RegistrySettings {
   /** The store's directory; default $STRATUM_STORE, else $XDG_DATA_HOME/stratum. */
@@ -338,11 +337,13 @@ export class Engine {
    * an index gives the host's platform (or `platform`).
    */
   async resolveImage(name: string, options: { platform?: Platform } = {}): Promise<ListedImage> {
+    const { resolveImage } = await import('../image/resolve.js');
     return resolveImage(this.store, name, options);
   }
 
   /** Every image in the store (an index: each platform present), and the tags that could not be read. */
   async listImages(): Promise<ImageListing> {
+    const { listImages } = await import('../image/resolve.js');
     return listImages(this.store);
   }
 
@@ -388,6 +389,7 @@ export class Engine {
     const client = await this.registry();
     const config = await this.registryConfig();
     const snapshotter = options.unpack === false ? undefined : await this.snapshotter();
+    const { pull } = await import('../image/pull.js');
     const result = await pull(reference, {
       store: this.store,
       client,
@@ -404,6 +406,7 @@ export class Engine {
   /** Unpacks a stored image on the store's driver; returns its top chainID (undefined: no layers). */
   async unpack(name: string, options: { onEvent?: (e: UnpackEvent) => void } = {}): Promise<Digest | undefined> {
     const image = await this.resolveImage(name);
+    const { ensureUnpacked } = await import('../image/rootfs.js');
     return ensureUnpacked(this.store, await this.snapshotter(), image, options.onEvent);
   }
 
@@ -412,6 +415,7 @@ export class Engine {
     const image = await this.resolveImage(source);
     const dest = destination === undefined ? undefined : typeof destination === 'string' ? parseReference(destination) : destination;
     const config = await this.registryConfig();
+    const { pushImage } = await import('../image/push.js');
     return pushImage(image.name, dest, {
       store: this.store,
       client: await this.registry(),
@@ -423,6 +427,7 @@ export class Engine {
 
   /** The steps an image was built from, newest first, with the layer each made (`docker history`). */
   async history(name: string): Promise<HistoryRow[]> {
+    const { imageHistory } = await import('../image/history.js');
     return imageHistory(await this.resolveImage(name));
   }
 
@@ -462,12 +467,14 @@ export class Engine {
    */
   async commitImage(key: string, name: string, options: { image?: string; message?: string; author?: string; createdBy?: string } = {}): Promise<CommitImageResult> {
     const { snapshotter } = await this.findSnapshot(key);
+    const { commitImage } = await import('../image/commit.js');
     return commitImage({ store: this.store, snapshotter, key, name, ...options });
   }
 
   /** Writes the image's flattened root filesystem as a tar to `out`. */
   async export(name: string, out: Writable): Promise<{ entries: number }> {
     const image = await this.resolveImage(name);
+    const [{ withImageRootfs }, { writeTreeAsTar }] = await Promise.all([import('../image/rootfs.js'), import('../image/export.js')]);
     return withImageRootfs(this.store, await this.snapshotter(), image, (dir) => writeTreeAsTar(dir, out));
   }
 
@@ -489,6 +496,7 @@ export class Engine {
     await this.refuseTakenTarget(mountpoint);
     if (options.rw !== undefined) await this.checkKeyFree(options.rw);
     const snapshotter = await this.snapshotter();
+    const { mountImage } = await import('../image/rootfs.js');
     const mounted = await mountImage(this.store, snapshotter, image, mountpoint, {
       ...(options.rw !== undefined ? { rwKey: options.rw } : {}),
       ...(options.onEvent ? { onEvent: options.onEvent } : {}),
@@ -654,6 +662,7 @@ export class Engine {
 
   /** `df`: the content store's usage, each snapshot's, and each image's unpacked size on the driver. */
   async usage(): Promise<EngineUsage> {
+    const [{ storeUsage }, { neededChains, collectSnapshots }] = await Promise.all([import('../image/usage.js'), import('./snapshot-gc.js')]);
     const base = await storeUsage(this.store);
     const snapshots: Array<SnapshotEntry & Usage> = [];
     const sizes = new Map<string, Map<string, number>>();
@@ -741,6 +750,7 @@ export class Engine {
         reclaimed.snapshots.push(...r.snapshots);
       }
     }
+    const [{ neededChains, collectSnapshots }, { collectGarbage }] = await Promise.all([import('./snapshot-gc.js'), import('../content/gc.js')]);
     const needed = await neededChains(this.store);
     const snapshots: CollectedSnapshot[] = [];
     if (needed.unreadable.length > 0) {
@@ -758,6 +768,7 @@ export class Engine {
 
   /** `fsck`: every blob's digest, every reference, every backend's snapshots and mounts. */
   async verify(options: { repair?: boolean; onProblem?: (p: StoreProblem) => void } = {}): Promise<VerifyResult> {
+    const { verifyStore } = await import('../image/verify.js');
     return verifyStore(this.store, { snapshotters: await this.snapshotters(), ...options });
   }
 

@@ -9,9 +9,8 @@ import { unpackLayers, type UnpackEvent } from './unpack.js';
 import type { StoredImage } from './image.js';
 import { mkdirAll } from '../sys/mkdir-all.js';
 
-/** Label on the snapshot behind a `stratum mount`, naming where it is mounted. */
-export const MOUNTPOINT_LABEL = 'dev.stratum.mountpoint';
-export const IMAGE_LABEL = 'dev.stratum.image';
+import { IMAGE_LABEL, MOUNTPOINT_LABEL } from './labels.js';
+export { IMAGE_LABEL, MOUNTPOINT_LABEL };
 
 /** The committed snapshot of the image's top layer, unpacking what is missing first. */
 export async function ensureUnpacked(
