@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, statfs, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, statfs, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { InvalidArgumentError, UnsupportedDriverError } from '../errors.js';
@@ -83,16 +83,26 @@ export async function backingFilesystem(dir: string): Promise<string> {
   return name;
 }
 
-/** Whether readdir on this filesystem says what each entry is (d_type), which overlay needs. */
+/**
+ * The entry types of `dir` as getdents gave them (libuv's uv_dirent_type_t; 0 is DT_UNKNOWN).
+ * fs.readdir hides DT_UNKNOWN behind an lstat, so Node's fs binding is the only way to them from
+ * JavaScript; `process.binding('fs')` is a documentation-only deprecation (DEP0111).
+ */
+function rawDirentTypes(dir: string): number[] {
+  const binding = (process as unknown as { binding(name: string): { readdir(path: string, encoding: string, withTypes: boolean): unknown } }).binding('fs');
+  const result = binding.readdir(dir, 'utf8', true);
+  if (!Array.isArray(result) || !Array.isArray(result[1])) throw new Error('node fs binding: readdir with types returned an unexpected shape');
+  return result[1] as number[];
+}
+
+/** Whether readdir on this filesystem says what each entry is (d_type), which overlay needs (Docker's SupportsDType). */
 export async function supportsDType(dir: string): Promise<boolean> {
   const base = existingAncestor(dir);
   const probe = await mkdtemp(join(base, '.d_type-probe-'));
   try {
     await writeFile(join(probe, 'f'), '');
     await mkdir(join(probe, 'd'));
-    const entries = await readdir(probe, { withFileTypes: true });
-    // Node reports an entry whose d_type is DT_UNKNOWN as none of the types.
-    return entries.every((e) => e.isFile() || e.isDirectory());
+    return rawDirentTypes(probe).every((type) => type !== 0);
   } finally {
     await rm(probe, { recursive: true, force: true });
   }

@@ -60,6 +60,31 @@ describe('backing filesystem and choice', () => {
     }
   });
 
+  test('ext4 made without the filetype feature: no d_type, overlay refused with Docker’s hint, native chosen', async (t) => {
+    if (ROOT) return t.skip(ROOT);
+    const dir = await dirs.make('driver-ext4');
+    const image = join(dir, 'fs.img');
+    const mnt = join(dir, 'mnt');
+    await mkdir(mnt);
+    try {
+      await run('truncate', ['-s', '64M', image]);
+      await run('mkfs.ext4', ['-q', '-F', '-O', '^filetype', image]);
+      await run('mount', ['-o', 'loop', image, mnt]);
+    } catch (err) {
+      return t.skip(`LOUD SKIP: cannot make and loop-mount an ext4 here: ${(err as Error).message.trim()}`);
+    }
+    try {
+      assert.equal(await backingFilesystem(mnt), 'extfs');
+      assert.equal(await supportsDType(mnt), false);
+      await assert.rejects(checkStorageDriver('overlay', join(mnt, 'snapshots')), /overlay: the backing extfs filesystem is formatted without d_type support, which leads to incorrect behavior\. Enable d_type with tune2fs -O filetype\./);
+      const chosen = await chooseStorageDriver({ root: join(mnt, 'snapshots') });
+      assert.equal(chosen.name, 'native');
+      assert.match(chosen.reason, /without d_type support/);
+    } finally {
+      await run('umount', [mnt]);
+    }
+  });
+
   test('btrfs: picked on btrfs without asking; its usage in the status', async (t) => {
     if (ROOT) return t.skip(ROOT);
     const fs = await mountLoopBtrfs(256);
