@@ -1,6 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { Engine } from '../engine/engine.js';
-import { OciStore, defaultStoreRoot } from '../content/store.js';
 
 export interface GlobalFlags {
   store?: string;
@@ -67,9 +66,4 @@ export function parsePositiveInt(value: string, flag: string): number {
 
 export class UsageError extends Error {
   readonly code = 'ERR_USAGE';
-}
-
-/** The content store alone, for commands that only read or retag it. */
-export async function openStore(flags: GlobalFlags): Promise<OciStore> {
-  return OciStore.open(flags.store ?? defaultStoreRoot());
 }

@@ -196,6 +196,11 @@ export class Engine {
     return join(this.store.root, 'snapshots', name);
   }
 
+  /** Where snapshots live when not under the store: `snapshotRoot`, else $STRATUM_SNAPSHOT_ROOT. */
+  private snapshotRootOverride(): string | undefined {
+    return this.options.snapshotRoot ?? (this.env.STRATUM_SNAPSHOT_ROOT || undefined);
+  }
+
   /**
    * The storage driver this Engine unpacks into, chosen once per store as Docker's daemon does:
    * an override (`storageDriver`, $STRATUM_SNAPSHOTTER) is checked and used for this Engine only;
@@ -214,7 +219,7 @@ export class Engine {
     const fromEnv = this.env.STRATUM_SNAPSHOTTER;
     const requested = this.options.storageDriver ?? (fromEnv ? fromEnv : undefined);
     const source = this.options.storageDriver !== undefined ? (this.options.storageDriverSource ?? "the Engine's options") : '$STRATUM_SNAPSHOTTER';
-    const rootFor = (name: SnapshotterName) => this.options.snapshotRoot ?? (this.env.STRATUM_SNAPSHOT_ROOT || this.snapshotsDir(name));
+    const rootFor = (name: SnapshotterName) => this.snapshotRootOverride() ?? this.snapshotsDir(name);
     // Why it was chosen is kept beside it, so `info` can still say so later.
     const record = async (name: SnapshotterName, why: string) => writeStoreConfig(this.store.root, { ...config, 'storage-driver': name, 'storage-driver-chosen': why });
 
@@ -245,7 +250,7 @@ export class Engine {
       await record(name, why);
       return { name, root: rootFor(name), reason: `${why}; recorded as the store's driver` };
     }
-    const probeRoot = this.options.snapshotRoot ?? (this.env.STRATUM_SNAPSHOT_ROOT || join(this.store.root, 'snapshots'));
+    const probeRoot = this.snapshotRootOverride() ?? join(this.store.root, 'snapshots');
     await mkdirAll(probeRoot);
     const chosen = await chooseStorageDriver({ root: probeRoot });
     await record(chosen.name, chosen.reason);
@@ -291,7 +296,7 @@ export class Engine {
     this.checkOpen();
     const roots = new Map<string, SnapshotterName>();
     for (const name of SNAPSHOTTER_NAMES) if (existsSync(this.snapshotsDir(name))) roots.set(resolve(this.snapshotsDir(name)), name);
-    const override = this.options.snapshotRoot ?? this.env.STRATUM_SNAPSHOT_ROOT;
+    const override = this.snapshotRootOverride();
     if (override && existsSync(override)) {
       const choice = await this.driver();
       roots.set(resolve(choice.root), choice.name);
