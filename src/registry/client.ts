@@ -54,6 +54,8 @@ export const DEFAULT_USER_AGENT = 'stratum/0.1.0';
 const MAX_REDIRECTS = 5;
 const CONNECT_TIMEOUT_MS = 10_000;
 const ERROR_BODY_LIMIT = 16 * 1024;
+/** One page of a tag listing; Docker Hub's biggest repositories send about 100 KiB per 1000 tags. */
+const MAX_TAG_PAGE_BYTES = 16 * 1024 * 1024;
 
 interface SendOptions {
   method?: 'GET' | 'HEAD' | 'POST' | 'PUT';
@@ -242,6 +244,105 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
     }, this.retry, signal ? { signal } : {});
   }
 
+  /**
+   * The tags of ref's repository (`GET /v2/<name>/tags/list`), every page: `n` asks for
+   * `pageSize` tags per page (the registry may send fewer or ignore it), and the next page is the
+   * `Link: <…>; rel="next"` the registry sends, else `last=<last tag seen>` while full pages come
+   * back. All pages come from one endpoint (mirrors first, as for manifests; a mirror that fails
+   * moves the whole listing on to the next endpoint). A repository with no tags gives [].
+   */
+  async listTags(ref: Pick<Reference, 'registry' | 'repository' | 'name'>, options: { pageSize?: number; signal?: AbortSignal; maxPages?: number } = {}): Promise<string[]> {
+    const { pageSize, signal } = options;
+    const maxPages = options.maxPages ?? 10_000;
+    if (pageSize !== undefined && !(Number.isSafeInteger(pageSize) && pageSize > 0)) throw new StratumError('ERR_INVALID_ARGUMENT', `tag page size must be a positive integer, got ${pageSize}`);
+    const what = `tags of ${ref.name}`;
+    const asRef = ref as Reference;
+    return withRetry(
+      () =>
+        this.acrossEndpoints(asRef, undefined, async (endpoint) => {
+          const tags: string[] = [];
+          const seen = new Set<string>();
+          const first = new URLSearchParams();
+          if (pageSize !== undefined) first.set('n', String(pageSize));
+          let path: string | undefined = `/v2/${ref.repository}/tags/list${pageSize !== undefined ? `?${first}` : ''}`;
+          for (let page = 0; path !== undefined; page++) {
+            if (page >= maxPages) throw new RegistryError(`${endpointName(endpoint, asRef)} sent more than ${maxPages} pages of ${what}`);
+            const res = await this.send(endpoint, path, { scope: repositoryScope(ref.repository), what, headers: { accept: 'application/json' }, ...(signal ? { signal } : {}) });
+            if (res.statusCode !== 200) throw await this.statusError(res, endpoint, asRef, what);
+            const text = (await readBuffer(res.body, MAX_TAG_PAGE_BYTES, (got) => new RegistryError(`${endpointName(endpoint, asRef)}: a page of ${what} is over ${MAX_TAG_PAGE_BYTES} bytes (at least ${got})`))).toString('utf8');
+            let body: { tags?: unknown };
+            try {
+              body = JSON.parse(text) as { tags?: unknown };
+            } catch {
+              throw new RegistryError(`${endpointName(endpoint, asRef)} answered ${what} with something that is not JSON: ${excerpt(text)}`);
+            }
+            const pageTags = body.tags ?? [];
+            if (!Array.isArray(pageTags) || !pageTags.every((t) => typeof t === 'string')) throw new RegistryError(`${endpointName(endpoint, asRef)}: "tags" of ${what} is not a list of strings`);
+            let fresh = 0;
+            for (const t of pageTags as string[]) {
+              if (seen.has(t)) continue;
+              seen.add(t);
+              tags.push(t);
+              fresh++;
+            }
+            const next = nextLink(header(res.headers, 'link'));
+            if (next !== undefined) {
+              const url: URL = new URL(next, `${endpoint.url}${path}`);
+              if (url.origin !== new URL(endpoint.url).origin) throw new RegistryError(`${endpointName(endpoint, asRef)} sent a next page of ${what} on another host (${url.host})`);
+              path = `${url.pathname}${url.search}`;
+            } else if (pageSize !== undefined && pageTags.length >= pageSize && fresh > 0) {
+              // No Link but a full page: ask for what follows the last tag (the spec's `last`).
+              const q = new URLSearchParams({ n: String(pageSize), last: pageTags.at(-1) as string });
+              path = `/v2/${ref.repository}/tags/list?${q}`;
+            } else {
+              path = undefined;
+            }
+            if (fresh === 0 && page > 0) path = undefined; // a registry repeating a page: stop, it has nothing new
+          }
+          return tags;
+        }),
+      this.retry,
+      signal ? { signal } : {},
+    );
+  }
+
+  /**
+   * Checks that the credentials this client holds for `registry` are accepted, as `docker login`
+   * does: `GET /v2/` on the registry itself (never a mirror); a 401 challenge is answered (a
+   * token fetched with Basic auth, or Basic auth directly) and the request repeated once.
+   * Resolves when the registry answers 200 (also when it needs no credentials at all: then
+   * `authenticated` is false); throws UnauthorizedError naming the registry when it refuses them.
+   */
+  async checkLogin(registry: string, signal?: AbortSignal): Promise<{ authenticated: boolean; endpoint: string }> {
+    const ref = { registry, repository: '', name: registry } as unknown as Reference;
+    const what = `GET /v2/ (login)`;
+    return withRetry(async () => {
+      const endpoint = this.upstream(ref);
+      const host = new URL(endpoint.url).host;
+      let challenged = false;
+      for (let attempt = 0; ; attempt++) {
+        const headers: Record<string, string> = { 'user-agent': this.userAgent };
+        const authorization = await this.auth.authorization(host, undefined);
+        if (authorization) headers.authorization = authorization;
+        const res = await this.rawRequest(new URL(`${endpoint.url}/v2/`), 'GET', headers, { what, ...(signal ? { signal } : {}) });
+        if (res.statusCode === 401 && attempt === 0 && this.auth.onUnauthorized(host, res.headers['www-authenticate'])) {
+          challenged = true;
+          await res.body.dump();
+          continue;
+        }
+        if (res.statusCode === 200) {
+          await res.body.dump();
+          return { authenticated: challenged, endpoint: endpoint.url };
+        }
+        if (res.statusCode === 401) {
+          await res.body.dump();
+          throw new UnauthorizedError(registry, challenged ? 'the registry refused the credentials (HTTP 401)' : 'the registry answered HTTP 401 with no challenge stratum can answer');
+        }
+        throw await this.statusError(res, endpoint, ref, what);
+      }
+    }, this.retry, signal ? { signal } : {});
+  }
+
   /** Where pushes go: the registry itself; mirrors serve pulls only. */
   private upstream(ref: Reference): Endpoint {
     return this.endpoints(ref).find((e) => !e.isMirror)!;
@@ -374,6 +475,9 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
       return await request(url, { method, headers, signal, dispatcher: this.dispatcher, ...(options.body ? { body: options.body() } : {}) });
     } catch (err) {
       if ((err as { name?: string }).name === 'AbortError' || signal?.aborted) throw err;
+      // A request body that failed on its own (a copied blob whose source failed its digest or
+      // its connection) says what went wrong better than "cannot fetch": pass it through as is.
+      if (err instanceof StratumError) throw err;
       throw new NetworkError(`cannot fetch ${what} from ${url.origin}: ${describeError(err)}`, { cause: err });
     }
   }
@@ -502,4 +606,17 @@ async function readBuffer(body: AsyncIterable<Uint8Array> & { destroy(): unknown
     chunks.push(Buffer.from(chunk));
   }
   return Buffer.concat(chunks);
+}
+
+/** The URL of `rel="next"` in a Link header (RFC 8288), as registries page tag and catalog lists. */
+export function nextLink(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  for (const part of value.split(/,(?=\s*<)/)) {
+    const m = /^\s*<([^>]*)>\s*;(.*)$/.exec(part);
+    if (!m) continue;
+    const rels = /(?:^|;)\s*rel\s*=\s*(?:"([^"]*)"|([^;\s]+))/i.exec(m[2]!);
+    const rel = rels?.[1] ?? rels?.[2];
+    if (rel && rel.toLowerCase().split(/\s+/).includes('next')) return m[1];
+  }
+  return undefined;
 }
