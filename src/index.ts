@@ -52,6 +52,7 @@ export { RegistryClient, type RegistryClientOptions } from './registry/client.js
 export { loadRegistryConfig, parseMirrorFlag, resolveEndpoints, type RegistryConfig, type RetryConfig } from './registry/hosts.js';
 export { DockerConfigCredentials, StaticCredentials, NO_CREDENTIALS, type Credentials, type CredentialSource } from './registry/credentials.js';
 export { downloadBlob, createLimiter } from './registry/download.js';
+export { login, logout, type LoginCredentials, type LoginOptions, type LoginResult, type LogoutResult, type CredentialFileOptions } from './registry/login.js';
 export type { Endpoint, ResolvedManifest, BlobResponse, DownloadEvent, BlobFetcher, ManifestFetcher } from './registry/types.js';
 
 // Images: pull, push, read back, history, disk usage.
@@ -62,6 +63,8 @@ export { writeTreeDiff, type DiffStats } from './image/diff.js';
 export { findImage, loadImage, loadImageByName, imageSize, type StoredImage } from './image/image.js';
 export { resolveImage, listImages, type ListedImage, type ImageListing } from './image/resolve.js';
 export { imageHistory, type HistoryRow } from './image/history.js';
+export { copyImage, parseCopyLocation, formatCopyLocation, type CopyLocation, type CopyOptions, type CopyContext, type CopyResult, type CopyEvent } from './image/copy.js';
+export { inspectRemote, fetchConfig, MAX_CONFIG_BYTES, type RemoteInspection, type InspectRemoteOptions } from './image/inspect-remote.js';
 export { storeUsage, type StoreUsage, type ImageUsage, type LayerUsage } from './image/usage.js';
 export { verifyStore, type VerifyOptions, type VerifyResult, type StoreProblem, type StoreProblemKind } from './image/verify.js';
 

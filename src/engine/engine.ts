@@ -16,6 +16,9 @@ import type { CommitImageResult } from '../image/commit.js';
 import type { StoredImage } from '../image/image.js';
 import type { ImageListing, ListedImage } from '../image/resolve.js';
 import type { HistoryRow } from '../image/history.js';
+import type { CopyLocation, CopyOptions, CopyResult } from '../image/copy.js';
+import type { InspectRemoteOptions, RemoteInspection } from '../image/inspect-remote.js';
+import type { CredentialFileOptions, LoginCredentials, LoginOptions, LoginResult, LogoutResult } from '../registry/login.js';
 import type { StoreUsage } from '../image/usage.js';
 import type { StoreProblem, VerifyResult } from '../image/verify.js';
 import { IMAGE_LABEL, MOUNTPOINT_LABEL } from '../image/labels.js';
@@ -428,6 +431,58 @@ export class Engine {
       ...(options.onEvent ? { onEvent: options.onEvent } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     });
+  }
+
+  // ---- registry-side operations (issue 10): thin delegations to src/image/copy.ts,
+  // src/image/inspect-remote.ts and src/registry/login.ts, with this Engine's registry settings.
+
+  /** Every tag of `repository` at its registry (`127.0.0.1:5000/library/app`, `ubuntu`), all pages followed. */
+  async listTags(repository: string, options: { pageSize?: number; signal?: AbortSignal } = {}): Promise<string[]> {
+    return (await this.registry()).listTags(parseReference(repository), options);
+  }
+
+  /** A registry image's manifest (bytes as served), index and config, verified, without pulling it (`skopeo inspect`). */
+  async inspectRemote(reference: string | Reference, options: InspectRemoteOptions = {}): Promise<RemoteInspection> {
+    const { inspectRemote } = await import('../image/inspect-remote.js');
+    return inspectRemote(await this.registry(), reference, options);
+  }
+
+  /**
+   * Copies an image without unpacking it (`skopeo copy`): `docker://REF` or a bare reference, `oci:DIR[:TAG]`,
+   * `store:NAME` (this Engine's store) on either side; see copyImage.
+   */
+  async copy(source: string | CopyLocation, destination: string | CopyLocation, options: CopyOptions = {}): Promise<CopyResult> {
+    this.checkOpen();
+    const config = await this.registryConfig();
+    const { copyImage } = await import('../image/copy.js');
+    return copyImage(source, destination, { client: await this.registry(), store: this.store, ...(config.concurrency !== undefined ? { concurrency: config.concurrency } : {}) }, options);
+  }
+
+  /**
+   * Checks credentials against `registry` and stores them as `docker login` does (config.json of
+   * $DOCKER_CONFIG or ~/.docker, where this Engine reads them; see login()).
+   */
+  async login(registry: string, credentials: LoginCredentials, options: Omit<LoginOptions, 'registryConfig'> = {}): Promise<LoginResult> {
+    const { login } = await import('../registry/login.js');
+    const result = await login(registry, credentials, { registryConfig: await this.registryConfig(), ...options });
+    await this.forgetCredentials();
+    return result;
+  }
+
+  /** Removes stored credentials of `registry` as `docker logout` does; see logout(). */
+  async logout(registry: string, options: CredentialFileOptions = {}): Promise<LogoutResult> {
+    const { logout } = await import('../registry/login.js');
+    const result = await logout(registry, options);
+    await this.forgetCredentials();
+    return result;
+  }
+
+  /** The registry client caches what config.json said: after login/logout the next call reads it again. */
+  private async forgetCredentials(): Promise<void> {
+    if (this.options.credentials || !this.client) return;
+    const client = this.client;
+    this.client = undefined;
+    await client.close();
   }
 
   /** The steps an image was built from, newest first, with the layer each made (`docker history`). */
