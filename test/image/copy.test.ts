@@ -20,6 +20,7 @@ import { RegistryClient } from '../../src/registry/client.js';
 import { StaticCredentials } from '../../src/registry/credentials.js';
 import { registryRequestLog, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { TempDirs } from '../helpers/tmp.js';
+import { TokenIssuer } from '../helpers/token-issuer.js';
 import { FAST_RETRIES, startRig, type RegistryRig } from '../registry/setup.js';
 
 const exec = promisify(execFile);
@@ -81,6 +82,23 @@ describe('copy registry → registry', () => {
     assert.ok(mounts.every((q) => q.status === 201));
     assert.equal(log.count('PATCH', /uploads/) + log.count('PUT', /uploads/), 0, 'no bytes uploaded');
     assert.deepEqual(await skopeoRaw(`docker://${rig.registry.host}/mirror/app:copied`), await skopeoRaw(`docker://${rig.registry.host}/library/app:1`));
+  });
+
+  test('same registry behind a token server: one token with both scopes (push here, pull there) for the mounts', async () => {
+    const tokens = await TokenIssuer.start();
+    rig.proxy.requireBearer({ issuer: tokens });
+    const c = new RegistryClient({ config: { retries: FAST_RETRIES } });
+    try {
+      const r = await copyImage(`${rig.proxy.host}/library/app:1`, `${rig.proxy.host}/scoped/app:1`, { client: c });
+      assert.equal(r.mounted, rig.fixtures.app.layers.length + 1);
+      const scopes = tokens.requests.map((t) => t.scope);
+      assert.ok(scopes.includes('repository:scoped/app:pull,push repository:library/app:pull'), JSON.stringify(scopes));
+      assert.ok(scopes.includes('repository:library/app:pull'), JSON.stringify(scopes));
+    } finally {
+      rig.proxy.reset();
+      await c.close();
+      await tokens.stop();
+    }
   });
 
   test('two registries: every blob streamed and verified, then the manifest; a second copy finds them all', async () => {
