@@ -30,6 +30,7 @@ import { Lease } from '../content/lease.js';
 import { OciStore } from '../content/store.js';
 import type { RegistryClient } from '../registry/client.js';
 import { downloadBlob } from '../registry/download.js';
+import { SOURCE_DIGEST_ANNOTATION, SOURCE_MEDIA_TYPE_ANNOTATION } from './annotations.js';
 import { resolveImage } from './resolve.js';
 
 /** Where an image is copied from or to. */
@@ -130,13 +131,24 @@ interface Source {
   openBlob(desc: Descriptor, signal?: AbortSignal): Promise<Readable>;
 }
 
+/** What the source reference resolved to, and the platform taken from it when it was an index. */
+interface Origin {
+  bytes: Buffer;
+  digest: Digest;
+  mediaType: string;
+  platform?: Platform;
+}
+
 interface Sink {
   readonly name: string;
   hasBlob(desc: Descriptor): Promise<boolean>;
   /** Copies one blob (absent at the destination); 'mounted' when a registry mounted it. */
   putBlob(desc: Descriptor, source: Source, progress: (current: number) => void, signal?: AbortSignal): Promise<'copied' | 'mounted'>;
-  /** Writes a manifest; `top` is the one the destination's tag names. */
-  putManifest(bytes: Buffer, desc: Descriptor, top: boolean, signal?: AbortSignal): Promise<string | undefined>;
+  /**
+   * Writes a manifest; `top` is the one the destination's tag names, with `origin`: what the
+   * source reference resolved to (the index, when one platform of it is copied).
+   */
+  putManifest(bytes: Buffer, desc: Descriptor, top: boolean, signal?: AbortSignal, origin?: Origin): Promise<string | undefined>;
   close(): Promise<void>;
 }
 
@@ -188,8 +200,9 @@ export async function copyImage(source: CopyLocation | string, destination: Copy
     return done;
   };
 
+  let origin: Origin | undefined;
   const writeManifest = async (bytes: Buffer, desc: Descriptor, top: boolean): Promise<void> => {
-    const reference = await to.putManifest(bytes, desc, top, signal);
+    const reference = await to.putManifest(bytes, desc, top, signal, top ? origin : undefined);
     stats.manifests++;
     emit({ type: 'manifest', digest: desc.digest, mediaType: desc.mediaType, size: bytes.length, ...(reference !== undefined ? { reference } : {}) });
   };
@@ -229,12 +242,14 @@ export async function copyImage(source: CopyLocation | string, destination: Copy
     let bytes = top.bytes;
     let desc: Descriptor = { mediaType: top.mediaType, digest: top.digest, size: top.bytes.length };
     let parsed = parseManifest(bytes, top.mediaType, from.name);
+    origin = { bytes: top.bytes, digest: top.digest, mediaType: top.mediaType };
     if (parsed.kind === 'index' && !options.all) {
       const present: Descriptor[] = [];
       for (const child of parsed.index.manifests) if (await from.hasManifest(child)) present.push(child);
       const child = selectManifest({ ...parsed.index, manifests: present }, options.platform ?? hostPlatform(), from.name);
       bytes = await from.manifest(child);
       desc = { mediaType: child.mediaType, digest: child.digest, size: bytes.length };
+      if (child.platform) origin.platform = child.platform;
       parsed = parseManifest(bytes, child.mediaType, `${from.name}@${child.digest}`);
       if (parsed.kind === 'index') throw new InvalidManifestError(`${from.name}@${child.digest}`, 'the platform entry of the index is itself an index');
     }
@@ -439,6 +454,8 @@ function registrySink(dest: Reference, client: RegistryClient, source: Source): 
       const open = (): Readable => {
         // pushBlob wants the body now; the source is opened behind it (again on each attempt).
         const body = new PassThrough();
+        // A body the request dropped unread (a PUT answered before reading it) must not crash the process when it fails later.
+        body.on('error', () => {});
         void (async () => {
           try {
             const src = await from.openBlob(desc, signal);
@@ -498,11 +515,21 @@ function storeSink(name: string, store: OciStore, tag: string | undefined, conte
       }
       return 'copied';
     },
-    async putManifest(bytes, desc, top) {
+    async putManifest(bytes, desc, top, _signal, origin) {
       await lease?.add(desc.digest);
       await store.put(bytes, desc.digest);
       if (!top) return undefined;
       const entry: Descriptor = { mediaType: desc.mediaType, digest: desc.digest, size: bytes.length };
+      if (lease && origin) {
+        // Into the store, tagged as a pull tags (the index kept too, the source digest recorded),
+        // so `pull` of the same reference finds it up to date and `repo@<index digest>` resolves.
+        if (origin.digest !== desc.digest) {
+          await lease.add(origin.digest);
+          await store.put(origin.bytes, origin.digest);
+        }
+        if (origin.platform) entry.platform = origin.platform;
+        entry.annotations = { [SOURCE_DIGEST_ANNOTATION]: origin.digest, [SOURCE_MEDIA_TYPE_ANNOTATION]: origin.mediaType };
+      }
       if (tag !== undefined) {
         await store.setTag(tag, entry);
         return tag;

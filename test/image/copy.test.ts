@@ -235,6 +235,15 @@ describe('copy with the store (Engine.copy)', () => {
       assert.equal(up.digest, app.digest);
       assert.equal(digestOf(await skopeoRaw(`docker://${other.host}/from-store/app:1`)), app.digest);
       await assert.rejects(engine.copy('store:no/such:image', `oci:${dir}:x`), (err) => isStratumError(err, 'ERR_NOT_FOUND'));
+
+      // Tagged as a pull tags: one platform of an index, with the index kept and its digest recorded.
+      const multi = rig.fixtures.multi;
+      const ref = `${rig.registry.host}/library/multi:1`;
+      const one = await engine.copy(ref, `store:${ref}`);
+      const again = await engine.pull(ref, { unpack: false });
+      assert.equal(again.upToDate, true);
+      assert.equal(again.manifest.digest, one.digest);
+      assert.equal((await engine.resolveImage(`${rig.registry.host}/library/multi@${multi.digest}`)).descriptor.digest, one.digest);
     } finally {
       await engine.close();
     }
