@@ -255,6 +255,10 @@ export async function copyImage(source: CopyLocation | string, destination: Copy
     }
     await copyManifest(bytes, desc, parsed, true);
     return { source: from.name, destination: to.name, digest: desc.digest, mediaType: desc.mediaType, ...stats };
+  } catch (err) {
+    // The caller's abort surfaces as itself, not as the broken transfers it caused.
+    if (options.signal?.aborted) throw options.signal.reason ?? err;
+    throw err;
   } finally {
     await to.close();
   }

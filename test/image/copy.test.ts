@@ -148,6 +148,27 @@ describe('copy registry → registry', () => {
     }
   });
 
+  test('aborted mid-copy: rejects with the abort reason, no manifest at the destination', async () => {
+    const controller = new AbortController();
+    const reason = new Error('stop now');
+    rig.proxy.stallAfter(1000, 2000, { path: new RegExp(`${rig.fixtures.app.layers.at(-1)!.digest.slice(7)}$`) });
+    try {
+      await assert.rejects(
+        copyImage(`${rig.proxy.host}/library/app:1`, `${other.host}/aborted/app:1`, { client }, {
+          signal: controller.signal,
+          onEvent: (e) => {
+            if (e.type === 'copying') controller.abort(reason);
+          },
+        }),
+        (err) => err === reason,
+      );
+    } finally {
+      rig.proxy.reset();
+    }
+    const head = await fetch(`${other.url}/v2/aborted/app/manifests/1`, { method: 'HEAD' });
+    assert.equal(head.status, 404);
+  });
+
   test('a corrupt source byte: ERR_DIGEST_MISMATCH, and the destination gets no manifest', async () => {
     const app = rig.fixtures.app;
     const layer = app.layers.at(-1)!;
