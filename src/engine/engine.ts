@@ -149,6 +149,7 @@ export interface EngineInfo {
 export class Engine {
   readonly mounts: MountTable;
   private client?: RegistryClient;
+  private readonly retiredClients: RegistryClient[] = [];
   private registryConfigCache?: RegistryConfig;
   private driverChoice?: Promise<DriverChoice>;
   private readonly opened = new Map<string, Promise<Snapshotter>>();
@@ -465,7 +466,7 @@ export class Engine {
   async login(registry: string, credentials: LoginCredentials, options: Omit<LoginOptions, 'registryConfig'> = {}): Promise<LoginResult> {
     const { login } = await import('../registry/login.js');
     const result = await login(registry, credentials, { registryConfig: await this.registryConfig(), ...options });
-    await this.forgetCredentials();
+    this.forgetCredentials();
     return result;
   }
 
@@ -473,16 +474,18 @@ export class Engine {
   async logout(registry: string, options: CredentialFileOptions = {}): Promise<LogoutResult> {
     const { logout } = await import('../registry/login.js');
     const result = await logout(registry, options);
-    await this.forgetCredentials();
+    this.forgetCredentials();
     return result;
   }
 
-  /** The registry client caches what config.json said: after login/logout the next call reads it again. */
-  private async forgetCredentials(): Promise<void> {
+  /**
+   * The registry client caches what config.json said and the tokens it got: after login/logout the
+   * next call gets a new client. The old one may still serve a call in flight; close() ends it.
+   */
+  private forgetCredentials(): void {
     if (this.options.credentials || !this.client) return;
-    const client = this.client;
+    this.retiredClients.push(this.client);
     this.client = undefined;
-    await client.close();
   }
 
   /** The steps an image was built from, newest first, with the layer each made (`docker history`). */
@@ -871,5 +874,6 @@ export class Engine {
     for (const opened of this.opened.values()) await (await opened.catch(() => undefined))?.close();
     this.opened.clear();
     await this.client?.close?.();
+    for (const client of this.retiredClients.splice(0)) await client.close();
   }
 }
