@@ -22,6 +22,7 @@ import { DigestMismatchError, InvalidArgumentError, InvalidManifestError, Networ
 import { digestAlgorithm, digestHex, digestOf, Digester, parseDigest, type Digest } from '../oci/digest.js';
 import { parseManifest, type ParsedManifest } from '../oci/manifest.js';
 import { MediaType } from '../oci/mediatypes.js';
+import { parseSchema1, schema1Blobs } from '../oci/schema1.js';
 import { hostPlatform, selectManifest } from '../oci/platform.js';
 import { parseReference, type Reference } from '../oci/reference.js';
 import type { Descriptor, ImageIndex, Platform } from '../oci/types.js';
@@ -129,6 +130,8 @@ interface Source {
   /** Whether a manifest an index lists is here (a store may hold only some platforms). */
   hasManifest(desc: Descriptor): Promise<boolean>;
   openBlob(desc: Descriptor, signal?: AbortSignal): Promise<Readable>;
+  /** A blob's size where no descriptor tells it (schema1); only registries serve schema1. */
+  blobSize?(digest: Digest, signal?: AbortSignal): Promise<number>;
 }
 
 /** What the source reference resolved to, and the platform taken from it when it was an index. */
@@ -141,6 +144,8 @@ interface Origin {
 
 interface Sink {
   readonly name: string;
+  /** Registries take a schema1 manifest as it is (when they accept schema1 at all); layouts do not. */
+  readonly takesSchema1: boolean;
   hasBlob(desc: Descriptor): Promise<boolean>;
   /** Copies one blob (absent at the destination); 'mounted' when a registry mounted it. */
   putBlob(desc: Descriptor, source: Source, progress: (current: number) => void, signal?: AbortSignal): Promise<'copied' | 'mounted'>;
@@ -201,6 +206,20 @@ export async function copyImage(source: CopyLocation | string, destination: Copy
   };
 
   let origin: Origin | undefined;
+  /** Every blob; the first that fails cancels the others, and its error is the one reported (the rest are mostly the abort it caused). */
+  const copyAll = async (blobs: Descriptor[]): Promise<void> => {
+    const settled = await Promise.allSettled(
+      blobs.map((b) =>
+        copyBlob(b).catch((err: unknown) => {
+          cancel.abort(err);
+          throw err;
+        }),
+      ),
+    );
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw cancel.signal.aborted && !options.signal?.aborted ? cancel.signal.reason : failed.reason;
+  };
+
   const writeManifest = async (bytes: Buffer, desc: Descriptor, top: boolean): Promise<void> => {
     const reference = await to.putManifest(bytes, desc, top, signal, top ? origin : undefined);
     stats.manifests++;
@@ -211,21 +230,15 @@ export async function copyImage(source: CopyLocation | string, destination: Copy
   const copyManifest = async (bytes: Buffer, desc: Descriptor, parsed: ParsedManifest, top: boolean): Promise<void> => {
     const subject = `${from.name}@${desc.digest}`;
     if (parsed.kind === 'schema1') {
-      throw new InvalidManifestError(subject, 'a Docker schema1 manifest cannot be copied as it is (its blobs have no sizes and its digest is not of its bytes); `stratum pull` converts it');
-    }
-    if (parsed.kind === 'image') {
-      const blobs = [parsed.manifest.config, ...parsed.manifest.layers].filter((l) => !isForeign(l));
-      const settled = await Promise.allSettled(
-        blobs.map((b) =>
-          copyBlob(b).catch((err: unknown) => {
-            cancel.abort(err);
-            throw err;
-          }),
-        ),
-      );
-      // The first failure is the one to report (the others are mostly the abort it caused).
-      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed) throw cancel.signal.aborted && !options.signal?.aborted ? cancel.signal.reason : failed.reason;
+      // As skopeo does between registries: the signed manifest as it is, its blobs (sizes from a HEAD) first.
+      if (!to.takesSchema1 || !from.blobSize) {
+        throw new InvalidManifestError(subject, `a Docker schema1 manifest is copied only between registries (${to.name} would need it converted, which \`stratum pull\` does)`);
+      }
+      const blobs = schema1Blobs(parseSchema1(bytes, subject));
+      const sized = await Promise.all(blobs.map(async (digest) => ({ mediaType: MediaType.DockerLayerGzip, digest, size: await from.blobSize!(digest, signal) })));
+      await copyAll(sized);
+    } else if (parsed.kind === 'image') {
+      await copyAll([parsed.manifest.config, ...parsed.manifest.layers].filter((l) => !isForeign(l)));
     } else {
       for (const child of parsed.index.manifests) {
         if (!(await from.hasManifest(child))) throw new NotFoundError(`${from.name}: the index lists ${child.digest}, which is not there (copy without --all to take one platform)`);
@@ -299,6 +312,7 @@ function registrySource(ref: Reference, client: RegistryClient): Source {
       return (await client.fetchManifest(ref, desc.digest, desc.size)).bytes;
     },
     hasManifest: async () => true,
+    blobSize: (digest, signal) => client.blobSize(ref, digest, signal),
     async openBlob(desc, signal) {
       const res = await client.fetchBlob(ref, desc.digest, signal ? { signal } : {});
       if (res.start !== 0) {
@@ -452,6 +466,7 @@ function registrySink(dest: Reference, client: RegistryClient, source: Source): 
   const mountFrom = source.registry && source.registry.registry === dest.registry && source.registry.repository !== dest.repository ? source.registry.repository : undefined;
   return {
     name: dest.toString(),
+    takesSchema1: true,
     hasBlob: (desc) => client.blobExists(dest, desc.digest),
     async putBlob(desc, from, progress, signal) {
       const subject = `blob ${desc.digest} from ${from.name}`;
@@ -491,6 +506,7 @@ function registrySink(dest: Reference, client: RegistryClient, source: Source): 
 function storeSink(name: string, store: OciStore, tag: string | undefined, context: CopyContext, source: Source, lease: Lease | undefined): Sink {
   return {
     name,
+    takesSchema1: false,
     async hasBlob(desc) {
       return (await store.info(desc.digest))?.size === desc.size;
     },

@@ -15,7 +15,7 @@ import {
 } from '../errors.js';
 import { digestAlgorithm, digestOf, isDigest, type Digest, type DigestAlgorithm } from '../oci/digest.js';
 import { MAX_MANIFEST_BYTES, manifestContentType } from '../oci/manifest.js';
-import { MANIFEST_ACCEPT, MediaType } from '../oci/mediatypes.js';
+import { isSchema1MediaType, MANIFEST_ACCEPT, MediaType } from '../oci/mediatypes.js';
 import type { Reference } from '../oci/reference.js';
 import { isSignedSchema1, schema1PayloadDigest } from '../oci/schema1.js';
 import { Authenticator, excerpt, readLimited, repositoryScope } from './auth.js';
@@ -178,6 +178,30 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
   }
 
   /**
+   * A blob's size from the Content-Length of a HEAD (mirrors first, as for fetches), for blobs
+   * whose descriptors have none (schema1). NotFoundError when no endpoint has it.
+   */
+  async blobSize(ref: Reference, digest: Digest, signal?: AbortSignal): Promise<number> {
+    if (!isDigest(digest)) throw new StratumError('ERR_INVALID_DIGEST', `invalid blob digest ${JSON.stringify(digest)}`);
+    const what = `blob ${digest} of ${ref.name}`;
+    return withRetry(
+      () =>
+        this.acrossEndpoints(ref, undefined, async (endpoint) => {
+          const res = await this.send(endpoint, `/v2/${ref.repository}/blobs/${digest}`, { method: 'HEAD', scope: repositoryScope(ref.repository), what, ...(signal ? { signal } : {}) });
+          if (res.statusCode !== 200) throw await this.statusError(res, endpoint, ref, what);
+          await res.body.dump();
+          const length = Number(header(res.headers, 'content-length'));
+          if (header(res.headers, 'content-length') === undefined || !Number.isSafeInteger(length) || length < 0) {
+            throw new RegistryError(`${endpointName(endpoint, ref)} answered HEAD of ${what} without a usable Content-Length`);
+          }
+          return length;
+        }),
+      this.retry,
+      signal ? { signal } : {},
+    );
+  }
+
+  /**
    * Uploads one blob to ref's repository (the registry itself, never a mirror): POST for an
    * upload session, then one monolithic PUT of `open()`'s bytes with `?digest=`; the registry
    * checks the digest. A retryable failure starts again from the POST with a fresh stream.
@@ -224,7 +248,8 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
 
   /** PUTs a manifest under `reference` (a tag or its digest) in ref's repository; returns the digest the registry stored it under. */
   async pushManifest(ref: Reference, reference: string, mediaType: string, bytes: Buffer, signal?: AbortSignal): Promise<Digest> {
-    const digest = digestOf(bytes);
+    // A signed schema1 manifest is addressed by its payload's digest, as the registry stores it.
+    const digest = isSchema1MediaType(mediaType) && isSignedSchema1(bytes) ? schema1PayloadDigest(bytes, `manifest ${ref.name}`) : digestOf(bytes);
     const what = `manifest ${ref.name}:${reference}`;
     return withRetry(async () => {
       const endpoint = this.upstream(ref);

@@ -13,6 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { isStratumError } from '../../src/errors.js';
 import { digestOf } from '../../src/oci/digest.js';
+import { schema1Payload, schema1PayloadDigest } from '../../src/oci/schema1.js';
 import { hostPlatform, selectManifest } from '../../src/oci/platform.js';
 import { copyImage, parseCopyLocation, type CopyEvent } from '../../src/image/copy.js';
 import { Engine } from '../../src/engine/engine.js';
@@ -30,8 +31,8 @@ let other: TestRegistry;
 let client: RegistryClient;
 
 before(async () => {
-  rig = await startRig();
-  other = await startRegistry();
+  rig = await startRig({ schema1: true });
+  other = await startRegistry({ schema1: true });
   client = new RegistryClient({ config: { retries: FAST_RETRIES } });
 });
 after(async () => {
@@ -167,6 +168,19 @@ describe('copy registry → registry', () => {
     }
     const head = await fetch(`${other.url}/v2/aborted/app/manifests/1`, { method: 'HEAD' });
     assert.equal(head.status, 404);
+  });
+
+  test('schema1 between registries: the signed manifest as it is (same payload digest), its blobs sized by HEAD; refused into a layout', async () => {
+    const ubuntu = rig.fixtures.ubuntu!;
+    const src = `${rig.proxy.host}/library/ubuntu:15.04`;
+    const r = await copyImage(src, `${other.host}/copied/ubuntu:15.04`, { client });
+    assert.equal(r.digest, ubuntu.digest);
+    assert.equal(r.copied, new Set(ubuntu.blobSums).size);
+    const raw = await skopeoRaw(`docker://${other.host}/copied/ubuntu:15.04`);
+    assert.equal(schema1PayloadDigest(raw), ubuntu.digest);
+    assert.deepEqual(schema1Payload(raw), schema1Payload(await skopeoRaw(`docker://${rig.registry.host}/library/ubuntu:15.04`)));
+    const dir = join(await tmp.make('copy-layout'), 'schema1');
+    await assert.rejects(copyImage(src, `oci:${dir}:u`, { client }), (err) => isStratumError(err, 'ERR_INVALID_MANIFEST') && /only between registries/.test(err.message));
   });
 
   test('a corrupt source byte: ERR_DIGEST_MISMATCH, and the destination gets no manifest', async () => {
