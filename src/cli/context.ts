@@ -1,5 +1,10 @@
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { Engine } from '../engine/engine.js';
+import { NotFoundError } from '../errors.js';
+import { UsageError } from './args.js';
+
+export { UsageError };
 
 export interface GlobalFlags {
   store?: string;
@@ -9,31 +14,26 @@ export interface GlobalFlags {
   mirror?: string[];
   'insecure-registry'?: string[];
   concurrency?: string;
+  debug?: boolean;
 }
 
-export const GLOBAL_OPTIONS = {
-  store: { type: 'string' },
-  snapshotter: { type: 'string' },
-  'snapshot-root': { type: 'string' },
-  config: { type: 'string' },
-  mirror: { type: 'string', multiple: true },
-  'insecure-registry': { type: 'string', multiple: true },
-  concurrency: { type: 'string' },
-} as const;
-
-/** parseArgs with positionals allowed and the global options merged in: every command's start. */
-export function parseCommand<const T extends NonNullable<ParseArgsConfig['options']>>(
-  argv: string[],
-  options: T,
-): ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof GLOBAL_OPTIONS & T }>> {
-  return parseArgs({ args: argv, allowPositionals: true, options: { ...GLOBAL_OPTIONS, ...options } });
+export interface OpenOptions {
+  /**
+   * A command that only reads: a store named by --store or $STRATUM_STORE must already exist
+   * (a mistyped path must not become a new, empty store).
+   */
+  existing?: boolean;
 }
 
 /**
  * The Engine for the global flags: the CLI's only way into the store. Every policy (config file
  * lookup, mirror precedence, the store's storage driver, where snapshots live) is the Engine's.
  */
-export function openEngine(flags: GlobalFlags): Promise<Engine> {
+export async function openEngine(flags: GlobalFlags, options: OpenOptions = {}): Promise<Engine> {
+  const explicit = flags.store ?? (process.env.STRATUM_STORE || undefined);
+  if (options.existing && explicit !== undefined && !existsSync(resolve(explicit))) {
+    throw new NotFoundError(`no store at ${resolve(explicit)}${flags.store !== undefined ? ' (--store)' : ' ($STRATUM_STORE)'}: nothing was pulled there; check the path`);
+  }
   return Engine.open({
     ...(flags.store !== undefined ? { root: flags.store } : {}),
     ...(flags.snapshotter !== undefined && flags.snapshotter !== '' ? { storageDriver: flags.snapshotter, storageDriverSource: '--snapshotter' } : {}),
@@ -49,8 +49,8 @@ export function openEngine(flags: GlobalFlags): Promise<Engine> {
 }
 
 /** Runs fn with the Engine for these flags, closing it after. */
-export async function withEngine<T>(flags: GlobalFlags, fn: (engine: Engine) => Promise<T>): Promise<T> {
-  const engine = await openEngine(flags);
+export async function withEngine<T>(flags: GlobalFlags, fn: (engine: Engine) => Promise<T>, options: OpenOptions = { existing: true }): Promise<T> {
+  const engine = await openEngine(flags, options);
   try {
     return await fn(engine);
   } finally {
@@ -62,8 +62,4 @@ export function parsePositiveInt(value: string, flag: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} takes a whole number of at least 1, got ${JSON.stringify(value)}`);
   return n;
-}
-
-export class UsageError extends Error {
-  readonly code = 'ERR_USAGE';
 }

@@ -65,3 +65,10 @@ export function table(header: string[], rows: string[][]): string {
 export function percent(part: number, whole: number): string {
   return whole === 0 ? '0%' : `${Math.round((part / whole) * 100)}%`;
 }
+
+/** Go's time.Time String() as docker prints CreatedAt: `2015-04-21 22:16:04 +0000 UTC`. */
+export function dockerTime(iso: string | undefined): string {
+  const t = Date.parse(iso ?? '');
+  if (!iso || Number.isNaN(t)) return 'N/A';
+  return `${new Date(t).toISOString().replace('T', ' ').replace(/\.\d+Z$|Z$/, '')} +0000 UTC`;
+}

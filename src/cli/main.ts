@@ -1,12 +1,7 @@
 #!/usr/bin/env node
 import { setFlagsFromString } from 'node:v8';
-import { StratumError } from '../errors.js';
-import { UsageError } from './context.js';
-
-interface Command {
-  usage: string;
-  run(argv: string[]): Promise<number>;
-}
+import { describeFailure } from './invocation.js';
+import { run } from './run.js';
 
 // A pull allocates many short-lived objects around the bytes it streams; V8 would grow the young
 // generation for them to 16 MiB semi-spaces, which only adds resident memory (~15-30 MB measured)
@@ -24,88 +19,14 @@ setFlagsFromString('--liftoff-only');
 // at 600 KB, the floor 1.02 s). A larger budget keeps TurboFan for the really hot code.
 setFlagsFromString('--interrupt-budget=600000');
 
-/** Loaded on demand: a command pays only for the modules it uses (undici, the addon…) at start-up. */
-const COMMANDS: Record<string, () => Promise<Command>> = {
-  pull: () => import('./commands/pull.js'),
-  push: () => import('./commands/push.js'),
-  commit: () => import('./commands/commit.js'),
-  images: () => import('./commands/images.js'),
-  inspect: () => import('./commands/inspect.js'),
-  history: () => import('./commands/history.js'),
-  df: () => import('./commands/df.js'),
-  gc: () => import('./commands/gc.js'),
-  fsck: () => import('./commands/fsck.js'),
-  rmi: () => import('./commands/rmi.js'),
-  mount: () => import('./commands/mount.js'),
-  unmount: () => import('./commands/unmount.js'),
-  snapshot: () => import('./commands/snapshot.js'),
-  export: () => import('./commands/export.js'),
-  info: () => import('./commands/info.js'),
-};
-
-const USAGE = `Usage: stratum COMMAND [OPTIONS]
-
-An OCI image layer engine: pull, store, unpack and mount container images.
-
-Commands:
-  pull       Download an image into the store (verified, deduplicated)
-  push       Upload an image from the store to a registry
-  commit     Create an image from the changes in a writable snapshot
-  images     List images in the store
-  inspect    Show an image's manifest and config
-  history    Show the history of an image
-  df         Show store disk usage and sharing between images
-  mount      Mount an image's root filesystem (read-only view or --rw snapshot)
-  unmount    Unmount what mount mounted
-  snapshot   List, prepare, view, commit, remove snapshots
-  export     Write an image's flattened root filesystem as a tar
-  rmi        Remove image tags
-  gc         Delete blobs, snapshots and leftovers nothing needs
-  fsck       Check blobs, references and snapshots (--repair)
-  info       Show the store's storage driver, backing filesystem and contents
-
-Global options: --store DIR, --snapshotter overlay|native|btrfs|zfs (overlay2, vfs), --snapshot-root DIR, --config FILE,
-                --mirror [REGISTRY=]URL, --insecure-registry HOST
-Run 'stratum COMMAND --help' for more information on a command.`;
-
-export async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
-  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    process.stdout.write(`${USAGE}\n`);
-    return name === undefined ? 2 : 0;
-  }
-  if (name === '--version' || name === 'version') {
-    process.stdout.write('stratum 0.1.0\n');
-    return 0;
-  }
-  const load = COMMANDS[name];
-  if (!load) {
-    process.stderr.write(`stratum: unknown command ${JSON.stringify(name)}\n\n${USAGE}\n`);
-    return 2;
-  }
-  const command = await load();
-  if (rest.includes('--help') || rest.includes('-h')) {
-    process.stdout.write(`${command.usage}\n`);
-    return 0;
-  }
-  try {
-    return await command.run(rest);
-  } catch (err) {
-    return reportError(err, command);
-  }
+// A failure outside the command's own await (a stray stream error) still ends in one line, not a stack.
+const debug = process.argv.includes('--debug') || process.argv.includes('-D');
+for (const event of ['uncaughtException', 'unhandledRejection'] as const) {
+  process.on(event, (err: unknown) => {
+    const failure = describeFailure(err, debug);
+    if (failure.message) process.stderr.write(`${failure.message}\n`);
+    process.exit(failure.status);
+  });
 }
 
-function reportError(err: unknown, command: Command): number {
-  if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-    process.stderr.write(`stratum: ${(err as Error).message}\n\n${command.usage}\n`);
-    return 2;
-  }
-  if (err instanceof StratumError) {
-    process.stderr.write(`stratum: error: ${err.message} (${err.code})\n`);
-    return 1;
-  }
-  process.stderr.write(`stratum: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  return 1;
-}
-
-process.exitCode = await main(process.argv.slice(2));
+process.exitCode = await run(process.argv.slice(2));

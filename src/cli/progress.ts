@@ -1,4 +1,3 @@
-import type { Writable } from 'node:stream';
 import { shortDigest, type Digest } from '../oci/digest.js';
 import type { PullEvent } from '../image/pull.js';
 import { humanSize } from './format.js';
@@ -18,7 +17,7 @@ export function progressBar(current: number, total: number | undefined): string 
 
 /**
  * Renders pull events the way `docker pull` does: one line per layer, redrawn in place on a
- * terminal, one line per state change otherwise, or one JSON object per event with --json.
+ * terminal, one line per state change (no bars) otherwise, or one JSON object per event with --json.
  */
 export class PullProgress {
   private readonly lines: string[] = [];
@@ -28,7 +27,7 @@ export class PullProgress {
 
   /** With `unpack`, a layer is "Pull complete" once extracted, as docker shows it; else once downloaded. */
   constructor(
-    private readonly out: Writable,
+    private readonly out: { write(text: string): unknown },
     private readonly mode: ProgressMode,
     private readonly options: { unpack?: boolean } = {},
   ) {}
@@ -96,7 +95,8 @@ export class PullProgress {
     const changed = this.lastStatus.get(id) !== statusKey;
     this.lastStatus.set(id, statusKey);
     if (this.mode === 'plain') {
-      if (changed) this.out.write(`${line}\n`);
+      // Off a terminal docker prints state changes only, never a progress bar.
+      if (changed) this.out.write(`${id}: ${statusKey}\n`);
       return;
     }
     const index = this.lineOf.get(id);

@@ -30,7 +30,7 @@ import { reclaimTemporaries, type ReclaimedTemporaries } from '../snapshotter/te
 import { backingFilesystem, chooseStorageDriver, driverStatus, ensureZfsRoot, kernelLimits, normalizeDriverName, supportsDType } from '../snapshotter/driver.js';
 import { loadNative } from '../sys/native.js';
 import { mkdirAll } from '../sys/mkdir-all.js';
-import { AlreadyExistsError, FailedPreconditionError, isStratumError, NotFoundError } from '../errors.js';
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, isStratumError, NotFoundError } from '../errors.js';
 import { readStoreConfig, writeStoreConfig } from './store-config.js';
 import { resolveRegistryConfig, type RegistrySettings } from './registry-config.js';
 import { MountTable, type MountRecord } from './mount-table.js';
@@ -357,6 +357,20 @@ export class Engine {
   }
 
   /**
+   * `docker tag`: names `target` the image `source` resolves to (a name, an image ID or prefix,
+   * a digest); an existing `target` tag is moved. Returns the stored target name.
+   */
+  async tag(source: string, target: string): Promise<string> {
+    const ref = parseReference(target);
+    if (ref.digest !== undefined) throw new InvalidArgumentError(`cannot tag ${target}: a tag cannot name a digest (give NAME[:TAG])`);
+    const image = await this.resolveImage(source);
+    const descriptor = image.index ?? image.descriptor;
+    const name = ref.toString();
+    await this.store.setTag(name, descriptor);
+    return name;
+  }
+
+  /**
    * `docker rmi`: a tag removes that tag; an image ID (or prefix) removes every tag of that image,
    * which needs `force` when there are several. Blobs and snapshots go at the next `gc`.
    */
@@ -491,7 +505,19 @@ export class Engine {
   /** The steps an image was built from, newest first, with the layer each made (`docker history`). */
   async history(name: string): Promise<HistoryRow[]> {
     const { imageHistory } = await import('../image/history.js');
-    return imageHistory(await this.resolveImage(name));
+    const image = await this.resolveImage(name);
+    const rows = imageHistory(image);
+    const chain = chainIds(image.config.rootfs.diff_ids);
+    for (const row of rows) {
+      const key = row.layerIndex !== undefined ? chain[row.layerIndex] : undefined;
+      if (key === undefined) continue;
+      try {
+        row.unpackedSize = (await this.snapshotUsage(key)).size;
+      } catch (err) {
+        if (!(err instanceof NotFoundError)) throw err;
+      }
+    }
+    return rows;
   }
 
   /** The image with its ID, chainIDs and, when unpacked, where its layers are (Docker's GraphDriver). */

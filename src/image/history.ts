@@ -8,6 +8,13 @@ export interface HistoryRow {
   createdBy: string;
   /** Bytes of the layer blob; 0 for empty layers. */
   size: number;
+  /** The layer's position in the manifest (0 = base), for a step that made one. */
+  layerIndex?: number;
+  /**
+   * Bytes the layer takes unpacked (its snapshot's own data, as docker's SIZE counts it); 0 for
+   * empty layers, undefined while the layer is not unpacked. Filled by Engine.history.
+   */
+  unpackedSize?: number;
   comment: string;
   emptyLayer: boolean;
 }
@@ -23,9 +30,11 @@ export function imageHistory(image: StoredImage): HistoryRow[] {
   let layerIndex = 0;
   for (const entry of history) {
     const empty = entry.empty_layer === true;
-    const layer = empty ? undefined : layers[layerIndex++];
+    const index = empty ? undefined : layerIndex++;
+    const layer = index === undefined ? undefined : layers[index];
     rows.push({
       layer,
+      ...(layer ? { layerIndex: index } : { unpackedSize: 0 }),
       created: entry.created,
       createdBy: entry.created_by ?? '',
       size: layer?.size ?? 0,
@@ -36,7 +45,7 @@ export function imageHistory(image: StoredImage): HistoryRow[] {
   // Layers the history does not account for (malformed or partial history) still show.
   for (; layerIndex < layers.length; layerIndex++) {
     const layer = layers[layerIndex]!;
-    rows.push({ layer, createdBy: '', size: layer.size, comment: '', emptyLayer: false });
+    rows.push({ layer, layerIndex, createdBy: '', size: layer.size, comment: '', emptyLayer: false });
   }
   return rows.reverse();
 }

@@ -70,7 +70,8 @@ export class TreeTarWriter {
   }
 
   private async write(chunk: Buffer): Promise<void> {
-    if (!this.out.write(chunk)) await once(this.out, 'drain');
+    if (this.out.destroyed) throw this.out.errored ?? new Error('the tar output was closed before the archive was complete');
+    if (!this.out.write(chunk)) await drained(this.out);
   }
 
   private async copyContent(abs: Buffer, size: number): Promise<void> {
@@ -84,4 +85,25 @@ export class TreeTarWriter {
     if (copied < size) throw new Error(`${showName(abs.toString('latin1'))} shrank while it was archived (${copied} of ${size} bytes)`);
     await this.write(padding(size));
   }
+}
+
+/**
+ * Waits for `drain`, or fails when the output errors or closes first: a reader that went away
+ * (`| head`) must end the walk, so its caller's cleanup (unmounting the view) runs.
+ */
+function drained(out: Writable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const settle = (err?: Error) => {
+      out.off('drain', onDrain);
+      out.off('error', settle);
+      out.off('close', onClose);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onDrain = () => settle();
+    const onClose = () => settle(out.errored ?? new Error('the tar output was closed before the archive was complete'));
+    out.on('drain', onDrain);
+    out.on('error', settle);
+    out.on('close', onClose);
+  });
 }

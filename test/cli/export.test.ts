@@ -144,6 +144,6 @@ describe('stratum export', () => {
     assert.deepEqual(await readdir(out), []);
     const u = await runCli(['export', '--store', store, images.links.reference], env);
     assert.equal(u.code, 2);
-    assert.match(u.stderr, /export needs -o FILE/);
+    assert.match(u.stderr, /"stratum export" requires -o FILE/);
   });
 });

@@ -34,7 +34,7 @@ describe('pull progress rendering', () => {
         `${id(a)}: Pulling fs layer`,
         `${id(b)}: Pulling fs layer`,
         `${id(a)}: Already exists`,
-        `${id(b)}: Downloading [============>                                     ]  500B/2kB`,
+        `${id(b)}: Downloading`, // off a terminal docker prints no bars
         `${id(b)}: Verifying Checksum`,
         `${id(b)}: Download complete`,
         `${id(b)}: Pull complete`,
@@ -79,7 +79,7 @@ describe('pull progress rendering', () => {
       `${id(empty)}: Pulling fs layer`,
       `${id(a)}: Download complete`,
       `${id(empty)}: Download complete`,
-      `${id(a)}: Extracting [${'='.repeat(50)}>]  10B/10B`,
+      `${id(a)}: Extracting`,
       `${id(a)}: Pull complete`,
       `${id(empty)}: Pull complete`,
     ]);

@@ -53,12 +53,13 @@ describe('stratum pull (CLI, real registry through the fault proxy)', () => {
     assert.equal(blobGets(EMPTY_GZIP_LAYER_DIGEST), 1);
     assert.equal(blobGets(fixtures.ubuntu.layer.digest), 1);
 
-    const inspect = JSON.parse((await runCli(['inspect', '--store', store, 'ubuntu:15.04'])).stdout);
-    assert.deepEqual(inspect.config.rootfs.diff_ids, [fixtures.ubuntu.layer.diffId]);
-    assert.equal(inspect.manifest.layers.length, 1);
-    assert.equal(inspect.manifest.layers[0].digest, fixtures.ubuntu.layer.digest);
+    const [inspect] = JSON.parse((await runCli(['inspect', '--store', store, 'ubuntu:15.04'])).stdout);
+    const config = JSON.parse((await runCli(['inspect', '--config', '--store', store, 'ubuntu:15.04'])).stdout);
+    assert.deepEqual(inspect.RootFS.Layers, [fixtures.ubuntu.layer.diffId]);
+    assert.equal(inspect.Manifest.layers.length, 1);
+    assert.equal(inspect.Manifest.layers[0].digest, fixtures.ubuntu.layer.digest);
     assert.deepEqual(
-      inspect.config.history.map((h: { empty_layer?: boolean }) => h.empty_layer === true),
+      config.history.map((h: { empty_layer?: boolean }) => h.empty_layer === true),
       [false, true, true, true],
     );
 
@@ -67,8 +68,10 @@ describe('stratum pull (CLI, real registry through the fault proxy)', () => {
     const lines = history.stdout.trimEnd().split('\n');
     assert.match(lines[0]!, /^IMAGE\s+CREATED\s+CREATED BY\s+SIZE\s+COMMENT$/);
     assert.equal(lines.length, 5);
-    assert.equal(lines.filter((l) => /^<missing>\s.*\s0B\s*$/.test(l)).length, 3);
-    assert.match(lines[4]!, new RegExp(`^${shortDigest(fixtures.ubuntu.layer.digest)}\\s+\\d+ years ago\\s+/bin/sh -c #\\(nop\\) ADD file:`));
+    assert.equal(lines.filter((l) => /^(<missing>|[0-9a-f]{12})\s.*\s0B\s*$/.test(l)).length, 3);
+    // docker's IMAGE column: the image ID on the newest row, <missing> below it.
+    assert.match(lines[1]!, new RegExp(`^${shortDigest(inspect.Id)}\\s`));
+    assert.match(lines[4]!, /^<missing>\s+\d+ years ago\s+\/bin\/sh -c #\(nop\) ADD file:/);
     assert.match(lines[1]!, /CMD \["\/bin\/bash"\]/);
 
     const name = 'docker.io/library/ubuntu:15.04';
@@ -105,16 +108,16 @@ describe('stratum pull (CLI, real registry through the fault proxy)', () => {
     const blobs = await readdir(join(store, 'blobs/sha256'));
     assert.equal(blobs.filter((b) => b === baseLayer.digest.slice(7)).length, 1);
 
-    const df = JSON.parse((await runCli(['df', '--store', store, '--format', 'json'])).stdout);
-    const appUsage = df.images.find((i: { name: string }) => i.name === 'docker.io/library/app:1');
-    assert.equal(appUsage.sharedSize, baseLayer.size);
-    assert.equal(appUsage.uniqueSize, fixtures.app.layers[1]!.size);
-    assert.equal(df.reclaimable.bytes, 0);
+    const df = JSON.parse((await runCli(['df', '-v', '--store', store, '--format', 'json'])).stdout);
+    const appUsage = df.Images.find((i: { Name: string }) => i.Name === 'docker.io/library/app:1');
+    assert.equal(appUsage.BlobSharedSize, baseLayer.size);
+    assert.equal(appUsage.BlobUniqueSize, fixtures.app.layers[1]!.size);
+    assert.equal(df.Reclaimable.BlobSize, 0);
     const dfv = await runCli(['df', '-v', '--store', store]);
     assert.match(dfv.stdout, /^REPOSITORY\s+TAG\s+IMAGE ID\s+CREATED\s+SIZE\s+SHARED SIZE\s+UNIQUE SIZE\s+BLOBS$/m);
     assert.match(dfv.stdout, new RegExp(`^${shortDigest(baseLayer.digest)}\\s+\\S+\\s+2\\s+base:1, app:1$`, 'm'));
 
-    const images = await runCli(['images', '--store', store]);
+    const images = await runCli(['images', '--digests', '--store', store]);
     assert.match(images.stdout, new RegExp(`^app\\s+1\\s+${fixtures.app.digest}\\s`, 'm'));
     assert.match(images.stdout, new RegExp(`^base\\s+1\\s+${fixtures.base.digest}\\s`, 'm'));
   });
@@ -125,14 +128,14 @@ describe('stratum pull (CLI, real registry through the fault proxy)', () => {
     const r = await pull(store, 'multi:1', '--platform', 'linux/arm/v7');
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`^Digest: ${fixtures.multi.digest}$`, 'm'));
-    const inspect = JSON.parse((await runCli(['inspect', '--store', store, 'multi:1'])).stdout);
-    assert.equal(inspect.descriptor.digest, arm.digest);
-    assert.equal(inspect.config.architecture, 'arm');
+    const [inspect] = JSON.parse((await runCli(['inspect', '--store', store, 'multi:1'])).stdout);
+    assert.equal(inspect.Descriptor.digest, arm.digest);
+    assert.equal(inspect.Architecture, 'arm');
 
     const amd = fixtures.multi.manifests.find((m) => m.platform.architecture === 'amd64')!;
     const host = await pull(store, 'multi:1');
     assert.equal(host.code, 0, host.stderr);
-    assert.equal(JSON.parse((await runCli(['inspect', '--store', store, 'multi:1'])).stdout).descriptor.digest, amd.digest);
+    assert.equal(JSON.parse((await runCli(['inspect', '--store', store, 'multi:1'])).stdout)[0].Descriptor.digest, amd.digest);
 
     const before = await treeDigest(store);
     const none = await pull(store, 'multi:1', '--platform', 'linux/s390x');
@@ -145,8 +148,8 @@ describe('stratum pull (CLI, real registry through the fault proxy)', () => {
     const store = await newStore();
     const r = await pull(store, 'zstd:1');
     assert.equal(r.code, 0, r.stderr);
-    const inspect = JSON.parse((await runCli(['inspect', '--store', store, 'zstd:1'])).stdout);
-    assert.equal(inspect.manifest.layers[0].mediaType, 'application/vnd.oci.image.layer.v1.tar+zstd');
+    const [inspect] = JSON.parse((await runCli(['inspect', '--store', store, 'zstd:1'])).stdout);
+    assert.equal(inspect.Manifest.layers[0].mediaType, 'application/vnd.oci.image.layer.v1.tar+zstd');
   });
 
   it('emits one JSON event per line with --json and only the name with --quiet', async () => {

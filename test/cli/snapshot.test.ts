@@ -80,7 +80,7 @@ async function ok(...args: string[]): Promise<string> {
 /** `snapshot ls` without --snapshotter: every backend's, each row naming its own (here all the store's driver's). */
 async function ls(...filters: string[]): Promise<SnapshotLsRow[]> {
   const rows = parseSnapshotLs(await ok('ls', ...filters));
-  const driver = JSON.parse(await runCli(['info', '--store', store, '--format', 'json'], env).then((r) => r.stdout)).driver.name;
+  const driver = JSON.parse(await runCli(['info', '--store', store, '--format', 'json'], env).then((r) => r.stdout)).Driver;
   return rows.map(({ snapshotter, ...row }) => {
     assert.equal(snapshotter, driver, `${row.name} listed under ${snapshotter}`);
     return row;
@@ -228,7 +228,7 @@ describe('stratum snapshot', () => {
     assert.match(unknown.stderr, /unknown snapshot command "frobnicate"/);
     const short = await snap('commit', 'only-name');
     assert.equal(short.code, 2);
-    assert.match(short.stderr, /snapshot commit needs NAME and KEY/);
+    assert.match(short.stderr, /"stratum snapshot commit" requires 2 arguments: missing KEY/);
   });
 
   test('rm top-down removes the whole chain, and cleanup leaves no data behind', async (t) => {

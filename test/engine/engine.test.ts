@@ -69,8 +69,8 @@ describe('the store remembers its storage driver', () => {
     await ok('pull', '--store', store, '--snapshotter', 'vfs', refs.two.reference); // Docker's name for native
     assert.equal(JSON.parse(await readFile(join(store, 'stratum.json'), 'utf8'))['storage-driver'], 'native');
     const info = await infoJson(store);
-    assert.equal(info.driver.name, 'native');
-    assert.match(info.driver.reason, /store's driver/);
+    assert.equal(info.Driver, 'native');
+    assert.match(info.DriverChosen, /store's driver/);
 
     const dir = join(await tmp('engine-native-mnt'), 'rootfs');
     const mounted = await ok('mount', '--store', store, '--rw', 'K', refs.two.reference, dir);
@@ -106,12 +106,12 @@ describe('the store remembers its storage driver', () => {
       const store = join(fs.mnt, 'store');
       await ok('pull', '--store', store, refs.one.reference);
       const info = await infoJson(store);
-      assert.equal(info.driver.name, 'btrfs');
-      assert.equal(info.backingFilesystem, 'btrfs');
-      const inspect = JSON.parse(await ok('inspect', '--store', store, refs.one.reference));
-      assert.equal(inspect.graphDriver.name, 'btrfs');
-      assert.equal(inspect.graphDriver.unpacked, true);
-      assert.deepEqual(inspect.rootfs.chainIds, refs.one.chain);
+      assert.equal(info.Driver, 'btrfs');
+      assert.equal(info.BackingFilesystem, 'btrfs');
+      const [inspect] = JSON.parse(await ok('inspect', '--store', store, refs.one.reference));
+      assert.equal(inspect.GraphDriver.Name, 'btrfs');
+      assert.equal(inspect.Unpacked, true);
+      assert.deepEqual(inspect.ChainIDs, refs.one.chain);
     } finally {
       await deleteSubvolumesUnder(fs.mnt).catch(() => {});
       await (fs as LoopBtrfs).unmount();
@@ -130,7 +130,7 @@ describe('the store remembers its storage driver', () => {
       assert.match(refused.stderr, /'overlay' is not supported over overlayfs/);
       const store = join(merged, 'store');
       await ok('pull', '--store', store, refs.one.reference);
-      assert.equal((await infoJson(store)).driver.name, 'native');
+      assert.equal((await infoJson(store)).Driver, 'native');
       const dir = join(base, 'rw');
       await ok('mount', '--store', store, '--rw', 'W', refs.one.reference, dir);
       await writeFile(join(dir, 'etc', 'x'), 'x');
@@ -210,12 +210,12 @@ describe('gc and df see the snapshots', () => {
     const store = await tmp('engine-gc');
     await ok('pull', '--store', store, refs.one.reference);
     await ok('pull', '--store', store, refs.two.reference);
-    const dfJson = JSON.parse(await ok('df', '--store', store, '--format', 'json'));
-    assert.equal(dfJson.snapshots.length, 2, 'one snapshot per chainID, shared');
-    const two = dfJson.images.find((i: { name: string }) => i.name.endsWith('engine/two:1'));
-    assert.ok(two.unpacked.size > 5 * 1024 * 1024, JSON.stringify(two));
-    assert.ok(two.unpacked.sharedSize > 3 * 1024 * 1024, 'the base layer is shared with engine/one');
-    const total = dfJson.blobs.bytes + dfJson.snapshotBytes + dfJson.partialDownloads.bytes;
+    const dfJson = JSON.parse(await ok('df', '-v', '--store', store, '--format', 'json'));
+    assert.equal(dfJson.Snapshots.length, 2, 'one snapshot per chainID, shared');
+    const two = dfJson.Images.find((i: { Name: string }) => i.Name.endsWith('engine/two:1'));
+    assert.ok(two.Size > 5 * 1024 * 1024, JSON.stringify(two));
+    assert.ok(two.SharedSize > 3 * 1024 * 1024, 'the base layer is shared with engine/one');
+    const total = dfJson.Blobs.Size + dfJson.SnapshotSize + dfJson.PartialDownloads.Size;
     const du = await duBytes(store);
     assert.ok(Math.abs(du - total) / du < 0.01, `df ${total} vs du ${du}`);
 
@@ -234,9 +234,9 @@ describe('gc and df see the snapshots', () => {
     const removed = await ok('gc', '--store', store);
     assert.match(removed, new RegExp(`removed snapshot ${refs.two.chain[1]}`));
     assert.match(removed, new RegExp(`removed snapshot ${refs.two.chain[0]}`));
-    const after = JSON.parse(await ok('df', '--store', store, '--format', 'json'));
-    assert.equal(after.snapshots.length, 0);
-    assert.equal(after.blobs.count, 0);
+    const after = JSON.parse(await ok('df', '-v', '--store', store, '--format', 'json'));
+    assert.equal(after.Snapshots.length, 0);
+    assert.equal(after.Blobs.Count, 0);
     const duAfter = await duBytes(store);
     assert.ok(duAfter < 1024 * 1024, `store is ${duAfter} bytes after rmi + gc`);
   });

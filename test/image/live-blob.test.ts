@@ -166,8 +166,8 @@ describe('layers extract while they download (overlay)', () => {
       first.reset();
       assert.equal(r.code, 0, r.stderr);
       assert.equal(first.requests('GET', path).length, fault === 'stall' ? 1 : 2);
-      const inspect = JSON.parse((await runCli(['inspect', '--store', store, 'ubuntu:15.04'], env)).stdout);
-      assert.deepEqual(inspect.config.rootfs.diff_ids, [layer.diffId], fault);
+      const [inspect] = JSON.parse((await runCli(['inspect', '--store', store, 'ubuntu:15.04'], env)).stdout);
+      assert.deepEqual(inspect.RootFS.Layers, [layer.diffId], fault);
     }
   });
 });

@@ -30,7 +30,7 @@ async function ok(...args: string[]): Promise<string> {
   assert.equal(r.code, 0, `stratum ${args.join(' ')}: ${r.stderr}`);
   return r.stdout;
 }
-const inspectId = async (name: string) => JSON.parse(await ok('inspect', name)).id as string;
+const inspectId = async (name: string) => (JSON.parse(await ok('inspect', name)) as Array<{ Id: string }>)[0]!.Id;
 
 before(async () => {
   if (MISSING) return;
@@ -97,15 +97,15 @@ describe('a store with an index entry (skopeo copy --all)', () => {
   test('images, df and inspect list it per platform; the host platform is picked; --platform of a missing one lists the others', async (t) => {
     if (MISSING) return t.skip(MISSING);
     const images = await ok('images', '--format', 'json');
-    const rows = JSON.parse(images) as Array<{ name: string; platform: string; index?: string; id: string }>;
-    const multi = rows.filter((r) => r.name === 'multi');
-    assert.deepEqual(multi.map((r) => r.platform).sort(), fixtures.multi.manifests.map((m) => formatPlatform(m.platform)).sort());
-    assert.ok(multi.every((r) => r.index === fixtures.multi.digest));
-    assert.ok(rows.some((r) => r.name.endsWith('library/app:1')));
+    const rows = images.trim().split('\n').map((l) => JSON.parse(l) as { Name: string; Platform: string; Digest: string });
+    const multi = rows.filter((r) => r.Name === 'multi');
+    assert.deepEqual(multi.map((r) => r.Platform).sort(), fixtures.multi.manifests.map((m) => formatPlatform(m.platform)).sort());
+    assert.ok(multi.every((r) => r.Digest === fixtures.multi.digest));
+    assert.ok(rows.some((r) => r.Name.endsWith('library/app:1')));
     assert.match(await ok('images'), /^multi\s+<none>|^multi\s+/m);
 
-    const df = JSON.parse(await ok('df', '--format', 'json'));
-    assert.equal(df.images.filter((i: { name: string }) => i.name === 'multi').length, 3);
+    const df = JSON.parse(await ok('df', '-v', '--format', 'json'));
+    assert.equal(df.Images.filter((i: { Name: string }) => i.Name === 'multi').length, 3);
 
     const host = formatPlatform(hostPlatform());
     const want = fixtures.multi.manifests.find((m) => formatPlatform(m.platform) === host);

@@ -1,64 +1,38 @@
 import { shortDigest } from '../../oci/digest.js';
 import { repositoryAndTag } from '../../image/image.js';
-import { parseCommand, withEngine, type GlobalFlags } from '../context.js';
+import type { EngineUsage } from '../../engine/engine.js';
+import { DF_FIELDS } from '../commands.js';
+import { withEngine } from '../context.js';
+import type { Invocation } from '../invocation.js';
+import { listingFormat } from '../listing.js';
 import { humanSize, percent, table, timeAgo } from '../format.js';
 
-export const usage = `Usage: stratum df [-v] [--format table|json] [--store DIR]
-
-Show the store's disk usage: blobs, unpacked snapshots (every storage driver of the store),
-partial downloads, and what gc would reclaim. -v adds each image's unpacked size (SIZE, SHARED
-SIZE, UNIQUE SIZE as docker system df -v counts them), each layer blob, and each snapshot.`;
-
-export async function run(argv: string[]): Promise<number> {
-  const { values } = parseCommand(argv, { verbose: { type: 'boolean', short: 'v' }, format: { type: 'string', default: 'table' } });
-  const { usage, root } = await withEngine(values as GlobalFlags, async (engine) => ({ usage: await engine.usage(), root: engine.root }));
-  for (const w of usage.warnings) process.stderr.write(`stratum: warning: cannot read image ${w.name}: ${w.message}\n`);
-  if (values.format === 'json') {
-    const out = {
-      images: usage.images.map((u, i) => {
-        const unpacked = usage.unpacked[i];
-        return {
-          name: u.image.name,
-          ...(u.image.platform ? { platform: u.image.platform } : {}),
-          id: u.image.configDescriptor.digest,
-          size: u.size,
-          sharedSize: u.sharedSize,
-          uniqueSize: u.uniqueSize,
-          unpacked: unpacked?.unpacked ? { size: unpacked.size, sharedSize: unpacked.sharedSize, uniqueSize: unpacked.uniqueSize } : null,
-        };
-      }),
-      layers: usage.layers,
-      snapshots: usage.snapshots.map((s) => ({ key: s.name, snapshotter: s.snapshotter, kind: s.kind, parent: s.parent ?? null, size: s.size, inodes: s.inodes, mountedAt: s.mountedAt })),
-      blobs: { count: usage.blobCount, bytes: usage.blobBytes },
-      snapshotBytes: usage.snapshotBytes,
-      reclaimable: {
-        blobs: usage.reclaimableBlobs,
-        bytes: usage.reclaimableBytes,
-        partialDownloadBytes: usage.reclaimableIngestBytes,
-        snapshots: usage.reclaimableSnapshots.count,
-        snapshotBytes: usage.reclaimableSnapshots.bytes,
-      },
-      partialDownloads: { count: usage.ingestCount, bytes: usage.ingestBytes },
-    };
-    process.stdout.write(JSON.stringify(out, null, 2) + '\n');
-    return 0;
-  }
-  const out: string[] = [];
+export async function run(inv: Invocation): Promise<number> {
+  const verbose = inv.bool('verbose');
+  const format = inv.string('format');
+  const print = listingFormat(format, { fields: DF_FIELDS, headers: { TotalCount: 'TOTAL' }, columns: DF_FIELDS });
+  const { usage, root } = await withEngine(inv.globals, async (engine) => ({ usage: await engine.usage(), root: engine.root }));
+  for (const w of usage.warnings) inv.warn(`cannot read image ${w.name}: ${w.message}`);
   const reclaim = (bytes: number, of: number) => `${humanSize(bytes, 4)} (${percent(bytes, of)})`;
   const imageBytes = usage.blobBytes - usage.reclaimableBytes;
   const active = usage.snapshots.filter((s) => s.kind !== 'committed').length;
-  out.push(
-    table(
-      ['TYPE', 'TOTAL', 'ACTIVE', 'SIZE', 'RECLAIMABLE'],
-      [
-        ['Images', String(usage.images.length), String(new Set(usage.images.map((u) => u.image.name).filter((n) => usage.activeImages.includes(n))).size), humanSize(imageBytes, 4), '0B (0%)'],
-        ['Snapshots', String(usage.snapshots.length), String(active), humanSize(usage.snapshotBytes, 4), reclaim(usage.reclaimableSnapshots.bytes, usage.snapshotBytes)],
-        ['Unreferenced blobs', String(usage.reclaimableBlobs), '0', humanSize(usage.reclaimableBytes, 4), reclaim(usage.reclaimableBytes, usage.reclaimableBytes)],
-        ['Partial downloads', String(usage.ingestCount), '0', humanSize(usage.ingestBytes, 4), reclaim(usage.reclaimableIngestBytes, usage.ingestBytes)],
-      ],
-    ),
-  );
-  if (values.verbose) {
+  const types = [
+    ['Images', usage.images.length, new Set(usage.images.map((u) => u.image.name).filter((n) => usage.activeImages.includes(n))).size, humanSize(imageBytes, 4), '0B (0%)'],
+    ['Snapshots', usage.snapshots.length, active, humanSize(usage.snapshotBytes, 4), reclaim(usage.reclaimableSnapshots.bytes, usage.snapshotBytes)],
+    ['Unreferenced blobs', usage.reclaimableBlobs, 0, humanSize(usage.reclaimableBytes, 4), reclaim(usage.reclaimableBytes, usage.reclaimableBytes)],
+    ['Partial downloads', usage.ingestCount, 0, humanSize(usage.ingestBytes, 4), reclaim(usage.reclaimableIngestBytes, usage.ingestBytes)],
+  ].map(([Type, TotalCount, Active, Size, Reclaimable]) => ({ Type: String(Type), TotalCount: String(TotalCount), Active: String(Active), Size: String(Size), Reclaimable: String(Reclaimable) }));
+  if (format === 'json' && verbose) {
+    inv.stdout.line(JSON.stringify(verboseJson(usage)));
+    return 0;
+  }
+  if (format !== undefined && format !== 'table') {
+    print(inv.stdout, types);
+    return 0;
+  }
+  const out: string[] = [];
+  out.push(table(['TYPE', 'TOTAL', 'ACTIVE', 'SIZE', 'RECLAIMABLE'], types.map((t) => Object.values(t))));
+  if (verbose) {
     out.push('', 'Images space usage:', '');
     out.push(
       table(
@@ -89,6 +63,45 @@ export async function run(argv: string[]): Promise<number> {
   const total = usage.blobBytes + usage.ingestBytes + usage.snapshotBytes;
   const reclaimable = usage.reclaimableBytes + usage.reclaimableIngestBytes + usage.reclaimableSnapshots.bytes;
   out.push('', `Store ${root}: ${usage.blobCount} blobs, ${usage.snapshots.length} snapshots, ${humanSize(total, 4)} in all, ${humanSize(reclaimable, 4)} reclaimable (${percent(reclaimable, total)}) by \`stratum gc\``);
-  process.stdout.write(out.join('\n') + '\n');
+  inv.stdout.line(out.join('\n'));
   return 0;
+}
+
+/** `df -v --format json`: one object with every section, docker system df -v's shape (PascalCase, bytes as numbers). */
+function verboseJson(usage: EngineUsage): Record<string, unknown> {
+  return {
+    Images: usage.images.map((u, i) => {
+      const unpacked = usage.unpacked[i];
+      return {
+        Name: u.image.name,
+        ...repositoryAndTagFields(u.image.name),
+        ...(u.image.platform ? { Platform: u.image.platform } : {}),
+        ID: u.image.configDescriptor.digest,
+        BlobSize: u.size,
+        BlobSharedSize: u.sharedSize,
+        BlobUniqueSize: u.uniqueSize,
+        Size: unpacked?.unpacked ? unpacked.size : null,
+        SharedSize: unpacked?.unpacked ? unpacked.sharedSize : null,
+        UniqueSize: unpacked?.unpacked ? unpacked.uniqueSize : null,
+        Active: usage.activeImages.includes(u.image.name),
+      };
+    }),
+    Layers: usage.layers.map((l) => ({ Digest: l.digest, Size: l.size, UsedBy: l.usedBy })),
+    Snapshots: usage.snapshots.map((s) => ({ Key: s.name, Snapshotter: s.snapshotter, Kind: s.kind, Parent: s.parent ?? null, Size: s.size, Inodes: s.inodes, MountedAt: s.mountedAt })),
+    Blobs: { Count: usage.blobCount, Size: usage.blobBytes },
+    SnapshotSize: usage.snapshotBytes,
+    Reclaimable: {
+      Blobs: usage.reclaimableBlobs,
+      BlobSize: usage.reclaimableBytes,
+      PartialDownloadSize: usage.reclaimableIngestBytes,
+      Snapshots: usage.reclaimableSnapshots.count,
+      SnapshotSize: usage.reclaimableSnapshots.bytes,
+    },
+    PartialDownloads: { Count: usage.ingestCount, Size: usage.ingestBytes },
+  };
+}
+
+function repositoryAndTagFields(name: string): { Repository: string; Tag: string } {
+  const { repository, tag } = repositoryAndTag(name);
+  return { Repository: repository, Tag: tag };
 }

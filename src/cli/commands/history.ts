@@ -1,38 +1,35 @@
 import { shortDigest } from '../../oci/digest.js';
-import { parseCommand, withEngine, type GlobalFlags } from '../context.js';
-import { ellipsis, humanSize, table, timeAgo } from '../format.js';
+import { HISTORY_FIELDS } from '../commands.js';
+import { withEngine } from '../context.js';
+import { dockerTime, ellipsis, humanSize, timeAgo } from '../format.js';
+import type { Invocation } from '../invocation.js';
+import { listingFormat } from '../listing.js';
 
-export const usage = `Usage: stratum history [--no-trunc] [--format table|json] [--store DIR] NAME[:TAG|@DIGEST]
+const HEADERS = { ID: 'IMAGE', CreatedSince: 'CREATED', CreatedAt: 'CREATED AT', CreatedBy: 'CREATED BY', CompressedSize: 'COMPRESSED SIZE' };
 
-Show the steps an image was built from, newest first, with the layer each produced.`;
-
-export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCommand(argv, { 'no-trunc': { type: 'boolean' }, format: { type: 'string', default: 'table' }, human: { type: 'boolean', short: 'H', default: true } });
-  if (positionals.length !== 1) {
-    process.stderr.write(`${usage}\n`);
-    return 2;
-  }
-  const rows = await withEngine(values as GlobalFlags, (engine) => engine.history(positionals[0]!));
-  if (values.format === 'json') {
-    const out = rows.map((r) => ({
-      layer: r.layer?.digest ?? null,
-      created: r.created ?? null,
-      createdBy: r.createdBy,
-      size: r.size,
-      comment: r.comment,
-      emptyLayer: r.emptyLayer,
-    }));
-    process.stdout.write(JSON.stringify(out, null, 2) + '\n');
-    return 0;
-  }
-  const trunc = !values['no-trunc'];
-  const body = rows.map((r) => [
-    r.layer ? (trunc ? shortDigest(r.layer.digest) : r.layer.digest) : '<missing>',
-    timeAgo(r.created),
-    trunc ? ellipsis(r.createdBy.replace(/\t/g, ' '), 45) : r.createdBy,
-    humanSize(r.size),
-    r.comment,
-  ]);
-  process.stdout.write(table(['IMAGE', 'CREATED', 'CREATED BY', 'SIZE', 'COMMENT'], body) + '\n');
+/**
+ * docker history: IMAGE is the image ID on the newest row and <missing> below (the steps of a
+ * pulled image are not images of their own); SIZE is each layer's unpacked size once known.
+ */
+export async function run(inv: Invocation): Promise<number> {
+  const noTrunc = inv.bool('no-trunc');
+  // -H is on unless turned off with -H=false / --human=false.
+  const human = inv.values['human'] !== false;
+  const print = listingFormat(inv.bool('quiet') ? '{{.ID}}' : inv.string('format'), { fields: HISTORY_FIELDS, headers: HEADERS, columns: ['ID', 'CreatedSince', 'CreatedBy', 'Size', 'Comment'] });
+  const { rows, id } = await withEngine(inv.globals, async (engine) => {
+    const image = await engine.resolveImage(inv.arg(0));
+    return { rows: await engine.history(inv.arg(0)), id: image.configDescriptor.digest };
+  });
+  const size = (bytes: number | undefined) => (bytes === undefined ? '-' : human ? humanSize(bytes) : String(bytes));
+  const out = rows.map((r, i) => ({
+    ID: i === 0 ? (noTrunc ? id : shortDigest(id)) : '<missing>',
+    CreatedSince: human ? timeAgo(r.created) : (r.created ?? ''),
+    CreatedAt: human ? dockerTime(r.created) : (r.created ?? ''),
+    CreatedBy: noTrunc ? r.createdBy : ellipsis(r.createdBy.replace(/\t/g, ' '), 45),
+    Size: size(r.unpackedSize),
+    CompressedSize: size(r.size),
+    Comment: r.comment,
+  }));
+  print(inv.stdout, out);
   return 0;
 }

@@ -1,18 +1,38 @@
-import { parseCommand, withEngine, type GlobalFlags } from '../context.js';
+import type { EngineInfo } from '../../engine/engine.js';
+import { withEngine } from '../context.js';
 import { humanSize } from '../format.js';
+import type { Invocation } from '../invocation.js';
+import { objectFormat } from '../listing.js';
 
-export const usage = `Usage: stratum info [--format table|json] [--store DIR]
+/** docker info's field names where docker has them (Driver, DriverStatus), stratum's own beside. */
+export function infoFields(info: EngineInfo): Record<string, unknown> {
+  return {
+    Driver: info.driver.name,
+    DriverStatus: info.driverStatus,
+    DriverChosen: info.driver.reason,
+    SnapshotRoot: info.driver.root,
+    BackingFilesystem: info.backingFilesystem,
+    SupportsDType: info.supportsDType,
+    StoreRoot: info.storeRoot,
+    Images: info.images,
+    Blobs: info.blobs.count,
+    BlobSize: info.blobs.bytes,
+    Snapshots: info.snapshots.count,
+    SnapshotSize: info.snapshots.bytes,
+    SnapshotsByDriver: info.snapshots.bySnapshotter,
+    Mounts: info.mounts,
+    MaxOverlayLowers: info.kernel.maxOverlayLowers,
+  };
+}
 
-Show the store's storage driver as \`docker info\` does (Storage Driver, Backing Filesystem,
-Supports d_type, and the driver's own lines: overlay's Native Overlay Diff and userxattr,
-btrfs's usage, zfs's pool and dataset), why that driver, and the store's images, blobs,
-snapshots and mounts.`;
-
-export async function run(argv: string[]): Promise<number> {
-  const { values } = parseCommand(argv, { format: { type: 'string', default: 'table' } });
-  const info = await withEngine(values as GlobalFlags, (engine) => engine.info());
-  if (values.format === 'json') {
-    process.stdout.write(JSON.stringify({ ...info, driverStatus: Object.fromEntries(info.driverStatus) }, null, 2) + '\n');
+export async function run(inv: Invocation): Promise<number> {
+  const format = inv.string('format');
+  objectFormat(format, ['Driver']); // a bad format fails before the store is opened
+  const info = await withEngine(inv.globals, (engine) => engine.info());
+  const fields = infoFields(info);
+  const render = objectFormat(format, Object.keys(fields));
+  if (render) {
+    inv.stdout.line(render(fields));
     return 0;
   }
   const lines = [
@@ -27,6 +47,6 @@ export async function run(argv: string[]): Promise<number> {
     ` Mounts: ${info.mounts}`,
     `Kernel: ${info.kernel.maxOverlayLowers} overlay lower layers at most`,
   ];
-  process.stdout.write(lines.join('\n') + '\n');
+  inv.stdout.line(lines.join('\n'));
   return 0;
 }

@@ -1,31 +1,15 @@
 import type { PushEvent } from '../../image/push.js';
 import { shortDigest } from '../../oci/digest.js';
 import { parseReference } from '../../oci/reference.js';
-import { openEngine, parseCommand, type GlobalFlags } from '../context.js';
+import { openEngine } from '../context.js';
+import type { Invocation } from '../invocation.js';
 
-export const usage = `Usage: stratum push [OPTIONS] NAME[:TAG] [DESTINATION[:TAG|@DIGEST]]
-
-Upload an image from the store to a registry: the blobs the repository lacks, then the manifest,
-byte for byte (its digest does not change). DESTINATION defaults to NAME itself.
-
-Options:
-      --store DIR                    Content store (default: $STRATUM_STORE or $XDG_DATA_HOME/stratum)
-      --insecure-registry HOST       Allow plain HTTP to HOST (loopback is always allowed)
-      --config FILE                  Registry configuration (insecure hosts, concurrency)
-      --concurrency N                Blobs uploaded at once (default 3)
-  -q, --quiet                        Print only the destination when done
-      --json                         One JSON event per line`;
-
-export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCommand(argv, { quiet: { type: 'boolean', short: 'q' }, json: { type: 'boolean' } });
-  if (positionals.length < 1 || positionals.length > 2) {
-    process.stderr.write(`${usage}\n`);
-    return 2;
-  }
-  const flags = values as GlobalFlags;
+export async function run(inv: Invocation): Promise<number> {
+  const positionals = inv.positionals;
+  const values = { json: inv.bool('json'), quiet: inv.bool('quiet') };
   const destination = positionals[1] !== undefined ? parseReference(positionals[1]) : undefined;
-  const engine = await openEngine(flags);
-  const out = process.stdout;
+  const engine = await openEngine(inv.globals, { existing: true });
+  const out = inv.stdout;
   const layers = new Set<string>();
   const onEvent = (e: PushEvent): void => {
     if (values.json) {
@@ -44,7 +28,7 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const target = destination ?? parseReference(positionals[0]!);
     if (!values.json && !values.quiet) out.write(`The push refers to repository [${target.name}]\n`);
-    const result = await engine.push(positionals[0]!, destination, { onEvent });
+    const result = await engine.push(positionals[0]!, destination, { onEvent, signal: inv.signal });
     if (values.json) {
       out.write(JSON.stringify({ type: 'done', source: result.source, destination: result.destination, digest: result.digest, size: result.size, pushed: result.pushed, mounted: result.mounted, existed: result.existed, bytesUploaded: result.bytesUploaded }) + '\n');
     } else if (values.quiet) {

@@ -1,21 +1,22 @@
-import { parseCommand, withEngine, type GlobalFlags } from '../context.js';
+import { NotFoundError } from '../../errors.js';
+import { withEngine } from '../context.js';
+import type { Invocation } from '../invocation.js';
 
-export const usage = `Usage: stratum rmi [-f] [--store DIR] IMAGE...
-
-Remove image tags from the store: a tag removes that tag, an image ID (or a prefix of it, as
-\`images\` prints it) every tag of that image (-f when there are several). Run \`stratum gc\` to
-free their blobs and unpacked snapshots.`;
-
-export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCommand(argv, { force: { type: 'boolean', short: 'f' } });
-  if (positionals.length === 0) {
-    process.stderr.write(`${usage}\n`);
-    return 2;
-  }
-  await withEngine(values as GlobalFlags, async (engine) => {
-    for (const input of positionals) {
-      for (const name of await engine.removeImage(input, { force: values.force === true })) process.stdout.write(`Untagged: ${name}\n`);
+/** Removes each name in turn, as docker rmi does: one failure does not stop the others; status 1 if any failed. */
+export async function run(inv: Invocation): Promise<number> {
+  const force = inv.bool('force');
+  let failed = 0;
+  await withEngine(inv.globals, async (engine) => {
+    for (const input of inv.positionals) {
+      try {
+        for (const name of await engine.removeImage(input, { force })) inv.stdout.line(`Untagged: ${name}`);
+      } catch (err) {
+        if (force && err instanceof NotFoundError) continue;
+        if (inv.positionals.length === 1) throw err;
+        failed++;
+        inv.stderr.line(`stratum: error: ${(err as Error).message}${(err as { code?: string }).code ? ` (${(err as { code?: string }).code})` : ''}`);
+      }
     }
   });
-  return 0;
+  return failed > 0 ? 1 : 0;
 }

@@ -1,57 +1,38 @@
 import type { Engine, SnapshotEntry } from '../../engine/engine.js';
 import type { Mount } from '../../snapshotter/snapshotter.js';
 import { normalizeDriverName } from '../../snapshotter/driver.js';
-import { openEngine, parseCommand, UsageError, type GlobalFlags } from '../context.js';
+import { SNAPSHOT_FIELDS } from '../commands.js';
+import { openEngine, UsageError } from '../context.js';
+import type { Invocation } from '../invocation.js';
+import { listingFormat } from '../listing.js';
 import { humanSize, table } from '../format.js';
 
-export const usage = `Usage: stratum snapshot [--snapshotter NAME] [--store DIR] COMMAND
+const READ_ONLY = new Set(['ls', 'tree', 'info', 'mounts', 'usage']);
 
-Work with the snapshots behind images and containers (containerd's \`ctr snapshot\`). A key names
-one snapshot in the store, whichever storage driver holds it; new snapshots without a parent go
-to the store's driver (or --snapshotter), with one to the parent's.
-
-Commands:
-  ls [FILTER...]                 List snapshots (filters: kind==active, parent==X, labels.k==v, …);
-                                 every driver's, or only --snapshotter's
-  tree                           Show snapshots as a tree of parents
-  info KEY                       Show one snapshot as JSON
-  prepare KEY [PARENT] [--target DIR]   Create a writable snapshot (mount it at DIR)
-  view KEY [PARENT] [--target DIR]      Create a read-only snapshot (mount it at DIR)
-  mounts KEY                     Print the mount command for an active or view snapshot
-  commit NAME KEY                Commit an active snapshot as NAME (its mounts are undone first)
-  label KEY k=v…                 Set labels (k= removes one)
-  rm [--force] KEY...            Remove snapshots (--force: unmount a mounted one first)
-  usage [KEY]                    Disk usage (size and inodes)
-  cleanup                        Reclaim space that removed snapshots left behind`;
-
-export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCommand(argv, { target: { type: 'string' }, force: { type: 'boolean', short: 'f' } });
-  const [sub, ...args] = positionals;
-  if (!sub) {
-    process.stderr.write(`${usage}\n`);
-    return 2;
-  }
-  const flags = values as GlobalFlags;
-  const engine = await openEngine(flags);
+export async function run(inv: Invocation): Promise<number> {
+  const sub = inv.path[1]!;
+  const flags = inv.globals;
+  const engine = await openEngine(flags, { existing: READ_ONLY.has(sub) });
   try {
     const only = flags.snapshotter ? normalizeDriverName(flags.snapshotter) : undefined;
-    return await runSub(engine, sub, args, { target: values.target, force: values.force === true, only });
+    return await runSub(engine, inv, sub, [...inv.positionals], { target: inv.string('target'), force: inv.bool('force'), only });
   } finally {
     await engine.close();
   }
 }
 
-async function runSub(engine: Engine, sub: string, args: string[], opts: { target: string | undefined; force: boolean; only: string | undefined }): Promise<number> {
-  const out = (text: string) => process.stdout.write(`${text}\n`);
-  const need = (n: number, what: string) => {
-    if (args.length < n) throw new UsageError(`snapshot ${sub} needs ${what}`);
-  };
+async function runSub(engine: Engine, inv: Invocation, sub: string, args: string[], opts: { target: string | undefined; force: boolean; only: string | undefined }): Promise<number> {
+  const out = (text: string) => inv.stdout.line(text);
   const list = async (...filters: string[]): Promise<SnapshotEntry[]> => (await engine.listSnapshots(...filters)).filter((s) => opts.only === undefined || s.snapshotter === opts.only);
   switch (sub) {
     case 'ls': {
+      const columns = inv.bool('quiet') ? ['Key'] : opts.only !== undefined ? ['Key', 'Parent', 'Kind'] : ['Key', 'Parent', 'Kind', 'Snapshotter'];
+      const print = listingFormat(inv.bool('quiet') ? '{{.Key}}' : inv.string('format'), { fields: SNAPSHOT_FIELDS, headers: {}, columns });
       const entries = await list(...args);
-      if (opts.only !== undefined) out(table(['KEY', 'PARENT', 'KIND'], entries.map((i) => [i.name, i.parent ?? '', i.kind])));
-      else out(table(['KEY', 'PARENT', 'KIND', 'SNAPSHOTTER'], entries.map((i) => [i.name, i.parent ?? '', i.kind, i.snapshotter])));
+      print(
+        inv.stdout,
+        entries.map((i) => ({ Key: i.name, Parent: i.parent ?? '', Kind: i.kind, Snapshotter: i.snapshotter, Created: i.created.toISOString(), Updated: i.updated.toISOString(), Labels: i.labels })),
+      );
       return 0;
     }
     case 'tree': {
@@ -68,31 +49,26 @@ async function runSub(engine: Engine, sub: string, args: string[], opts: { targe
       return 0;
     }
     case 'info': {
-      need(1, 'KEY');
       const { snapshotter, info } = await engine.findSnapshot(args[0]!);
       out(JSON.stringify({ ...info, snapshotter: snapshotter.name }, null, 2));
       return 0;
     }
     case 'prepare':
     case 'view': {
-      need(1, 'KEY');
       const options = opts.target !== undefined ? { target: opts.target } : {};
       const mounts = sub === 'prepare' ? await engine.prepare(args[0]!, args[1], options) : await engine.view(args[0]!, args[1], options);
       if (opts.target === undefined) out(mountCommand(mounts, '<target>'));
       return 0;
     }
     case 'mounts':
-      need(1, 'KEY');
       out(mountCommand(await engine.snapshotMounts(args[0]!), args[1] ?? '<target>'));
       return 0;
     case 'commit': {
-      need(2, 'NAME and KEY');
       const { unmounted } = await engine.commitSnapshot(args[0]!, args[1]!);
-      for (const target of unmounted) process.stderr.write(`stratum: unmounted ${target} before the commit\n`);
+      for (const target of unmounted) inv.stderr.line(`stratum: unmounted ${target} before the commit`);
       return 0;
     }
     case 'label': {
-      need(2, 'KEY and k=v');
       const labels: Record<string, string> = {};
       const paths: string[] = [];
       for (const kv of args.slice(1)) {
@@ -107,10 +83,9 @@ async function runSub(engine: Engine, sub: string, args: string[], opts: { targe
       return 0;
     }
     case 'rm':
-      need(1, 'KEY');
       for (const key of args) {
         const { unmounted } = await engine.removeSnapshot(key, { force: opts.force });
-        for (const target of unmounted) process.stderr.write(`stratum: unmounted ${target}\n`);
+        for (const target of unmounted) inv.stderr.line(`stratum: unmounted ${target}`);
       }
       return 0;
     case 'usage': {

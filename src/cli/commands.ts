@@ -1,0 +1,315 @@
+import { formatOption, type CommandSpec, type OptionSpec } from './spec.js';
+
+/** Fields of each listing's `--format` (docker's names where docker has the listing). */
+export const IMAGE_FIELDS = ['Repository', 'Tag', 'Digest', 'ID', 'Name', 'CreatedSince', 'CreatedAt', 'Size', 'Platform', 'Containers', 'SharedSize', 'UniqueSize', 'VirtualSize'] as const;
+export const HISTORY_FIELDS = ['ID', 'CreatedSince', 'CreatedAt', 'CreatedBy', 'Size', 'CompressedSize', 'Comment'] as const;
+export const DF_FIELDS = ['Type', 'TotalCount', 'Active', 'Size', 'Reclaimable'] as const;
+export const SNAPSHOT_FIELDS = ['Key', 'Parent', 'Kind', 'Snapshotter', 'Created', 'Updated', 'Labels'] as const;
+export const TAG_FIELDS = ['Repository', 'Tag'] as const;
+
+const quiet = (description: string): OptionSpec => ({ name: 'quiet', short: 'q', type: 'boolean', description });
+const json = (description = 'One JSON event per line'): OptionSpec => ({ name: 'json', type: 'boolean', description });
+const platform: OptionSpec = { name: 'platform', type: 'string', value: 'os/arch[/variant]', description: "Platform of a multi-platform image (default: this host's)" };
+const IMAGE = { name: 'IMAGE', complete: 'image' } as const;
+
+/** Every command of the CLI; the parser, help, completion and man pages read only this. */
+export const COMMANDS: readonly CommandSpec[] = [
+  {
+    name: 'pull',
+    summary: 'Download an image into the store (verified, deduplicated) and unpack it',
+    description: 'Download an image into the store, verifying every blob, and unpack its layers into snapshots on the store\'s storage driver.',
+    args: [{ name: 'NAME[:TAG|@DIGEST]' }],
+    options: [
+      platform,
+      { name: 'all-tags', short: 'a', type: 'boolean', description: 'Pull every tag of the repository' },
+      { name: 'no-unpack', type: 'boolean', description: 'Only fetch: do not unpack the layers into snapshots' },
+      { name: 'max-layers', type: 'string', value: 'N', description: 'Refuse images with more layers (default 128; overlay: at most 500)' },
+      quiet('Print only the image name when done'),
+      json(),
+    ],
+    examples: ['stratum pull ubuntu:15.04', 'stratum pull --platform linux/arm64 alpine', 'stratum pull --no-unpack -q 127.0.0.1:5000/app:1'],
+    load: () => import('./commands/pull.js'),
+  },
+  {
+    name: 'push',
+    summary: 'Upload an image from the store to a registry',
+    description: 'Upload an image from the store to a registry: the blobs the repository lacks, then the manifest, byte for byte (its digest does not change). DESTINATION defaults to NAME itself.',
+    args: [{ name: 'NAME[:TAG]', complete: 'image' }, { name: 'DESTINATION[:TAG|@DIGEST]', required: false }],
+    options: [quiet('Print only the destination when done'), json()],
+    load: () => import('./commands/push.js'),
+  },
+  {
+    name: 'commit',
+    summary: 'Create an image from the changes in a writable snapshot',
+    description:
+      'Create a new image from the changes in writable snapshot KEY (made by `stratum mount --rw KEY IMAGE DIR`, on any storage driver of the store): one new gzip layer on top of the image\'s layers, a config and history entry, an OCI manifest, tagged NAME in the store. The snapshot stays as it is (mounted, if it was). Prints the new image\'s ID (its config digest), as docker commit does.',
+    args: [{ name: 'KEY', complete: 'snapshot' }, { name: 'NAME[:TAG]' }],
+    options: [
+      { name: 'message', short: 'm', type: 'string', value: 'TEXT', description: 'History comment' },
+      { name: 'author', short: 'a', type: 'string', value: 'TEXT', description: 'Author (config and history)' },
+      { name: 'image', type: 'string', value: 'NAME', description: 'The image KEY was made from (default: recorded on the snapshot)' },
+      json('Print the result as JSON'),
+    ],
+    load: () => import('./commands/commit.js'),
+  },
+  {
+    name: 'images',
+    aliases: ['ls'],
+    summary: 'List images in the store',
+    description: 'List the images in the store; a multi-platform index shows each platform it holds.',
+    args: [{ name: 'REPOSITORY[:TAG]', required: false }],
+    options: [
+      quiet('Only show image IDs'),
+      { name: 'digests', type: 'boolean', description: 'Show digests' },
+      { name: 'no-trunc', type: 'boolean', description: "Don't truncate output" },
+      { name: 'all', short: 'a', type: 'boolean', description: 'Show all images (stratum keeps no intermediate images: the same as without)' },
+      { name: 'filter', short: 'f', type: 'string', multiple: true, value: 'FILTER', description: 'Filter output: reference=PATTERN, dangling=true|false, before=IMAGE, since=IMAGE, label=KEY[=VALUE]' },
+      formatOption(IMAGE_FIELDS),
+    ],
+    load: () => import('./commands/images.js'),
+  },
+  {
+    name: 'inspect',
+    summary: "Show an image's manifest and config (local, or remote with docker://)",
+    description:
+      "Print a stored image's manifest, config, ID, repo digests, chain IDs and, once unpacked, its storage driver's data (overlay: LowerDir, UpperDir, WorkDir, MergedDir) as JSON, as docker image inspect does. With docker://REF (or --remote) the image is read from its registry without pulling, like skopeo inspect. (--config here is skopeo's; the global --config FILE goes before the command.)",
+    args: [{ name: 'IMAGE', complete: 'image' }],
+    options: [
+      { name: 'format', short: 'f', type: 'string', value: 'FORMAT', description: "json or a Go template: '{{.Id}}', '{{json .Config}}'" },
+      { name: 'raw', type: 'boolean', description: "Print the manifest's bytes exactly as stored or served" },
+      { name: 'config', type: 'boolean', description: "Print the image's config (with --raw: its bytes)" },
+      { name: 'remote', type: 'boolean', description: 'Read IMAGE from its registry, not the store' },
+      platform,
+    ],
+    load: () => import('./commands/inspect.js'),
+  },
+  {
+    name: 'history',
+    summary: 'Show the history of an image',
+    description: 'Show the steps an image was built from, newest first: the image ID on the top row and <missing> below (as docker shows a pulled image), each layer\'s unpacked size.',
+    args: [IMAGE],
+    options: [
+      { name: 'no-trunc', type: 'boolean', description: "Don't truncate output" },
+      { name: 'human', short: 'H', type: 'boolean', description: 'Print sizes and dates in human readable format (default true; -H=false for bytes and RFC 3339)' },
+      quiet('Only show image IDs'),
+      formatOption(HISTORY_FIELDS),
+    ],
+    load: () => import('./commands/history.js'),
+  },
+  {
+    name: 'tag',
+    summary: 'Give a stored image another name',
+    description: 'Create a tag TARGET that refers to SOURCE (a name, an image ID or a digest), as docker tag does.',
+    args: [{ name: 'SOURCE[:TAG]', complete: 'image' }, { name: 'TARGET[:TAG]' }],
+    load: () => import('./commands/tag.js'),
+  },
+  {
+    name: 'login',
+    summary: 'Log in to a registry (credentials stored as docker login stores them)',
+    description:
+      "Check a user name and password against SERVER (default docker.io) and store them as docker login does: in the credential helper config.json names (credsStore, credHelpers), else in config.json ($DOCKER_CONFIG or ~/.docker) with mode 0600. Bad credentials store nothing. The password comes from --password-stdin, a prompt on a terminal, or (insecure, shown in `ps`) --password.",
+    args: [{ name: 'SERVER', required: false }],
+    options: [
+      { name: 'username', short: 'u', type: 'string', value: 'USER', description: 'User name' },
+      { name: 'password', short: 'p', type: 'string', value: 'PASSWORD', description: 'Password (insecure: visible to other users; prefer --password-stdin)' },
+      { name: 'password-stdin', type: 'boolean', description: 'Read the password from standard input' },
+    ],
+    examples: ['echo "$TOKEN" | stratum login -u ci --password-stdin 127.0.0.1:5000'],
+    load: () => import('./commands/login.js'),
+  },
+  {
+    name: 'logout',
+    summary: 'Remove the stored credentials of a registry',
+    args: [{ name: 'SERVER', required: false }],
+    load: () => import('./commands/logout.js'),
+  },
+  {
+    name: 'copy',
+    aliases: ['cp'],
+    summary: 'Copy an image between registries, layouts and the store without unpacking',
+    description:
+      'Copy an image as skopeo copy and crane copy do: blobs streamed from source to destination (verified on the way; mounted across repositories of the same registry; skipped when the destination has them), then the manifest byte for byte, so the digest is unchanged. SOURCE and DESTINATION: a registry reference (docker://REF or bare), oci:DIR[:TAG] (an OCI image layout), or store:NAME (the store). An index copies one platform (--platform, default the host\'s) or with --all every one.',
+    args: [{ name: 'SOURCE' }, { name: 'DESTINATION' }],
+    options: [
+      { name: 'all', short: 'a', type: 'boolean', description: 'Copy an index and every image it lists' },
+      platform,
+      quiet('Print only the destination digest'),
+      json(),
+    ],
+    examples: ['stratum copy 127.0.0.1:5000/app:1 127.0.0.1:5000/team/app:1', 'stratum copy --all docker://127.0.0.1:5000/multi:1 oci:/tmp/layout:multi'],
+    load: () => import('./commands/copy.js'),
+  },
+  {
+    name: 'list-tags',
+    summary: "List a repository's tags at its registry",
+    args: [{ name: 'REPOSITORY' }],
+    options: [formatOption(TAG_FIELDS)],
+    load: () => import('./commands/list-tags.js'),
+  },
+  {
+    name: 'manifest',
+    summary: 'Show manifests at a registry (inspect)',
+    commands: [
+      {
+        name: 'inspect',
+        summary: "Print an image's or index's manifest at its registry, without pulling",
+        args: [{ name: 'NAME[:TAG|@DIGEST]' }],
+        options: [{ name: 'raw', type: 'boolean', description: 'The bytes exactly as served (their sha256 is the digest)' }],
+        load: () => import('./commands/manifest.js'),
+      },
+    ],
+  },
+  {
+    name: 'rmi',
+    summary: 'Remove image tags',
+    description: 'Remove image tags from the store: a tag removes that tag, an image ID (or a prefix of it, as `images` prints it) every tag of that image (-f when there are several). Run `stratum gc` to free their blobs and unpacked snapshots.',
+    args: [{ name: 'IMAGE', variadic: true, complete: 'image' }],
+    options: [{ name: 'force', short: 'f', type: 'boolean', description: 'Remove every tag of an image ID; no error for a missing image' }],
+    load: () => import('./commands/rmi.js'),
+  },
+  {
+    name: 'df',
+    summary: 'Show store disk usage and sharing between images',
+    description:
+      "Show the store's disk usage: blobs, unpacked snapshots (every storage driver of the store), partial downloads, and what gc would reclaim. -v adds each image's unpacked size (SIZE, SHARED SIZE, UNIQUE SIZE as docker system df -v counts them), each layer blob, and each snapshot.",
+    options: [{ name: 'verbose', short: 'v', type: 'boolean', description: 'Show images, layers and snapshots' }, formatOption(DF_FIELDS)],
+    load: () => import('./commands/df.js'),
+  },
+  {
+    name: 'mount',
+    summary: "Mount an image's root filesystem (read-only view or --rw snapshot)",
+    description:
+      "Mount an image's root filesystem at DIR: a read-only view, or with --rw a writable snapshot KEY on the image's top layer (commit it later with `stratum commit KEY NAME`). Layers not yet unpacked are unpacked first, on the store's storage driver. The mount is recorded in the store; undo it with `stratum unmount DIR`.",
+    args: [IMAGE, { name: 'DIR', complete: 'dir' }],
+    options: [{ name: 'rw', type: 'string', value: 'KEY', description: 'Mount a writable snapshot KEY instead of a read-only view' }],
+    load: () => import('./commands/mount.js'),
+  },
+  {
+    name: 'unmount',
+    aliases: ['umount'],
+    summary: 'Unmount what mount mounted',
+    description: 'Unmount what `stratum mount` (or `snapshot prepare|view --target`) mounted at DIR: a read-only view made for the mount is removed, a writable snapshot kept. A path stratum did not mount is refused and left as it is.',
+    args: [{ name: 'DIR', complete: 'dir' }],
+    load: () => import('./commands/unmount.js'),
+  },
+  {
+    name: 'snapshot',
+    summary: 'List, prepare, view, commit, remove snapshots',
+    description:
+      "Work with the snapshots behind images and containers (containerd's `ctr snapshot`). A key names one snapshot in the store, whichever storage driver holds it; new snapshots without a parent go to the store's driver (or --snapshotter), with one to the parent's.",
+    commands: [
+      {
+        name: 'ls',
+        aliases: ['list'],
+        summary: "List snapshots (every driver's, or only --snapshotter's)",
+        args: [{ name: 'FILTER', required: false, variadic: true }],
+        options: [quiet('Only show keys'), formatOption(SNAPSHOT_FIELDS)],
+        load: () => import('./commands/snapshot.js'),
+      },
+      { name: 'tree', summary: 'Show snapshots as a tree of parents', load: () => import('./commands/snapshot.js') },
+      { name: 'info', summary: 'Show one snapshot as JSON', args: [{ name: 'KEY', complete: 'snapshot' }], load: () => import('./commands/snapshot.js') },
+      {
+        name: 'prepare',
+        summary: 'Create a writable snapshot (mount it at DIR with --target)',
+        args: [{ name: 'KEY' }, { name: 'PARENT', required: false, complete: 'snapshot' }],
+        options: [{ name: 'target', type: 'string', value: 'DIR', complete: 'dir', description: 'Mount the snapshot at DIR' }],
+        load: () => import('./commands/snapshot.js'),
+      },
+      {
+        name: 'view',
+        summary: 'Create a read-only snapshot (mount it at DIR with --target)',
+        args: [{ name: 'KEY' }, { name: 'PARENT', required: false, complete: 'snapshot' }],
+        options: [{ name: 'target', type: 'string', value: 'DIR', complete: 'dir', description: 'Mount the snapshot at DIR' }],
+        load: () => import('./commands/snapshot.js'),
+      },
+      { name: 'mounts', summary: 'Print the mount command for an active or view snapshot', args: [{ name: 'KEY', complete: 'snapshot' }, { name: 'TARGET', required: false }], load: () => import('./commands/snapshot.js') },
+      { name: 'commit', summary: 'Commit an active snapshot as NAME (its mounts are undone first)', args: [{ name: 'NAME' }, { name: 'KEY', complete: 'snapshot' }], load: () => import('./commands/snapshot.js') },
+      { name: 'label', summary: 'Set labels (k= removes one)', args: [{ name: 'KEY', complete: 'snapshot' }, { name: 'LABEL=VALUE', variadic: true }], load: () => import('./commands/snapshot.js') },
+      {
+        name: 'rm',
+        aliases: ['remove', 'delete'],
+        summary: 'Remove snapshots',
+        args: [{ name: 'KEY', variadic: true, complete: 'snapshot' }],
+        options: [{ name: 'force', short: 'f', type: 'boolean', description: 'Unmount a mounted snapshot first' }],
+        load: () => import('./commands/snapshot.js'),
+      },
+      { name: 'usage', summary: 'Disk usage (size and inodes)', args: [{ name: 'KEY', required: false, variadic: true, complete: 'snapshot' }], load: () => import('./commands/snapshot.js') },
+      { name: 'cleanup', summary: 'Reclaim space that removed snapshots left behind', load: () => import('./commands/snapshot.js') },
+    ],
+  },
+  {
+    name: 'export',
+    summary: "Write an image's flattened root filesystem as a tar",
+    description: "Write the image's flattened root filesystem as a tar file (- for standard output).",
+    args: [IMAGE],
+    options: [{ name: 'output', short: 'o', type: 'string', value: 'FILE', complete: 'file', description: 'Write to FILE (- for standard output)' }],
+    load: () => import('./commands/export.js'),
+  },
+  {
+    name: 'gc',
+    summary: 'Delete blobs, snapshots and leftovers nothing needs',
+    description:
+      'Delete what nothing needs, in the whole store: temporary snapshots and mounts that killed stratum processes left (never a mount stratum did not record), records of mounts that are gone; unpacked layer snapshots that no image, running pull, mount or other snapshot needs, on every storage driver of the store; blobs no tagged image needs, and stale partial downloads.',
+    options: [
+      { name: 'all', type: 'boolean', description: 'First untag every image no mount or writable snapshot uses (docker image prune -a)' },
+      { name: 'dry-run', type: 'boolean', description: 'Print what would be removed; remove nothing' },
+    ],
+    load: () => import('./commands/gc.js'),
+  },
+  {
+    name: 'image',
+    summary: 'Manage images (prune)',
+    commands: [
+      {
+        name: 'prune',
+        summary: 'Remove unused data: dangling blobs and snapshots, or with -a every image nothing uses',
+        description: 'Remove what no image needs (as gc does); with -a, first untag every image that no mount or writable snapshot uses. Asks first on a terminal unless -f.',
+        options: [
+          { name: 'all', short: 'a', type: 'boolean', description: 'Remove all images no mount or writable snapshot uses, not just dangling data' },
+          { name: 'force', short: 'f', type: 'boolean', description: 'Do not prompt for confirmation' },
+        ],
+        load: () => import('./commands/prune.js'),
+      },
+    ],
+  },
+  {
+    name: 'fsck',
+    summary: 'Check blobs, references and snapshots (--repair)',
+    description:
+      "Check the store: every blob's content against its digest and its size against every descriptor that names it; every reference from index.json (manifests, configs, layers present); every snapshot's parent chain and data, temporaries of dead processes, and mounts. One line per problem; exit status 1 while problems remain.",
+    options: [
+      { name: 'repair', type: 'boolean', description: 'Delete corrupt blobs (the next pull fetches them again), remove what dead processes left and orphaned snapshot data, forget lost mounts' },
+      json('One JSON object per problem, then a summary object'),
+    ],
+    load: () => import('./commands/fsck.js'),
+  },
+  {
+    name: 'info',
+    summary: "Show the store's storage driver, backing filesystem and contents",
+    description:
+      "Show the store's storage driver as `docker info` does (Storage Driver, Backing Filesystem, Supports d_type, and the driver's own lines: overlay's Native Overlay Diff and userxattr, btrfs's usage, zfs's pool and dataset), why that driver, and the store's images, blobs, snapshots and mounts.",
+    options: [{ name: 'format', short: 'f', type: 'string', value: 'FORMAT', description: "json or a Go template: '{{.Driver}}', '{{json .DriverStatus}}'" }],
+    load: () => import('./commands/info.js'),
+  },
+  {
+    name: 'version',
+    summary: 'Show the stratum version and platform',
+    options: [{ name: 'format', short: 'f', type: 'string', value: 'FORMAT', description: "json or a Go template: '{{.Version}}'" }],
+    load: () => import('./commands/version.js'),
+  },
+  {
+    name: 'completion',
+    summary: 'Print a shell completion script (bash, zsh or fish)',
+    description: 'Print the completion script for SHELL. bash: `source <(stratum completion bash)`; zsh: `stratum completion zsh > "${fpath[1]}/_stratum"`; fish: `stratum completion fish > ~/.config/fish/completions/stratum.fish`.',
+    args: [{ name: 'SHELL', complete: ['bash', 'zsh', 'fish'] }],
+    load: () => import('./commands/completion.js'),
+  },
+  {
+    name: 'man',
+    summary: 'Print or write the man pages',
+    description: 'Print the man page (roff) of COMMAND, or with --output DIR write stratum.1 and one page per command (stratum-pull.1, …) into DIR.',
+    args: [{ name: 'COMMAND', required: false, variadic: true }],
+    options: [{ name: 'output', short: 'o', type: 'string', value: 'DIR', complete: 'dir', description: 'Write every page into DIR' }],
+    load: () => import('./commands/man.js'),
+  },
+];
