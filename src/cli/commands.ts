@@ -92,6 +92,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       { name: 'no-trunc', type: 'boolean', description: "Don't truncate output" },
       { name: 'human', short: 'H', type: 'boolean', description: 'Print sizes and dates in human readable format (default true; -H=false for bytes and RFC 3339)' },
       quiet('Only show image IDs'),
+      platform,
       formatOption(HISTORY_FIELDS),
     ],
     load: () => import('./commands/history.js'),
@@ -181,7 +182,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     description:
       "Mount an image's root filesystem at DIR: a read-only view, or with --rw a writable snapshot KEY on the image's top layer (commit it later with `stratum commit KEY NAME`). Layers not yet unpacked are unpacked first, on the store's storage driver. The mount is recorded in the store; undo it with `stratum unmount DIR`.",
     args: [IMAGE, { name: 'DIR', complete: 'dir' }],
-    options: [{ name: 'rw', type: 'string', value: 'KEY', description: 'Mount a writable snapshot KEY instead of a read-only view' }],
+    options: [{ name: 'rw', type: 'string', value: 'KEY', description: 'Mount a writable snapshot KEY instead of a read-only view' }, platform],
     load: () => import('./commands/mount.js'),
   },
   {
@@ -242,7 +243,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: "Write an image's flattened root filesystem as a tar",
     description: "Write the image's flattened root filesystem as a tar file (- for standard output).",
     args: [IMAGE],
-    options: [{ name: 'output', short: 'o', type: 'string', value: 'FILE', complete: 'file', description: 'Write to FILE (- for standard output)' }],
+    options: [{ name: 'output', short: 'o', type: 'string', value: 'FILE', complete: 'file', description: 'Write to FILE (- for standard output)' }, platform],
     load: () => import('./commands/export.js'),
   },
   {

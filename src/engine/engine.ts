@@ -503,9 +503,9 @@ export class Engine {
   }
 
   /** The steps an image was built from, newest first, with the layer each made (`docker history`). */
-  async history(name: string): Promise<HistoryRow[]> {
+  async history(name: string, options: { platform?: Platform } = {}): Promise<HistoryRow[]> {
     const { imageHistory } = await import('../image/history.js');
-    const image = await this.resolveImage(name);
+    const image = await this.resolveImage(name, options);
     const rows = imageHistory(image);
     const chain = chainIds(image.config.rootfs.diff_ids);
     for (const row of rows) {
@@ -521,8 +521,8 @@ export class Engine {
   }
 
   /** The image with its ID, chainIDs and, when unpacked, where its layers are (Docker's GraphDriver). */
-  async inspect(name: string): Promise<InspectResult> {
-    const image = await this.resolveImage(name);
+  async inspect(name: string, options: { platform?: Platform } = {}): Promise<InspectResult> {
+    const image = await this.resolveImage(name, options);
     const chain = chainIds(image.config.rootfs.diff_ids);
     const driver = await this.driver();
     const data: Record<string, string> = {};
@@ -561,8 +561,8 @@ export class Engine {
   }
 
   /** Writes the image's flattened root filesystem as a tar to `out`. */
-  async export(name: string, out: Writable): Promise<{ entries: number }> {
-    const image = await this.resolveImage(name);
+  async export(name: string, out: Writable, options: { platform?: Platform } = {}): Promise<{ entries: number }> {
+    const image = await this.resolveImage(name, options);
     const [{ withImageRootfs }, { writeTreeAsTar }] = await Promise.all([import('../image/rootfs.js'), import('../image/export.js')]);
     return withImageRootfs(this.store, await this.snapshotter(), image, (dir) => writeTreeAsTar(dir, out));
   }
@@ -579,9 +579,9 @@ export class Engine {
    * Mounts an image at `target`: a read-only view (removed by unmount), or with `rw` a writable
    * snapshot of that key (kept by unmount, for commitImage). Unpacks what is missing first.
    */
-  async mount(name: string, target: string, options: { rw?: string; onEvent?: (e: UnpackEvent) => void } = {}): Promise<MountRecord> {
+  async mount(name: string, target: string, options: { rw?: string; onEvent?: (e: UnpackEvent) => void; platform?: Platform } = {}): Promise<MountRecord> {
     const mountpoint = resolve(target);
-    const image = await this.resolveImage(name);
+    const image = await this.resolveImage(name, options.platform ? { platform: options.platform } : {});
     await this.refuseTakenTarget(mountpoint);
     if (options.rw !== undefined) await this.checkKeyFree(options.rw);
     const snapshotter = await this.snapshotter();

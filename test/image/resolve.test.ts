@@ -113,6 +113,9 @@ describe('a store with an index entry (skopeo copy --all)', () => {
     const arm = fixtures.multi.manifests.find((m) => m.platform.architecture === 'arm')!;
     assert.equal(await inspectId(arm.configDigest), arm.configDigest, 'a platform image by its ID');
     assert.equal(await inspectId(`docker.io/library/multi@${arm.digest}`), arm.configDigest, "a platform's manifest digest inside the index");
+    // --platform picks from the index for the other commands too.
+    assert.equal((await ok('inspect', '--platform', 'linux/arm/v7', '--format', '{{.Id}}', 'multi')).trim(), arm.configDigest);
+    assert.equal((await ok('history', '--platform', 'linux/arm/v7', '--no-trunc', '-q', 'multi')).split('\n')[0], arm.configDigest);
   });
 
   test('a tag whose manifest blob is gone is a warning; the other images still list', async (t) => {

@@ -1,3 +1,4 @@
+import { parsePlatform } from '../../oci/platform.js';
 import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { PassThrough, type Writable } from 'node:stream';
@@ -10,7 +11,8 @@ export async function run(inv: Invocation): Promise<number> {
   if (!output) throw new UsageError('"stratum export" requires -o FILE (or -o - for standard output)');
   const engine = await openEngine(inv.globals, { existing: true });
   try {
-    await writeOutput(inv, output, (out) => engine.export(inv.arg(0), out));
+    const platformFlag = inv.string('platform');
+    await writeOutput(inv, output, (out) => engine.export(inv.arg(0), out, platformFlag ? { platform: parsePlatform(platformFlag) } : {}));
   } finally {
     await engine.close();
   }

@@ -1,3 +1,4 @@
+import { parsePlatform } from '../../oci/platform.js';
 import { shortDigest } from '../../oci/digest.js';
 import { HISTORY_FIELDS } from '../commands.js';
 import { withEngine } from '../context.js';
@@ -17,8 +18,10 @@ export async function run(inv: Invocation): Promise<number> {
   const human = inv.values['human'] !== false;
   const print = listingFormat(inv.bool('quiet') ? '{{.ID}}' : inv.string('format'), { fields: HISTORY_FIELDS, headers: HEADERS, columns: ['ID', 'CreatedSince', 'CreatedBy', 'Size', 'Comment'] });
   const { rows, id } = await withEngine(inv.globals, async (engine) => {
-    const image = await engine.resolveImage(inv.arg(0));
-    return { rows: await engine.history(inv.arg(0)), id: image.configDescriptor.digest };
+    const platformFlag = inv.string('platform');
+    const options = platformFlag ? { platform: parsePlatform(platformFlag) } : {};
+    const image = await engine.resolveImage(inv.arg(0), options);
+    return { rows: await engine.history(inv.arg(0), options), id: image.configDescriptor.digest };
   });
   const size = (bytes: number | undefined) => (bytes === undefined ? '-' : human ? humanSize(bytes) : String(bytes));
   const out = rows.map((r, i) => ({

@@ -23,7 +23,7 @@ export async function run(inv: Invocation): Promise<number> {
     return withEngine(inv.globals, (engine) => inspectRemote(inv, engine, name, platform), { existing: false });
   }
   return withEngine(inv.globals, async (engine) => {
-    const image = await engine.inspect(input);
+    const image = await engine.inspect(input, platform ? { platform } : {});
     if (inv.bool('raw') || inv.bool('config')) {
       const digest = inv.bool('config') ? image.configDescriptor.digest : image.descriptor.digest;
       const bytes = await engine.store.read(digest);
