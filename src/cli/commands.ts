@@ -22,6 +22,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     options: [
       platform,
       { name: 'all-tags', short: 'a', type: 'boolean', description: 'Pull every tag of the repository' },
+      { name: 'all-platforms', type: 'boolean', description: "Keep a multi-platform image whole: the index and every platform's image (unpacks --platform's or the host's)" },
       { name: 'no-unpack', type: 'boolean', description: 'Only fetch: do not unpack the layers into snapshots' },
       { name: 'max-layers', type: 'string', value: 'N', description: 'Refuse images with more layers (default 128; overlay: at most 500)' },
       quiet('Print only the image name when done'),

@@ -416,6 +416,22 @@ describe('the CLI against a real registry: pipes, signals, terminals, --format, 
     assert.equal(viaSkopeo.manifests.length, fixtures.multi.manifests.length);
   });
 
+  test('pull --all-platforms keeps the index and every platform, unpacks the host one; skopeo reads the index', async () => {
+    const target = await dirs.make('store');
+    const r = await runCli(['pull', '--all-platforms', '--store', target, '--mirror', `docker.io=${proxy.url}`, 'multi:1'], env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`^Digest: ${fixtures.multi.digest}$`, 'm'));
+    const platforms = (await runCli(['images', '--store', target, '--format', '{{.Platform}}'], env)).stdout.trim().split('\n').sort();
+    assert.equal(platforms.length, fixtures.multi.manifests.length);
+    const raw = (await exec('skopeo', ['inspect', '--raw', `oci:${target}:docker.io/library/multi:1`], { encoding: 'buffer' })).stdout;
+    const { createHash } = await import('node:crypto');
+    assert.equal(`sha256:${createHash('sha256').update(raw).digest('hex')}`, fixtures.multi.digest);
+    const arm = fixtures.multi.manifests.find((m) => m.platform.architecture === 'arm')!;
+    assert.equal((await runCli(['inspect', '--platform', 'linux/arm/v7', '--format', '{{.Id}}', '--store', target, 'multi:1'], env)).stdout.trim(), arm.configDigest);
+    const [host] = JSON.parse((await runCli(['inspect', '--store', target, 'multi:1'], env)).stdout) as Array<{ Unpacked: boolean }>;
+    assert.equal(host!.Unpacked, true);
+  });
+
   test('pull -a fetches every tag; image prune -f removes what gc would; without -f off a terminal it refuses', async () => {
     const repo = `${registry.host}/alltags/base`;
     for (const tag of ['one', 'two']) await ok('copy', fixtures.base.reference, `${repo}:${tag}`);

@@ -32,6 +32,7 @@ export async function run(inv: Invocation): Promise<number> {
 
 async function pullOne(engine: Engine, inv: Invocation, reference: Reference, mode: ProgressMode, options: { unpack: boolean; platform?: ReturnType<typeof parsePlatform>; maxLayers?: number }): Promise<void> {
   const out = inv.stdout;
+  if (inv.bool('all-platforms')) return pullAllPlatforms(engine, inv, reference, mode, options);
   const progress = new PullProgress(out, mode, { unpack: options.unpack });
   const before = await engine.store.getTag(reference.toString());
   progress.header(`${reference.tag ?? reference.digest!}: Pulling from ${reference.repository}`);
@@ -44,4 +45,30 @@ async function pullOne(engine: Engine, inv: Invocation, reference: Reference, mo
       JSON.stringify({ type: 'done', name: result.name, digest: result.digest, manifest: result.manifest.digest, status: unchanged ? 'up-to-date' : 'downloaded', bytesDownloaded: result.bytesDownloaded, ...(result.unpacked ? { chainId: result.unpacked.chainId ?? null, layersExtracted: result.unpacked.extracted, snapshotter: result.snapshotter ?? null } : {}) }),
     );
   } else out.line(result.name);
+}
+
+/**
+ * --all-platforms: the index and every image it lists, stored as they are (a copy into the store,
+ * verified blob by blob), then one platform unpacked: --platform's, else the host's.
+ */
+async function pullAllPlatforms(engine: Engine, inv: Invocation, reference: Reference, mode: ProgressMode, options: { unpack: boolean; platform?: ReturnType<typeof parsePlatform> }): Promise<void> {
+  const out = inv.stdout;
+  if (mode === 'tty' || mode === 'plain') out.line(`${reference.tag ?? reference.digest!}: Pulling from ${reference.repository} (all platforms)`);
+  const result = await engine.copy(reference.toString(), `store:${reference.toString()}`, {
+    all: true,
+    signal: inv.signal,
+    onEvent: (e) => {
+      if (mode === 'json') out.line(JSON.stringify(e));
+      else if (mode !== 'quiet' && (e.type === 'done' || e.type === 'exists')) out.line(`${e.digest.slice(7, 19)}: ${e.type === 'done' ? 'Download complete' : 'Already exists'}`);
+    },
+  });
+  let chainId: string | undefined;
+  if (options.unpack) {
+    const name = reference.toString();
+    const image = await engine.resolveImage(name, options.platform ? { platform: options.platform } : {});
+    chainId = await engine.unpack(image.configDescriptor.digest, { onEvent: () => {} });
+  }
+  if (mode === 'json') out.line(JSON.stringify({ type: 'done', name: reference.toString(), digest: result.digest, manifests: result.manifests, ...(chainId ? { chainId } : {}) }));
+  else if (mode === 'quiet') out.line(reference.toString());
+  else out.line([`Digest: ${result.digest}`, `Status: Downloaded ${result.manifests} manifests for ${reference.familiar}`, reference.toString()].join('\n'));
 }
