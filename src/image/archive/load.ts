@@ -8,7 +8,7 @@ import { digestOf, parseDigest, type Digest } from '../../oci/digest.js';
 import { parseManifest } from '../../oci/manifest.js';
 import { isImageManifestMediaType, isIndexMediaType, MediaType, type LayerCompression } from '../../oci/mediatypes.js';
 import { parseReference } from '../../oci/reference.js';
-import type { Descriptor, ImageConfig, ImageManifest } from '../../oci/types.js';
+import type { Descriptor, ImageConfig } from '../../oci/types.js';
 import { baseName } from '../../unpack/entry-path.js';
 import { ArchiveView } from './archive-view.js';
 import { readArchiveEntries, type FileEntry } from './entries.js';
@@ -102,23 +102,23 @@ function checkLayers(view: ArchiveView, config: ImageConfig, layers: FileEntry[]
   });
 }
 
-/** The image manifest of index.json (Docker 25 writes one) whose config and layers are exactly these: its digest is kept. */
-async function matchingIndexManifest(view: ArchiveView, index: Descriptor[], config: FileEntry, layers: FileEntry[]): Promise<{ descriptor: Descriptor; entry: FileEntry } | undefined> {
+/**
+ * The image manifest of index.json (Docker 25 and stratum write one) for this config whose blobs
+ * are all in the archive and check out: it is kept, with its digest. Docker 25.0's own lists no
+ * layers, so it never matches and a schema2 manifest is made instead.
+ */
+async function matchingIndexManifest(view: ArchiveView, index: Descriptor[], config: FileEntry): Promise<Descriptor | undefined> {
   for (const d of index) {
     if (!isImageManifestMediaType(d.mediaType)) continue;
-    let entry: FileEntry;
-    let manifest: ImageManifest;
     try {
-      entry = view.blob(parseDigest(d.digest), d.size, 'index.json');
+      const entry = view.blob(parseDigest(d.digest), d.size, 'index.json');
       const parsed = parseManifest(await view.bytes(entry), d.mediaType, entry.path);
-      if (parsed.kind !== 'image') continue;
-      manifest = parsed.manifest;
+      if (parsed.kind !== 'image' || parsed.manifest.config.digest !== config.digest) continue;
+      await ociImage(view, d, 'index.json');
+      return { mediaType: d.mediaType, digest: d.digest, size: d.size };
     } catch {
       continue;
     }
-    if (manifest.config.digest !== config.digest || manifest.layers.length !== layers.length) continue;
-    if (!manifest.layers.every((l, i) => l.digest === layers[i]!.digest && l.size === layers[i]!.size)) continue;
-    return { descriptor: { mediaType: d.mediaType, digest: d.digest, size: d.size }, entry };
   }
   return undefined;
 }
@@ -149,11 +149,9 @@ async function dockerImages(view: ArchiveView, store: OciStore, lease: Lease): P
     for (const layer of layers) await view.ensureStored(layer);
 
     let descriptor: Descriptor;
-    const matching = await matchingIndexManifest(view, index, configEntry, layers);
-    if (matching) {
-      await view.ensureStored(matching.entry);
-      descriptor = matching.descriptor;
-    } else {
+    const matching = await matchingIndexManifest(view, index, configEntry);
+    if (matching) descriptor = matching;
+    else {
       const manifest = {
         schemaVersion: 2,
         mediaType: MediaType.DockerManifest,

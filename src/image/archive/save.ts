@@ -1,9 +1,11 @@
+import { createHash } from 'node:crypto';
 import type { Writable } from 'node:stream';
-import { ArchiveError, SizeMismatchError } from '../../errors.js';
+import { ArchiveError, DigestMismatchError, SizeMismatchError } from '../../errors.js';
 import { ANNOTATION_CONTAINERD_IMAGE_NAME, ANNOTATION_REF_NAME } from '../../content/layout.js';
 import type { OciStore } from '../../content/store.js';
 import { digestAlgorithm, digestHex, isDigest, type Digest } from '../../oci/digest.js';
-import { MediaType } from '../../oci/mediatypes.js';
+import { layerCompression, MediaType } from '../../oci/mediatypes.js';
+import { decompressor } from '../../unpack/decompress.js';
 import { parseReference, type Reference } from '../../oci/reference.js';
 import type { Descriptor, Platform } from '../../oci/types.js';
 import { resolveImage, type ListedImage } from '../resolve.js';
@@ -107,6 +109,23 @@ export async function saveImages(store: OciStore, names: string[], out: Writable
     }
   }
 
+  // Docker 20.10 decompresses gzip layer files but not zstd ("invalid tar header"): in the docker
+  // format manifest.json names such a layer decompressed (as Docker 25 writes every layer), beside
+  // the stored blob the OCI index.json's manifest names. Its size is measured by a first pass.
+  const plain = new Map<Digest, { from: Digest; size: number }>();
+  const plainOf = new Map<Digest, Digest>();
+  if (format === 'docker') {
+    for (const { image } of planned) {
+      for (const [i, layer] of image.manifest.layers.entries()) {
+        if (layerCompression(layer.mediaType) !== 'zstd') continue;
+        const diffId = image.config.rootfs.diff_ids[i]!;
+        plainOf.set(layer.digest, diffId);
+        if (plain.has(diffId) || blobs.has(diffId)) continue;
+        plain.set(diffId, { from: layer.digest, size: await decompressedSize(store, layer.digest, diffId) });
+      }
+    }
+  }
+
   const index = {
     schemaVersion: 2,
     mediaType: MediaType.OciIndex,
@@ -128,7 +147,7 @@ export async function saveImages(store: OciStore, names: string[], out: Writable
     const manifest = planned.map(({ image, refs }) => ({
       Config: blobPath(image.configDescriptor.digest),
       RepoTags: refs.map((r) => r.familiar),
-      Layers: image.manifest.layers.map((l) => blobPath(l.digest)),
+      Layers: image.manifest.layers.map((l) => blobPath(plainOf.get(l.digest) ?? l.digest)),
     }));
     await tar.file('manifest.json', Buffer.from(JSON.stringify(manifest)));
     // Docker 25 maps each tag to the top layer's file name (20.10 reads this only from pre-1.10 archives).
@@ -145,10 +164,26 @@ export async function saveImages(store: OciStore, names: string[], out: Writable
     await tar.dir(`blobs/${digestAlgorithm(digest)}/`);
     await tar.blob(blobPath(digest), digest, size, store.open(digest, { dropBehind: true }));
   }
+  for (const [diffId, { from, size }] of plain) {
+    await tar.blob(blobPath(diffId), diffId, size, store.open(from, { dropBehind: true }).pipe(decompressor('zstd')));
+  }
   await tar.end();
   return {
     images: planned.map(({ image, refs }) => ({ names: refs.map((r) => r.toString()), id: image.configDescriptor.digest, manifest: image.descriptor })),
-    blobs: blobs.size,
+    blobs: blobs.size + plain.size,
     bytes: tar.bytes,
   };
+}
+
+/** The decompressed size of a stored zstd layer, checked against its diffID on the way. */
+async function decompressedSize(store: OciStore, digest: Digest, diffId: Digest): Promise<number> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of store.open(digest, { dropBehind: true }).pipe(decompressor('zstd')) as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    size += chunk.length;
+  }
+  const actual = `sha256:${hash.digest('hex')}`;
+  if (actual !== diffId) throw new DigestMismatchError(`stored layer ${digest} (decompressed, against its diffID)`, diffId, actual);
+  return size;
 }
