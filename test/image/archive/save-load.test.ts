@@ -8,7 +8,8 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
-import { gzipSync } from 'node:zlib';
+import { createHash } from 'node:crypto';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import { Engine, isStratumError, type ErrorCode, type LoadResult } from '../../../src/index.js';
 import { pushFixtures, type PushedFixtures } from '../../fixtures/images.js';
@@ -121,6 +122,52 @@ describe('save → load round trip', () => {
     } finally {
       await target.close();
     }
+  });
+
+  test('a Docker 25 archive: uncompressed layers named by diffID, an index.json manifest without layers', async (t) => {
+    if (MISSING) return t.skip(MISSING);
+    // Docker 25.0 writes blobs/sha256/<diffID> layer files and an OCI manifest listing only foreign layers.
+    const image = await source.resolveImage(fixtures.app.reference);
+    const good = readTar(await saved([fixtures.app.reference]));
+    const blob = (d: string) => good.find((e) => e.name === `blobs/sha256/${d.slice(7)}`)!.data!;
+    const layers = image.manifest.layers.map((l) => gunzipSync(blob(l.digest)));
+    const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+    const config = blob(image.configDescriptor.digest);
+    const ociManifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { ...image.configDescriptor }, layers: [] }));
+    const files: TarFile[] = [
+      { name: 'blobs/', type: 'dir' },
+      { name: 'blobs/sha256/', type: 'dir' },
+      ...layers.map((l) => ({ name: `blobs/sha256/${sha(l).slice(7)}`, type: 'file' as const, data: l })),
+      { name: `blobs/sha256/${image.configDescriptor.digest.slice(7)}`, type: 'file', data: config },
+      { name: `blobs/sha256/${sha(ociManifest).slice(7)}`, type: 'file', data: ociManifest },
+      { name: 'index.json', type: 'file', data: Buffer.from(JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha(ociManifest), size: ociManifest.length, annotations: { 'io.containerd.image.name': 'docker.io/library/app:25', 'org.opencontainers.image.ref.name': '25' } }] })) },
+      { name: 'manifest.json', type: 'file', data: Buffer.from(JSON.stringify([{ Config: `blobs/sha256/${image.configDescriptor.digest.slice(7)}`, RepoTags: ['app:25'], Layers: layers.map((l) => `blobs/sha256/${sha(l).slice(7)}`) }])) },
+      { name: 'oci-layout', type: 'file', data: Buffer.from('{"imageLayoutVersion":"1.0.0"}') },
+    ];
+    const target = await freshEngine('archive-docker25');
+    try {
+      const result = await target.load(Readable.from([writeTar(files)]));
+      assert.equal(result.images.length, 1);
+      assert.equal(result.images[0]!.name, 'docker.io/library/app:25');
+      assert.equal(result.images[0]!.id, image.configDescriptor.digest);
+      const loaded = await target.resolveImage('app:25');
+      assert.equal(loaded.descriptor.mediaType, 'application/vnd.docker.distribution.manifest.v2+json', 'a schema2 manifest made for it');
+      assert.deepEqual(loaded.manifest.layers.map((l) => [l.digest, l.mediaType]), layers.map((l) => [sha(l), 'application/vnd.docker.image.rootfs.diff.tar']));
+      assert.deepEqual((await target.verify()).problems, []);
+    } finally {
+      await target.close();
+    }
+  });
+
+  test('docker format: a zstd layer is in manifest.json decompressed (Docker 20.10 reads no zstd), the stored blob beside it', async (t) => {
+    if (MISSING) return t.skip(MISSING);
+    const image = await source.resolveImage(fixtures.zstd.reference);
+    const entries = readTar(await saved([fixtures.zstd.reference]));
+    const manifest = JSON.parse(entries.find((e) => e.name === 'manifest.json')!.data!.toString());
+    const diffId = image.config.rootfs.diff_ids[0]!;
+    assert.deepEqual(manifest[0].Layers, [`blobs/sha256/${diffId.slice(7)}`]);
+    const paths = entries.map((e) => e.name);
+    assert.ok(paths.includes(`blobs/sha256/${image.manifest.layers[0]!.digest.slice(7)}`), 'the zstd blob the OCI manifest names');
   });
 
   test('two names of one image: one manifest.json entry with both tags; by ID: no tag', async (t) => {
