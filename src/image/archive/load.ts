@@ -199,7 +199,7 @@ function ociName(d: Descriptor, base: string | undefined): string | undefined {
     }
   };
   if (full) return parse(full, ANNOTATION_CONTAINERD_IMAGE_NAME);
-  if (!ref) return undefined;
+  if (!ref || ref.startsWith('sha256:')) return undefined; // a digest names no tag (containerd skips these too)
   if (/[:/]/.test(ref)) return parse(ref, ANNOTATION_REF_NAME);
   return base === undefined ? undefined : parse(`${base}:${ref}`, `${ANNOTATION_REF_NAME} with the base name`);
 }

@@ -88,7 +88,7 @@ function platformOf(image: ListedImage): Platform {
  * each blob from the store and writing a blob shared by several images once. Every name is
  * resolved and every blob checked present before anything is written. The stored manifests go
  * into the archive byte for byte, so the image's manifest digest and ID are the same after a
- * load. In the `docker` format, manifest.json lists the layer blobs as stored (compressed):
+ * load. A failure once writing began destroys `out` with the error (a pipe's reader sees it). In the `docker` format, manifest.json lists the layer blobs as stored (compressed):
  * `docker load` decompresses each layer file and checks its diffID (Docker 20.10 too).
  */
 export async function saveImages(store: OciStore, names: string[], out: Writable, options: SaveOptions = {}): Promise<SaveResult> {
@@ -141,33 +141,39 @@ export async function saveImages(store: OciStore, names: string[], out: Writable
   };
 
   const tar = new ArchiveTarWriter(out);
-  await tar.file('oci-layout', Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' })));
-  await tar.file('index.json', Buffer.from(JSON.stringify(index)));
-  if (format === 'docker') {
-    const manifest = planned.map(({ image, refs }) => ({
-      Config: blobPath(image.configDescriptor.digest),
-      RepoTags: refs.map((r) => r.familiar),
-      Layers: image.manifest.layers.map((l) => blobPath(plainOf.get(l.digest) ?? l.digest)),
-    }));
-    await tar.file('manifest.json', Buffer.from(JSON.stringify(manifest)));
-    // Docker 25 maps each tag to the top layer's file name (20.10 reads this only from pre-1.10 archives).
-    const repositories: Record<string, Record<string, string>> = {};
-    for (const { image, refs } of planned) {
-      const top = image.manifest.layers.at(-1);
-      if (!top) continue;
-      for (const ref of refs) (repositories[ref.familiar.slice(0, ref.familiar.length - ref.tag!.length - 1)] ??= {})[ref.tag!] = digestHex(top.digest);
+  try {
+    await tar.file('oci-layout', Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' })));
+    await tar.file('index.json', Buffer.from(JSON.stringify(index)));
+    if (format === 'docker') {
+      const manifest = planned.map(({ image, refs }) => ({
+        Config: blobPath(image.configDescriptor.digest),
+        RepoTags: refs.map((r) => r.familiar),
+        Layers: image.manifest.layers.map((l) => blobPath(plainOf.get(l.digest) ?? l.digest)),
+      }));
+      await tar.file('manifest.json', Buffer.from(JSON.stringify(manifest)));
+      // Docker 25 maps each tag to the top layer's file name (20.10 reads this only from pre-1.10 archives).
+      const repositories: Record<string, Record<string, string>> = {};
+      for (const { image, refs } of planned) {
+        const top = image.manifest.layers.at(-1);
+        if (!top) continue;
+        for (const ref of refs) (repositories[ref.familiar.slice(0, ref.familiar.length - ref.tag!.length - 1)] ??= {})[ref.tag!] = digestHex(plainOf.get(top.digest) ?? top.digest);
+      }
+      if (Object.keys(repositories).length > 0) await tar.file('repositories', Buffer.from(JSON.stringify(repositories)));
     }
-    if (Object.keys(repositories).length > 0) await tar.file('repositories', Buffer.from(JSON.stringify(repositories)));
+    await tar.dir('blobs/');
+    for (const [digest, size] of blobs) {
+      await tar.dir(`blobs/${digestAlgorithm(digest)}/`);
+      await tar.blob(blobPath(digest), digest, size, store.open(digest, { dropBehind: true }));
+    }
+    for (const [diffId, { from, size }] of plain) {
+      await tar.blob(blobPath(diffId), diffId, size, store.open(from, { dropBehind: true }).pipe(decompressor('zstd')));
+    }
+    await tar.end();
+  } catch (err) {
+    // Something is written already: the reader on the other side must see a failure, not an archive that just ends.
+    out.destroy(err as Error);
+    throw err;
   }
-  await tar.dir('blobs/');
-  for (const [digest, size] of blobs) {
-    await tar.dir(`blobs/${digestAlgorithm(digest)}/`);
-    await tar.blob(blobPath(digest), digest, size, store.open(digest, { dropBehind: true }));
-  }
-  for (const [diffId, { from, size }] of plain) {
-    await tar.blob(blobPath(diffId), diffId, size, store.open(from, { dropBehind: true }).pipe(decompressor('zstd')));
-  }
-  await tar.end();
   return {
     images: planned.map(({ image, refs }) => ({ names: refs.map((r) => r.toString()), id: image.configDescriptor.digest, manifest: image.descriptor })),
     blobs: blobs.size + plain.size,

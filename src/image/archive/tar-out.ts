@@ -65,6 +65,9 @@ export class ArchiveTarWriter {
   }
 
   private async write(chunk: Buffer): Promise<void> {
+    // A closed output never drains: fail instead of waiting for it.
+    if (this.out.errored) throw this.out.errored;
+    if (this.out.destroyed || this.out.writableEnded) throw new Error('the output stream was closed before the archive was complete');
     this.bytes += chunk.length;
     if (!this.out.write(chunk)) await once(this.out, 'drain');
   }

@@ -181,6 +181,31 @@ describe('save → load round trip', () => {
     assert.deepEqual(byId[0].RepoTags, []);
   });
 
+  test('a stored blob that rotted fails the save (ERR_DIGEST_MISMATCH) and the reader of the pipe sees a failure, not an end', async (t) => {
+    if (MISSING) return t.skip(MISSING);
+    const copy = await freshEngine('archive-rotten');
+    const target = await freshEngine('archive-rotten-target');
+    try {
+      await copy.load(Readable.from([await saved([fixtures.base.reference])]));
+      const layer = (await copy.resolveImage(fixtures.base.reference)).manifest.layers[0]!;
+      const path = copy.store.blobPath(layer.digest);
+      const { chmod, readFile: read } = await import('node:fs/promises');
+      const bytes = await read(path);
+      bytes[bytes.length >> 1] ^= 0xff;
+      await chmod(path, 0o600);
+      await writeFile(path, bytes);
+      const pipe = new PassThrough();
+      const [save, load] = await Promise.allSettled([copy.save([fixtures.base.reference], pipe), target.load(pipe)]);
+      assert.equal(save.status, 'rejected');
+      assert.ok(isStratumError((save as PromiseRejectedResult).reason, 'ERR_DIGEST_MISMATCH'), String((save as PromiseRejectedResult).reason));
+      assert.equal(load.status, 'rejected', 'the load fails too');
+      assert.deepEqual(await target.store.listTags(), []);
+    } finally {
+      await copy.close();
+      await target.close();
+    }
+  });
+
   test('an unknown name fails with ERR_NOT_FOUND naming it, before anything is written', async (t) => {
     if (MISSING) return t.skip(MISSING);
     const { out, bytes } = collect();
