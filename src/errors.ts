@@ -32,6 +32,7 @@ export type ErrorCode =
   | 'ERR_UNSAFE_ENTRY'
   | 'ERR_LIMIT_EXCEEDED'
   | 'ERR_INVALID_LAYER'
+  | 'ERR_INVALID_ARCHIVE'
   | 'ERR_MOUNT'
   | 'ERR_UNSAFE_PATH'
   | 'ERR_APPLY'
@@ -266,6 +267,17 @@ export class TooManyLayersError extends StratumError {
 export class LayerApplyError extends StratumError {
   constructor(readonly subject: string, reason: string, options?: { cause?: unknown }) {
     super('ERR_INVALID_LAYER', `${subject}: ${reason}`, options);
+  }
+}
+
+/**
+ * An image archive (`docker save` output, an OCI archive) that is malformed, truncated or
+ * inconsistent (no manifest.json or index.json, a layer count that disagrees with its config, a
+ * missing entry); `entry` names the archive entry at fault when there is one.
+ */
+export class ArchiveError extends StratumError {
+  constructor(readonly entry: string | undefined, reason: string, options?: { cause?: unknown }) {
+    super('ERR_INVALID_ARCHIVE', entry === undefined ? `image archive: ${reason}` : `image archive entry ${JSON.stringify(entry)}: ${reason}`, options);
   }
 }
 

@@ -59,6 +59,8 @@ export type { Endpoint, ResolvedManifest, BlobResponse, DownloadEvent, BlobFetch
 export { pull, type PullOptions, type PullResult, type PullEvent } from './image/pull.js';
 export { pushImage, type PushOptions, type PushResult, type PushEvent } from './image/push.js';
 export { commitImage, type CommitImageOptions, type CommitImageResult } from './image/commit.js';
+export { saveImages, type ArchiveFormat, type SaveOptions, type SaveResult, type SavedImage } from './image/archive/save.js';
+export { loadArchive, type LoadOptions, type LoadResult, type LoadedImage } from './image/archive/load.js';
 export { writeTreeDiff, type DiffStats } from './image/diff.js';
 export { findImage, loadImage, loadImageByName, imageSize, type StoredImage } from './image/image.js';
 export { resolveImage, listImages, type ListedImage, type ImageListing } from './image/resolve.js';

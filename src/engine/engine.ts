@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { chainIds, type Digest } from '../oci/digest.js';
 import { parseReference, type Reference } from '../oci/reference.js';
 import { OciStore, defaultStoreRoot } from '../content/store.js';
@@ -13,6 +13,8 @@ import type { RegistryConfig } from '../registry/hosts.js';
 import type { PullEvent, PullResult } from '../image/pull.js';
 import type { PushEvent, PushResult } from '../image/push.js';
 import type { CommitImageResult } from '../image/commit.js';
+import type { SaveOptions, SaveResult } from '../image/archive/save.js';
+import type { LoadOptions, LoadResult } from '../image/archive/load.js';
 import type { StoredImage } from '../image/image.js';
 import type { ImageListing, ListedImage } from '../image/resolve.js';
 import type { HistoryRow } from '../image/history.js';
@@ -565,6 +567,26 @@ export class Engine {
     const image = await this.resolveImage(name, options);
     const [{ withImageRootfs }, { writeTreeAsTar }] = await Promise.all([import('../image/rootfs.js'), import('../image/export.js')]);
     return withImageRootfs(this.store, await this.snapshotter(), image, (dir) => writeTreeAsTar(dir, out));
+  }
+
+  /**
+   * `docker save`: writes the images `names` resolve to as one tar archive to `out` (ended when
+   * done), blobs streamed from the store, each once. `format` `docker` (default) is Docker 25's
+   * layout, loadable by Docker 20.10 and later; `oci` an OCI archive as skopeo writes. An unknown
+   * name fails before anything is written.
+   */
+  async save(names: string[], out: Writable, options: SaveOptions = {}): Promise<SaveResult> {
+    const { saveImages } = await import('../image/archive/save.js');
+    return saveImages(this.store, names, out, options);
+  }
+
+  /**
+   * `docker load`: reads a `docker save` archive (Docker 20.10's or 25's) or an OCI archive, plain
+   * or compressed, from `input` in one pass, and tags its images once all of them check out.
+   */
+  async load(input: Readable, options: LoadOptions = {}): Promise<LoadResult> {
+    const { loadArchive } = await import('../image/archive/load.js');
+    return loadArchive(this.store, input, options);
   }
 
   // ---- mounts ----
