@@ -126,6 +126,32 @@ export const COMMANDS: readonly CommandSpec[] = [
     load: () => import('./commands/logout.js'),
   },
   {
+    name: 'save',
+    summary: 'Write images to a tar archive (docker save)',
+    description:
+      "Write one or more stored images, blobs once each, to a tar archive: docker's format (default: an OCI image layout with Docker's manifest.json and repositories, as Docker 25 writes it, which Docker 20.10's `docker load` reads too) or a plain OCI archive (as `skopeo copy … oci-archive:` writes it). To FILE, or standard output when it is not a terminal. With `load`, the way to move images between stores and storage drivers.",
+    args: [{ name: 'IMAGE', variadic: true, complete: 'image' }],
+    options: [
+      { name: 'output', short: 'o', type: 'string', value: 'FILE', complete: 'file', description: 'Write to FILE instead of standard output' },
+      { name: 'format', type: 'string', value: 'FORMAT', choices: ['docker', 'oci'], strict: true, description: 'docker (default) or oci' },
+      platform,
+    ],
+    examples: ['stratum save -o images.tar app:1 base:1', 'stratum save ubuntu:15.04 | docker load', 'docker save busybox | stratum load'],
+    load: () => import('./commands/save.js'),
+  },
+  {
+    name: 'load',
+    summary: 'Load images from a tar archive (docker load)',
+    description:
+      "Read an archive of images from FILE or standard input, streaming: what `docker save` writes (Docker 20.10's layout with layer.tar files, and Docker 25's OCI layout), OCI archives (`skopeo copy … oci-archive:`), gzip- or zstd-compressed as a whole. Every blob is checked against its digest and every layer against the config's diff_ids before any name is tagged; a damaged archive tags nothing.",
+    options: [
+      { name: 'input', short: 'i', type: 'string', value: 'FILE', complete: 'file', description: 'Read from FILE instead of standard input' },
+      quiet('Print only the loaded names (or IDs)'),
+      { name: 'base-name', type: 'string', value: 'NAME', description: 'Repository for OCI archives whose names are bare tags (ctr import --base-name)' },
+    ],
+    load: () => import('./commands/load.js'),
+  },
+  {
     name: 'copy',
     aliases: ['cp'],
     summary: 'Copy an image between registries, layouts and the store without unpacking',

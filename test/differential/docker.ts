@@ -70,6 +70,8 @@ export async function startBuildah(dir: string): Promise<Builder> {
 export interface PrivateDockerd {
   /** Runs /usr/bin/docker against this daemon. */
   docker(args: string[], opts?: { cwd?: string; env?: Record<string, string> }): Promise<string>;
+  /** The environment that points /usr/bin/docker at this daemon (DOCKER_HOST, its own client config). */
+  env: NodeJS.ProcessEnv;
   stop(): Promise<void>;
 }
 
@@ -136,7 +138,7 @@ export async function startDockerd(registryHost: string): Promise<PrivateDockerd
       await new Promise((r) => setTimeout(r, 200));
     }
   }
-  return { docker, stop };
+  return { docker, env, stop };
 }
 
 /** A build context with base.tar (a static busybox and its applets as symlinks) and the Dockerfile. */
