@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { dockerMissing, startDockerd, type PrivateDockerd } from '../differential/docker.js';
+import { dockerMissing, tryStartDockerd, type PrivateDockerd } from '../differential/docker.js';
 import { pushFixtures, type PushedFixtures } from '../fixtures/images.js';
 import { CLI, isolatedCliEnv, runCli } from '../helpers/cli.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
@@ -42,11 +42,7 @@ describe('stratum save | docker load, docker save | stratum load (Docker 20.10, 
       const r = await runCli(['pull', '--no-unpack', '-q', '--store', store, f.reference], env);
       assert.equal(r.code, 0, r.stderr);
     }
-    try {
-      docker = await startDockerd(registry.host);
-    } catch (err) {
-      dockerFailed = (err as Error).message;
-    }
+    ({ docker, failed: dockerFailed } = await tryStartDockerd(registry.host));
   });
   after(async () => {
     await docker?.stop();

@@ -236,3 +236,12 @@ export async function exportRootfs(d: PrivateDockerd, image: string, dir: string
     await d.docker(['rm', '-f', id]).catch(() => {});
   }
 }
+
+/** startDockerd, or why it could not start (for a loud skip): tests that need Docker as an oracle. */
+export async function tryStartDockerd(registryHost: string): Promise<{ docker?: PrivateDockerd; failed?: string }> {
+  try {
+    return { docker: await startDockerd(registryHost) };
+  } catch (err) {
+    return { failed: (err as Error).message };
+  }
+}

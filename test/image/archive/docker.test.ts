@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { Engine } from '../../../src/index.js';
-import { buildContext, dockerMissing, exportRootfs, startDockerd, type PrivateDockerd } from '../../differential/docker.js';
+import { buildContext, dockerMissing, exportRootfs, tryStartDockerd, type PrivateDockerd } from '../../differential/docker.js';
 import { pushFixtures, type PushedFixtures } from '../../fixtures/images.js';
 import { startRegistry, type TestRegistry } from '../../helpers/registry.js';
 import { TempDirs } from '../../helpers/tmp.js';
@@ -41,11 +41,7 @@ before(async () => {
   fixtures = await pushFixtures(registry);
   source = await Engine.open({ root: await tmp.make('archive-docker-source'), env });
   for (const f of [fixtures.base, fixtures.app, fixtures.zstd, ...(fixtures.ubuntu ? [fixtures.ubuntu] : [])]) await source.pull(f.reference, { unpack: false });
-  try {
-    docker = await startDockerd(registry.host);
-  } catch (err) {
-    dockerFailed = (err as Error).message;
-  }
+  ({ docker, failed: dockerFailed } = await tryStartDockerd(registry.host));
 });
 after(async () => {
   await docker?.stop();
