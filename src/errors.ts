@@ -37,7 +37,8 @@ export type ErrorCode =
   | 'ERR_UNSAFE_PATH'
   | 'ERR_APPLY'
   | 'ERR_NATIVE_ADDON'
-  | 'ERR_DRIVER_UNSUPPORTED';
+  | 'ERR_DRIVER_UNSUPPORTED'
+  | 'ERR_ABORTED';
 
 export class StratumError extends Error {
   readonly code: ErrorCode;
@@ -107,6 +108,16 @@ export class FailedPreconditionError extends StratumError {
 export class InvalidArgumentError extends StratumError {
   constructor(message: string) {
     super('ERR_INVALID_ARGUMENT', message);
+  }
+}
+
+/**
+ * The caller's AbortSignal fired: the operation stopped, what it had verified is kept (a pull's
+ * partial downloads resume next time). `reason` is the signal's reason, as the caller gave it.
+ */
+export class AbortedError extends StratumError {
+  constructor(what: string, readonly reason: unknown) {
+    super('ERR_ABORTED', `${what} was cancelled${reason instanceof Error && reason.name !== 'AbortError' ? `: ${reason.message}` : ''}`, { cause: reason });
   }
 }
 

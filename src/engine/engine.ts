@@ -32,7 +32,7 @@ import { reclaimTemporaries, type ReclaimedTemporaries } from '../snapshotter/te
 import { backingFilesystem, chooseStorageDriver, driverStatus, ensureZfsRoot, kernelLimits, normalizeDriverName, supportsDType } from '../snapshotter/driver.js';
 import { loadNative } from '../sys/native.js';
 import { mkdirAll } from '../sys/mkdir-all.js';
-import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, isStratumError, NotFoundError } from '../errors.js';
+import { AbortedError, AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, isStratumError, NotFoundError } from '../errors.js';
 import { readStoreConfig, writeStoreConfig } from './store-config.js';
 import { resolveRegistryConfig, type RegistrySettings } from './registry-config.js';
 import { MountTable, type MountRecord } from './mount-table.js';
@@ -284,6 +284,16 @@ export class Engine {
     return opened;
   }
 
+  /** Runs `fn`; when `signal` fired, whatever it threw becomes one AbortedError (ERR_ABORTED) carrying the signal's reason. */
+  private async cancellable<T>(signal: AbortSignal | undefined, what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (signal?.aborted && !(err instanceof AbortedError)) throw new AbortedError(what, signal.reason);
+      throw err;
+    }
+  }
+
   /** The snapshotter of the store's driver (what pull, unpack, mount and export use). */
   async snapshotter(): Promise<Snapshotter> {
     this.checkOpen();
@@ -409,6 +419,13 @@ export class Engine {
     reference: string | Reference,
     options: { platform?: Platform; unpack?: boolean; maxLayers?: number; onEvent?: (event: PullEvent) => void; signal?: AbortSignal } = {},
   ): Promise<PullResult & { snapshotter?: SnapshotterName }> {
+    return this.cancellable(options.signal, `pull of ${String(reference)}`, () => this.pullImage(reference, options));
+  }
+
+  private async pullImage(
+    reference: string | Reference,
+    options: { platform?: Platform; unpack?: boolean; maxLayers?: number; onEvent?: (event: PullEvent) => void; signal?: AbortSignal } = {},
+  ): Promise<PullResult & { snapshotter?: SnapshotterName }> {
     this.checkOpen();
     if (this.options.batchPoolThreads) loadNative().batchPoolThreads();
     const client = await this.registry();
@@ -441,13 +458,14 @@ export class Engine {
     const dest = destination === undefined ? undefined : typeof destination === 'string' ? parseReference(destination) : destination;
     const config = await this.registryConfig();
     const { pushImage } = await import('../image/push.js');
-    return pushImage(image.name, dest, {
+    const client = await this.registry();
+    return this.cancellable(options.signal, `push of ${source}`, () => pushImage(image.name, dest, {
       store: this.store,
-      client: await this.registry(),
+      client,
       ...(config.concurrency !== undefined ? { concurrency: config.concurrency } : {}),
       ...(options.onEvent ? { onEvent: options.onEvent } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
-    });
+    }));
   }
 
   // ---- registry-side operations (issue 10): thin delegations to src/image/copy.ts,
@@ -455,13 +473,15 @@ export class Engine {
 
   /** Every tag of `repository` at its registry (`127.0.0.1:5000/library/app`, `ubuntu`), all pages followed. */
   async listTags(repository: string, options: { pageSize?: number; signal?: AbortSignal } = {}): Promise<string[]> {
-    return (await this.registry()).listTags(parseReference(repository), options);
+    const client = await this.registry();
+    return this.cancellable(options.signal, `tag listing of ${repository}`, () => client.listTags(parseReference(repository), options));
   }
 
   /** A registry image's manifest (bytes as served), index and config, verified, without pulling it (`skopeo inspect`). */
   async inspectRemote(reference: string | Reference, options: InspectRemoteOptions = {}): Promise<RemoteInspection> {
     const { inspectRemote } = await import('../image/inspect-remote.js');
-    return inspectRemote(await this.registry(), reference, options);
+    const client = await this.registry();
+    return this.cancellable(options.signal, `inspection of ${String(reference)}`, () => inspectRemote(client, reference, options));
   }
 
   /**
@@ -472,7 +492,8 @@ export class Engine {
     this.checkOpen();
     const config = await this.registryConfig();
     const { copyImage } = await import('../image/copy.js');
-    return copyImage(source, destination, { client: await this.registry(), store: this.store, ...(config.concurrency !== undefined ? { concurrency: config.concurrency } : {}) }, options);
+    const context = { client: await this.registry(), store: this.store, ...(config.concurrency !== undefined ? { concurrency: config.concurrency } : {}) };
+    return this.cancellable(options.signal, `copy of ${String(source)}`, () => copyImage(source, destination, context, options));
   }
 
   /**

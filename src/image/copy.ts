@@ -15,11 +15,12 @@ import { setMaxListeners } from 'node:events';
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
-import { PassThrough, Transform, type Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pLimit from 'p-limit';
-import { DigestMismatchError, InvalidArgumentError, InvalidManifestError, NetworkError, NotFoundError, SizeMismatchError, StoreError, StratumError } from '../errors.js';
-import { digestAlgorithm, digestHex, digestOf, Digester, parseDigest, type Digest } from '../oci/digest.js';
+import { DigestMismatchError, InvalidArgumentError, InvalidManifestError, NetworkError, NotFoundError, StoreError, StratumError } from '../errors.js';
+import { digestAlgorithm, digestHex, digestOf, parseDigest, type Digest } from '../oci/digest.js';
+import { verifier } from '../content/verifier.js';
 import { parseManifest, type ParsedManifest } from '../oci/manifest.js';
 import { MediaType } from '../oci/mediatypes.js';
 import { parseSchema1, schema1Blobs } from '../oci/schema1.js';
@@ -314,7 +315,7 @@ function registrySource(ref: Reference, client: RegistryClient): Source {
     hasManifest: async () => true,
     blobSize: (digest, signal) => client.blobSize(ref, digest, signal),
     async openBlob(desc, signal) {
-      const res = await client.fetchBlob(ref, desc.digest, signal ? { signal } : {});
+      const res = await client.fetchBlob(ref, desc.digest, { verify: false, ...(signal ? { signal } : {}) });
       if (res.start !== 0) {
         res.body.destroy();
         throw new NetworkError(`${res.endpoint.url} answered blob ${desc.digest} of ${ref.name} from byte ${res.start}, asked for 0`);
@@ -415,47 +416,6 @@ async function openSink(loc: CopyLocation, context: CopyContext, source: Source)
   }
 }
 
-/**
- * A verifying pass-through: counts and hashes every byte, and holds the last chunk back until the
- * end proves size and digest, so a wrong blob never reaches a destination whole (a registry
- * would commit an upload whose last byte arrived). Errors with SizeMismatchError / DigestMismatchError.
- */
-function verifier(desc: Descriptor, subject: string, progress: (current: number) => void): Transform {
-  const digester = new Digester(digestAlgorithm(desc.digest));
-  let held: Buffer | undefined;
-  let lastReport = 0;
-  return new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      digester.update(chunk);
-      if (digester.size > desc.size) {
-        done(new SizeMismatchError(subject, desc.size, digester.size, true));
-        return;
-      }
-      const now = Date.now();
-      if (now - lastReport >= 100) {
-        lastReport = now;
-        progress(digester.size);
-      }
-      const out = held;
-      held = chunk;
-      done(null, out);
-    },
-    flush(done) {
-      if (digester.size !== desc.size) {
-        done(new SizeMismatchError(subject, desc.size, digester.size));
-        return;
-      }
-      const actual = digester.digest();
-      if (actual !== desc.digest) {
-        done(new DigestMismatchError(subject, desc.digest, actual));
-        return;
-      }
-      progress(digester.size);
-      done(null, held);
-    },
-  });
-}
-
 /** Names the blob in a failure of its source stream (a body cut short is a bare socket error). */
 function sourceError(err: unknown, subject: string): StratumError {
   if (err instanceof StratumError) return err;
@@ -478,7 +438,7 @@ function registrySink(dest: Reference, client: RegistryClient, source: Source): 
         void (async () => {
           try {
             const src = await from.openBlob(desc, signal);
-            await pipeline(src, verifier(desc, subject, progress), body).catch((err: unknown) => {
+            await pipeline(src, verifier(desc.digest, subject, { size: desc.size, progress }), body).catch((err: unknown) => {
               throw sourceError(err, subject);
             });
           } catch (err) {
@@ -527,7 +487,7 @@ function storeSink(name: string, store: OciStore, tag: string | undefined, conte
       try {
         if (writer.offset > 0) await writer.reset();
         const subject = `blob ${desc.digest} from ${from.name}`;
-        await pipeline(await from.openBlob(desc, signal), verifier(desc, subject, progress), writer.stream(), ...(signal ? [{ signal }] : []));
+        await pipeline(await from.openBlob(desc, signal), verifier(desc.digest, subject, { size: desc.size, progress }), writer.stream(), ...(signal ? [{ signal }] : []));
         await writer.commit(desc.size);
       } catch (err) {
         await writer.abort();

@@ -1,5 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import { pipeline } from 'node:stream';
+import { verifier } from '../content/verifier.js';
 import { Agent, request } from './http.js';
 import {
   DeniedError,
@@ -46,6 +48,16 @@ export interface RegistryClientOptions {
 export interface FetchBlobOptions {
   offset?: number;
   signal?: AbortSignal;
+  /**
+   * Check the body against the digest (and `size`) while it streams: it errors with
+   * DigestMismatchError / SizeMismatchError instead of ending, and its last chunk is held back
+   * until the check passes. Default true; applies to a whole body (a 206 from `offset` cannot be
+   * checked alone: `verified` is false then). Callers that verify across resumed requests
+   * themselves (the pull's download) turn it off.
+   */
+  verify?: boolean;
+  /** The descriptor's size, checked with the digest. */
+  size?: number;
   /** Endpoint URLs not to use (a mirror that just served corrupt bytes). */
   exclude?: readonly string[];
 }
@@ -138,7 +150,17 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
         bulk: true,
       });
       if (res.statusCode === 200 || res.statusCode === 206) {
-        const out: BlobResponse = { body: res.body, start: 0, endpoint };
+        const out: BlobResponse = { body: res.body, start: 0, endpoint, verified: false };
+        if (res.statusCode === 200 && options.verify !== false) {
+          const checked = verifier(digest, `${what} from ${endpoint.url}`, options.size !== undefined ? { size: options.size } : {});
+          // Destroying the returned body (a cancelled read) also ends the response.
+          pipeline(res.body, checked, () => {});
+          out.body = checked;
+          out.verified = true;
+          const length = Number(header(res.headers, 'content-length'));
+          if (header(res.headers, 'content-length') !== undefined && Number.isSafeInteger(length)) out.totalSize = length;
+          return out;
+        }
         if (res.direct) out.direct = res.direct;
         if (res.statusCode === 206) {
           const range = parseContentRange(header(res.headers, 'content-range'));

@@ -119,7 +119,7 @@ export async function downloadBlob(
         if (desc.size !== undefined && offset >= desc.size && offset > 0) break; // all bytes on disk: verify
         let fetchedFrom: Endpoint | undefined;
         try {
-          const res = await fetcher.fetchBlob(ref, digest, { offset, signal: options.signal, exclude });
+          const res = await fetcher.fetchBlob(ref, digest, { offset, signal: options.signal, exclude, verify: false });
           fetchedFrom = res.endpoint;
           if (res.start !== offset) {
             if (res.start !== 0) {

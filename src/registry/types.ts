@@ -29,6 +29,8 @@ export interface BlobResponse {
   /** Total blob size when the response tells it. */
   totalSize?: number;
   endpoint: Endpoint;
+  /** `body` checks size and digest as it streams (fetchBlob's default for a whole body). */
+  verified?: boolean;
   /**
    * The same body as a DirectSource (a plain-HTTP body with a Content-Length): an ingest that can
    * take it (IngestWriter.appendFrom) receives the bytes in native code; then destroy `body`
@@ -39,7 +41,7 @@ export interface BlobResponse {
 
 export interface BlobFetcher {
   /** `exclude`: endpoint URLs to skip (a mirror that just served corrupt bytes). */
-  fetchBlob(ref: Reference, digest: Digest, options?: { offset?: number; signal?: AbortSignal; exclude?: readonly string[] }): Promise<BlobResponse>;
+  fetchBlob(ref: Reference, digest: Digest, options?: { offset?: number; signal?: AbortSignal; exclude?: readonly string[]; verify?: boolean }): Promise<BlobResponse>;
 }
 
 export interface ManifestFetcher {
