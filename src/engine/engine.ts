@@ -442,6 +442,9 @@ export class Engine {
       ...(options.signal ? { signal: options.signal } : {}),
       ...(snapshotter ? { unpack: { snapshotter } } : {}),
     });
+    // Where each layer came from: a later push to that registry mounts it instead of uploading it.
+    const { recordSources } = await import('../content/sources.js');
+    await recordSources(this.store.root, result.layers.map((l) => ({ digest: l.digest, source: result.reference })));
     return { ...result, ...(snapshotter ? { snapshotter: snapshotter.name as SnapshotterName } : {}) };
   }
 

@@ -1,3 +1,4 @@
+import { blobSources, recordSource } from '../content/sources.js';
 import { InvalidArgumentError, NotFoundError, SizeMismatchError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import { parseReference, type Reference } from '../oci/reference.js';
@@ -64,9 +65,15 @@ export async function pushImage(source: string, destination: Reference | undefin
   }
   emit({ type: 'blobs', blobs: unique });
 
-  // Same registry, another repository: it may already hold the blobs, and can mount them instead of receiving them again.
+  // Same registry, another repository: it may already hold the blobs, and can mount them instead
+  // of receiving them again. Candidates: where the store saw each blob (pulled, copied or pushed
+  // there: the newest first), then the image's own repository.
   const origin = parseReference(image.name);
-  const mountFrom = origin.registry === dest.registry && origin.repository !== dest.repository ? origin.repository : undefined;
+  const mountSource = async (digest: Digest): Promise<string | undefined> => {
+    const known = (await blobSources(store.root, digest)).reverse();
+    const candidates = [...known, { registry: origin.registry, repository: origin.repository }];
+    return candidates.find((c) => c.registry === dest.registry && c.repository !== dest.repository)?.repository;
+  };
   let pushed = 0;
   let mounted = 0;
   let existed = 0;
@@ -74,12 +81,15 @@ export async function pushImage(source: string, destination: Reference | undefin
   const limit = createLimiter(options.concurrency ?? client.concurrency);
   const pushOne = async (blob: { digest: Digest; size: number }): Promise<void> => {
     if (await client.blobExists(dest, blob.digest, signal)) {
+      await recordSource(store.root, blob.digest, dest);
       existed++;
       emit({ type: 'exists', digest: blob.digest, size: blob.size });
       return;
     }
     emit({ type: 'pushing', digest: blob.digest, size: blob.size });
+    const mountFrom = await mountSource(blob.digest);
     const how = await client.pushBlob(dest, blob, () => store.open(blob.digest), { ...(signal ? { signal } : {}), ...(mountFrom ? { mountFrom } : {}) });
+    await recordSource(store.root, blob.digest, dest);
     if (how === 'mounted') {
       mounted++;
       emit({ type: 'mounted', digest: blob.digest, size: blob.size, from: mountFrom! });

@@ -432,6 +432,19 @@ describe('the CLI against a real registry: pipes, signals, terminals, --format, 
     assert.equal(host!.Unpacked, true);
   });
 
+  test('push mounts a layer from wherever the store saw it on that registry, not only the image’s own repository', async () => {
+    const target = await dirs.make('store');
+    const run = (...args: string[]) => runCli([...args, '--store', target], env);
+    assert.equal((await run('pull', '-q', fixtures.app.reference)).code, 0);
+    assert.equal((await run('tag', fixtures.app.reference, 'local/renamed:1')).code, 0);
+    const pushed = await run('push', 'local/renamed:1', `${registry.host}/team${process.pid}/renamed:1`);
+    assert.equal(pushed.code, 0, pushed.stderr);
+    for (const layer of fixtures.app.layers) assert.match(pushed.stdout, new RegExp(`^${layer.digest.slice(7, 19)}: Mounted from library/app$`, 'm'));
+    // The push itself is a source now: the next repository mounts from it (newest first).
+    const again = await run('push', 'local/renamed:1', `${registry.host}/other${process.pid}/renamed:1`);
+    assert.match(again.stdout, new RegExp(`Mounted from team${process.pid}/renamed`));
+  });
+
   test('pull -a fetches every tag; image prune -f removes what gc would; without -f off a terminal it refuses', async () => {
     const repo = `${registry.host}/alltags/base`;
     for (const tag of ['one', 'two']) await ok('copy', fixtures.base.reference, `${repo}:${tag}`);
