@@ -176,13 +176,28 @@ export const COMMANDS: readonly CommandSpec[] = [
   },
   {
     name: 'manifest',
-    summary: 'Show manifests at a registry (inspect)',
+    summary: 'Inspect manifests at a registry; create and push multi-platform indexes',
     commands: [
       {
         name: 'inspect',
         summary: "Print an image's or index's manifest at its registry, without pulling",
         args: [{ name: 'NAME[:TAG|@DIGEST]' }],
         options: [{ name: 'raw', type: 'boolean', description: 'The bytes exactly as served (their sha256 is the digest)' }],
+        load: () => import('./commands/manifest.js'),
+      },
+      {
+        name: 'create',
+        summary: 'Make a multi-platform index of stored images, tagged NAME',
+        description: "Write an OCI image index listing the stored IMAGEs (each entry's platform from its config), tagged NAME in the store; `stratum push NAME` or `manifest push` then uploads the images and the index.",
+        args: [{ name: 'NAME[:TAG]' }, { name: 'IMAGE', variadic: true, complete: 'image' }],
+        options: [{ name: 'annotation', type: 'string', multiple: true, value: 'KEY=VALUE', description: 'An annotation of the index (repeatable)' }],
+        load: () => import('./commands/manifest.js'),
+      },
+      {
+        name: 'push',
+        summary: 'Upload a stored index and every image it lists (children first)',
+        args: [{ name: 'NAME[:TAG]', complete: 'image' }, { name: 'DESTINATION[:TAG]', required: false }],
+        options: [quiet('Print only the digest')],
         load: () => import('./commands/manifest.js'),
       },
     ],

@@ -2,11 +2,12 @@ import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { chainIds, type Digest } from '../oci/digest.js';
+import { chainIds, digestOf, type Digest } from '../oci/digest.js';
 import { parseReference, type Reference } from '../oci/reference.js';
 import { OciStore, defaultStoreRoot } from '../content/store.js';
 import type { GcResult } from '../content/gc.js';
-import type { Platform } from '../oci/types.js';
+import type { Descriptor, Platform } from '../oci/types.js';
+import { isIndexMediaType, MediaType } from '../oci/mediatypes.js';
 import { RegistryClient } from '../registry/client.js';
 import { DockerConfigCredentials, type CredentialSource } from '../registry/credentials.js';
 import type { RegistryConfig } from '../registry/hosts.js';
@@ -383,6 +384,38 @@ export class Engine {
   }
 
   /**
+   * `docker manifest create` / ggcr's `mutate.AppendManifests`: an OCI image index of stored
+   * images (each entry's platform from its config), tagged `name`. Its blob is leased until the
+   * tag holds it. Returns the index's descriptor.
+   */
+  async createIndex(name: string, images: string[], options: { annotations?: Record<string, string> } = {}): Promise<Descriptor> {
+    if (images.length === 0) throw new InvalidArgumentError(`an index needs at least one image`);
+    const manifests: Descriptor[] = [];
+    for (const input of images) {
+      const image = await this.resolveImage(input);
+      const { os, architecture, variant } = image.config;
+      const entry: Descriptor = { mediaType: image.descriptor.mediaType, digest: image.descriptor.digest, size: image.descriptor.size, platform: { os, architecture, ...(variant ? { variant } : {}) } };
+      const clash = manifests.find((m) => m.platform?.os === os && m.platform.architecture === architecture && m.platform.variant === variant);
+      if (clash) throw new InvalidArgumentError(`cannot index ${input}: its platform ${os}/${architecture}${variant ? `/${variant}` : ''} is already given by ${clash.digest}`);
+      manifests.push(entry);
+    }
+    const index = { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests, ...(options.annotations && Object.keys(options.annotations).length > 0 ? { annotations: options.annotations } : {}) };
+    const bytes = Buffer.from(JSON.stringify(index));
+    const { Lease } = await import('../content/lease.js');
+    const lease = await Lease.create(this.store.root);
+    try {
+      const digest = digestOf(bytes);
+      await lease.add(digest);
+      await this.store.put(bytes, digest);
+      const descriptor: Descriptor = { mediaType: MediaType.OciIndex, digest, size: bytes.length };
+      await this.store.setTag(parseReference(name).toString(), descriptor);
+      return descriptor;
+    } finally {
+      await lease.release();
+    }
+  }
+
+  /**
    * `docker rmi`: a tag removes that tag; an image ID (or prefix) removes every tag of that image,
    * which needs `force` when there are several. Blobs and snapshots go at the next `gc`.
    */
@@ -457,7 +490,12 @@ export class Engine {
 
   /** Pushes a stored image to a registry (default: its own name). */
   async push(source: string, destination?: string | Reference, options: { onEvent?: (e: PushEvent) => void; signal?: AbortSignal } = {}): Promise<PushResult> {
+    // A tag naming an index stored whole goes up whole (it may lack this host's platform).
+    const { parsesAs } = await import('../image/resolve.js');
+    const tagged = await this.store.getTag(parsesAs(source)?.toString() ?? source);
+    if (tagged && isIndexMediaType(tagged.descriptor.mediaType) && (await this.wholeIndex(tagged.descriptor))) return this.pushIndex(tagged.name, destination, options);
     const image = await this.resolveImage(source);
+    if (image.index && (await this.wholeIndex(image.index))) return this.pushIndex(image.name, destination, options);
     const dest = destination === undefined ? undefined : typeof destination === 'string' ? parseReference(destination) : destination;
     const config = await this.registryConfig();
     const { pushImage } = await import('../image/push.js');
@@ -469,6 +507,34 @@ export class Engine {
       ...(options.onEvent ? { onEvent: options.onEvent } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     }));
+  }
+
+  /** Whether every manifest an index lists is in the store (an index pulled for one platform is not). */
+  private async wholeIndex(index: Descriptor): Promise<boolean> {
+    const parsed = JSON.parse((await this.store.read(index.digest)).toString('utf8')) as { manifests?: Descriptor[] };
+    for (const child of parsed.manifests ?? []) if (!(await this.store.has(child.digest))) return false;
+    return true;
+  }
+
+  /** An index stored whole goes up whole: every child's blobs and manifest first, then the index (a copy). */
+  private async pushIndex(name: string, destination: string | Reference | undefined, options: { onEvent?: (e: PushEvent) => void; signal?: AbortSignal }): Promise<PushResult> {
+    const dest = destination === undefined ? parseReference(name) : typeof destination === 'string' ? parseReference(destination) : destination;
+    let pushed = 0;
+    let bytesUploaded = 0;
+    const result = await this.copy(`store:${name}`, `docker://${dest.toString()}`, {
+      all: true,
+      ...(options.signal ? { signal: options.signal } : {}),
+      onEvent: (e) => {
+        if (e.type === 'done') {
+          pushed++;
+          bytesUploaded += e.size;
+          options.onEvent?.({ type: 'pushed', digest: e.digest, size: e.size });
+        } else if (e.type === 'exists') options.onEvent?.({ type: 'exists', digest: e.digest, size: e.size });
+        else if (e.type === 'mounted') options.onEvent?.({ type: 'mounted', digest: e.digest, size: e.size, from: e.from });
+      },
+    });
+    const size = (await this.store.info(result.digest))?.size ?? 0;
+    return { source: name, destination: dest.toString(), digest: result.digest, size, pushed, mounted: result.mounted, existed: result.existed, bytesUploaded };
   }
 
   // ---- registry-side operations (issue 10): thin delegations to src/image/copy.ts,

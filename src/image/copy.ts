@@ -22,7 +22,7 @@ import { DigestMismatchError, InvalidArgumentError, InvalidManifestError, Networ
 import { digestAlgorithm, digestHex, digestOf, parseDigest, type Digest } from '../oci/digest.js';
 import { verifier } from '../content/verifier.js';
 import { parseManifest, type ParsedManifest } from '../oci/manifest.js';
-import { MediaType } from '../oci/mediatypes.js';
+import { isIndexMediaType, MediaType } from '../oci/mediatypes.js';
 import { parseSchema1, schema1Blobs } from '../oci/schema1.js';
 import { hostPlatform, selectManifest } from '../oci/platform.js';
 import { parseReference, type Reference } from '../oci/reference.js';
@@ -33,7 +33,7 @@ import { OciStore } from '../content/store.js';
 import type { RegistryClient } from '../registry/client.js';
 import { downloadBlob } from '../registry/download.js';
 import { SOURCE_DIGEST_ANNOTATION, SOURCE_MEDIA_TYPE_ANNOTATION } from './annotations.js';
-import { resolveImage } from './resolve.js';
+import { parsesAs, resolveImage } from './resolve.js';
 
 /** Where an image is copied from or to. */
 export type CopyLocation =
@@ -392,6 +392,11 @@ async function layoutSource(root: string, tag: string | undefined): Promise<Sour
 }
 
 async function storeSource(input: string, store: OciStore): Promise<Source> {
+  // A tag of an index is the index, whichever platforms it holds (this host's may be missing).
+  const tagged = await store.getTag(parsesAs(input)?.toString() ?? input);
+  if (tagged && isIndexMediaType(tagged.descriptor.mediaType)) {
+    return dirSource(`store:${tagged.name}`, { root: store.root, blobPath: (d) => store.blobPath(d) }, async () => tagged.descriptor);
+  }
   const image = await resolveImage(store, input);
   // A tag naming an index is copied as the index (its platforms present in the store).
   const top = image.index ?? image.descriptor;

@@ -68,7 +68,7 @@ export async function listImages(store: ImageSource): Promise<ImageListing> {
   return { images, warnings };
 }
 
-function parsesAs(name: string): Reference | undefined {
+export function parsesAs(name: string): Reference | undefined {
   try {
     return parseReference(name);
   } catch {

@@ -445,6 +445,32 @@ describe('the CLI against a real registry: pipes, signals, terminals, --format, 
     assert.match(again.stdout, new RegExp(`Mounted from team${process.pid}/renamed`));
   });
 
+  test('manifest create + manifest push: an index of two stored images goes up whole; skopeo copies it with --all', async () => {
+    const target = await dirs.make('store');
+    const run = (...args: string[]) => runCli([...args, '--store', target], env);
+    for (const [platform, name] of [['linux/arm/v7', 'armimg:1'], ['linux/arm64/v8', 'arm64img:1']] as const) {
+      const r = await run('copy', '--platform', platform, fixtures.multi.reference, `store:${name}`);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const dup = await run('manifest', 'create', 'mine/bad:1', 'armimg:1', 'armimg:1');
+    assert.equal(dup.code, 1);
+    assert.match(dup.stderr, /platform linux\/arm\/v7 is already given/);
+    const created = await run('manifest', 'create', '--annotation', 'org.opencontainers.image.title=two', 'mine/multi:1', 'armimg:1', 'arm64img:1');
+    assert.equal(created.code, 0, created.stderr);
+    const digest = created.stdout.trim();
+    assert.equal((await run('images', '--format', '{{.Platform}}', 'mine/multi:1')).stdout.trim().split('\n').sort().join(' '), 'linux/arm/v7 linux/arm64/v8');
+    const dest = `${registry.host}/indexes${process.pid}/multi:1`;
+    const pushed = await run('manifest', 'push', 'mine/multi:1', dest);
+    assert.equal(pushed.code, 0, pushed.stderr);
+    assert.match(pushed.stdout, new RegExp(`digest: ${digest}`));
+    const raw = (await exec('skopeo', ['inspect', '--tls-verify=false', '--raw', `docker://${dest}`], { encoding: 'buffer' })).stdout;
+    const { createHash } = await import('node:crypto');
+    assert.equal(`sha256:${createHash('sha256').update(raw).digest('hex')}`, digest);
+    assert.equal(JSON.parse(raw.toString()).annotations['org.opencontainers.image.title'], 'two');
+    const layout = join(await dirs.make('layout'), 'oci');
+    await exec('skopeo', ['copy', '--all', '--src-tls-verify=false', `docker://${dest}`, `oci:${layout}:m`]);
+  });
+
   test('pull -a fetches every tag; image prune -f removes what gc would; without -f off a terminal it refuses', async () => {
     const repo = `${registry.host}/alltags/base`;
     for (const tag of ['one', 'two']) await ok('copy', fixtures.base.reference, `${repo}:${tag}`);
