@@ -15,6 +15,7 @@ import { isMountPoint } from '../snapshotter/mount.js';
 import type { Info, Snapshotter } from '../snapshotter/snapshotter.js';
 import { mountTemporary, temporaryLabels, unmountTemporary } from '../snapshotter/temporaries.js';
 import { autoDecompressor } from '../unpack/decompress.js';
+import { normalizeTar } from '../tar/normalize.js';
 import { applyChanges, mergeContainerConfig, type ContainerConfig } from './changes.js';
 import { writeTreeDiff } from './diff.js';
 import { writeTreeAsTar } from './export.js';
@@ -25,8 +26,8 @@ import { MOUNTPOINT_LABEL } from './labels.js';
 /**
  * Where an appended layer comes from:
  * - `{ dir }`: a directory tree, written whole as a tar (entries sorted);
- * - `{ tar }`: a tar file's path or a stream (plain, gzip or zstd), recompressed as asked; its
- *   entries are taken as they are (an epoch does not rewrite them);
+ * - `{ tar }`: a tar file's path or a stream (plain, gzip or zstd), recompressed as asked; taken
+ *   byte for byte, or with an epoch re-encoded canonically with mtimes clamped (normalizeTar);
  * - `{ snapshot: key }`: the changes of a snapshot (active or committed) from its parent;
  * - `{ diffOf: [lower, upper] }`: the changes from snapshot `lower` (undefined: nothing) to
  *   snapshot `upper`, as commit computes them (whiteouts for what is gone).
@@ -357,8 +358,17 @@ async function produceLayer(ctx: MutationContext, source: LayerSource, out: Writ
       input = source.tar;
       if (input.readableEnded || input.destroyed) throw new LayerSourceError('the layer tar stream was read already');
     }
-    await pipeline(input, autoDecompressor(), out);
-    return {};
+    if (epoch === undefined) {
+      await pipeline(input, autoDecompressor(), out);
+      return {};
+    }
+    const plain = autoDecompressor();
+    const normalized = normalizeTar(plain, out, epoch).catch((err: unknown) => {
+      plain.destroy(err as Error);
+      throw err;
+    });
+    const [stats] = await Promise.all([normalized, pipeline(input, plain)]);
+    return stats;
   }
   const [lowerKey, upperKey] = 'snapshot' in source ? [undefined, source.snapshot] : source.diffOf;
   const undo: Array<() => Promise<unknown>> = [];

@@ -264,6 +264,13 @@ describe('engine.image(): mutate, append, write', () => {
           const head = (await engine.store.read(fromDir.layers.at(-1)!.digest, 1 << 30)).subarray(0, 10);
           assert.deepEqual([...head], [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
 
+          // A tar of that tree (GNU tar: unames, atimes in PAX) is re-encoded with the mtimes clamped.
+          const tarFile = join(await tmp.make(`mutate-repro-tar-${driver}-${run}`), 'l.tar.gz');
+          await exec('tar', ['-C', src, '--sort=name', '--format=posix', '-czf', tarFile, '.']);
+          const fromTar = await (await engine.image(app, { epoch })).appendLayer({ tar: tarFile }, { createdBy: 'ADD l.tar.gz /' }).write('repro/tar:1');
+          results.push({ how: `tar ${driver} ${run}`, layer: fromTar.layers.at(-1)!.digest, manifest: fromTar.manifest.digest });
+          assertSameTree(await snapshotTree(src), await rootfsOf(engine, 'repro/tar:1'), { names: ['src', 'tar layer'], ignore: (p) => p === '.' || !(p.startsWith('opt') || p.startsWith('etc/tool')) });
+
           const rw = await tmp.make(`mutate-repro-rw-${driver}-${run}`);
           await engine.mount(app, rw, { rw: 'build' });
           try {
@@ -290,7 +297,7 @@ describe('engine.image(): mutate, append, write', () => {
         }
       }
     }
-    for (const kind of ['dir', 'snapshot']) {
+    for (const kind of ['dir', 'tar', 'snapshot']) {
       const group = results.filter((r) => r.how.startsWith(kind));
       assert.equal(new Set(group.map((r) => r.layer)).size, 1, `${kind}: one layer digest: ${JSON.stringify(group)}`);
       assert.equal(new Set(group.map((r) => r.manifest)).size, 1, `${kind}: one manifest digest: ${JSON.stringify(group)}`);
