@@ -66,16 +66,24 @@ function fixGzipOsByte(): Transform {
   });
 }
 
+/** Checks a compression and level before any work: gzip 1–9, zstd 1–19. */
+export function checkLayerBlobOptions(options: LayerBlobOptions): void {
+  const compression = options.compression ?? 'gzip';
+  const level = options.level;
+  if (compression !== 'gzip' && compression !== 'zstd') throw new InvalidArgumentError(`compression ${JSON.stringify(compression)}: give gzip or zstd`);
+  const max = compression === 'gzip' ? 9 : 19;
+  if (level !== undefined && (!Number.isInteger(level) || level < 1 || level > max)) throw new InvalidArgumentError(`${compression} level ${level}: give 1 to ${max}`);
+}
+
 /** The transforms that compress a layer tar, in pipeline order. */
 export function compressors(options: LayerBlobOptions): Transform[] {
+  checkLayerBlobOptions(options);
   const compression = options.compression ?? 'gzip';
   const level = options.level;
   if (compression === 'gzip') {
-    if (level !== undefined && (!Number.isInteger(level) || level < 1 || level > 9)) throw new InvalidArgumentError(`gzip level ${level}: give 1 to 9`);
     return [createGzip({ ...(level !== undefined ? { level } : {}), chunkSize: 256 * 1024 }), fixGzipOsByte()];
   }
   if (compression === 'zstd') {
-    if (level !== undefined && (!Number.isInteger(level) || level < 1 || level > 19)) throw new InvalidArgumentError(`zstd level ${level}: give 1 to 19`);
     const zstd = requireCjs('zstd-napi') as typeof import('zstd-napi');
     return [new zstd.CompressStream({ compressionLevel: level ?? 3, checksumFlag: true }) as unknown as Transform];
   }

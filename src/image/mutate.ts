@@ -20,7 +20,7 @@ import { applyChanges, mergeContainerConfig, type ContainerConfig } from './chan
 import { writeTreeDiff } from './diff.js';
 import { writeTreeAsTar } from './export.js';
 import type { StoredImage } from './image.js';
-import { checkEpoch, writeLayerBlob, type LayerBlob, type LayerBlobOptions } from './layer-blob.js';
+import { checkEpoch, checkLayerBlobOptions, writeLayerBlob, type LayerBlob, type LayerBlobOptions } from './layer-blob.js';
 import { MOUNTPOINT_LABEL } from './labels.js';
 
 /**
@@ -225,10 +225,7 @@ export class MutableImage {
   appendLayer(source: LayerSource, options: AppendLayerOptions = {}): MutableImage {
     checkSource(source);
     if (options.epoch !== undefined) checkEpoch(options.epoch);
-    // Fails here, not at write, for a bad compression or level.
-    if (options.compression !== undefined && options.compression !== 'gzip' && options.compression !== 'zstd') {
-      throw new InvalidArgumentError(`compression ${JSON.stringify(options.compression)}: give gzip or zstd`);
-    }
+    checkLayerBlobOptions(options); // fails here, not at write
     const pending = new PendingLayer(source, options);
     const entry: HistoryEntry = { created_by: options.createdBy ?? defaultCreatedBy(source) };
     if (options.author !== undefined) entry.author = options.author;

@@ -242,6 +242,15 @@ describe('engine.image(): mutate, append, write', () => {
       );
       await assert.rejects(async () => (await engine.image(baseOnly)).rebase(await engine.image(app), await engine.image(baseOnly)), (err: unknown) => isStratumError(err, 'ERR_FAILED_PRECONDITION'));
       await assert.rejects(async () => (await engine.image(app)).appendLayer({ dir: '/nonexistent-dir' }).write('x:1'), (err: unknown) => isStratumError(err, 'ERR_LAYER_SOURCE'));
+      const img = await engine.image(app);
+      for (const bad of [{ compression: 'gzip', level: 10 }, { compression: 'zstd', level: 0 }, { compression: 'lz4' }] as const) {
+        assert.throws(() => img.appendLayer({ dir: '/' }, bad as never), (err: unknown) => isStratumError(err, 'ERR_INVALID_ARGUMENT'), JSON.stringify(bad));
+      }
+      assert.throws(() => img.appendLayer({ dir: '/', snapshot: 'x' } as never), (err: unknown) => isStratumError(err, 'ERR_INVALID_ARGUMENT'));
+      await assert.rejects(img.write(`x@sha256:${'a'.repeat(64)}`), (err: unknown) => isStratumError(err, 'ERR_INVALID_ARGUMENT'));
+      const empty = await (await engine.image('scratch')).appendLayer({ dir: (await tmp.make('mutate-empty')) }).write('mutated/scratch:1');
+      assert.equal(empty.layers.length, 1);
+      assert.equal((await engine.inspect('mutated/scratch:1')).config.os, 'linux');
     } finally {
       await engine.close();
     }
