@@ -38,7 +38,9 @@ export type ErrorCode =
   | 'ERR_APPLY'
   | 'ERR_NATIVE_ADDON'
   | 'ERR_DRIVER_UNSUPPORTED'
-  | 'ERR_ABORTED';
+  | 'ERR_ABORTED'
+  | 'ERR_INVALID_CHANGE'
+  | 'ERR_LAYER_SOURCE';
 
 export class StratumError extends Error {
   readonly code: ErrorCode;
@@ -345,5 +347,19 @@ export class FsApplyError extends NativeFsError {
 export class NativeAddonError extends StratumError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_NATIVE_ADDON', message, options);
+  }
+}
+
+/** A config change (`docker commit --change` syntax) that is not one docker accepts, or is malformed. */
+export class InvalidChangeError extends StratumError {
+  constructor(readonly change: string, reason: string) {
+    super('ERR_INVALID_CHANGE', `invalid change ${JSON.stringify(change)}: ${reason}`);
+  }
+}
+
+/** A layer source of an image mutation (a directory, a tar, a snapshot) that cannot be read, or was read once already. */
+export class LayerSourceError extends StratumError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_LAYER_SOURCE', message, options);
   }
 }

@@ -59,6 +59,11 @@ export type { Endpoint, ResolvedManifest, BlobResponse, DownloadEvent, BlobFetch
 export { pull, type PullOptions, type PullResult, type PullEvent } from './image/pull.js';
 export { pushImage, type PushOptions, type PushResult, type PushEvent } from './image/push.js';
 export { commitImage, type CommitImageOptions, type CommitImageResult } from './image/commit.js';
+export { MutableImage, type LayerSource, type AppendLayerOptions, type MutationContext, type WrittenImage } from './image/mutate.js';
+export { applyChanges, mergeContainerConfig, CHANGE_INSTRUCTIONS, type ContainerConfig } from './image/changes.js';
+export { writeLayerBlob, sourceDateEpoch, checkEpoch, type LayerBlob, type LayerBlobOptions, type LayerBlobCompression } from './image/layer-blob.js';
+export { writeTreeAsTar } from './image/export.js';
+export { TreeTarWriter, type TreeTarOptions } from './tar/tree-writer.js';
 export { saveImages, type ArchiveFormat, type SaveOptions, type SaveResult, type SavedImage } from './image/archive/save.js';
 export { loadArchive, type LoadOptions, type LoadResult, type LoadedImage } from './image/archive/load.js';
 export { writeTreeDiff, type DiffStats } from './image/diff.js';

@@ -43,12 +43,20 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: 'commit',
     summary: 'Create an image from the changes in a writable snapshot',
     description:
-      'Create a new image from the changes in writable snapshot KEY (made by `stratum mount --rw KEY IMAGE DIR`, on any storage driver of the store): one new gzip layer on top of the image\'s layers, a config and history entry, an OCI manifest, tagged NAME in the store. The snapshot stays as it is (mounted, if it was). Prints the new image\'s ID (its config digest), as docker commit does.',
+      'Create a new image from the changes in writable snapshot KEY (made by `stratum mount --rw KEY IMAGE DIR`, on any storage driver of the store): one new gzip layer on top of the image\'s layers, a config and history entry, an OCI manifest, tagged NAME in the store. The snapshot stays as it is (mounted, if it was). Prints the new image\'s ID (its config digest), as docker commit does. With SOURCE_DATE_EPOCH set (seconds since 1970), the layer is reproducible: mtimes are clamped to it and it is the created time of the config and history, so the same changes give the same digests.',
     args: [{ name: 'KEY', complete: 'snapshot' }, { name: 'NAME[:TAG]' }],
     options: [
       { name: 'message', short: 'm', type: 'string', value: 'TEXT', description: 'History comment' },
       { name: 'author', short: 'a', type: 'string', value: 'TEXT', description: 'Author (config and history)' },
       { name: 'image', type: 'string', value: 'NAME', description: 'The image KEY was made from (default: recorded on the snapshot)' },
+      {
+        name: 'change',
+        short: 'c',
+        type: 'string',
+        multiple: true,
+        value: 'INSTRUCTION',
+        description: "Apply a Dockerfile instruction to the config, as docker commit does: ENV, CMD, ENTRYPOINT, USER, WORKDIR, LABEL, EXPOSE, VOLUME, STOPSIGNAL (JSON or shell form), e.g. --change 'ENV A=b' --change 'CMD [\"sh\"]'",
+      },
       json('Print the result as JSON'),
     ],
     load: () => import('./commands/commit.js'),

@@ -14,6 +14,7 @@ import type { RegistryConfig } from '../registry/hosts.js';
 import type { PullEvent, PullResult } from '../image/pull.js';
 import type { PushEvent, PushResult } from '../image/push.js';
 import type { CommitImageResult } from '../image/commit.js';
+import type { MutableImage } from '../image/mutate.js';
 import type { SaveOptions, SaveResult } from '../image/archive/save.js';
 import type { LoadOptions, LoadResult } from '../image/archive/load.js';
 import type { StoredImage } from '../image/image.js';
@@ -646,10 +647,30 @@ export class Engine {
    * `docker commit` for writable snapshot `key` (any backend of the store): its changes become a
    * new layer on the image it was made from, tagged `name`. The snapshot stays, mounted if it was.
    */
-  async commitImage(key: string, name: string, options: { image?: string; message?: string; author?: string; createdBy?: string } = {}): Promise<CommitImageResult> {
+  async commitImage(
+    key: string,
+    name: string,
+    options: { image?: string; message?: string; author?: string; createdBy?: string; changes?: string[]; epoch?: number } = {},
+  ): Promise<CommitImageResult> {
     const { snapshotter } = await this.findSnapshot(key);
     const { commitImage } = await import('../image/commit.js');
     return commitImage({ store: this.store, snapshotter, key, name, ...options });
+  }
+
+  // ---- image mutation (issue 11): a thin delegation to src/image/mutate.ts ----
+
+  /**
+   * A stored image (any name resolveImage takes; `scratch` for the empty image of `platform`,
+   * default linux/amd64) as an immutable value to change as go-containerregistry's `mutate`
+   * does: withConfig, withChanges, appendLayer({ dir | tar | snapshot | diffOf }), rebase…, then
+   * `write(tag)`. `epoch` (seconds since 1970, as SOURCE_DATE_EPOCH) makes the layers appended
+   * and the dates reproducible.
+   */
+  async image(name: string, options: { platform?: Platform; epoch?: number } = {}): Promise<MutableImage> {
+    const { MutableImage } = await import('../image/mutate.js');
+    const ctx = { store: this.store, findSnapshot: (key: string) => this.findSnapshot(key) };
+    const image = name === 'scratch' ? MutableImage.scratch(ctx, options.platform) : await MutableImage.load(ctx, await this.resolveImage(name, options.platform ? { platform: options.platform } : {}));
+    return image.withEpoch(options.epoch);
   }
 
   /** Writes the image's flattened root filesystem as a tar to `out`. */

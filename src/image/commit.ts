@@ -1,7 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { PassThrough, Transform, type Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
+import { randomBytes } from 'node:crypto';
 import { FailedPreconditionError, InvalidArgumentError } from '../errors.js';
 import { chainIds, digestOf, type Digest } from '../oci/digest.js';
 import { reclaimDeadWriterIngests } from '../content/gc.js';
@@ -14,6 +11,8 @@ import { isMountPoint } from '../snapshotter/mount.js';
 import { mountTemporary, reclaimTemporaries, temporaryLabels, unmountTemporary } from '../snapshotter/temporaries.js';
 import type { Snapshotter } from '../snapshotter/snapshotter.js';
 import { writeTreeDiff } from './diff.js';
+import { applyChanges } from './changes.js';
+import { checkEpoch, writeLayerBlob } from './layer-blob.js';
 import { resolveImage } from './resolve.js';
 import { IMAGE_LABEL, MOUNTPOINT_LABEL } from './rootfs.js';
 
@@ -31,6 +30,13 @@ export interface CommitImageOptions {
   author?: string;
   /** History `created_by`; default `stratum commit`. */
   createdBy?: string;
+  /** Config changes in `docker commit --change` syntax (`ENV A=b`, `CMD ["sh"]`), applied in order. */
+  changes?: string[];
+  /**
+   * Reproducible output (SOURCE_DATE_EPOCH, seconds since 1970): mtimes in the layer are clamped
+   * to it, and it is the `created` of the config and the history entry.
+   */
+  epoch?: number;
 }
 
 export interface CommitImageResult {
@@ -60,6 +66,8 @@ export async function commitImage(options: CommitImageOptions): Promise<CommitIm
   const { store, snapshotter, key } = options;
   const target = parseReference(options.name);
   if (target.digest !== undefined) throw new InvalidArgumentError(`cannot commit to ${options.name}: name a tag, not a digest`);
+  if (options.changes) applyChanges({}, options.changes); // a malformed change fails before any work
+  if (options.epoch !== undefined) checkEpoch(options.epoch);
   const info = await snapshotter.stat(key);
   if (info.kind !== 'active') throw new FailedPreconditionError(`snapshot ${JSON.stringify(key)} is ${info.kind}: only an active snapshot (stratum mount --rw) can be committed to an image`);
   const imageName = options.image ?? info.labels[IMAGE_LABEL];
@@ -97,8 +105,10 @@ export async function commitImage(options: CommitImageOptions): Promise<CommitIm
       upper = dir;
     }
 
-    const layer = await writeLayerBlob(store, lease, (out) => writeTreeDiff(lower, upper, out));
-    const created = new Date().toISOString();
+    const epoch = options.epoch;
+    const diff = await writeLayerBlob(store, lease, (out) => writeTreeDiff(lower, upper, out, epoch !== undefined ? { epoch } : {}));
+    const layer = { ...diff, ...diff.stats };
+    const created = (epoch !== undefined ? new Date(epoch * 1000) : new Date()).toISOString();
     const rawConfig = JSON.parse((await store.read(image.configDescriptor.digest)).toString('utf8')) as Record<string, unknown> & {
       rootfs: { type: string; diff_ids: string[] };
       history?: Array<Record<string, unknown>>;
@@ -109,6 +119,9 @@ export async function commitImage(options: CommitImageOptions): Promise<CommitIm
     if (options.message !== undefined) step.comment = options.message;
     rawConfig.history = [...(rawConfig.history ?? []), step];
     rawConfig.created = created;
+    if (options.changes !== undefined && options.changes.length > 0) {
+      rawConfig.config = applyChanges((rawConfig.config as Record<string, unknown> | undefined) ?? {}, options.changes);
+    }
     if (options.author !== undefined) rawConfig.author = options.author;
     // Leased before they are stored: a GC running meanwhile must not take them before the tag does.
     const putLeased = async (bytes: Buffer) => {
@@ -138,34 +151,5 @@ export async function commitImage(options: CommitImageOptions): Promise<CommitIm
   } finally {
     for (const step of undo.reverse()) await step().catch(() => {});
     await lease.release();
-  }
-}
-
-/**
- * Runs `produce` into a gzip stream written through the store's ref-keyed ingest writer (under
- * its lock, so GC leaves it alone) while hashing both sides: the compressed bytes on the thread
- * pool (the blob's digest), the tar in JavaScript (the diffID). Its commit makes the blob, leased
- * before it is visible.
- */
-async function writeLayerBlob(
-  store: OciStore,
-  lease: Lease,
-  produce: (out: Writable) => Promise<{ entries: number; whiteouts: number }>,
-): Promise<{ digest: Digest; size: number; diffId: Digest; entries: number; whiteouts: number }> {
-  const writer = await store.writer(`commit-${process.pid}-${randomBytes(6).toString('hex')}`);
-  try {
-    const diffIdHash = createHash('sha256');
-    const tar = new PassThrough({ highWaterMark: 1 << 20 });
-    const hashTar = new Transform({
-      transform(chunk: Buffer, _enc, done) {
-        diffIdHash.update(chunk);
-        done(null, chunk);
-      },
-    });
-    const [stats] = await Promise.all([produce(tar), pipeline(tar, hashTar, createGzip(), writer.stream())]);
-    const info = await writer.commit(undefined, undefined, { beforeCommit: (digest) => lease.add(digest) });
-    return { digest: info.digest, size: info.size, diffId: `sha256:${diffIdHash.digest('hex')}` as Digest, ...stats };
-  } finally {
-    await writer.abort();
   }
 }

@@ -3,7 +3,7 @@ import { lstat, open, readlink } from 'node:fs/promises';
 import { readdirNames, underDir } from '../sys/byte-path.js';
 import type { Writable } from 'node:stream';
 import { lgetxattrs } from '../sys/native.js';
-import { TreeTarWriter } from '../tar/tree-writer.js';
+import { TreeTarWriter, type TreeTarOptions } from '../tar/tree-writer.js';
 
 export interface DiffStats {
   /** Tar entries written, whiteouts included. */
@@ -20,9 +20,10 @@ export interface DiffStats {
  * change before it. Works on any backend, as containerd's walking differ does: two trees are
  * compared entry by entry (type, mode, owner, size, nanosecond mtime, link target, device
  * numbers, xattrs; content only when both mtimes are whole seconds and everything else agrees).
+ * `options.epoch` clamps the mtimes written (not those compared).
  */
-export async function writeTreeDiff(lower: string | undefined, upper: string, out: Writable): Promise<DiffStats> {
-  const tar = new TreeTarWriter(out);
+export async function writeTreeDiff(lower: string | undefined, upper: string, out: Writable, options: TreeTarOptions = {}): Promise<DiffStats> {
+  const tar = new TreeTarWriter(out, options);
   let whiteouts = 0;
   /** Directories of upper already written (their metadata), so a change's parents go first, once. */
   const written = new Set<string>(['']);

@@ -12,11 +12,29 @@ import { encodeHeader, END_OF_ARCHIVE, padding, type TarEntryHeader } from './wr
  * devices, fifos; file content streamed with the output's backpressure honoured. What to write
  * and in which order is the caller's (a whole tree for export, the changes for a layer diff).
  */
+export interface TreeTarOptions {
+  /**
+   * Reproducible output (SOURCE_DATE_EPOCH): every mtime later than this many seconds since
+   * 1970 is written as exactly this; earlier ones are kept. Unset: mtimes as they are.
+   */
+  epoch?: number;
+}
+
 export class TreeTarWriter {
   private readonly firstPathOfInode = new Map<string, string>();
   entries = 0;
 
-  constructor(private readonly out: Writable) {}
+  constructor(
+    private readonly out: Writable,
+    private readonly options: TreeTarOptions = {},
+  ) {}
+
+  /** The mtime to write: clamped to the epoch when one is set. */
+  private mtime(st: BigIntStats): { mtimeSec: number; mtimeNsec: number } {
+    const epoch = this.options.epoch;
+    if (epoch !== undefined && st.mtimeNs > BigInt(epoch) * 1_000_000_000n) return { mtimeSec: epoch, mtimeNsec: 0 };
+    return { mtimeSec: Number(st.mtimeNs / 1_000_000_000n), mtimeNsec: Number(st.mtimeNs % 1_000_000_000n) };
+  }
 
   /** Writes `abs` (already lstat'ed) as `path` (a byte string); false for what tar does not hold (sockets). */
   async entry(abs: Buffer, path: string, st: BigIntStats): Promise<boolean> {
@@ -25,8 +43,7 @@ export class TreeTarWriter {
       mode: Number(st.mode & 0o7777n),
       uid: Number(st.uid),
       gid: Number(st.gid),
-      mtimeSec: Number(st.mtimeNs / 1_000_000_000n),
-      mtimeNsec: Number(st.mtimeNs % 1_000_000_000n),
+      ...this.mtime(st),
       xattrs: lgetxattrs(abs),
     };
     const inode = `${st.dev}:${st.ino}`;
