@@ -1,6 +1,7 @@
 import type { KeyObject } from 'node:crypto';
+import { InternalError } from '@sigstore/sign';
 import type { OciStore } from '../content/store.js';
-import { InvalidArgumentError, isStratumError, NetworkError, SignatureError } from '../errors.js';
+import { InvalidArgumentError, isStratumError, KeylessUnavailableError, NetworkError, SignatureError } from '../errors.js';
 import { isDigest, type Digest } from '../oci/digest.js';
 import { parseReference, type Reference } from '../oci/reference.js';
 import type { Descriptor } from '../oci/types.js';
@@ -73,6 +74,16 @@ export interface VerifyImageResult extends VerifiedSignature {
  * store is resolved at its registry and signed there.
  */
 export async function signImage(ctx: SignContext, ref: string, signer: ImageSigner, options: SignOptions = {}): Promise<SignResult> {
+  try {
+    return await signWith(ctx, ref, signer, options);
+  } catch (err) {
+    // @sigstore/sign's failures (Fulcio, Rekor, a timestamp authority unreachable or refusing) as a stratum error.
+    if (err instanceof InternalError) throw new KeylessUnavailableError(`cannot sign ${ref}: ${err.message} (${err.code})${err.cause ? `: ${(err.cause as Error).message ?? String(err.cause)}` : ''}`, { cause: err });
+    throw err;
+  }
+}
+
+async function signWith(ctx: SignContext, ref: string, signer: ImageSigner, options: SignOptions): Promise<SignResult> {
   const format = options.format ?? 'bundle';
   if (format !== 'bundle' && format !== 'cosign') throw new InvalidArgumentError(`unknown signature format ${JSON.stringify(format)} (bundle or cosign)`);
   const stored = await findStored(ctx.store, ref);

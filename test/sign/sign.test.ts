@@ -263,3 +263,38 @@ describe('cosign format (sha256-<hex>.sig)', () => {
     }
   });
 });
+
+describe('keyless (Fulcio + Rekor): needs their network', () => {
+  test('an unreachable Fulcio is ERR_KEYLESS_UNAVAILABLE, and nothing is stored or pushed', async () => {
+    const { keylessSigner } = await import('../../src/sign/key.js');
+    const engine = await open();
+    try {
+      const ref = await freshRepo(engine, 'keyless/app');
+      const signer = await keylessSigner({ fulcioURL: 'http://127.0.0.1:9', identityToken: 'not-a-token', timeoutMs: 2000 });
+      const err = await engine.sign(ref, signer, { rekorURL: 'http://127.0.0.1:9' }).then(() => undefined, (e: unknown) => e);
+      assert.ok(isStratumError(err, 'ERR_KEYLESS_UNAVAILABLE'), String(err));
+      assert.equal(await code(engine.verifyImage(ref, { key: key.publicPem })), 'ERR_SIGNATURE_MISSING');
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test('against the configured services ($STRATUM_TEST_FULCIO_URL, $STRATUM_TEST_REKOR_URL, $STRATUM_TEST_OIDC_TOKEN)', async (t) => {
+    const token = process.env.STRATUM_TEST_OIDC_TOKEN;
+    if (!token) {
+      t.skip('SKIPPED loudly: keyless signing needs an OIDC token ($STRATUM_TEST_OIDC_TOKEN) and a reachable Fulcio/Rekor; this machine is offline');
+      console.warn('# SKIPPED: keyless signing (no $STRATUM_TEST_OIDC_TOKEN; Fulcio/Rekor unreachable offline)');
+      return;
+    }
+    const { keylessSigner } = await import('../../src/sign/key.js');
+    const engine = await open();
+    try {
+      const ref = await freshRepo(engine, 'keyless/online');
+      const signer = await keylessSigner({ identityToken: token, ...(process.env.STRATUM_TEST_FULCIO_URL ? { fulcioURL: process.env.STRATUM_TEST_FULCIO_URL } : {}) });
+      const result = await engine.sign(ref, signer, { rekorURL: process.env.STRATUM_TEST_REKOR_URL ?? 'https://rekor.sigstore.dev' });
+      assert.equal(result.pushed?.via, 'referrers-tag');
+    } finally {
+      await engine.close();
+    }
+  });
+});
