@@ -40,7 +40,12 @@ export type ErrorCode =
   | 'ERR_DRIVER_UNSUPPORTED'
   | 'ERR_ABORTED'
   | 'ERR_INVALID_CHANGE'
-  | 'ERR_LAYER_SOURCE';
+  | 'ERR_LAYER_SOURCE'
+  | 'ERR_SIGNATURE_MISSING'
+  | 'ERR_SIGNATURE_INVALID'
+  | 'ERR_SIGNATURE_OTHER_DIGEST'
+  | 'ERR_SIGNATURE_OTHER_KEY'
+  | 'ERR_KEYLESS_UNAVAILABLE';
 
 export class StratumError extends Error {
   readonly code: ErrorCode;
@@ -361,5 +366,43 @@ export class InvalidChangeError extends StratumError {
 export class LayerSourceError extends StratumError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_LAYER_SOURCE', message, options);
+  }
+}
+
+/** Why an image's signature did not verify; each has its own stable code (see SignatureError). */
+export type SignatureFailure = 'missing' | 'bad-signature' | 'other-digest' | 'other-key';
+
+const SIGNATURE_CODES: Record<SignatureFailure, ErrorCode> = {
+  missing: 'ERR_SIGNATURE_MISSING',
+  'bad-signature': 'ERR_SIGNATURE_INVALID',
+  'other-digest': 'ERR_SIGNATURE_OTHER_DIGEST',
+  'other-key': 'ERR_SIGNATURE_OTHER_KEY',
+};
+
+/**
+ * An image did not verify against a key: no signature was found (`missing`,
+ * ERR_SIGNATURE_MISSING), a signature did not check out (`bad-signature`, ERR_SIGNATURE_INVALID:
+ * the signed payload or the signature was altered), a valid signature names another manifest
+ * digest (`other-digest`, ERR_SIGNATURE_OTHER_DIGEST: moved from another image), or every
+ * signature was made by another key (`other-key`, ERR_SIGNATURE_OTHER_KEY). When several
+ * signatures fail for different reasons, the reason is the one that says most (bad-signature over
+ * other-digest over other-key), and `details` lists each.
+ */
+export class SignatureError extends StratumError {
+  constructor(
+    readonly reason: SignatureFailure,
+    /** The image (reference and manifest digest) that was checked. */
+    readonly subject: string,
+    message: string,
+    readonly details: readonly string[] = [],
+  ) {
+    super(SIGNATURE_CODES[reason], `${subject}: ${message}`);
+  }
+}
+
+/** Keyless signing (Fulcio certificate, Rekor entry) could not reach its services or has no identity token. */
+export class KeylessUnavailableError extends StratumError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_KEYLESS_UNAVAILABLE', message, options);
   }
 }

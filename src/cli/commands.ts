@@ -25,6 +25,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       { name: 'all-platforms', type: 'boolean', description: "Keep a multi-platform image whole: the index and every platform's image (unpacks --platform's or the host's)" },
       { name: 'no-unpack', type: 'boolean', description: 'Only fetch: do not unpack the layers into snapshots' },
       { name: 'max-layers', type: 'string', value: 'N', description: 'Refuse images with more layers (default 128; overlay: at most 500)' },
+      { name: 'verify-key', type: 'string', value: 'FILE', complete: 'file', description: 'Refuse the image unless the registry holds a signature by this public key (PEM) for its digest; checked before any layer is fetched' },
       quiet('Print only the image name when done'),
       json(),
     ],
@@ -38,6 +39,38 @@ export const COMMANDS: readonly CommandSpec[] = [
     args: [{ name: 'NAME[:TAG]', complete: 'image' }, { name: 'DESTINATION[:TAG|@DIGEST]', required: false }],
     options: [quiet('Print only the destination when done'), json()],
     load: () => import('./commands/push.js'),
+  },
+  {
+    name: 'sign',
+    summary: "Sign an image's manifest digest (Sigstore bundle or cosign signature)",
+    description:
+      "Sign the manifest digest IMAGE names with an ECDSA P-256 private key (PEM), offline: no Fulcio, Rekor or timestamp authority. --format bundle (default) makes a Sigstore bundle (application/vnd.dev.sigstore.bundle.v0.3+json) stored as an OCI artifact whose subject is the image, as cosign v3 does, found through the registry's referrers API or its referrers tag (sha256-<hex>); --format cosign the classic cosign signature tag sha256-<hex>.sig. A stored image keeps the signature in the store (while it is tagged) and --push uploads it to its registry too; an image not in the store is signed at its registry. Keyless signing (--identity-token, Fulcio and Rekor) needs their network. Prints the signature artifact's digest.",
+    args: [IMAGE],
+    options: [
+      { name: 'key', type: 'string', value: 'FILE', complete: 'file', description: 'ECDSA P-256 private key (PEM; $STRATUM_KEY_PASSWORD for an encrypted one)' },
+      { name: 'format', type: 'string', value: 'FORMAT', choices: ['bundle', 'cosign'], strict: true, description: 'bundle (default: Sigstore bundle referrer) or cosign (sha256-<hex>.sig tag)' },
+      { name: 'push', type: 'boolean', description: "Also upload the signature of a stored image to its registry" },
+      { name: 'identity-token', type: 'string', value: 'TOKEN', description: 'Keyless instead of --key: an OIDC token for Fulcio (needs the network)' },
+      { name: 'fulcio-url', type: 'string', value: 'URL', description: 'Keyless: Fulcio (default https://fulcio.sigstore.dev)' },
+      { name: 'rekor-url', type: 'string', value: 'URL', description: 'Keyless: log the signature in this Rekor (default https://rekor.sigstore.dev)' },
+      json('Print the result as JSON'),
+    ],
+    examples: ['stratum sign --key cosign.key --push 127.0.0.1:5000/app:1', 'stratum sign --key cosign.key --format cosign 127.0.0.1:5000/app:1'],
+    load: () => import('./commands/sign.js'),
+  },
+  {
+    name: 'verify',
+    summary: "Check an image's signature against a public key",
+    description:
+      "Find the signatures of the manifest digest IMAGE names (Sigstore bundle referrers and cosign .sig tags; kept in the store, else at the registry) and check them against a public key (PEM). Exit status 1 with the reason when none verifies: missing (ERR_SIGNATURE_MISSING), bad signature (ERR_SIGNATURE_INVALID), other digest (ERR_SIGNATURE_OTHER_DIGEST), other key (ERR_SIGNATURE_OTHER_KEY). (The store's own check is `fsck`.)",
+    args: [IMAGE],
+    options: [
+      { name: 'key', type: 'string', value: 'FILE', complete: 'file', description: 'Public key (PEM) the signature must verify with' },
+      { name: 'source', type: 'string', value: 'WHERE', choices: ['auto', 'store', 'registry'], strict: true, description: "auto (default: the store's copy when IMAGE is stored, else the registry), store or registry" },
+      json('Print the result as JSON'),
+    ],
+    examples: ['stratum verify --key cosign.pub 127.0.0.1:5000/app:1'],
+    load: () => import('./commands/verify.js'),
   },
   {
     name: 'commit',

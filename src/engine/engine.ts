@@ -12,6 +12,9 @@ import { RegistryClient } from '../registry/client.js';
 import { DockerConfigCredentials, type CredentialSource } from '../registry/credentials.js';
 import type { RegistryConfig } from '../registry/hosts.js';
 import type { PullEvent, PullResult } from '../image/pull.js';
+import type { ResolvedManifest } from '../registry/types.js';
+import type { ImageSigner } from '../sign/key.js';
+import type { SignOptions, SignResult, VerifyImageOptions, VerifyImageResult } from '../sign/sign.js';
 import type { PushEvent, PushResult } from '../image/push.js';
 import type { CommitImageResult } from '../image/commit.js';
 import type { MutableImage } from '../image/mutate.js';
@@ -451,14 +454,22 @@ export class Engine {
   /** Pulls an image into the store and (unless `unpack: false`) unpacks it on the store's driver. */
   async pull(
     reference: string | Reference,
-    options: { platform?: Platform; unpack?: boolean; maxLayers?: number; onEvent?: (event: PullEvent) => void; signal?: AbortSignal } = {},
+    options: {
+      platform?: Platform;
+      unpack?: boolean;
+      maxLayers?: number;
+      /** Refuse the image unless the registry holds a signature by this public key (PEM) for the digest the reference resolves to; checked before any layer is fetched (see verifyImage). */
+      verifyKey?: string | Buffer;
+      onEvent?: (event: PullEvent) => void;
+      signal?: AbortSignal;
+    } = {},
   ): Promise<PullResult & { snapshotter?: SnapshotterName }> {
     return this.cancellable(options.signal, `pull of ${String(reference)}`, () => this.pullImage(reference, options));
   }
 
   private async pullImage(
     reference: string | Reference,
-    options: { platform?: Platform; unpack?: boolean; maxLayers?: number; onEvent?: (event: PullEvent) => void; signal?: AbortSignal } = {},
+    options: { platform?: Platform; unpack?: boolean; maxLayers?: number; verifyKey?: string | Buffer; onEvent?: (event: PullEvent) => void; signal?: AbortSignal } = {},
   ): Promise<PullResult & { snapshotter?: SnapshotterName }> {
     this.checkOpen();
     if (this.options.batchPoolThreads) loadNative().batchPoolThreads();
@@ -475,6 +486,7 @@ export class Engine {
       ...(options.onEvent ? { onEvent: options.onEvent } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
       ...(snapshotter ? { unpack: { snapshotter } } : {}),
+      ...(options.verifyKey !== undefined ? { beforeFetch: await this.signatureCheck(reference, options.verifyKey, options.signal) } : {}),
     });
     // Where each layer came from: a later push to that registry mounts it instead of uploading it.
     const { recordSources } = await import('../content/sources.js');
@@ -564,6 +576,42 @@ export class Engine {
     const { copyImage } = await import('../image/copy.js');
     const context = { client: await this.registry(), store: this.store, ...(config.concurrency !== undefined ? { concurrency: config.concurrency } : {}) };
     return this.cancellable(options.signal, `copy of ${String(source)}`, () => copyImage(source, destination, context, options));
+  }
+
+  // ---- signatures (issue 11): thin delegations to src/sign/ (Sigstore bundles as OCI referrers,
+  // cosign's .sig tags), with this Engine's store and registry client.
+
+  /**
+   * Signs the manifest digest of image `ref` with `signer` (keySigner(pem) for a local ECDSA P-256
+   * key; any @sigstore/sign Signer: KMS, HSM, keylessSigner). `format: 'bundle'` (default) makes a
+   * Sigstore bundle stored as an OCI artifact whose `subject` is the image (cosign v3's layout);
+   * `'cosign'` the classic `sha256-<hex>.sig` simple-signing manifest. A stored image keeps its
+   * signature in the store (GC keeps it while the image is tagged) and `push` uploads it too; an
+   * image not in the store is signed at its registry. See signImage.
+   */
+  async sign(ref: string, signer: ImageSigner, options: SignOptions = {}): Promise<SignResult> {
+    const { signImage } = await import('../sign/sign.js');
+    return signImage({ store: this.store, client: await this.registry() }, ref, signer, options);
+  }
+
+  /**
+   * Checks that image `ref` is signed by `options.key` (both formats; in the store or at the
+   * registry, see VerifyImageOptions.source). Throws SignatureError with the reason: missing,
+   * bad-signature, other-digest, other-key. (`verify()` is the store's fsck.)
+   */
+  async verifyImage(ref: string, options: VerifyImageOptions): Promise<VerifyImageResult> {
+    const { verifyImageSignature } = await import('../sign/sign.js');
+    return verifyImageSignature({ store: this.store, client: await this.registry() }, ref, options);
+  }
+
+  /** The pull hook of `verifyKey`: the registry's signatures of the resolved digest, checked before any layer moves. */
+  private async signatureCheck(reference: string | Reference, key: string | Buffer, signal?: AbortSignal): Promise<(resolved: ResolvedManifest) => Promise<void>> {
+    const { verifyResolved } = await import('../sign/sign.js');
+    const { readPublicKey } = await import('../sign/key.js');
+    const publicKey = readPublicKey(key);
+    const ref = typeof reference === 'string' ? parseReference(reference) : reference;
+    const client = await this.registry();
+    return async (resolved) => void (await verifyResolved(client, ref, resolved.descriptor, resolved.bytes, publicKey, signal));
   }
 
   /**

@@ -56,6 +56,11 @@ export interface PullOptions {
    * as Docker and containerd on overlay); unpacking on overlay caps it at the kernel's 500.
    */
   maxLayers?: number;
+  /**
+   * Called with what the reference resolved to (its bytes digest-checked) before anything else is
+   * fetched or unpacked; a throw stops the pull there (`pull --verify-key` checks the signature).
+   */
+  beforeFetch?: (resolved: ResolvedManifest) => Promise<void>;
 }
 
 export interface PullResult {
@@ -91,6 +96,7 @@ interface PulledImage {
 export async function pull(input: string | Reference, options: PullOptions): Promise<PullResult> {
   const reference = typeof input === 'string' ? parseReference(input) : input;
   const resolved = await options.client.resolve(reference);
+  await options.beforeFetch?.(resolved);
   const session = new PullSession(reference, options, await Lease.create(options.store.root));
   try {
     return await session.run(resolved);

@@ -19,6 +19,7 @@ import { digestAlgorithm, digestOf, isDigest, type Digest, type DigestAlgorithm 
 import { MAX_MANIFEST_BYTES, manifestContentType } from '../oci/manifest.js';
 import { isSchema1MediaType, MANIFEST_ACCEPT, MediaType } from '../oci/mediatypes.js';
 import type { Reference } from '../oci/reference.js';
+import type { Descriptor } from '../oci/types.js';
 import { isSignedSchema1, schema1PayloadDigest } from '../oci/schema1.js';
 import { Authenticator, excerpt, readLimited, repositoryScope } from './auth.js';
 import { plainGet, type HttpResponse } from './plain-http.js';
@@ -289,6 +290,41 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
       if (stored !== undefined && stored !== '' && stored !== digest) throw new DigestMismatchError(`${what} as stored by ${endpointName(endpoint, ref)}`, digest, stored);
       return digest;
     }, this.retry, signal ? { signal } : {});
+  }
+
+  /**
+   * The referrers API (`GET /v2/<name>/referrers/<digest>`, OCI distribution 1.1): the index of
+   * manifests whose `subject` is `digest`, filtered by `artifactType` when given (a registry that
+   * ignores the filter is filtered here). undefined when the registry has no referrers API (404,
+   * as distribution 2.8): then the referrers tag schema (`sha256-<hex>`) is where they are.
+   */
+  async referrers(ref: Reference, digest: Digest, options: { artifactType?: string; signal?: AbortSignal } = {}): Promise<Descriptor[] | undefined> {
+    if (!isDigest(digest)) throw new StratumError('ERR_INVALID_DIGEST', `invalid digest ${JSON.stringify(digest)}`);
+    const what = `referrers of ${ref.name}@${digest}`;
+    const query = options.artifactType ? `?artifactType=${encodeURIComponent(options.artifactType)}` : '';
+    const { signal } = options;
+    return withRetry(
+      () =>
+        this.acrossEndpoints(ref, undefined, async (endpoint) => {
+          const res = await this.send(endpoint, `/v2/${ref.repository}/referrers/${digest}${query}`, { scope: repositoryScope(ref.repository), what, headers: { accept: MediaType.OciIndex }, ...(signal ? { signal } : {}) });
+          if (res.statusCode === 404) {
+            await res.body.dump();
+            return undefined;
+          }
+          if (res.statusCode !== 200) throw await this.statusError(res, endpoint, ref, what);
+          const bytes = await readBuffer(res.body, MAX_MANIFEST_BYTES, (got) => new RegistryError(`${endpointName(endpoint, ref)}: ${what} is over ${MAX_MANIFEST_BYTES} bytes (at least ${got})`));
+          let index: { manifests?: unknown };
+          try {
+            index = JSON.parse(bytes.toString('utf8')) as { manifests?: unknown };
+          } catch {
+            throw new RegistryError(`${endpointName(endpoint, ref)} sent ${what} that is not JSON`);
+          }
+          const manifests = Array.isArray(index.manifests) ? (index.manifests as Descriptor[]).filter((d) => typeof d === 'object' && d !== null && isDigest(d.digest)) : [];
+          return options.artifactType ? manifests.filter((d) => d.artifactType === options.artifactType) : manifests;
+        }),
+      this.retry,
+      signal ? { signal } : {},
+    );
   }
 
   /**

@@ -4,6 +4,7 @@ import type { Engine } from '../../engine/engine.js';
 import { openEngine, parsePositiveInt, UsageError } from '../context.js';
 import type { Invocation } from '../invocation.js';
 import { PullProgress, type ProgressMode } from '../progress.js';
+import { readKeyFile } from './sign.js';
 
 export async function run(inv: Invocation): Promise<number> {
   const reference = parseReference(inv.arg(0));
@@ -11,6 +12,9 @@ export async function run(inv: Invocation): Promise<number> {
   const platform = platformFlag ? parsePlatform(platformFlag) : undefined;
   const maxLayers = inv.string('max-layers');
   const unpack = !inv.bool('no-unpack');
+  const verifyKeyPath = inv.string('verify-key');
+  if (verifyKeyPath !== undefined && inv.bool('all-platforms')) throw new UsageError('--verify-key cannot be used with --all-platforms yet (it checks the one image a pull resolves)');
+  const verifyKey = verifyKeyPath !== undefined ? await readKeyFile(verifyKeyPath, '--verify-key') : undefined;
   const mode: ProgressMode = inv.bool('json') ? 'json' : inv.bool('quiet') ? 'quiet' : inv.stdout.isTTY ? 'tty' : 'plain';
   const engine = await openEngine(inv.globals);
   try {
@@ -22,7 +26,7 @@ export async function run(inv: Invocation): Promise<number> {
     }
     for (const ref of references) {
       inv.checkInterrupted();
-      await pullOne(engine, inv, ref, mode, { unpack, ...(platform ? { platform } : {}), ...(maxLayers !== undefined ? { maxLayers: parsePositiveInt(maxLayers, '--max-layers') } : {}) });
+      await pullOne(engine, inv, ref, mode, { unpack, ...(verifyKey ? { verifyKey } : {}), ...(platform ? { platform } : {}), ...(maxLayers !== undefined ? { maxLayers: parsePositiveInt(maxLayers, '--max-layers') } : {}) });
     }
   } finally {
     await engine.close();
@@ -30,7 +34,7 @@ export async function run(inv: Invocation): Promise<number> {
   return 0;
 }
 
-async function pullOne(engine: Engine, inv: Invocation, reference: Reference, mode: ProgressMode, options: { unpack: boolean; platform?: ReturnType<typeof parsePlatform>; maxLayers?: number }): Promise<void> {
+async function pullOne(engine: Engine, inv: Invocation, reference: Reference, mode: ProgressMode, options: { unpack: boolean; verifyKey?: Buffer; platform?: ReturnType<typeof parsePlatform>; maxLayers?: number }): Promise<void> {
   const out = inv.stdout;
   if (inv.bool('all-platforms')) return pullAllPlatforms(engine, inv, reference, mode, options);
   const progress = new PullProgress(out, mode, { unpack: options.unpack });
