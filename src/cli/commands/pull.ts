@@ -21,7 +21,8 @@ export async function run(inv: Invocation): Promise<number> {
     let references: Reference[] = [reference];
     if (inv.bool('all-tags')) {
       if (/@|:[^/]*$/.test(inv.arg(0))) throw new UsageError('tag can not be used with --all-tags/-a');
-      const tags = await engine.listTags(reference.name);
+      // Signatures and referrer indexes live under digest-named tags (sha256-<hex>[.sig]): not images to pull.
+      const tags = (await engine.listTags(reference.name)).filter((t) => !/^sha256-[0-9a-f]{64}(\.[a-z]+)?$/.test(t));
       references = tags.map((tag) => parseReference(`${reference.name}:${tag}`));
     }
     for (const ref of references) {
