@@ -30,6 +30,13 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Cli
   });
 }
 
+/** `stratum ARGS` that must succeed: its stdout, or an assertion failure with its stderr. */
+export async function runCliOk(args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
+  const r = await runCli(args, env);
+  if (r.code !== 0) throw new Error(`stratum ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
 /** One event of a `--json` run. */
 export type JsonEvent = Record<string, unknown> & { type: string };
 

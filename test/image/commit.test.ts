@@ -17,7 +17,7 @@ import { loadImageByName } from '../../src/image/image.js';
 import { TarReader } from '../../src/tar/reader.js';
 import { pushFixtures } from '../fixtures/images.js';
 import { deleteSubvolumesUnder, mountLoopBtrfs, type LoopBtrfs } from '../helpers/btrfs.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli, runCliOk } from '../helpers/cli.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { TempDirs } from '../helpers/tmp.js';
 import { umociUnpack } from '../helpers/tools.js';
@@ -53,11 +53,7 @@ after(async () => {
   await tmp.cleanup();
 });
 
-const cli = async (...args: string[]) => {
-  const r = await runCli(args, env);
-  assert.equal(r.code, 0, `stratum ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-};
+const cli = (...args: string[]) => runCliOk(args, env);
 
 /** Changes of every kind a layer diff must carry, made through the mounted snapshot. */
 async function change(dir: string): Promise<void> {

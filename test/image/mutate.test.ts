@@ -16,7 +16,7 @@ import { applyChanges } from '../../src/image/changes.js';
 import { isStratumError } from '../../src/errors.js';
 import { MediaType } from '../../src/oci/mediatypes.js';
 import { pushFixtures } from '../fixtures/images.js';
-import { isolatedCliEnv, runCli } from '../helpers/cli.js';
+import { isolatedCliEnv, runCli, runCliOk } from '../helpers/cli.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { TempDirs } from '../helpers/tmp.js';
 import { umociUnpack } from '../helpers/tools.js';
@@ -88,11 +88,7 @@ describe('engine.image(): mutate, append, write', () => {
     await tmp.cleanup();
   });
 
-  const cli = async (...args: string[]) => {
-    const r = await runCli(args, env);
-    assert.equal(r.code, 0, `stratum ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
+  const cli = (...args: string[]) => runCliOk(args, env);
 
   /** A store with app:1 pulled and unpacked on `driver`, and an Engine on it. */
   async function storeWith(driver: 'overlay' | 'native'): Promise<{ store: string; engine: Engine }> {
