@@ -20,6 +20,7 @@ import { pipeline } from 'node:stream/promises';
 import pLimit from 'p-limit';
 import { DigestMismatchError, InvalidArgumentError, InvalidManifestError, NetworkError, NotFoundError, StoreError, StratumError } from '../errors.js';
 import { digestAlgorithm, digestHex, digestOf, parseDigest, type Digest } from '../oci/digest.js';
+import { recordSource } from '../content/sources.js';
 import { verifier } from '../content/verifier.js';
 import { parseManifest, type ParsedManifest } from '../oci/manifest.js';
 import { isIndexMediaType, MediaType } from '../oci/mediatypes.js';
@@ -485,6 +486,8 @@ function storeSink(name: string, store: OciStore, tag: string | undefined, conte
             if (e.type === 'downloading') progress(e.current);
           },
         });
+        // Where it came from: a later push to that registry mounts it instead of uploading it.
+        await recordSource(store.root, desc.digest, from.registry);
         return 'copied';
       }
       const writer = await store.ingest(desc.digest, { expectedSize: desc.size });

@@ -443,6 +443,11 @@ describe('the CLI against a real registry: pipes, signals, terminals, --format, 
     // The push itself is a source now: the next repository mounts from it (newest first).
     const again = await run('push', 'local/renamed:1', `${registry.host}/other${process.pid}/renamed:1`);
     assert.match(again.stdout, new RegExp(`Mounted from team${process.pid}/renamed`));
+    // A copy into the store records its source too.
+    assert.equal((await run('copy', fixtures.zstd.reference, 'store:local/copied:1')).code, 0);
+    const copied = await run('push', 'local/copied:1', `${registry.host}/third${process.pid}/copied:1`);
+    assert.equal(copied.code, 0, copied.stderr);
+    for (const layer of fixtures.zstd.layers) assert.match(copied.stdout, new RegExp(`^${layer.digest.slice(7, 19)}: Mounted from library/zstd$`, 'm'));
   });
 
   test('manifest create + manifest push: an index of two stored images goes up whole; skopeo copies it with --all', async () => {
