@@ -1,6 +1,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { TarReader } from './reader.js';
 import { encodeHeader, END_OF_ARCHIVE, padding } from './writer.js';
+import { drained } from './tree-writer.js';
 
 const ZEROS = Buffer.alloc(1 << 20);
 
@@ -16,20 +17,7 @@ export async function normalizeTar(input: Readable, out: Writable, epoch: number
   let entries = 0;
   let size = 0;
   const write = async (chunk: Buffer) => {
-    if (!out.write(chunk)) await new Promise<void>((resolve, reject) => {
-      const done = (err?: Error) => {
-        out.off('drain', onDrain);
-        out.off('error', done);
-        out.off('close', onClose);
-        if (err) reject(err);
-        else resolve();
-      };
-      const onDrain = () => done();
-      const onClose = () => done(out.errored ?? new Error('the tar output was closed before the archive was complete'));
-      out.on('drain', onDrain);
-      out.on('error', done);
-      out.on('close', onClose);
-    });
+    if (!out.write(chunk)) await drained(out);
   };
   const drain = async () => {
     for (let e = reader.next(); e; e = reader.next()) {

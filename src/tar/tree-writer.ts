@@ -108,7 +108,7 @@ export class TreeTarWriter {
  * Waits for `drain`, or fails when the output errors or closes first: a reader that went away
  * (`| head`) must end the walk, so its caller's cleanup (unmounting the view) runs.
  */
-function drained(out: Writable): Promise<void> {
+export function drained(out: Writable): Promise<void> {
   return new Promise((resolve, reject) => {
     const settle = (err?: Error) => {
       out.off('drain', onDrain);
