@@ -1,5 +1,3 @@
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { Engine } from '../engine/engine.js';
 import { NotFoundError } from '../errors.js';
 import { UsageError } from './args.js';
@@ -31,11 +29,19 @@ export interface OpenOptions {
  */
 export async function openEngine(flags: GlobalFlags, options: OpenOptions = {}): Promise<Engine> {
   const explicit = flags.store ?? (process.env.STRATUM_STORE || undefined);
-  if (options.existing && explicit !== undefined && !existsSync(resolve(explicit))) {
-    throw new NotFoundError(`no store at ${resolve(explicit)}${flags.store !== undefined ? ' (--store)' : ' ($STRATUM_STORE)'}: nothing was pulled there; check the path`);
+  try {
+    return await openWith(flags, options.existing === true && explicit !== undefined, explicit);
+  } catch (err) {
+    // Say which setting named the missing store.
+    if (err instanceof NotFoundError && err.message.startsWith('no store at ')) throw new NotFoundError(err.message.replace(/:/, flags.store !== undefined ? ' (--store):' : ' ($STRATUM_STORE):'));
+    throw err;
   }
+}
+
+function openWith(flags: GlobalFlags, mustExist: boolean, explicit: string | undefined): Promise<Engine> {
   return Engine.open({
-    ...(flags.store !== undefined ? { root: flags.store } : {}),
+    ...(explicit !== undefined ? { root: explicit } : {}),
+    ...(mustExist ? { mustExist } : {}),
     ...(flags.snapshotter !== undefined && flags.snapshotter !== '' ? { storageDriver: flags.snapshotter, storageDriverSource: '--snapshotter' } : {}),
     ...(flags['snapshot-root'] !== undefined ? { snapshotRoot: flags['snapshot-root'] } : {}),
     ...(flags.config !== undefined ? { configFile: flags.config } : {}),

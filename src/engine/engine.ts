@@ -44,6 +44,8 @@ import { MountTable, type MountRecord } from './mount-table.js';
 import type { CollectedSnapshot } from './snapshot-gc.js';
 
 export interface EngineOptions extends RegistrySettings {
+  /** Refuse (NotFoundError naming it) a `root` that does not exist instead of creating an empty store: a mistyped path. */
+  mustExist?: boolean;
   /** The store's directory; default $STRATUM_STORE, else $XDG_DATA_HOME/stratum. */
   root?: string;
   /**
@@ -174,7 +176,9 @@ export class Engine {
   /** Opens (creating if needed) the store at `options.root`. */
   static async open(options: EngineOptions = {}): Promise<Engine> {
     const env = options.env ?? process.env;
-    const store = await OciStore.open(options.root ?? defaultStoreRoot(env));
+    const root = options.root ?? defaultStoreRoot(env);
+    if (options.mustExist && !existsSync(resolve(root))) throw new NotFoundError(`no store at ${resolve(root)}: nothing was pulled there; check the path`);
+    const store = await OciStore.open(root);
     return new Engine(store, options);
   }
 
