@@ -9,8 +9,7 @@
         "native/files.c",
         "native/mount.c",
         "native/ops.c",
-        "native/resolve.c",
-        "native/socket.c"
+        "native/resolve.c"
       ],
       "defines": ["_GNU_SOURCE"],
       "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]

@@ -20,11 +20,8 @@ void st_fail(st_error *e, int kind, int err, const char *syscall, const char *pa
   va_end(ap);
 }
 
-/* A network failure carries the errno's name as its code (ECONNRESET, ETIMEDOUT), as Node's socket errors do. */
-static const char *kind_code(int kind, int err) {
-  const char *name;
+static const char *kind_code(int kind) {
   switch (kind) {
-    case ST_NETWORK: return err && (name = strerrorname_np(err)) ? name : "ERR_NETWORK";
     case ST_UNSAFE: return "ERR_UNSAFE_PATH";
     case ST_MOUNT: return "ERR_MOUNT";
     case ST_INVALID: return "ERR_INVALID_ARGUMENT";
@@ -44,15 +41,12 @@ napi_value st_error_value(napi_env env, const st_error *e) {
     case ST_MOUNT:
       snprintf(msg, sizeof msg, "%s: %s%s%s", e->path, e->detail, errtext ? ": " : "", errtext ? errtext : "");
       break;
-    case ST_NETWORK: /* the detail names the peer */
-      snprintf(msg, sizeof msg, "%s%s%s", e->detail, errtext ? ": " : "", errtext ? errtext : "");
-      break;
     default:
       snprintf(msg, sizeof msg, "\"%s\": %s%s%s%s%s", e->path, e->detail, e->syscall ? ": " : "",
                e->syscall ? e->syscall : "", errtext ? ": " : "", errtext ? errtext : "");
   }
   napi_value code, message, err, v;
-  napi_create_string_utf8(env, kind_code(e->kind, e->err), NAPI_AUTO_LENGTH, &code);
+  napi_create_string_utf8(env, kind_code(e->kind), NAPI_AUTO_LENGTH, &code);
   napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
   napi_create_error(env, code, message, &err);
   napi_create_string_utf8(env, e->path, NAPI_AUTO_LENGTH, &v);
@@ -177,7 +171,6 @@ napi_status st_export(napi_env env, napi_value exports, const char *name, napi_c
 static napi_value init(napi_env env, napi_value exports) {
   if (st_init_batch(env, exports) != napi_ok || st_init_files(env, exports) != napi_ok ||
       st_init_mount(env, exports) != napi_ok || st_init_digest(env, exports) != napi_ok ||
-      st_init_socket(env, exports) != napi_ok ||
       st_export(env, exports, "batchPoolThreads", batch_pool_threads) != napi_ok) {
     napi_throw_error(env, "ERR_APPLY", "stratum addon: registration failed");
     return NULL;

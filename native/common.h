@@ -16,7 +16,7 @@
 #include <sys/types.h>
 
 /* What kind of failure an st_error is; maps to the stable codes seen by TypeScript. */
-enum st_kind { ST_OK = 0, ST_UNSAFE = 1, ST_APPLY = 2, ST_MOUNT = 3, ST_INVALID = 4, ST_NETWORK = 5 };
+enum st_kind { ST_OK = 0, ST_UNSAFE = 1, ST_APPLY = 2, ST_MOUNT = 3, ST_INVALID = 4 };
 
 typedef struct {
   int kind;
@@ -128,7 +128,6 @@ napi_status st_init_batch(napi_env env, napi_value exports);
 napi_status st_init_files(napi_env env, napi_value exports);
 napi_status st_init_mount(napi_env env, napi_value exports);
 napi_status st_init_digest(napi_env env, napi_value exports);
-napi_status st_init_socket(napi_env env, napi_value exports);
 
 
 /*

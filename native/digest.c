@@ -17,14 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #define DROP_WINDOW ((off_t)8 << 20)
-/* digestReceive's buffer: one recv burst, written and hashed as one piece. */
-#define RECV_CHUNK ((size_t)1 << 20)
 
 typedef struct {
   EVP_MD_CTX *ctx;
@@ -36,7 +32,6 @@ typedef struct {
   char *name;       /* what errors call the file (its path); NULL: "fd N" */
   off_t flushing;   /* writeback was started for [.., flushing) */
   off_t dropped;    /* [.., dropped) was written back and dropped from the page cache */
-  char *rbuf;       /* digestReceive's buffer, allocated on first use */
 } digest_handle;
 
 typedef struct {
@@ -59,7 +54,6 @@ static void finalize_handle(napi_env env, void *data, void *hint) {
   digest_handle *h = data;
   EVP_MD_CTX_free(h->ctx);
   free(h->name);
-  free(h->rbuf);
   free(h);
 }
 
@@ -199,7 +193,7 @@ static void complete(napi_env env, napi_status status, void *data) {
   free(w);
 }
 
-/* Why h cannot take another write/update (or receive) now; NULL when it can. */
+/* Why h cannot take another write/update now; NULL when it can. */
 static const char *appending_misuse(const digest_handle *h, int do_write) {
   return h->busy       ? "a write or update on this digest writer is still running: await it first"
          : h->finished ? "digest() was already called on this digest writer"
@@ -285,139 +279,8 @@ static napi_value digest_final(napi_env env, napi_callback_info info) {
   return s;
 }
 
-/* ---- digestReceive: socket → file + hash, all on the pool ---- */
-
-typedef struct {
-  napi_async_work work;
-  napi_deferred deferred;
-  napi_ref handle_ref;
-  digest_handle *h;
-  int sock;
-  int wait_ms;
-  size_t max;
-  size_t total;
-  int would_block;         /* nothing arrived within wait_ms: the caller waits on its event loop */
-  int write_err;           /* a failed write: the handle is poisoned */
-  int net_err;             /* a failed recv: what landed so far is consistent */
-} receive_work;
-
-static void receive_execute(napi_env env, void *data) {
-  (void)env;
-  st_pool_thread_setup();
-  receive_work *w = data;
-  digest_handle *h = w->h;
-  int done = 0;
-  while (w->total < w->max && !done) {
-    size_t want = w->max - w->total < RECV_CHUNK ? w->max - w->total : RECV_CHUNK;
-    size_t fill = 0;
-    /* Take what the socket holds (up to the buffer), then write it as one piece. */
-    while (fill < want) {
-      ssize_t r = recv(w->sock, h->rbuf + fill, want - fill, 0);
-      if (r > 0) {
-        fill += (size_t)r;
-        continue;
-      }
-      if (r == 0) {
-        done = 1; /* end of stream: the caller sees it as a 0 on its next call */
-        break;
-      }
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        w->net_err = errno;
-        done = 1;
-        break;
-      }
-      if (fill > 0) break;
-      if (w->total > 0) {
-        done = 1;
-        break;
-      }
-      /* A short wait here saves a round trip through the event loop on a fast link; longer silences are waited for there. */
-      struct pollfd p = {.fd = w->sock, .events = POLLIN};
-      int ready = poll(&p, 1, w->wait_ms);
-      if (ready > 0 || (ready < 0 && errno == EINTR)) continue;
-      if (ready < 0) w->net_err = errno;
-      else w->would_block = 1;
-      done = 1;
-      break;
-    }
-    if (fill == 0) break;
-    struct iovec one = {.iov_base = h->rbuf, .iov_len = fill};
-    if ((w->write_err = writev_all(h->fd, &one, 1)) != 0) return;
-    EVP_DigestUpdate(h->ctx, h->rbuf, fill);
-    w->total += fill;
-    if (h->drop_behind) drop_behind(h);
-  }
-}
-
-static void receive_complete(napi_env env, napi_status status, void *data) {
-  receive_work *w = data;
-  w->h->busy = 0;
-  if (status != napi_ok && !w->write_err && !w->net_err) w->net_err = ECANCELED;
-  napi_value bytes;
-  napi_create_double(env, w->would_block && w->total == 0 ? -1 : (double)w->total, &bytes);
-  if (w->write_err || w->net_err) {
-    st_error e;
-    if (w->write_err) {
-      write_failed(w->h, &e, w->write_err, "writev", "cannot write received bytes of a digested stream");
-    } else {
-      char sockname[32];
-      snprintf(sockname, sizeof sockname, "socket fd %d", w->sock);
-      st_fail(&e, ST_NETWORK, w->net_err, "recv", sockname, "cannot receive");
-    }
-    napi_value err = st_error_value(env, &e);
-    /* What landed before the failure is written and hashed alike: the caller counts it. */
-    napi_set_named_property(env, err, "bytes", bytes);
-    napi_reject_deferred(env, w->deferred, err);
-  } else {
-    napi_resolve_deferred(env, w->deferred, bytes);
-  }
-  napi_delete_reference(env, w->handle_ref);
-  napi_delete_async_work(env, w->work);
-  free(w);
-}
-
-/*
- * digestReceive(handle, socketFd, maxBytes, waitMs) → Promise<number>: receives up to maxBytes
- * from a non-blocking socket, appending and hashing them as they come; 0 at end of stream; -1
- * when nothing arrived within waitMs (wait for the socket on the event loop, then call again). A
- * network failure rejects with `bytes` (how many landed first) and leaves the writer usable.
- */
-static napi_value digest_receive(napi_env env, napi_callback_info info) {
-  napi_value argv[4];
-  if (st_args(env, info, 4, 4, argv, "digestReceive(handle, socketFd, maxBytes, waitMs)")) return NULL;
-  digest_handle *h = get_handle(env, argv[0]);
-  if (!h) return NULL;
-  int sock;
-  int64_t max;
-  int32_t wait_ms;
-  if (st_get_fd(env, argv[1], &sock)) return NULL;
-  if (napi_get_value_int64(env, argv[2], &max) != napi_ok || max <= 0 || napi_get_value_int32(env, argv[3], &wait_ms) != napi_ok || wait_ms < 0 || wait_ms > 1000) {
-    st_throw_msg(env, "ERR_INVALID_ARGUMENT", "digestReceive: maxBytes must be positive, waitMs 0..1000");
-    return NULL;
-  }
-  const char *misuse = appending_misuse(h, 1);
-  if (misuse) {
-    st_throw_msg(env, "ERR_INVALID_ARGUMENT", misuse);
-    return NULL;
-  }
-  if (!h->rbuf && !(h->rbuf = malloc(RECV_CHUNK))) {
-    napi_throw_error(env, "ERR_APPLY", "out of memory");
-    return NULL;
-  }
-  receive_work *w = calloc(1, sizeof *w);
-  w->h = h;
-  w->sock = sock;
-  w->max = (size_t)max;
-  w->wait_ms = wait_ms;
-  h->busy = 1;
-  napi_create_reference(env, argv[0], 1, &w->handle_ref);
-  return st_queue(env, "stratum.digestReceive", receive_execute, receive_complete, w, &w->deferred, &w->work);
-}
-
 napi_status st_init_digest(napi_env env, napi_value exports) {
   napi_status s;
-  if ((s = st_export(env, exports, "digestReceive", digest_receive)) != napi_ok) return s;
   if ((s = st_export(env, exports, "digestCreate", digest_create)) != napi_ok) return s;
   if ((s = st_export(env, exports, "digestWrite", digest_write)) != napi_ok) return s;
   return st_export(env, exports, "digestFinal", digest_final);

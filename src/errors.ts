@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'ERR_REGISTRY'
   | 'ERR_NETWORK'
   | 'ERR_INSECURE_REGISTRY'
+  | 'ERR_TLS_CERTIFICATE'
   | 'ERR_CREDENTIALS'
   | 'ERR_STORE'
   | 'ERR_UNSAFE_LOCATION'
@@ -160,6 +161,16 @@ export class RegistryError extends StratumError {
   }
 }
 
+/**
+ * A storage host a registry redirected a blob to refused it (an expired signed URL: 403, or a
+ * 4xx/5xx of the CDN). Worth another try from the registry, which hands out a fresh URL.
+ */
+export class RedirectTargetError extends RegistryError {
+  constructor(message: string, status: number) {
+    super(message, status);
+  }
+}
+
 /** A connection-level failure (refused, reset, timed out); `cause` holds the socket error. */
 export class NetworkError extends StratumError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -170,6 +181,21 @@ export class NetworkError extends StratumError {
 export class InsecureRegistryError extends StratumError {
   constructor(readonly url: string, reason: string) {
     super('ERR_INSECURE_REGISTRY', `refusing plain HTTP to ${url}: ${reason}`);
+  }
+}
+
+/**
+ * A registry's TLS certificate cannot be trusted (unknown authority, expired, not for this host)
+ * or the registry wanted a client certificate. Never retried: the answer would be the same.
+ */
+export class CertificateError extends StratumError {
+  constructor(
+    readonly host: string,
+    readonly problem: 'unknown-authority' | 'expired' | 'not-yet-valid' | 'wrong-name' | 'client-certificate',
+    detail: string,
+    cause?: unknown,
+  ) {
+    super('ERR_TLS_CERTIFICATE', `TLS with ${host}: ${detail}`, { cause });
   }
 }
 

@@ -51,6 +51,7 @@ function openWith(flags: GlobalFlags, mustExist: boolean, explicit: string | und
     // For commands that stream layers: the thread pool's bulk work yields to the main thread.
     batchPoolThreads: true,
     onWarning: (message) => process.stderr.write(`stratum: warning: ${message}\n`),
+    ...(flags.debug ? { onDebug: (message: string) => process.stderr.write(`stratum: debug: ${message}\n`) } : {}),
   });
 }
 

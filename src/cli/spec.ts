@@ -70,7 +70,7 @@ export const GLOBAL_OPTIONS: readonly OptionSpec[] = [
   { name: 'mirror', type: 'string', multiple: true, value: '[REGISTRY=]URL', description: 'Try this mirror first (repeatable; REGISTRY defaults to docker.io)' },
   { name: 'insecure-registry', type: 'string', multiple: true, value: 'HOST', description: 'Allow plain HTTP to HOST (loopback is always allowed)' },
   { name: 'concurrency', type: 'string', value: 'N', description: 'Blobs transferred at once (default 3)' },
-  { name: 'debug', short: 'D', type: 'boolean', description: 'Show stack traces of unexpected errors' },
+  { name: 'debug', short: 'D', type: 'boolean', description: 'Show stack traces of unexpected errors and how registries are reached (TLS or plain HTTP, proxy, certificates)' },
   { name: 'help', short: 'h', type: 'boolean', description: 'Show help for the command' },
 ];
 

@@ -2,7 +2,6 @@ import type { Readable, Writable } from 'node:stream';
 import type { BlobReadOptions } from './blob-stream.js';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/types.js';
-import type { DigestWriter } from '../sys/native.js';
 
 /**
  * The content store's small interfaces (containerd's `content` package, trimmed).
@@ -12,15 +11,6 @@ import type { DigestWriter } from '../sys/native.js';
 export interface BlobInfo {
   digest: Digest;
   size: number;
-}
-
-/**
- * Bytes that can go into a native DigestWriter without passing through JavaScript (an HTTP
- * body on a NativeSocket). pipeTo appends up to maxBytes and resolves with how many, 0 once the
- * source is done; after a failure, `into.bytes` tells what landed.
- */
-export interface DirectSource {
-  pipeTo(into: DigestWriter, maxBytes: number): Promise<number>;
 }
 
 /**
@@ -42,11 +32,6 @@ export interface IngestWriter {
   readonly written?: number;
   /** Appends streamed bytes; use with stream.pipeline(body, writer.stream()). */
   stream(): Writable;
-  /**
-   * Optional: appends up to maxBytes from a direct source (0 when it is done). Bytes that landed
-   * before a failure count in `written`, as with stream().
-   */
-  appendFrom?(source: DirectSource, maxBytes: number): Promise<number>;
   /** Drops the partial data and starts again from byte 0 (the registry ignored Range). */
   reset(): Promise<void>;
   /**

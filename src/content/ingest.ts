@@ -2,8 +2,8 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rmdir, truncate, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
-import { DigestMismatchError, FsApplyError, isNoSpace, NoSpaceError, SizeMismatchError, StoreError } from '../errors.js';
-import type { BlobInfo, DirectSource, IngestWriter } from './content.js';
+import { DigestMismatchError, isNoSpace, NoSpaceError, SizeMismatchError, StoreError } from '../errors.js';
+import type { BlobInfo, IngestWriter } from './content.js';
 import { digestAlgorithm, digestHex, type Digest } from '../oci/digest.js';
 import { createDigestWriter, type DigestWriter } from '../sys/native.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../sys/mkdir-all.js';
@@ -128,28 +128,6 @@ export class FileIngestWriter implements IngestWriter {
     });
     this.activeStream = stream;
     return stream;
-  }
-
-  async appendFrom(source: DirectSource, maxBytes: number): Promise<number> {
-    this.assertOpen();
-    this.assertNoStream();
-    if (this.failure) throw this.failure;
-    const digester = this.digester;
-    const before = digester.bytes;
-    const run = source.pipeTo(digester, maxBytes);
-    try {
-      await this.track(run.then(() => {}));
-      return digester.bytes - before;
-    } catch (err) {
-      if (err instanceof FsApplyError) {
-        this.failure = this.writeFailure(err);
-        throw this.failure;
-      }
-      throw err;
-    } finally {
-      this.onDisk += digester.bytes - before;
-      this.landed();
-    }
   }
 
   /** Appends one buffer (used by put()). */
@@ -284,7 +262,7 @@ export class FileIngestWriter implements IngestWriter {
     await this.inflight;
   }
 
-  /** One writer of the file at a time: a stream() that is still open excludes another stream() and appendFrom(). */
+  /** One writer of the file at a time: a stream() that is still open excludes another stream(). */
   private assertNoStream(): void {
     if (this.activeStream && !this.activeStream.writableFinished && !this.activeStream.destroyed) {
       throw new StoreError(`ingest of blob ${this.digest}: a write stream is already open`);

@@ -64,6 +64,8 @@ export interface EngineOptions extends RegistrySettings {
   env?: NodeJS.ProcessEnv;
   /** Notices the caller should show (a driver override, a snapshotter that cannot be opened here). */
   onWarning?: (message: string) => void;
+  /** Decisions worth showing with `--debug`: each registry origin's route (proxy, certificates, HTTPS or plain HTTP). */
+  onDebug?: (message: string) => void;
   /**
    * Let thread-pool bulk work (unpack) yield to the main thread (SCHED_BATCH); a CLI turns it on,
    * a library user running other work on the pool may prefer not to.
@@ -201,7 +203,12 @@ export class Engine {
 
   /** The registry client, made on first use. */
   async registry(): Promise<RegistryClient> {
-    this.client ??= new RegistryClient({ config: await this.registryConfig(), credentials: this.options.credentials ?? new DockerConfigCredentials() });
+    this.client ??= new RegistryClient({
+      config: await this.registryConfig(),
+      credentials: this.options.credentials ?? new DockerConfigCredentials(),
+      env: this.env,
+      ...(this.options.onDebug ? { log: this.options.onDebug } : {}),
+    });
     return this.client;
   }
 

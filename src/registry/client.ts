@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { pipeline } from 'node:stream';
 import { verifier } from '../content/verifier.js';
-import { Agent, request } from './http.js';
+import { request } from './http.js';
 import {
   DeniedError,
   DigestMismatchError,
@@ -10,6 +10,7 @@ import {
   NetworkError,
   NotFoundError,
   RateLimitError,
+  RedirectTargetError,
   RegistryError,
   SizeMismatchError,
   StratumError,
@@ -22,9 +23,12 @@ import type { Reference } from '../oci/reference.js';
 import type { Descriptor } from '../oci/types.js';
 import { isSignedSchema1, schema1PayloadDigest } from '../oci/schema1.js';
 import { Authenticator, excerpt, readLimited, repositoryScope } from './auth.js';
-import { plainGet, type HttpResponse } from './plain-http.js';
 import { NO_CREDENTIALS, type CredentialSource } from './credentials.js';
-import { DEFAULT_CONCURRENCY, resolveEndpoints, type RegistryConfig } from './hosts.js';
+import { DEFAULT_CONCURRENCY, isInsecureHost, resolveEndpoints, type RegistryConfig } from './hosts.js';
+import { defaultCertsDirs } from './transport/certs.js';
+import { proxyFromEnv } from './transport/proxy.js';
+import { certificateProblem } from './transport/tls-errors.js';
+import { Transport } from './transport/transport.js';
 import { describeError, isRetryable, parseRetryAfter, retryPolicy, withRetry, type RetryPolicy } from './retry.js';
 import type { BlobFetcher, BlobResponse, Endpoint, ManifestFetcher, ResolvedManifest } from './types.js';
 
@@ -38,13 +42,14 @@ export interface RegistryClientOptions {
   headersTimeoutMs?: number;
   /** Silence between two body chunks; default 60 s. */
   bodyTimeoutMs?: number;
-  /**
-   * Blob bodies from http:// endpoints go from the socket to the store in native code (see
-   * plain-http.ts); false keeps them on undici like everything else. Default true; the
-   * environment variable STRATUM_NATIVE_HTTP=0 turns it off too.
-   */
-  nativeHttp?: boolean;
+  /** Decisions worth a `--debug` line: each origin's route (proxy, certificates), HTTPS or plain HTTP for an insecure host. */
+  log?: (line: string) => void;
+  /** Environment read for proxies and certs.d (HTTPS_PROXY, NO_PROXY, STRATUM_CERTS_D); default process.env. */
+  env?: NodeJS.ProcessEnv;
 }
+
+/** A response as undici gives it. */
+type HttpResponse = Dispatcher.ResponseData;
 
 export interface FetchBlobOptions {
   offset?: number;
@@ -79,8 +84,6 @@ interface SendOptions {
   signal?: AbortSignal;
   /** What is being fetched, for error messages: `manifest docker.io/library/ubuntu:15.04`. */
   what: string;
-  /** A blob body: over plain HTTP it may take the native path. */
-  bulk?: boolean;
 }
 
 /**
@@ -95,26 +98,32 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
   readonly userAgent: string;
   private readonly dispatcher: Dispatcher;
   private readonly ownsDispatcher: boolean;
-  private readonly nativeHttp: boolean;
-  private readonly headersTimeoutMs: number;
-  private readonly bodyTimeoutMs: number;
+  private readonly log: ((line: string) => void) | undefined;
+  private readonly certsDirs: readonly string[];
+  /** Insecure hosts' endpoints as spoken to: HTTPS, or plain HTTP when the host has no TLS (decided once). */
+  private readonly schemes = new Map<string, Promise<Endpoint>>();
 
   constructor(options: RegistryClientOptions = {}) {
     this.config = options.config ?? {};
     this.retry = retryPolicy(this.config.retries);
     this.userAgent = options.userAgent ?? DEFAULT_USER_AGENT;
     this.ownsDispatcher = options.dispatcher === undefined;
-    this.nativeHttp = options.nativeHttp ?? process.env.STRATUM_NATIVE_HTTP !== '0';
-    this.headersTimeoutMs = options.headersTimeoutMs ?? 60_000;
-    this.bodyTimeoutMs = options.bodyTimeoutMs ?? 60_000;
+    this.log = options.log;
+    const env = options.env ?? process.env;
+    this.certsDirs = this.config.certsDirs ?? defaultCertsDirs(env);
     this.dispatcher =
       options.dispatcher ??
-      new Agent({
-        keepAliveTimeout: 30_000,
+      new Transport({
+        certsDirs: this.certsDirs,
+        ...(this.config.hosts ? { hosts: this.config.hosts } : {}),
+        proxy: this.config.proxy ?? proxyFromEnv(env),
+        isInsecure: (host) => isInsecureHost(host, this.config),
         connections: Math.max(DEFAULT_CONCURRENCY, this.config.concurrency ?? DEFAULT_CONCURRENCY) + 2,
-        headersTimeout: this.headersTimeoutMs,
-        bodyTimeout: this.bodyTimeoutMs,
-        connect: { timeout: CONNECT_TIMEOUT_MS },
+        keepAliveTimeoutMs: 30_000,
+        headersTimeoutMs: options.headersTimeoutMs ?? 60_000,
+        bodyTimeoutMs: options.bodyTimeoutMs ?? 60_000,
+        connectTimeoutMs: CONNECT_TIMEOUT_MS,
+        ...(this.log ? { log: this.log } : {}),
       });
     this.auth = new Authenticator({ credentials: options.credentials ?? NO_CREDENTIALS, dispatcher: this.dispatcher, userAgent: this.userAgent });
   }
@@ -148,7 +157,6 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
         scope: repositoryScope(ref.repository),
         signal: options.signal,
         what,
-        bulk: true,
       });
       if (res.statusCode === 200 || res.statusCode === 206) {
         const out: BlobResponse = { body: res.body, start: 0, endpoint, verified: false };
@@ -162,7 +170,6 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
           if (header(res.headers, 'content-length') !== undefined && Number.isSafeInteger(length)) out.totalSize = length;
           return out;
         }
-        if (res.direct) out.direct = res.direct;
         if (res.statusCode === 206) {
           const range = parseContentRange(header(res.headers, 'content-range'));
           if (!range) {
@@ -186,7 +193,7 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
     if (!isDigest(digest)) throw new StratumError('ERR_INVALID_DIGEST', `invalid blob digest ${JSON.stringify(digest)}`);
     const what = `blob ${digest} of ${ref.name}`;
     return withRetry(async () => {
-      const endpoint = this.upstream(ref);
+      const endpoint = await this.upstream(ref, signal);
       const res = await this.send(endpoint, `/v2/${ref.repository}/blobs/${digest}`, { method: 'HEAD', scope: pushScope(ref), what, ...(signal ? { signal } : {}) });
       if (res.statusCode === 200) {
         await res.body.dump();
@@ -241,7 +248,7 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
       ? `/v2/${ref.repository}/blobs/uploads/?${new URLSearchParams({ mount: digest, from: mountFrom })}`
       : `/v2/${ref.repository}/blobs/uploads/`;
     return withRetry(async () => {
-      const endpoint = this.upstream(ref);
+      const endpoint = await this.upstream(ref, signal);
       const started = await this.send(endpoint, startPath, { method: 'POST', scope, what, headers: { 'content-length': '0' }, ...(signal ? { signal } : {}) });
       if (mountFrom && started.statusCode === 201) {
         await started.body.dump();
@@ -275,7 +282,7 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
     const digest = isSchema1MediaType(mediaType) && isSignedSchema1(bytes) ? schema1PayloadDigest(bytes, `manifest ${ref.name}`) : digestOf(bytes);
     const what = `manifest ${ref.name}:${reference}`;
     return withRetry(async () => {
-      const endpoint = this.upstream(ref);
+      const endpoint = await this.upstream(ref, signal);
       const res = await this.send(endpoint, `/v2/${ref.repository}/manifests/${reference}`, {
         method: 'PUT',
         scope: pushScope(ref),
@@ -370,7 +377,7 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
             }
             const next = nextLink(header(res.headers, 'link'));
             if (next !== undefined) {
-              const url: URL = new URL(next, `${endpoint.url}${path}`);
+              const url: URL = new URL(next, apiUrl(endpoint, path));
               if (url.origin !== new URL(endpoint.url).origin) throw new RegistryError(`${endpointName(endpoint, asRef)} sent a next page of ${what} on another host (${url.host})`);
               path = `${url.pathname}${url.search}`;
             } else if (pageSize !== undefined && pageTags.length >= pageSize && fresh > 0) {
@@ -400,7 +407,7 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
     const ref = { registry, repository: '', name: registry } as unknown as Reference;
     const what = `GET /v2/ (login)`;
     return withRetry(async () => {
-      const endpoint = this.upstream(ref);
+      const endpoint = await this.upstream(ref, signal);
       const host = new URL(endpoint.url).host;
       let challenged = false;
       for (let attempt = 0; ; attempt++) {
@@ -427,8 +434,41 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
   }
 
   /** Where pushes go: the registry itself; mirrors serve pulls only. */
-  private upstream(ref: Reference): Endpoint {
-    return this.endpoints(ref).find((e) => !e.isMirror)!;
+  private upstream(ref: Reference, signal?: AbortSignal): Promise<Endpoint> {
+    return this.spokenTo(this.endpoints(ref).find((e) => !e.isMirror)!, signal);
+  }
+
+  /**
+   * An endpoint as it is spoken to. HTTPS first, as Docker does; an insecure host (loopback or
+   * listed) that answers a TLS hello with something else (a plain-HTTP server: "wrong version
+   * number") is spoken to in plain HTTP from then on. The probe is `GET /v2/`, the API's ping;
+   * only a decisive answer is remembered (a refused connection is tried again next time).
+   */
+  private async spokenTo(endpoint: Endpoint, signal?: AbortSignal): Promise<Endpoint> {
+    if (!endpoint.plainHttpFallback) return endpoint;
+    const known = this.schemes.get(endpoint.url);
+    if (known) return known;
+    const probe = (async (): Promise<Endpoint | undefined> => {
+      const url = new URL(`${endpoint.url}/v2/`);
+      try {
+        const res = await request(url, { method: 'GET', headers: { 'user-agent': this.userAgent }, dispatcher: this.dispatcher, ...(signal ? { signal } : {}) });
+        await res.body.dump();
+        this.log?.(`${url.host}: speaks HTTPS (insecure registry: plain HTTP would be the fallback)`);
+        return endpoint;
+      } catch (err) {
+        if (!speaksPlainHttp(err)) return undefined;
+        this.log?.(`${url.host}: no TLS (${tlsCode(err)}); plain HTTP, as for an insecure registry`);
+        const { plainHttpFallback: _, ...rest } = endpoint;
+        return { ...rest, url: endpoint.url.replace(/^https:/, 'http:') };
+      }
+    })();
+    const decided = probe.then((e) => e ?? endpoint);
+    this.schemes.set(endpoint.url, decided);
+    // An undecided probe (connection refused, a timeout) is not remembered: the next request asks again.
+    void probe.then((e) => {
+      if (!e) this.schemes.delete(endpoint.url);
+    }, () => this.schemes.delete(endpoint.url));
+    return decided;
   }
 
   /** Releases the connection pool (when the client created it). */
@@ -476,17 +516,24 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
    * The mirrors' failures are then added to its message as context.
    */
   private async acrossEndpoints<T>(ref: Reference, exclude: readonly string[] | undefined, fn: (endpoint: Endpoint) => Promise<T>): Promise<T> {
-    const endpoints = this.endpoints(ref).filter((e) => !exclude?.includes(e.url));
-    if (endpoints.length === 0) throw new RegistryError(`no endpoint left for ${ref.name} (all excluded)`);
     const errors: unknown[] = [];
-    for (const endpoint of endpoints) {
+    /** The endpoints tried, as spoken to; errors[i] is endpoints[i]'s. */
+    const endpoints: Endpoint[] = [];
+    for (const configured of this.endpoints(ref)) {
+      if (exclude?.includes(configured.url)) continue;
+      let endpoint = configured;
       try {
+        endpoint = await this.spokenTo(configured);
+        if (exclude?.includes(endpoint.url)) continue;
+        endpoints.push(endpoint);
         return await fn(endpoint);
       } catch (err) {
+        if (endpoints.at(-1) !== endpoint) endpoints.push(endpoint);
         if ((err as { name?: string }).name === 'AbortError') throw err;
         errors.push(err);
       }
     }
+    if (endpoints.length === 0) throw new RegistryError(`no endpoint left for ${ref.name} (all excluded)`);
     const upstreamAnswer = endpoints.length > 1 && !endpoints.at(-1)!.isMirror && errors.at(-1) instanceof StratumError && !(errors.at(-1) instanceof NetworkError);
     if (upstreamAnswer) {
       const answer = errors.at(-1) as StratumError;
@@ -499,7 +546,7 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
 
   /** One request with auth: a 401 records the challenge and the request is repeated once with credentials. */
   private async send(endpoint: Endpoint, path: string, options: SendOptions): Promise<HttpResponse> {
-    const url = new URL(endpoint.url + path);
+    const url = apiUrl(endpoint, path);
     const host = url.host;
     for (let attempt = 0; ; attempt++) {
       const headers: Record<string, string> = { 'user-agent': this.userAgent, ...options.headers };
@@ -520,7 +567,7 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
    */
   private async sendFollowingRedirects(endpoint: Endpoint, path: string, options: SendOptions): Promise<HttpResponse> {
     let res = await this.send(endpoint, path, options);
-    let current = new URL(endpoint.url + path);
+    let current = apiUrl(endpoint, path);
     const origin = current.host;
     for (let hops = 0; isRedirect(res.statusCode); hops++) {
       const location = header(res.headers, 'location');
@@ -539,6 +586,10 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
       }
       current = next;
       res = await this.rawRequest(next, 'GET', headers, options);
+      if (next.host !== origin && res.statusCode >= 400) {
+        const text = await readLimited(res.body, ERROR_BODY_LIMIT).catch(() => '');
+        throw new RedirectTargetError(`${next.host} (where ${origin} redirected ${options.what}) answered HTTP ${res.statusCode}: ${registryErrorText(text) || excerpt(text)}`, res.statusCode);
+      }
     }
     return res;
   }
@@ -546,21 +597,14 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
   private async rawRequest(url: URL, method: NonNullable<SendOptions['method']>, headers: Record<string, string>, options: SendOptions): Promise<HttpResponse> {
     const { signal, what } = options;
     try {
-      if (options.bulk && this.nativeHttp && method === 'GET' && url.protocol === 'http:') {
-        return await plainGet(url, {
-          headers,
-          ...(signal ? { signal } : {}),
-          connectTimeoutMs: CONNECT_TIMEOUT_MS,
-          headersTimeoutMs: this.headersTimeoutMs,
-          bodyTimeoutMs: this.bodyTimeoutMs,
-        });
-      }
       return await request(url, { method, headers, signal, dispatcher: this.dispatcher, ...(options.body ? { body: options.body() } : {}) });
     } catch (err) {
       if ((err as { name?: string }).name === 'AbortError' || signal?.aborted) throw err;
       // A request body that failed on its own (a copied blob whose source failed its digest or
       // its connection) says what went wrong better than "cannot fetch": pass it through as is.
       if (err instanceof StratumError) throw err;
+      const certificate = certificateProblem(err, url.host, this.certsDirs[0]);
+      if (certificate) throw certificate;
       throw new NetworkError(`cannot fetch ${what} from ${url.origin}: ${describeError(err)}`, { cause: err });
     }
   }
@@ -591,6 +635,31 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
         return new RegistryError(`${name} answered HTTP ${status} for ${what}: ${detail || excerpt(text)}`, status, retryAfterMs);
     }
   }
+}
+
+/** `endpoint.url + path`, without the `/v2` of the path for a mirror whose URL is the API root as is (override_path). */
+function apiUrl(endpoint: Endpoint, path: string): URL {
+  return new URL(endpoint.url + (endpoint.overridePath ? path.replace(/^\/v2(?=\/)/, '') : path));
+}
+
+/**
+ * A TLS hello answered by something that is not TLS: the host speaks plain HTTP there (OpenSSL
+ * reads the HTTP answer as a record of an unknown version or an absurd length).
+ */
+function speaksPlainHttp(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG' || code === 'ERR_SSL_HTTP_REQUEST' || code === 'EPROTO') return true;
+  }
+  return false;
+}
+
+function tlsCode(err: unknown): string {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+  }
+  return String(err);
 }
 
 /** Computes and checks a manifest's digest; exported for callers that fetch manifests some other way. */

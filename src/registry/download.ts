@@ -54,9 +54,6 @@ export interface DownloadResult {
 
 export { type LimitFunction };
 
-/** How much one native receive call takes before progress is reported (and a live reader told). */
-const DIRECT_SLICE_BYTES = 2 << 20;
-
 /** Bounded concurrency for blob downloads (p-limit). */
 export function createLimiter(concurrency: number): LimitFunction {
   return pLimit(concurrency);
@@ -147,17 +144,7 @@ export async function downloadBlob(
             }
           };
           const tee = options.tee;
-          if (res.direct && writer.appendFrom && !tee) {
-            // Socket to file and hash in native code, a slice at a time (progress, the live reader).
-            try {
-              // At most size + 1 bytes: the one past the end proves the body too long.
-              const room = () => (desc.size === undefined ? DIRECT_SLICE_BYTES : Math.min(DIRECT_SLICE_BYTES, desc.size + 1 - pos));
-              for (let n; room() > 0 && (n = await writer.appendFrom(res.direct, room())) > 0; ) advance(n);
-              if (desc.size !== undefined && pos > desc.size) throw overflow(pos);
-            } finally {
-              res.body.destroy();
-            }
-          } else {
+          {
             const sink = writer.stream();
             // Socket reads arrive 64 KiB at a time; corking the sink until the event loop has taken
             // every read that is ready lets the store write them with one writev instead of several.

@@ -1,6 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { ConfigError, InsecureRegistryError } from '../errors.js';
+import type { ProxySettings } from './transport/proxy.js';
+import type { HostTlsSettings } from './transport/transport.js';
 import type { Endpoint } from './types.js';
 
 export interface RetryConfig {
@@ -22,11 +24,30 @@ export interface RegistryConfig {
   /** Blobs downloaded in parallel. Default 3. */
   concurrency?: number;
   retries?: RetryConfig;
+  /**
+   * Per-host settings as containerd's hosts.toml has them, keyed `host[:port]` (TLS) or a mirror's
+   * URL (`override_path`): `ca`, `client`, `skip_verify`, `override_path`.
+   */
+  hosts?: Record<string, HostSettings>;
+  /** certs.d directories searched for `HOST:PORT/ca.crt`, `*.cert` + `*.key`; default stratum's, Docker's, containers'. */
+  certsDirs?: string[];
+  /** Forward proxies; default HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment. */
+  proxy?: ProxySettings;
+}
+
+export interface HostSettings extends HostTlsSettings {
+  /** For a mirror URL with a path: the path is the API root as is (no `/v2` added), as containerd's override_path. */
+  overridePath?: boolean;
 }
 
 export const DEFAULT_CONCURRENCY = 3;
 export const DOCKER_HUB = 'docker.io';
 export const DOCKER_HUB_UPSTREAM = 'https://registry-1.docker.io';
+
+/** Loopback hosts and hosts listed in `insecure`: plain HTTP is a fallback for them and TLS verification optional. */
+export function isInsecureHost(hostPort: string, config: RegistryConfig): boolean {
+  return isInsecureAllowed(hostPort, config);
+}
 
 /** `localhost`, 127.0.0.0/8 and ::1, with or without a port. */
 export function isLoopbackHost(hostPort: string): boolean {
@@ -71,13 +92,14 @@ export function checkEndpointUrl(url: string, config: RegistryConfig): URL {
 }
 
 /**
- * The registry itself. Docker Hub is served by registry-1.docker.io. Loopback hosts and hosts
- * listed as insecure are spoken to over plain HTTP (like a local `docker-registry`); all others over HTTPS.
+ * The registry itself, over HTTPS as Docker speaks to every registry. Docker Hub is served by
+ * registry-1.docker.io. For loopback hosts and hosts listed as insecure (Docker's
+ * insecure-registries, which include 127.0.0.0/8), plain HTTP is the fallback when the host does
+ * not speak TLS (`plainHttpFallback`).
  */
 export function upstreamEndpoint(registry: string, config: RegistryConfig = {}): Endpoint {
   if (registry === DOCKER_HUB) return { url: DOCKER_HUB_UPSTREAM, isMirror: false };
-  const scheme = isInsecureAllowed(registry, config) ? 'http' : 'https';
-  return { url: `${scheme}://${registry}`, isMirror: false };
+  return { url: `https://${registry}`, isMirror: false, ...(isInsecureAllowed(registry, config) ? { plainHttpFallback: true } : {}) };
 }
 
 /** Mirrors of `registry` in configured order, then the upstream. Refuses insecure mirror URLs. */
@@ -85,11 +107,18 @@ export function resolveEndpoints(registry: string, config: RegistryConfig = {}):
   const out: Endpoint[] = [];
   for (const mirror of config.mirrors?.[registry] ?? []) {
     const url = checkEndpointUrl(mirror, config);
-    const path = url.pathname.replace(/\/+$/, '').replace(/\/v2$/, '');
-    out.push({ url: `${url.protocol}//${url.host}${path}`, isMirror: true });
+    const overridePath = mirrorSettings(mirror, config)?.overridePath === true;
+    const path = overridePath ? url.pathname.replace(/\/+$/, '') : url.pathname.replace(/\/+$/, '').replace(/\/v2$/, '');
+    out.push({ url: `${url.protocol}//${url.host}${path}`, isMirror: true, ...(overridePath ? { overridePath } : {}) });
   }
   out.push(upstreamEndpoint(registry, config));
   return out;
+}
+
+/** A mirror URL's own settings (keyed by the URL as written, with or without a trailing slash). */
+function mirrorSettings(url: string, config: RegistryConfig): HostSettings | undefined {
+  const hosts = config.hosts ?? {};
+  return hosts[url] ?? hosts[url.replace(/\/+$/, '')] ?? hosts[`${url.replace(/\/+$/, '')}/`];
 }
 
 /** `docker.io=http://127.0.0.1:5000` → { registry: 'docker.io', url: 'http://127.0.0.1:5000' }. */
@@ -145,7 +174,7 @@ export async function loadRegistryConfig(path: string): Promise<RegistryConfig> 
 /** Checks a parsed config object field by field; `source` names the file in errors. */
 export function validateRegistryConfig(value: unknown, source: string): RegistryConfig {
   if (!isPlainObject(value)) throw new ConfigError(source, '(top level)', 'expected a JSON object');
-  const known = new Set(['mirrors', 'insecure', 'concurrency', 'retries']);
+  const known = new Set(['mirrors', 'insecure', 'concurrency', 'retries', 'hosts', 'certsDirs', 'proxy']);
   for (const key of Object.keys(value)) {
     if (!known.has(key)) throw new ConfigError(source, key, `unknown field (known: ${[...known].join(', ')})`);
   }
@@ -190,7 +219,68 @@ export function validateRegistryConfig(value: unknown, source: string): Registry
     }
     config.retries = retries;
   }
+  if (value.hosts !== undefined) config.hosts = validateHosts(value.hosts, source);
+  if (value.certsDirs !== undefined) {
+    if (!Array.isArray(value.certsDirs) || !value.certsDirs.every((d) => typeof d === 'string' && d.length > 0)) {
+      throw new ConfigError(source, 'certsDirs', 'expected an array of directory paths');
+    }
+    config.certsDirs = [...(value.certsDirs as string[])];
+  }
+  if (value.proxy !== undefined) {
+    const p = value.proxy;
+    if (!isPlainObject(p)) throw new ConfigError(source, 'proxy', 'expected an object with http, https, noProxy');
+    const proxy: ProxySettings = {};
+    for (const [key, v] of Object.entries(p)) {
+      if (key !== 'http' && key !== 'https' && key !== 'noProxy') throw new ConfigError(source, `proxy.${key}`, 'unknown field (known: http, https, noProxy)');
+      if (typeof v !== 'string') throw new ConfigError(source, `proxy.${key}`, 'expected a string');
+      proxy[key] = v;
+    }
+    config.proxy = proxy;
+  }
   return config;
+}
+
+/** containerd's hosts.toml fields, under their own names (`skip_verify`) or camelCase (`skipVerify`). */
+function validateHosts(value: unknown, source: string): Record<string, HostSettings> {
+  if (!isPlainObject(value)) throw new ConfigError(source, 'hosts', 'expected an object of host → settings');
+  const out: Record<string, HostSettings> = {};
+  for (const [host, raw] of Object.entries(value)) {
+    const field = `hosts.${host}`;
+    if (!isPlainObject(raw)) throw new ConfigError(source, field, 'expected an object (ca, client, skip_verify, override_path)');
+    const settings: HostSettings = {};
+    for (const [key, v] of Object.entries(raw)) {
+      switch (key) {
+        case 'ca':
+          if (typeof v === 'string') settings.ca = [v];
+          else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) settings.ca = [...(v as string[])];
+          else throw new ConfigError(source, `${field}.ca`, 'expected a PEM file path or an array of them');
+          break;
+        case 'client': {
+          // containerd: "cert.pem" (key inside), ["cert", "key"], or [["cert", "key"], ...] (the first pair is used).
+          const pair = typeof v === 'string' ? [v, v] : Array.isArray(v) && Array.isArray(v[0]) ? v[0] : v;
+          if (!Array.isArray(pair) || pair.length !== 2 || !pair.every((x) => typeof x === 'string' && x.length > 0)) {
+            throw new ConfigError(source, `${field}.client`, 'expected a PEM path, ["cert", "key"] or [["cert", "key"]]');
+          }
+          settings.client = { cert: pair[0] as string, key: pair[1] as string };
+          break;
+        }
+        case 'skip_verify':
+        case 'skipVerify':
+          if (typeof v !== 'boolean') throw new ConfigError(source, `${field}.${key}`, 'expected true or false');
+          settings.skipVerify = v;
+          break;
+        case 'override_path':
+        case 'overridePath':
+          if (typeof v !== 'boolean') throw new ConfigError(source, `${field}.${key}`, 'expected true or false');
+          settings.overridePath = v;
+          break;
+        default:
+          throw new ConfigError(source, `${field}.${key}`, 'unknown field (known: ca, client, skip_verify, override_path)');
+      }
+    }
+    out[host] = settings;
+  }
+  return out;
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

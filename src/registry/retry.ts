@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { RateLimitError, RegistryError, StratumError } from '../errors.js';
+import { RateLimitError, RedirectTargetError, RegistryError, StratumError } from '../errors.js';
 import type { RetryConfig } from './hosts.js';
 
 export interface RetryPolicy {
@@ -43,7 +43,7 @@ const RETRYABLE_SOCKET_CODES = new Set([
  */
 export function isRetryable(err: unknown): boolean {
   for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    if (e instanceof RateLimitError) return true;
+    if (e instanceof RateLimitError || e instanceof RedirectTargetError) return true;
     if (e instanceof RegistryError) return e.status !== undefined && (e.status >= 500 || e.status === 408);
     if (e instanceof StratumError && e.code !== 'ERR_NETWORK') return false;
     const code = (e as { code?: unknown }).code;

@@ -1,5 +1,4 @@
 import type { Readable } from 'node:stream';
-import type { DirectSource } from '../content/content.js';
 import type { Digest } from '../oci/digest.js';
 import type { Reference } from '../oci/reference.js';
 import type { Descriptor } from '../oci/types.js';
@@ -9,6 +8,10 @@ export interface Endpoint {
   /** Base URL without /v2, e.g. `https://registry-1.docker.io` or `http://127.0.0.1:5000`. */
   url: string;
   isMirror: boolean;
+  /** An https:// URL of an insecure host: when it does not speak TLS, the client talks plain HTTP to it. */
+  plainHttpFallback?: boolean;
+  /** A mirror whose URL path is the API root as is: no `/v2` in request paths (containerd's override_path). */
+  overridePath?: boolean;
 }
 
 export interface ResolvedManifest {
@@ -31,12 +34,6 @@ export interface BlobResponse {
   endpoint: Endpoint;
   /** `body` checks size and digest as it streams (fetchBlob's default for a whole body). */
   verified?: boolean;
-  /**
-   * The same body as a DirectSource (a plain-HTTP body with a Content-Length): an ingest that can
-   * take it (IngestWriter.appendFrom) receives the bytes in native code; then destroy `body`
-   * when done. Use one or the other.
-   */
-  direct?: DirectSource;
 }
 
 export interface BlobFetcher {

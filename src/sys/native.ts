@@ -66,14 +66,6 @@ export interface DigestWriter {
   write(buffers: readonly Buffer[]): Promise<void>;
   /** Hash only (re-hashing a resumed prefix read back from disk). */
   update(buffers: readonly Buffer[]): Promise<void>;
-  /**
-   * Receives up to maxBytes from a non-blocking socket (see NativeSocket) straight into the file
-   * and the hash, off the main thread; resolves with the count, 0 at end of stream, -1 when
-   * nothing arrived within waitMs (≤ 1000; wait for the socket, then call again). After a network
-   * failure (an errno-named code such as ECONNRESET) the count so far is in `bytes` and the
-   * writer stays usable; a write failure poisons it.
-   */
-  receive(socketFd: number, maxBytes: number, waitMs: number): Promise<number>;
   /** Lowercase hex; finalises the writer. */
   digest(): string;
 }
@@ -175,10 +167,6 @@ class NativeDigestWriter implements DigestWriter {
 
   async update(buffers: readonly Buffer[]): Promise<void> {
     await this.count(() => this.raw.digestWrite(this.handle, buffers.slice(), false));
-  }
-
-  receive(socketFd: number, maxBytes: number, waitMs: number): Promise<number> {
-    return this.count(() => this.raw.digestReceive(this.handle, socketFd, maxBytes, waitMs));
   }
 
   digest(): string {

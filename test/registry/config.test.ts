@@ -21,9 +21,15 @@ describe('hosts', () => {
       { url: 'https://m2.example', isMirror: true },
       { url: 'https://registry-1.docker.io', isMirror: false },
     ]);
-    assert.deepEqual(resolveEndpoints('localhost:5000'), [{ url: 'http://localhost:5000', isMirror: false }]);
+    // HTTPS first everywhere; insecure hosts (loopback, listed) may fall back to plain HTTP.
+    assert.deepEqual(resolveEndpoints('localhost:5000'), [{ url: 'https://localhost:5000', isMirror: false, plainHttpFallback: true }]);
     assert.deepEqual(resolveEndpoints('ghcr.io'), [{ url: 'https://ghcr.io', isMirror: false }]);
-    assert.deepEqual(resolveEndpoints('reg.lan:5000', { insecure: ['reg.lan'] }), [{ url: 'http://reg.lan:5000', isMirror: false }]);
+    assert.deepEqual(resolveEndpoints('reg.lan:5000', { insecure: ['reg.lan'] }), [{ url: 'https://reg.lan:5000', isMirror: false, plainHttpFallback: true }]);
+    assert.deepEqual(resolveEndpoints('docker.io', { mirrors: { 'docker.io': ['https://m.example/api/'] }, hosts: { 'https://m.example/api/': { overridePath: true } } })[0], {
+      url: 'https://m.example/api',
+      isMirror: true,
+      overridePath: true,
+    });
   });
 
   test('loopback detection', () => {

@@ -4,9 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createServer, type Socket } from 'node:net';
 import { loadNative, type NativeBinding } from '../../src/sys/native.js';
-import { NativeSocket } from '../../src/sys/socket.js';
 import { cachedBytes as cached, MiB, pageCacheUntestable } from '../helpers/page-cache.js';
 import { TempDirs } from '../helpers/tmp.js';
 
@@ -91,47 +89,6 @@ describe('DigestWriter', () => {
       assert.throws(() => w.digest(), /failed/);
     } finally {
       closeSync(fd);
-    }
-  });
-
-  test('receive(): from a socket into the file and hash; -1 while nothing is there; a failed write poisons it too', async () => {
-    const data = randomBytes(3 << 20);
-    let peer: Socket | undefined;
-    const server = createServer((s) => {
-      peer = s;
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const dir = await tmp.make('sys-digest');
-    const fd = openSync(join(dir, 'blob'), 'a');
-    const socket = await NativeSocket.connect('127.0.0.1', (server.address() as { port: number }).port, 2000);
-    try {
-      const w = native.createDigestWriter(fd, 'sha256');
-      assert.equal(await w.receive(socket.fd, 1 << 20, 0), -1, 'nothing sent yet');
-      peer!.end(data);
-      let total = 0;
-      for (let n; (n = await socket.receiveInto(w, 1 << 20, 2000)) > 0; ) total += n;
-      assert.equal(total, data.length);
-      assert.equal(w.bytes, data.length);
-      assert.equal(w.digest(), createHash('sha256').update(data).digest('hex'));
-      assert.ok(readFileSync(join(dir, 'blob')).equals(data));
-    } finally {
-      await socket.close();
-      closeSync(fd);
-    }
-
-    const ro = join(dir, 'ro');
-    writeFileSync(ro, '');
-    const rofd = openSync(ro, 'r');
-    const again = await NativeSocket.connect('127.0.0.1', (server.address() as { port: number }).port, 2000);
-    try {
-      const w = native.createDigestWriter(rofd, 'sha256', { name: ro });
-      peer!.end('some bytes');
-      await assert.rejects(again.receiveInto(w, 1 << 20, 2000), (err: any) => err.code === 'ERR_APPLY' && err.errnoName === 'EBADF' && err.message.includes(ro));
-      await assert.rejects(w.write([Buffer.from('x')]), /earlier write .* failed/);
-    } finally {
-      await again.close();
-      closeSync(rofd);
-      await new Promise((r) => server.close(r));
     }
   });
 });

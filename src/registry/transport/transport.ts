@@ -1,0 +1,190 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { rootCertificates, type ConnectionOptions } from 'node:tls';
+import type { Dispatcher as DispatcherType, Pool as PoolType, ProxyAgent as ProxyAgentType } from 'undici';
+import { ConfigError } from '../../errors.js';
+import { certsDirFor, readPem } from './certs.js';
+import { ProxyRules, redact, type ProxySettings } from './proxy.js';
+
+/**
+ * undici's classes from their own modules (the package index loads every dispatcher, fetch and
+ * the mocks: ~30 ms of a CLI start). The paths are undici 7's, which package.json pins.
+ */
+const require = createRequire(import.meta.url);
+const Dispatcher = require('undici/lib/dispatcher/dispatcher.js') as typeof DispatcherType;
+const Pool = require('undici/lib/dispatcher/pool.js') as typeof PoolType;
+const loadProxyAgent = (): typeof ProxyAgentType => require('undici/lib/dispatcher/proxy-agent.js') as typeof ProxyAgentType;
+
+/** TLS settings of one registry host, as containerd's hosts.toml has them (`ca`, `client`, `skip_verify`). */
+export interface HostTlsSettings {
+  /** PEM files of certificate authorities to trust for this host, besides the system's and certs.d's. */
+  ca?: string[];
+  /** A client certificate and its key (PEM files). */
+  client?: { cert: string; key: string };
+  /**
+   * Skip certificate verification. Allowed only for insecure hosts (loopback or listed), where it
+   * is the default unless a CA is given for the host (Docker's rule for insecure registries).
+   */
+  skipVerify?: boolean;
+}
+
+export interface TransportOptions {
+  /** certs.d directories, searched in order for `HOST:PORT/` (then `HOST/`). */
+  certsDirs: readonly string[];
+  /** Per-host TLS settings keyed `host` or `host:port`. */
+  hosts?: Readonly<Record<string, HostTlsSettings>>;
+  proxy?: ProxySettings;
+  /** Hosts that may be spoken to in plain HTTP and without verifying TLS. */
+  isInsecure(hostPort: string): boolean;
+  /** Connections per origin. */
+  connections: number;
+  keepAliveTimeoutMs: number;
+  headersTimeoutMs: number;
+  bodyTimeoutMs: number;
+  connectTimeoutMs: number;
+  /** Each origin's route, once, when first used (`--debug`). */
+  log?: (line: string) => void;
+}
+
+/** How requests to one origin travel: its TLS material and proxy, for `--debug` and error hints. */
+export interface Route {
+  origin: string;
+  proxy?: string;
+  /** Where trusted CAs beyond the system's came from. */
+  caSources: string[];
+  clientCertificate?: string;
+  verify: boolean;
+}
+
+/**
+ * The one HTTP stack of the registry client: every request (manifests, tokens, blob bodies,
+ * uploads, redirects to storage hosts) is dispatched here, to a connection pool per origin built
+ * from that origin's decisions: certificates from certs.d and the config, verification, and a
+ * forward proxy from HTTPS_PROXY/HTTP_PROXY/NO_PROXY. An undici Dispatcher, so interceptors compose.
+ */
+export class Transport extends Dispatcher {
+  private readonly pools = new Map<string, DispatcherType>();
+  private readonly routes = new Map<string, Route>();
+  private readonly proxies: ProxyRules;
+  private closed = false;
+
+  constructor(private readonly options: TransportOptions) {
+    super();
+    this.proxies = new ProxyRules(options.proxy ?? {});
+    for (const [host, settings] of Object.entries(options.hosts ?? {})) {
+      if (settings.skipVerify && !options.isInsecure(host)) {
+        throw new ConfigError('registry config', `hosts.${host}.skipVerify`, `TLS verification may be skipped only for insecure registries (loopback or listed in "insecure"); ${host} is neither`);
+      }
+    }
+  }
+
+  override dispatch(options: DispatcherType.DispatchOptions, handler: DispatcherType.DispatchHandler): boolean {
+    return this.pool(String(options.origin)).dispatch(options, handler);
+  }
+
+  /** The route requests to `origin` take (creating its pool), e.g. for an error's hint. */
+  route(origin: string): Route {
+    this.pool(origin);
+    return this.routes.get(new URL(origin).origin)!;
+  }
+
+  override close(): Promise<void>;
+  override close(callback: () => void): void;
+  override close(callback?: () => void): Promise<void> | void {
+    this.closed = true;
+    const done = Promise.all([...this.pools.values()].map((p) => p.close())).then(() => {});
+    if (!callback) return done;
+    done.then(callback, callback);
+  }
+
+  override destroy(): Promise<void>;
+  override destroy(err: Error | null): Promise<void>;
+  override destroy(callback: () => void): void;
+  override destroy(err: Error | null, callback: () => void): void;
+  override destroy(a?: Error | null | (() => void), b?: () => void): Promise<void> | void {
+    this.closed = true;
+    const err = typeof a === 'function' ? null : (a ?? null);
+    const callback = typeof a === 'function' ? a : b;
+    const done = Promise.all([...this.pools.values()].map((p) => p.destroy(err))).then(() => {});
+    if (!callback) return done;
+    done.then(callback, callback);
+  }
+
+  private pool(originText: string): DispatcherType {
+    const url = new URL(originText);
+    const origin = url.origin;
+    const existing = this.pools.get(origin);
+    if (existing) return existing;
+    if (this.closed) throw new ConfigError('transport', origin, 'the registry client is closed');
+    const o = this.options;
+    const route: Route = { origin, caSources: [], verify: true };
+    const tls = url.protocol === 'https:' ? this.tlsFor(url, route) : undefined;
+    const proxy = this.proxies.proxyFor(url);
+    const common = { connections: o.connections, keepAliveTimeout: o.keepAliveTimeoutMs, headersTimeout: o.headersTimeoutMs, bodyTimeout: o.bodyTimeoutMs };
+    let pool: DispatcherType;
+    if (proxy) {
+      route.proxy = redact(proxy.href);
+      const ProxyAgent = loadProxyAgent();
+      pool = new ProxyAgent({ ...common, uri: proxy.href, ...(tls ? { requestTls: tls } : {}), proxyTls: { timeout: o.connectTimeoutMs } });
+    } else {
+      pool = new Pool(origin, { ...common, connect: { timeout: o.connectTimeoutMs, ...(tls ?? {}) } });
+    }
+    this.pools.set(origin, pool);
+    this.routes.set(origin, route);
+    o.log?.(describeRoute(route, url.protocol === 'https:'));
+    return pool;
+  }
+
+  private tlsFor(url: URL, route: Route): ConnectionOptions {
+    const hostPort = url.host;
+    const settings = this.options.hosts?.[hostPort] ?? this.options.hosts?.[url.hostname];
+    const found = certsDirFor(hostPort, this.options.certsDirs) ?? (url.port ? certsDirFor(url.hostname, this.options.certsDirs) : undefined);
+    const extra: string[] = [];
+    for (const c of found?.ca ?? []) {
+      extra.push(c.pem);
+      route.caSources.push(c.source);
+    }
+    for (const path of settings?.ca ?? []) {
+      extra.push(readPem(path, 'a CA certificate'));
+      route.caSources.push(path);
+    }
+    const tls: ConnectionOptions = {};
+    // Node's `ca` replaces its trust store: keep the bundled roots and NODE_EXTRA_CA_CERTS beside ours.
+    if (extra.length > 0) tls.ca = [...rootCertificates, ...nodeExtraCaCerts(), ...extra];
+    const client = settings?.client ? { cert: readPem(settings.client.cert, 'a client certificate'), key: readPem(settings.client.key, 'a private key'), source: settings.client.cert } : found?.client;
+    if (client) {
+      tls.cert = client.cert;
+      tls.key = client.key;
+      route.clientCertificate = client.source;
+    }
+    const insecure = this.options.isInsecure(hostPort);
+    route.verify = !(settings?.skipVerify ?? (insecure && extra.length === 0));
+    if (!route.verify) tls.rejectUnauthorized = false;
+    return tls;
+  }
+}
+
+let extraCaCache: string[] | undefined;
+function nodeExtraCaCerts(): string[] {
+  if (extraCaCache) return extraCaCache;
+  const path = process.env.NODE_EXTRA_CA_CERTS;
+  extraCaCache = [];
+  if (path) {
+    try {
+      extraCaCache = [readFileSync(path, 'utf8')];
+    } catch {
+      // Node itself only warns about an unreadable NODE_EXTRA_CA_CERTS.
+    }
+  }
+  return extraCaCache;
+}
+
+function describeRoute(route: Route, tls: boolean): string {
+  const parts = [route.proxy ? `through proxy ${route.proxy}` : 'direct'];
+  if (tls) {
+    parts.push(route.verify ? 'TLS verified' : 'TLS not verified (insecure registry)');
+    if (route.caSources.length > 0) parts.push(`CAs from ${route.caSources.join(', ')}`);
+    if (route.clientCertificate) parts.push(`client certificate ${route.clientCertificate}`);
+  }
+  return `transport: ${route.origin}: ${parts.join('; ')}`;
+}
