@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { makeCertificates, writeCertsDir, type CertPair, type TestCertificates } from './certs.js';
 import { httpsGetText } from './https-get.js';
+import { listenOnLoopback } from './loopback.js';
 import { TempDirs } from './tmp.js';
 
 const tmp = new TempDirs();
@@ -26,8 +26,7 @@ async function verify(caFile: string, certFile: string): Promise<string> {
 async function serve(pair: CertPair, servers: Server[]): Promise<string> {
   const server = createServer({ cert: readFileSync(pair.cert), key: readFileSync(pair.key) }, (_req, res) => res.end('ok'));
   servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return `https://127.0.0.1:${await listenOnLoopback(server)}`;
 }
 
 describe('test certificates (openssl)', () => {

@@ -1,6 +1,7 @@
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { listenOnLoopback, OpenSockets } from './loopback.js';
 
 /**
  * A forward proxy on 127.0.0.1, as `HTTPS_PROXY`/`HTTP_PROXY` name one: `CONNECT host:port`
@@ -27,7 +28,8 @@ export interface ConnectProxyOptions {
 
 export class ConnectProxy {
   readonly requests: ProxiedRequest[] = [];
-  private readonly sockets = new Set<Duplex>();
+  private readonly sockets = new OpenSockets();
+  private listeningPort = 0;
 
   private constructor(
     private readonly server: Server,
@@ -38,18 +40,15 @@ export class ConnectProxy {
     const server = createServer();
     const auth = opts.auth ? `Basic ${Buffer.from(`${opts.auth.user}:${opts.auth.password}`).toString('base64')}` : undefined;
     const proxy = new ConnectProxy(server, auth);
-    server.on('connection', (s: Socket) => proxy.track(s));
+    server.on('connection', (s: Socket) => proxy.sockets.add(s));
     server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => proxy.tunnel(req, socket, head));
     server.on('request', (req: IncomingMessage, res: ServerResponse) => proxy.relay(req, res));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => resolve());
-    });
+    proxy.listeningPort = await listenOnLoopback(server);
     return proxy;
   }
 
   get port(): number {
-    return (this.server.address() as AddressInfo).port;
+    return this.listeningPort;
   }
   /** `http://127.0.0.1:PORT`, the value for `HTTPS_PROXY`/`HTTP_PROXY`. */
   get url(): string {
@@ -78,13 +77,8 @@ export class ConnectProxy {
   }
 
   async stop(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
+    this.sockets.destroyAll();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-
-  private track(s: Duplex): void {
-    this.sockets.add(s);
-    s.on('close', () => this.sockets.delete(s));
   }
 
   private authorized(req: IncomingMessage): boolean {
@@ -108,7 +102,7 @@ export class ConnectProxy {
       return;
     }
     const upstream = connect(Number(m[2]), m[1]!.replace(/^\[|\]$/g, ''));
-    this.track(upstream);
+    this.sockets.add(upstream);
     upstream.once('connect', () => {
       entry.status = 200;
       client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
