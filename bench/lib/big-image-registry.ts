@@ -1,9 +1,12 @@
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { MediaType } from '../../src/oci/mediatypes.js';
 import { BIG_IMAGE_REF, buildBigImage, pushBigImage, removeBigImage, type BigImageOptions } from '../../test/fixtures/big-image.js';
+import { makeCertificates, type TestCertificates } from '../../test/helpers/certs.js';
 import { startRegistry, type TestRegistry } from '../../test/helpers/registry.js';
 
 /** What a cached registry holds, written once the push has completed. */
@@ -24,6 +27,8 @@ export interface BenchRegistry {
   image: CachedBigImage;
   /** False when the image had to be built and pushed in this run. */
   cacheHit: boolean;
+  /** The registry's storage: a second registry (e.g. over TLS) can serve the same image from it. */
+  storageDir: string;
 }
 
 /** Bump when the cache's layout changes so old caches are rebuilt rather than misread. */
@@ -54,7 +59,7 @@ export async function startBenchRegistry(
   const registry = await startRegistry({ storageDir });
   try {
     const cached = existsSync(markerPath) ? (JSON.parse(await readFile(markerPath, 'utf8')) as CachedBigImage) : undefined;
-    if (cached && cached.key === key && (await servesImage(registry, cached))) return { registry, image: cached, cacheHit: true };
+    if (cached && cached.key === key && (await servesImage(registry, cached))) return { registry, image: cached, cacheHit: true, storageDir };
 
     log(`building ${BIG_IMAGE_REF} (${options.layers} layers, ~${options.totalCompressedMB} MB) into ${dir}; later runs reuse it`);
     await rm(markerPath, { force: true });
@@ -73,7 +78,7 @@ export async function startBenchRegistry(
       builtAt: new Date().toISOString(),
     };
     await writeFile(markerPath, JSON.stringify(image, null, 2) + '\n');
-    return { registry, image, cacheHit: false };
+    return { registry, image, cacheHit: false, storageDir };
   } catch (err) {
     await registry.stop();
     throw err;
@@ -93,4 +98,30 @@ async function servesImage(registry: TestRegistry, image: CachedBigImage): Promi
     if (blob.status !== 200 || Number(blob.headers.get('content-length')) !== layer.size) return false;
   }
   return true;
+}
+
+/**
+ * The bench's test PKI in `cacheRoot/certs/`: made once, remade only when the file listing it is
+ * missing or the server certificate expires within a day.
+ */
+export async function benchCertificates(cacheRoot: string): Promise<TestCertificates> {
+  const dir = join(cacheRoot, 'certs');
+  const listing = join(dir, 'certs.json');
+  if (existsSync(listing)) {
+    const certs = JSON.parse(await readFile(listing, 'utf8')) as TestCertificates;
+    const fresh = await promisify(execFile)('openssl', ['x509', '-checkend', '86400', '-noout', '-in', certs.server.cert]).then(
+      () => true,
+      () => false,
+    );
+    if (fresh) return certs;
+  }
+  await rm(dir, { recursive: true, force: true });
+  const certs = await makeCertificates(dir);
+  await writeFile(listing, JSON.stringify(certs, null, 2) + '\n');
+  return certs;
+}
+
+/** A second docker-registry over `storageDir` (startBenchRegistry's), serving HTTPS with the bench CA's server certificate. */
+export async function startTlsBenchRegistry(storageDir: string, certs: TestCertificates): Promise<TestRegistry> {
+  return startRegistry({ storageDir, tls: { certificate: certs.server.cert, key: certs.server.key, ca: certs.ca.cert } });
 }

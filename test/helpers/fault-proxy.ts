@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, request as httpsRequest, Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TokenIssuer } from './token-issuer.js';
 
@@ -63,6 +65,20 @@ export interface MatchOptions {
   count?: number;
 }
 
+export interface FaultProxyOptions {
+  /** Serve HTTPS with this PEM certificate and key (e.g. makeCertificates' `server`). */
+  tls?: { cert: string; key: string };
+}
+
+interface RedirectRule extends Matcher {
+  base: string;
+  status: number;
+  remaining: number;
+}
+
+/** What S3 answers for a presigned URL past its expiry. */
+const EXPIRED_SIGNED_URL = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>';
+
 export class FaultProxy {
   readonly log: ProxyLogEntry[] = [];
   private bodyRules: BodyRule[] = [];
@@ -71,16 +87,20 @@ export class FaultProxy {
   private stripRange = false;
   private bearer?: { issuer: TokenIssuer; service: string };
   private redirectHost?: string;
+  private redirectRules: RedirectRule[] = [];
   private readonly sockets = new Set<Socket>();
 
   private constructor(
-    private readonly server: Server,
+    private readonly server: Server | HttpsServer,
     readonly target: URL,
   ) {}
 
-  /** Starts a proxy on 127.0.0.1 forwarding to `target` (e.g. `http://127.0.0.1:5000`). */
-  static async start(target: string): Promise<FaultProxy> {
-    const server = createServer();
+  /**
+   * Starts a proxy on 127.0.0.1 forwarding to `target` (e.g. `http://127.0.0.1:5000`, or an
+   * `https://` one, whose certificate the proxy does not check).
+   */
+  static async start(target: string, opts: FaultProxyOptions = {}): Promise<FaultProxy> {
+    const server = opts.tls ? createHttpsServer({ cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) }) : createServer();
     const proxy = new FaultProxy(server, new URL(target));
     server.on('request', (req, res) => proxy.handle(req, res));
     server.on('connection', (s) => {
@@ -102,7 +122,7 @@ export class FaultProxy {
     return `127.0.0.1:${this.port}`;
   }
   get url(): string {
-    return `http://${this.host}`;
+    return `${this.server instanceof HttpsServer ? 'https' : 'http'}://${this.host}`;
   }
 
   /** The next matching response (default: a blob GET) sends `bytes` body bytes, then the socket is destroyed. */
@@ -172,6 +192,31 @@ export class FaultProxy {
     return this;
   }
 
+  /**
+   * Blob GETs are answered `status` (307 by default; 302 as some storage fronts do) with
+   * `Location: <targetBase><same path and query>`: the next `count` of them, or every one from now
+   * on without `count`. The target is another server (the registry itself at another address, or
+   * a FaultProxy standing there to record what reached it); redirects are not authenticated.
+   */
+  redirectBlobs(targetBase: string, opts: MatchOptions & { status?: 301 | 302 | 303 | 307 | 308 } = {}): this {
+    this.redirectRules.push({
+      base: targetBase.replace(/\/+$/, ''),
+      status: opts.status ?? 307,
+      ...matcher(opts, 'GET', BLOB_PATH),
+      remaining: opts.count ?? Infinity,
+    });
+    return this;
+  }
+
+  /**
+   * The next `count` (default 1) blob GETs are refused as an expired signed URL is (403, S3's
+   * AccessDenied XML): set on a redirect target, the client has to go back to the registry for a
+   * fresh redirect.
+   */
+  expireSignedUrl(opts: MatchOptions = {}): this {
+    return this.respond(403, { 'content-type': 'application/xml' }, { method: 'GET', path: BLOB_PATH, ...opts, body: EXPIRED_SIGNED_URL });
+  }
+
   /** Forgets every rule (not the log). */
   reset(): this {
     this.bodyRules = [];
@@ -180,6 +225,7 @@ export class FaultProxy {
     this.stripRange = false;
     this.bearer = undefined;
     this.redirectHost = undefined;
+    this.redirectRules = [];
     return this;
   }
 
@@ -245,12 +291,20 @@ export class FaultProxy {
       return;
     }
 
+    const redirect = redirected ? undefined : this.take(this.redirectRules, method, path);
+    if (redirect) {
+      res.writeHead(redirect.status, { location: `${redirect.base}${url}`, 'content-length': '0' });
+      res.end();
+      return;
+    }
+
     const headers = { ...req.headers };
     delete headers.authorization; // the real registry runs without auth; the proxy plays its auth
     if (this.stripRange) delete headers.range;
     const bodyRule = this.take(this.bodyRules, method, path);
-    const upstream = httpRequest(
-      { host: this.target.hostname, port: this.target.port, method, path: redirected ? url.slice(REDIRECT_PREFIX.length) : url, headers },
+    const tls = this.target.protocol === 'https:';
+    const upstream = (tls ? httpsRequest : httpRequest)(
+      { host: this.target.hostname, port: this.target.port, method, path: redirected ? url.slice(REDIRECT_PREFIX.length) : url, headers, ...(tls ? { rejectUnauthorized: false } : {}) },
       (up) => this.relay(up, res, bodyRule, method, path, entry),
     );
     upstream.on('error', () => res.destroy());

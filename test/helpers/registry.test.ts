@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { after, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { digestOf } from '../../src/oci/digest.js';
 import { uploadBlob } from '../fixtures/push.js';
+import { makeCertificates, type TestCertificates } from './certs.js';
+import { httpsGetText } from './https-get.js';
+import { TempDirs } from './tmp.js';
 import { htpasswdLine, portOpen, registryRequestLog, sharedRegistry, startRegistry, type TestRegistry } from './registry.js';
 
 const haveRegistry = existsSync('/usr/bin/docker-registry');
@@ -102,5 +105,40 @@ describe('test registry harness', { skip: haveRegistry ? false : '/usr/bin/docke
       if (saved === undefined) delete process.env.STRATUM_TEST_REGISTRY;
       else process.env.STRATUM_TEST_REGISTRY = saved;
     }
+  });
+});
+
+describe('test registry over TLS', { skip: haveRegistry ? false : '/usr/bin/docker-registry is not installed (apt-get install docker-registry)' }, () => {
+  let certs: TestCertificates;
+  const tmp = new TempDirs();
+  before(async () => {
+    certs = await makeCertificates(await tmp.make('registry-certs'));
+  });
+  after(() => tmp.cleanup());
+
+  test('tls: https url, /v2/ answers with the CA trusted, refuses an untrusting client, and the log settles over TLS', async () => {
+    const r = await start({ tls: { certificate: certs.server.cert, key: certs.server.key, ca: certs.ca.cert } });
+    assert.equal(r.url, `https://${r.host}`);
+    const res = await httpsGetText(`${r.url}/v2/`, { ca: certs.ca.cert });
+    assert.equal(res.status, 200);
+    await assert.rejects(httpsGetText(`${r.url}/v2/`), { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' });
+    const log = registryRequestLog(r)!;
+    await log.settle();
+    assert.equal(log.count('GET', '/v2/'), 2, 'the readiness probe and our GET');
+  });
+
+  test('tls.clientCAs: the handshake fails without a client certificate and succeeds with one', async () => {
+    const r = await start({ tls: { certificate: certs.server.cert, key: certs.server.key, clientCAs: [certs.clientCa.cert] } });
+    await assert.rejects(httpsGetText(`${r.url}/v2/`, { ca: certs.ca.cert }), /certificate required|bad certificate|ECONNRESET|socket hang up/i);
+    assert.equal((await httpsGetText(`${r.url}/v2/`, { ca: certs.ca.cert, client: certs.client })).status, 200);
+    await assert.rejects(registryRequestLog(r)!.settle(), /needs tls\.client/);
+  });
+
+  test('tls.client: the harness presents it, so settle() works on a client-certificate registry', async () => {
+    const r = await start({ tls: { certificate: certs.server.cert, key: certs.server.key, clientCAs: [certs.clientCa.cert], ca: certs.ca.cert, client: certs.client } });
+    await httpsGetText(`${r.url}/v2/_catalog`, { ca: certs.ca.cert, client: certs.client });
+    const log = registryRequestLog(r)!;
+    await log.settle();
+    assert.equal(log.count('GET', '/v2/_catalog'), 1);
   });
 });

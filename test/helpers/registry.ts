@@ -1,7 +1,8 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { get as httpsGet } from 'node:https';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { removeDir, tempDir } from './tmp.js';
@@ -11,7 +12,7 @@ export const REGISTRY_BINARY = '/usr/bin/docker-registry';
 export interface TestRegistry {
   /** `127.0.0.1:PORT` */
   host: string;
-  /** `http://127.0.0.1:PORT` */
+  /** `http://127.0.0.1:PORT`, or `https://127.0.0.1:PORT` when started with `tls`. */
   url: string;
   /** Temp dir holding config.yml, htpasswd and storage/ ('' for an external registry). */
   root: string;
@@ -31,6 +32,25 @@ export interface RegistryOptions {
   storageDir?: string;
   /** Port to listen on; default: a free one. */
   port?: number;
+  /** Serve HTTPS (distribution's `http.tls`) instead of plain HTTP. */
+  tls?: RegistryTls;
+}
+
+export interface RegistryTls {
+  /** PEM server certificate (`http.tls.certificate`). */
+  certificate: string;
+  /** Its PEM key (`http.tls.key`). */
+  key: string;
+  /** PEM CAs of which the registry requires a client certificate (`http.tls.clientcas`). */
+  clientCAs?: string[];
+  /** CA the harness's own requests (readiness, log markers) verify the registry with; default: not verified. */
+  ca?: string;
+  /**
+   * Client certificate for the harness's own requests. Without it, a registry with `clientCAs`
+   * counts as ready once it refuses the handshake for the missing certificate, but its request
+   * log's settle() cannot reach it.
+   */
+  client?: { cert: string; key: string };
 }
 
 /** One request as the registry's access log recorded it. */
@@ -83,7 +103,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
  */
 export async function sharedRegistry(opts: RegistryOptions = {}): Promise<TestRegistry> {
   const external = process.env.STRATUM_TEST_REGISTRY;
-  if (external && !opts.htpasswd && !opts.storageDir && opts.port === undefined) {
+  if (external && !opts.htpasswd && !opts.storageDir && opts.port === undefined && !opts.tls) {
     const host = external.replace(/^https?:\/\//, '').replace(/\/+$/, '');
     if (!/^127\.0\.0\.1:\d+$/.test(host) && !/^localhost:\d+$/.test(host)) {
       throw new Error(`STRATUM_TEST_REGISTRY must be a loopback host:port, got ${JSON.stringify(external)}`);
@@ -119,7 +139,8 @@ async function startOnce(opts: RegistryOptions): Promise<TestRegistry> {
     await writeFile(htpasswdPath, htpasswdLine(opts.htpasswd.user, opts.htpasswd.password) + '\n', { mode: 0o600 });
   }
   const configPath = join(root, 'config.yml');
-  await writeFile(configPath, registryConfig({ storage, host, schema1: !!opts.schema1, htpasswdPath }));
+  await writeFile(configPath, registryConfig({ storage, host, schema1: !!opts.schema1, htpasswdPath, tls: opts.tls }));
+  const harness = await harnessAgentOptions(opts.tls);
 
   const child = spawn(REGISTRY_BINARY, ['serve', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
   track(child);
@@ -131,7 +152,7 @@ async function startOnce(opts: RegistryOptions): Promise<TestRegistry> {
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
 
-  const url = `http://${host}`;
+  const url = `${opts.tls ? 'https' : 'http'}://${host}`;
   const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');
@@ -144,7 +165,7 @@ async function startOnce(opts: RegistryOptions): Promise<TestRegistry> {
   };
 
   try {
-    await waitUntilAnswering(url, exited, () => stderrTail);
+    await waitUntilAnswering(url, harness, exited, () => stderrTail);
   } catch (err) {
     await stop();
     throw err;
@@ -158,11 +179,11 @@ async function startOnce(opts: RegistryOptions): Promise<TestRegistry> {
     ...(opts.htpasswd ? { credentials: { ...opts.htpasswd } } : {}),
     stop,
   };
-  logs.set(registry, lines.asRequestLog(url));
+  logs.set(registry, lines.asRequestLog(url, harness));
   return registry;
 }
 
-function registryConfig(o: { storage: string; host: string; schema1: boolean; htpasswdPath?: string }): string {
+function registryConfig(o: { storage: string; host: string; schema1: boolean; htpasswdPath?: string; tls?: RegistryTls }): string {
   // JSON strings are valid YAML scalars, so paths need no YAML quoting rules of their own.
   const q = (s: string) => JSON.stringify(s);
   const out = [
@@ -184,6 +205,10 @@ function registryConfig(o: { storage: string; host: string; schema1: boolean; ht
     `  addr: ${q(o.host)}`,
     `  secret: ${q(randomBytes(16).toString('hex'))}`,
   ];
+  if (o.tls) {
+    out.push('  tls:', `    certificate: ${q(o.tls.certificate)}`, `    key: ${q(o.tls.key)}`);
+    if (o.tls.clientCAs?.length) out.push('    clientcas:', ...o.tls.clientCAs.map((ca) => `      - ${q(ca)}`));
+  }
   if (o.schema1) out.push('compatibility:', '  schema1:', '    enabled: true');
   if (o.htpasswdPath) out.push('auth:', '  htpasswd:', '    realm: stratum-test', `    path: ${q(o.htpasswdPath)}`);
   return out.join('\n') + '\n';
@@ -221,18 +246,56 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function waitUntilAnswering(url: string, exited: Promise<number | null>, stderr: () => string): Promise<void> {
+/** TLS settings of the harness's own https requests; undefined for a plain-HTTP registry. */
+interface HarnessTls {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+  /** The registry demands a client certificate the harness does not have. */
+  refusesHarness: boolean;
+}
+
+async function harnessAgentOptions(tls: RegistryTls | undefined): Promise<HarnessTls | undefined> {
+  if (!tls) return undefined;
+  return {
+    ...(tls.ca ? { ca: await readFile(tls.ca) } : {}),
+    ...(tls.client ? { cert: await readFile(tls.client.cert), key: await readFile(tls.client.key) } : {}),
+    refusesHarness: !!tls.clientCAs?.length && !tls.client,
+  };
+}
+
+/** The status of a GET by the harness itself (readiness probe, log markers), over https with `tls`. */
+async function harnessGet(url: string, tls: HarnessTls | undefined, timeoutMs: number): Promise<number> {
+  if (!tls) {
+    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    await res.arrayBuffer();
+    return res.status;
+  }
+  return new Promise<number>((resolve, reject) => {
+    const { ca, cert, key } = tls;
+    const req = httpsGet(url, { agent: false, timeout: timeoutMs, ca, cert, key, rejectUnauthorized: ca !== undefined }, (res) => {
+      res.resume();
+      res.once('end', () => resolve(res.statusCode ?? 0));
+      res.once('error', reject);
+    });
+    req.once('timeout', () => req.destroy(new Error(`GET ${url} timed out`)));
+    req.once('error', reject);
+  });
+}
+
+async function waitUntilAnswering(url: string, tls: HarnessTls | undefined, exited: Promise<number | null>, stderr: () => string): Promise<void> {
   let dead: number | null | undefined;
   void exited.then((code) => (dead = code));
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
     if (dead !== undefined) throw new Error(`docker-registry exited with ${dead} before answering: ${stderr()}`);
     try {
-      const res = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1000) });
-      await res.arrayBuffer();
-      if (res.status === 200 || res.status === 401) return;
-    } catch {
-      // not listening yet
+      const status = await harnessGet(`${url}/v2/`, tls, 1000);
+      if (status === 200 || status === 401) return;
+    } catch (err) {
+      // Refusing the handshake for want of a client certificate is an answer: it is up.
+      if (tls?.refusesHarness && /CERTIFICATE_REQUIRED|HANDSHAKE_FAILURE|bad certificate/i.test(`${(err as { code?: string }).code} ${(err as Error).message}`)) return;
+      // otherwise: not listening yet
     }
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -279,7 +342,7 @@ class AccessLogLines {
     for (const w of this.waiters.splice(0)) w();
   }
 
-  asRequestLog(url: string): RequestLog {
+  asRequestLog(url: string, tls: HarnessTls | undefined): RequestLog {
     let markerSeq = 0;
     const isMarker = (r: LoggedRequest) => r.path === '/v2/' && r.query.startsWith('stratum-log-marker=');
     return {
@@ -290,9 +353,9 @@ class AccessLogLines {
         this.entries = [];
       },
       settle: async () => {
+        if (tls?.refusesHarness) throw new Error(`settle() needs tls.client: the registry at ${url} requires a client certificate`);
         const marker = `stratum-log-marker=${process.pid}-${++markerSeq}`;
-        const res = await fetch(`${url}/v2/?${marker}`);
-        await res.arrayBuffer();
+        await harnessGet(`${url}/v2/?${marker}`, tls, 10_000);
         const deadline = Date.now() + 5000;
         while (!this.entries.some((r) => r.query === marker)) {
           if (Date.now() > deadline) throw new Error(`registry access log never showed ${marker}`);
