@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream';
 import { verifier } from '../content/verifier.js';
 import { request } from './http.js';
 import {
+  CertificateError,
   DeniedError,
   DigestMismatchError,
   InvalidManifestError,
@@ -100,6 +101,8 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
   private readonly ownsDispatcher: boolean;
   private readonly log: ((line: string) => void) | undefined;
   private readonly certsDirs: readonly string[];
+  /** Origins whose hang-up was already looked into (hungUpOnTls). */
+  private readonly diagnosed = new Set<string>();
   /** Insecure hosts' endpoints as spoken to: HTTPS, or plain HTTP when the host has no TLS (decided once). */
   private readonly schemes = new Map<string, Promise<Endpoint>>();
 
@@ -603,10 +606,19 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
       // A request body that failed on its own (a copied blob whose source failed its digest or
       // its connection) says what went wrong better than "cannot fetch": pass it through as is.
       if (err instanceof StratumError) throw err;
-      const certificate = certificateProblem(err, url.host, this.certsDirs[0]);
+      const certificate = certificateProblem(err, url.host, this.certsDirs[0]) ?? (await this.hungUpOnTls(url, err));
       if (certificate) throw certificate;
       throw new NetworkError(`cannot fetch ${what} from ${url.origin}: ${describeError(err)}`, { cause: err });
     }
+  }
+
+  /** A TLS server that closed the connection without an answer: ask it why (a client certificate it wants), once per origin. */
+  private async hungUpOnTls(url: URL, err: unknown): Promise<CertificateError | undefined> {
+    if (url.protocol !== 'https:' || !(this.dispatcher instanceof Transport) || (err as { code?: unknown }).code !== 'UND_ERR_SOCKET') return undefined;
+    if (this.diagnosed.has(url.origin)) return undefined;
+    this.diagnosed.add(url.origin);
+    const alert = await this.dispatcher.handshakeAlert(url.origin);
+    return alert ? certificateProblem({ code: alert }, url.host, this.certsDirs[0]) : undefined;
   }
 
   private async statusError(res: HttpResponse, endpoint: Endpoint, ref: Reference, what: string): Promise<StratumError> {

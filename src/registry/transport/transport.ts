@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { rootCertificates, type ConnectionOptions } from 'node:tls';
+import { connect as tlsConnect, rootCertificates, type ConnectionOptions } from 'node:tls';
 import type { Dispatcher as DispatcherType, Pool as PoolType, ProxyAgent as ProxyAgentType } from 'undici';
 import { ConfigError } from '../../errors.js';
 import { certsDirFor, readPem } from './certs.js';
@@ -13,7 +13,12 @@ import { ProxyRules, redact, type ProxySettings } from './proxy.js';
 const require = createRequire(import.meta.url);
 const Dispatcher = require('undici/lib/dispatcher/dispatcher.js') as typeof DispatcherType;
 const Pool = require('undici/lib/dispatcher/pool.js') as typeof PoolType;
-const loadProxyAgent = (): typeof ProxyAgentType => require('undici/lib/dispatcher/proxy-agent.js') as typeof ProxyAgentType;
+/** ProxyAgent opens tunnels with `Pool#connect`, an API method undici's index puts on Dispatcher's prototype. */
+const loadProxyAgent = (): typeof ProxyAgentType => {
+  const proto = Dispatcher.prototype as unknown as { connect?: unknown };
+  proto.connect ??= require('undici/lib/api/api-connect.js');
+  return require('undici/lib/dispatcher/proxy-agent.js') as typeof ProxyAgentType;
+};
 
 /** TLS settings of one registry host, as containerd's hosts.toml has them (`ca`, `client`, `skip_verify`). */
 export interface HostTlsSettings {
@@ -65,6 +70,7 @@ export interface Route {
 export class Transport extends Dispatcher {
   private readonly pools = new Map<string, DispatcherType>();
   private readonly routes = new Map<string, Route>();
+  private readonly tlsOptions = new Map<string, ConnectionOptions>();
   private readonly proxies: ProxyRules;
   private closed = false;
 
@@ -110,6 +116,33 @@ export class Transport extends Dispatcher {
     done.then(callback, callback);
   }
 
+  /**
+   * Why a TLS server hung up on a request: a TLS 1.3 server that rejects the client certificate
+   * (or its absence) sends its alert after the handshake, and undici reports only "other side
+   * closed". One direct handshake and request with the route's settings reads the alert (an
+   * OpenSSL code such as ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED); undefined when the server
+   * answered, for a proxied route, or after `timeoutMs`.
+   */
+  handshakeAlert(origin: string, timeoutMs = 3000): Promise<string | undefined> {
+    const url = new URL(origin);
+    const tls = this.tlsOptions.get(url.origin);
+    if (!tls || this.routes.get(url.origin)?.proxy) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      const socket = tlsConnect({ ...tls, host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 443), ALPNProtocols: ['http/1.1'] }, () => {
+        socket.write(`GET /v2/ HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\n\r\n`);
+      });
+      const done = (code: string | undefined): void => {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(code);
+      };
+      const timer = setTimeout(() => done(undefined), timeoutMs);
+      socket.once('data', () => done(undefined));
+      socket.once('error', (err: Error & { code?: string }) => done(err.code));
+      socket.once('close', () => done(undefined));
+    });
+  }
+
   private pool(originText: string): DispatcherType {
     const url = new URL(originText);
     const origin = url.origin;
@@ -119,6 +152,7 @@ export class Transport extends Dispatcher {
     const o = this.options;
     const route: Route = { origin, caSources: [], verify: true };
     const tls = url.protocol === 'https:' ? this.tlsFor(url, route) : undefined;
+    if (tls) this.tlsOptions.set(origin, tls);
     const proxy = this.proxies.proxyFor(url);
     const common = { connections: o.connections, keepAliveTimeout: o.keepAliveTimeoutMs, headersTimeout: o.headersTimeoutMs, bodyTimeout: o.bodyTimeoutMs };
     let pool: DispatcherType;
