@@ -15,7 +15,7 @@ export interface FilePool {
   mnt: string;
   /** Creates (once) a dataset mounted at `dir`, an empty directory inside the pool. */
   datasetAt(dir: string): Promise<string>;
-  /** `zfs destroy -r`, retried while busy. */
+  /** `zfs destroy -r -f` (a test's dataset: whatever is still mounted under it goes too), retried while busy. */
   destroy(dataset: string): Promise<void>;
   stop(): Promise<void>;
 }
@@ -60,7 +60,7 @@ export async function startFilePool(sizeMiB = 2048): Promise<FilePool | string> 
       await run('zfs', ['create', '-o', `mountpoint=${path}`, name]);
       return name;
     },
-    destroy: destroyDataset,
+    destroy: (dataset) => destroyDataset(dataset, { force: true }),
     async stop() {
       for (let attempt = 0; attempt < 10; attempt++) {
         if (await run('zpool', ['destroy', '-f', pool]).then(() => true, () => false)) break;

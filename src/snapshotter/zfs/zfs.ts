@@ -19,8 +19,11 @@ const TREES_DIR = 'trees';
 const TREE_LINK = 'fs';
 /** The ZFS snapshot a commit takes; children are clones of it. */
 const COMMITTED = 'committed';
-/** `zfs destroy` right after a mount or clone often answers "dataset is busy" for a moment (zfs-fuse). */
-const BUSY_RETRY_MS = [250, 500, 1000, 2000, 2000];
+/**
+ * `zfs destroy` right after a mount or clone often answers "dataset is busy" for a moment
+ * (zfs-fuse); on a loaded machine the moment lasts seconds. About 20 s in all.
+ */
+const BUSY_RETRY_MS = [250, 500, 1000, 2000, 2000, 4000, 4000, 6000];
 
 /**
  * containerd's zfs snapshotter: snapshot `id` is a dataset under the dataset mounted at the
@@ -134,11 +137,14 @@ async function datasetMountedAt(root: string): Promise<string> {
   throw new FailedPreconditionError(`zfs snapshotter: ${root} is not the mountpoint of a ZFS dataset; create one (zfs create -o mountpoint=${root} POOL/NAME) or use --snapshotter overlay|native`);
 }
 
-/** `zfs destroy -r`, retried while the dataset is busy; a dataset that is gone already is fine. */
-export async function destroyDataset(dataset: string): Promise<void> {
+/**
+ * `zfs destroy -r`, retried while the dataset is busy; a dataset that is gone already is fine.
+ * `force` (`-f`) unmounts what is still mounted first: for throwaway datasets (tests' roots) only.
+ */
+export async function destroyDataset(dataset: string, options: { force?: boolean } = {}): Promise<void> {
   for (let attempt = 0; ; attempt++) {
     try {
-      await run('zfs', ['destroy', '-r', dataset]);
+      await run('zfs', ['destroy', '-r', ...(options.force ? ['-f'] : []), dataset]);
       return;
     } catch (err) {
       const stderr = (err as { stderr?: string }).stderr ?? '';
