@@ -28,6 +28,7 @@ import { NO_CREDENTIALS, type CredentialSource } from './credentials.js';
 import { DEFAULT_CONCURRENCY, isInsecureHost, resolveEndpoints, type RegistryConfig } from './hosts.js';
 import { defaultCertsDirs } from './transport/certs.js';
 import { proxyFromEnv } from './transport/proxy.js';
+import { DEFAULT_PARALLEL_FETCH, type ParallelFetchOptions } from './ranged-fetch.js';
 import { certificateProblem } from './transport/tls-errors.js';
 import { Transport } from './transport/transport.js';
 import { describeError, isRetryable, parseRetryAfter, retryPolicy, withRetry, type RetryPolicy } from './retry.js';
@@ -54,6 +55,8 @@ type HttpResponse = Dispatcher.ResponseData;
 
 export interface FetchBlobOptions {
   offset?: number;
+  /** At most this many bytes from `offset` (`Range: bytes=offset-(offset+length-1)`); the answer may still be a whole 200. */
+  length?: number;
   signal?: AbortSignal;
   /**
    * Check the body against the digest (and `size`) while it streams: it errors with
@@ -131,6 +134,11 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
     this.auth = new Authenticator({ credentials: options.credentials ?? NO_CREDENTIALS, dispatcher: this.dispatcher, userAgent: this.userAgent });
   }
 
+  /** Parallel Range requests within one large blob (config `parallelFetch`; false turns them off). */
+  get parallelFetch(): ParallelFetchOptions | false {
+    return this.config.parallelFetch === false ? false : { ...DEFAULT_PARALLEL_FETCH, ...(this.config.parallelFetch ?? {}) };
+  }
+
   get concurrency(): number {
     return this.config.concurrency ?? DEFAULT_CONCURRENCY;
   }
@@ -154,7 +162,8 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
     const what = `blob ${digest} of ${ref.name}`;
     return this.acrossEndpoints(ref, options.exclude, async (endpoint) => {
       const headers: Record<string, string> = {};
-      if (offset > 0) headers.range = `bytes=${offset}-`;
+      if (options.length !== undefined) headers.range = `bytes=${offset}-${offset + options.length - 1}`;
+      else if (offset > 0) headers.range = `bytes=${offset}-`;
       const res = await this.sendFollowingRedirects(endpoint, `/v2/${ref.repository}/blobs/${digest}`, {
         headers,
         scope: repositoryScope(ref.repository),
@@ -180,6 +189,7 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
             throw new RegistryError(`${endpointName(endpoint, ref)} answered 206 for ${what} without a readable Content-Range`, 206);
           }
           out.start = range.start;
+          out.partial = true;
           if (range.total !== undefined) out.totalSize = range.total;
         } else {
           const length = Number(header(res.headers, 'content-length'));

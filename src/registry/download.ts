@@ -8,6 +8,7 @@ import type { Digest } from '../oci/digest.js';
 import type { Reference } from '../oci/reference.js';
 import type { RetryConfig } from './hosts.js';
 import { backoffDelay, describeError, isRetryable, retryPolicy } from './retry.js';
+import { fetchRanges, RangeIgnoredError, DEFAULT_PARALLEL_FETCH, type ParallelFetchOptions } from './ranged-fetch.js';
 import type { BlobFetcher, DownloadEvent, Endpoint } from './types.js';
 
 export interface DownloadOptions {
@@ -39,6 +40,8 @@ export interface DownloadOptions {
   onVerified?: (path: string) => void;
   /** Minimum gap between two 'downloading' events. Default 100 ms. */
   progressIntervalMs?: number;
+  /** Parallel Range requests within a large blob; default the fetcher's `parallelFetch` (false: never). */
+  parallel?: ParallelFetchOptions | false;
   lockTimeoutMs?: number;
 }
 
@@ -88,6 +91,10 @@ export async function downloadBlob(
   const exclude: string[] = [];
   let lastEndpoint: Endpoint | undefined;
   let fetchedSignalled = false;
+  const parallelSetting = options.parallel ?? fetcher.parallelFetch ?? DEFAULT_PARALLEL_FETCH;
+  const parallel = parallelSetting === false ? undefined : { ...DEFAULT_PARALLEL_FETCH, ...parallelSetting };
+  /** An endpoint answered a Range request with the whole blob: no parallel requests for this blob. */
+  let rangesIgnored = false;
   /** A mirror's bad content; reported instead of the upstream's failure to connect, which says less. */
   let mirrorError: unknown;
 
@@ -116,6 +123,35 @@ export async function downloadBlob(
         if (desc.size !== undefined && offset >= desc.size && offset > 0) break; // all bytes on disk: verify
         let fetchedFrom: Endpoint | undefined;
         try {
+          if (parallel && !rangesIgnored && desc.size !== undefined && desc.size - offset >= parallel.thresholdBytes) {
+            let pos = offset;
+            let lastEmit = 0;
+            const total = desc.size;
+            lastEndpoint = await fetchRanges({
+              fetcher,
+              ref,
+              digest,
+              sink: writer.stream(),
+              from: offset,
+              size: total,
+              options: parallel,
+              exclude,
+              ...(options.signal ? { signal: options.signal } : {}),
+              onChunk: (chunk) => {
+                if (options.tee && pos + chunk.length > teedUpTo) {
+                  options.tee(teedUpTo > pos ? chunk.subarray(teedUpTo - pos) : chunk);
+                  teedUpTo = pos + chunk.length;
+                }
+                pos += chunk.length;
+                const now = Date.now();
+                if (now - lastEmit >= interval || pos === total) {
+                  lastEmit = now;
+                  emit({ type: 'downloading', digest, current: pos, total });
+                }
+              },
+            });
+            break;
+          }
           const res = await fetcher.fetchBlob(ref, digest, { offset, signal: options.signal, exclude, verify: false });
           fetchedFrom = res.endpoint;
           if (res.start !== offset) {
@@ -190,6 +226,15 @@ export async function downloadBlob(
           lastEndpoint = res.endpoint;
           break;
         } catch (err) {
+          if (err instanceof RangeIgnoredError) {
+            rangesIgnored = true; // fetched again in one piece, at once
+            if (writer.written === undefined) {
+              await writer.close();
+              writer = await ingester.ingest(digest, ingestOptions);
+              if (!writer) return existing(ingester, desc, emit);
+            }
+            continue;
+          }
           if (err instanceof SizeMismatchError) {
             // What the endpoint sent is not this blob: drop it, never resume from it.
             await writer.abort();

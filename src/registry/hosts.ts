@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { ConfigError, InsecureRegistryError } from '../errors.js';
+import type { ParallelFetchOptions } from './ranged-fetch.js';
 import type { ProxySettings } from './transport/proxy.js';
 import type { HostTlsSettings } from './transport/transport.js';
 import type { Endpoint } from './types.js';
@@ -33,6 +34,8 @@ export interface RegistryConfig {
   certsDirs?: string[];
   /** Forward proxies; default HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment. */
   proxy?: ProxySettings;
+  /** Parallel Range requests within one large blob; false turns them off. Default: above 64 MiB, 8 MiB chunks, 4 at a time. */
+  parallelFetch?: ParallelFetchOptions | false;
 }
 
 export interface HostSettings extends HostTlsSettings {
@@ -174,7 +177,7 @@ export async function loadRegistryConfig(path: string): Promise<RegistryConfig> 
 /** Checks a parsed config object field by field; `source` names the file in errors. */
 export function validateRegistryConfig(value: unknown, source: string): RegistryConfig {
   if (!isPlainObject(value)) throw new ConfigError(source, '(top level)', 'expected a JSON object');
-  const known = new Set(['mirrors', 'insecure', 'concurrency', 'retries', 'hosts', 'certsDirs', 'proxy']);
+  const known = new Set(['mirrors', 'insecure', 'concurrency', 'retries', 'hosts', 'certsDirs', 'proxy', 'parallelFetch']);
   for (const key of Object.keys(value)) {
     if (!known.has(key)) throw new ConfigError(source, key, `unknown field (known: ${[...known].join(', ')})`);
   }
@@ -220,6 +223,19 @@ export function validateRegistryConfig(value: unknown, source: string): Registry
     config.retries = retries;
   }
   if (value.hosts !== undefined) config.hosts = validateHosts(value.hosts, source);
+  if (value.parallelFetch !== undefined) {
+    const p = value.parallelFetch;
+    if (p === false) config.parallelFetch = false;
+    else if (!isPlainObject(p)) throw new ConfigError(source, 'parallelFetch', 'expected false or an object with thresholdBytes, chunkBytes, connections');
+    else {
+      const parallel: ParallelFetchOptions = {};
+      for (const [key, v] of Object.entries(p)) {
+        if (key !== 'thresholdBytes' && key !== 'chunkBytes' && key !== 'connections') throw new ConfigError(source, `parallelFetch.${key}`, 'unknown field (known: thresholdBytes, chunkBytes, connections)');
+        parallel[key] = positiveInteger(v, source, `parallelFetch.${key}`);
+      }
+      config.parallelFetch = parallel;
+    }
+  }
   if (value.certsDirs !== undefined) {
     if (!Array.isArray(value.certsDirs) || !value.certsDirs.every((d) => typeof d === 'string' && d.length > 0)) {
       throw new ConfigError(source, 'certsDirs', 'expected an array of directory paths');

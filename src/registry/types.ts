@@ -1,3 +1,4 @@
+import type { ParallelFetchOptions } from './ranged-fetch.js';
 import type { Readable } from 'node:stream';
 import type { Digest } from '../oci/digest.js';
 import type { Reference } from '../oci/reference.js';
@@ -29,6 +30,8 @@ export interface BlobResponse {
   body: Readable;
   /** Offset of the first byte of `body` in the blob: the requested offset on 206, 0 when Range was ignored. */
   start: number;
+  /** The answer was a 206 (the Range was honoured). */
+  partial?: boolean;
   /** Total blob size when the response tells it. */
   totalSize?: number;
   endpoint: Endpoint;
@@ -37,8 +40,10 @@ export interface BlobResponse {
 }
 
 export interface BlobFetcher {
-  /** `exclude`: endpoint URLs to skip (a mirror that just served corrupt bytes). */
-  fetchBlob(ref: Reference, digest: Digest, options?: { offset?: number; signal?: AbortSignal; exclude?: readonly string[]; verify?: boolean }): Promise<BlobResponse>;
+  /** `exclude`: endpoint URLs to skip (a mirror that just served corrupt bytes); `length`: at most this many bytes from `offset` (a bounded Range). */
+  fetchBlob(ref: Reference, digest: Digest, options?: { offset?: number; length?: number; signal?: AbortSignal; exclude?: readonly string[]; verify?: boolean }): Promise<BlobResponse>;
+  /** How large blobs are fetched in parallel Range requests (the registry config's `parallelFetch`); false: never. */
+  readonly parallelFetch?: ParallelFetchOptions | false;
 }
 
 export interface ManifestFetcher {

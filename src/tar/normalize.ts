@@ -1,7 +1,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { TarReader } from './reader.js';
 import { encodeHeader, END_OF_ARCHIVE, padding } from './writer.js';
-import { drained } from './tree-writer.js';
+import { drained } from '../sys/drained.js';
 
 const ZEROS = Buffer.alloc(1 << 20);
 

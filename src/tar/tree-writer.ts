@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { readlinkName, showName } from '../sys/byte-path.js';
+import { drained } from '../sys/drained.js';
 import { lgetxattrs } from '../sys/native.js';
 import { encodeHeader, END_OF_ARCHIVE, padding, type TarEntryHeader } from './writer.js';
 
@@ -104,23 +105,3 @@ export class TreeTarWriter {
   }
 }
 
-/**
- * Waits for `drain`, or fails when the output errors or closes first: a reader that went away
- * (`| head`) must end the walk, so its caller's cleanup (unmounting the view) runs.
- */
-export function drained(out: Writable): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const settle = (err?: Error) => {
-      out.off('drain', onDrain);
-      out.off('error', settle);
-      out.off('close', onClose);
-      if (err) reject(err);
-      else resolve();
-    };
-    const onDrain = () => settle();
-    const onClose = () => settle(out.errored ?? new Error('the tar output was closed before the archive was complete'));
-    out.on('drain', onDrain);
-    out.on('error', settle);
-    out.on('close', onClose);
-  });
-}

@@ -149,6 +149,59 @@ describe('downloadBlob against a real registry', () => {
     rig.proxy.reset();
   });
 
+  describe('parallel Range requests within one large blob', () => {
+    const PARALLEL = { thresholdBytes: 1 << 20, chunkBytes: 512 << 10, connections: 3 };
+
+    test('a blob over the threshold comes in bounded Range requests, several in flight, written and teed in order', async () => {
+      rig.proxy.reset().clearLog();
+      const s = await store();
+      const { digest, bytes, ref } = rig.blob;
+      const teed = new Digester();
+      const events: DownloadEvent[] = [];
+      const res = await downloadBlob(client(), ref, { digest, size: bytes.length }, s, { parallel: PARALLEL, tee: (c) => teed.update(c), onEvent: (e) => events.push(e), progressIntervalMs: 0 });
+      assert.equal(res.info.digest, digest);
+      assert.ok((await s.read(digest, 8 << 20)).equals(bytes));
+      assert.equal(teed.digest(), digest, 'tee saw every byte once, in order');
+      const ranges = rig.proxy.requests('GET', /\/blobs\//).map((g) => String(g.headers.range));
+      const expected: string[] = [];
+      for (let start = 0; start < bytes.length; start += PARALLEL.chunkBytes) expected.push(`bytes=${start}-${Math.min(start + PARALLEL.chunkBytes, bytes.length) - 1}`);
+      assert.deepEqual([...ranges].sort(), [...expected].sort(), 'one bounded Range per chunk, covering the blob');
+      assert.ok(rig.proxy.requests('GET', /\/blobs\//).every((g) => g.status === 206));
+      const progress = events.filter((e): e is Extract<DownloadEvent, { type: 'downloading' }> => e.type === 'downloading').map((e) => e.current);
+      assert.deepEqual(progress, [...progress].sort((a, b) => a - b), 'progress only grows');
+      assert.equal(progress.at(-1), bytes.length);
+      // Below the threshold: one request as before.
+      rig.proxy.clearLog();
+      await downloadBlob(client(), ref, { digest, size: bytes.length }, await store(), { parallel: { ...PARALLEL, thresholdBytes: bytes.length + 1 } });
+      assert.deepEqual(rig.proxy.requests('GET', /\/blobs\//).map((g) => g.headers.range), [undefined]);
+    });
+
+    test('a chunk cut mid-way: the blob resumes after what reached the file, and is right', async () => {
+      rig.proxy.reset().clearLog();
+      const s = await store();
+      const { digest, bytes, ref } = rig.blob;
+      rig.proxy.cutAfter(100_000, { path: /\/blobs\//, count: 1 });
+      const events: DownloadEvent[] = [];
+      const res = await downloadBlob(client(), ref, { digest, size: bytes.length }, s, { parallel: PARALLEL, onEvent: (e) => events.push(e) });
+      assert.equal(res.info.digest, digest);
+      assert.ok((await s.read(digest, 8 << 20)).equals(bytes));
+      assert.ok(events.some((e) => e.type === 'retrying'), 'the cut was retried');
+    });
+
+    test('a registry that ignores Range: the whole blob in one request instead, right', async () => {
+      rig.proxy.reset().clearLog();
+      rig.proxy.ignoreRange();
+      const s = await store();
+      const { digest, bytes, ref } = rig.blob;
+      const res = await downloadBlob(client(), ref, { digest, size: bytes.length }, s, { parallel: PARALLEL });
+      rig.proxy.reset();
+      assert.equal(res.info.digest, digest);
+      assert.ok((await s.read(digest, 8 << 20)).equals(bytes));
+      const statuses = rig.proxy.requests('GET', /\/blobs\//).map((g) => g.status);
+      assert.equal(statuses.filter((x) => x === 200).length <= PARALLEL.connections + 1, true, `a few 200s at most: ${statuses}`);
+    });
+  });
+
   test('one corrupted byte → DigestMismatchError, nothing committed, no partial left', async () => {
     rig.proxy.reset();
     const s = await store();
