@@ -15,13 +15,13 @@ import type { BlobFetcher, Endpoint } from './types.js';
 export interface ParallelFetchOptions {
   /** Blobs with at least this many bytes left to fetch go in parallel. Default 64 MiB. */
   thresholdBytes?: number;
-  /** Bytes per Range request. Default 8 MiB. */
+  /** Bytes per Range request. Default 4 MiB. */
   chunkBytes?: number;
   /** Requests in flight for one blob. Default 4. */
   connections?: number;
 }
 
-export const DEFAULT_PARALLEL_FETCH: Required<ParallelFetchOptions> = { thresholdBytes: 64 << 20, chunkBytes: 8 << 20, connections: 4 };
+export const DEFAULT_PARALLEL_FETCH: Required<ParallelFetchOptions> = { thresholdBytes: 64 << 20, chunkBytes: 4 << 20, connections: 4 };
 
 /** The registry answered a Range request with the whole blob: fetch it in one piece instead. */
 export class RangeIgnoredError extends RegistryError {
@@ -42,7 +42,7 @@ export interface RangedFetch {
   options: Required<ParallelFetchOptions>;
   exclude: readonly string[];
   signal?: AbortSignal;
-  /** Each chunk's bytes, in order, once they are handed to the sink. */
+  /** The bytes, in order, just before they are handed to the sink. */
   onChunk(chunk: Buffer): void;
 }
 
@@ -57,7 +57,8 @@ export async function fetchRanges(job: RangedFetch): Promise<Endpoint> {
   const signal = job.signal ? AbortSignal.any([job.signal, stop.signal]) : stop.signal;
   let lastEndpoint: Endpoint | undefined;
 
-  const fetchChunk = async (start: number, length: number): Promise<Buffer> => {
+  /** A chunk as it arrived: the body's own buffers, not copied. */
+  const fetchChunk = async (start: number, length: number): Promise<Buffer[]> => {
     const res = await fetcher.fetchBlob(ref, digest, { offset: start, length, signal, exclude: job.exclude, verify: false });
     lastEndpoint = res.endpoint;
     if (!res.partial) {
@@ -68,14 +69,14 @@ export async function fetchRanges(job: RangedFetch): Promise<Endpoint> {
       res.body.destroy();
       throw new RegistryError(`${res.endpoint.url} answered blob ${digest} from byte ${res.start}, asked for ${start}`);
     }
-    const out = Buffer.allocUnsafe(length);
+    const out: Buffer[] = [];
     let got = 0;
     for await (const piece of res.body as AsyncIterable<Buffer>) {
       if (got + piece.length > length) {
         res.body.destroy();
         throw new SizeMismatchError(`bytes ${start}-${start + length - 1} of blob ${digest} of ${ref.name} from ${res.endpoint.url}`, length, got + piece.length, true);
       }
-      piece.copy(out, got);
+      out.push(piece);
       got += piece.length;
     }
     if (got < length) {
@@ -85,7 +86,7 @@ export async function fetchRanges(job: RangedFetch): Promise<Endpoint> {
     return out;
   };
 
-  const pending: Promise<Buffer>[] = [];
+  const pending: Promise<Buffer[]>[] = [];
   let next = job.from;
   const launch = (): void => {
     const length = Math.min(options.chunkBytes, size - next);
@@ -97,10 +98,12 @@ export async function fetchRanges(job: RangedFetch): Promise<Endpoint> {
   try {
     while (pending.length < options.connections && next < size) launch();
     while (pending.length > 0) {
-      const chunk = await pending.shift()!;
+      const pieces = await pending.shift()!;
       if (next < size) launch();
-      job.onChunk(chunk);
-      if (!job.sink.write(chunk)) await drained(job.sink);
+      for (const piece of pieces) {
+        job.onChunk(piece);
+        if (!job.sink.write(piece)) await drained(job.sink);
+      }
     }
     job.sink.end();
     await once(job.sink, 'finish');
