@@ -49,7 +49,11 @@ export { Lease } from './content/lease.js';
 
 // The registry client.
 export { RegistryClient, type RegistryClientOptions } from './registry/client.js';
-export { loadRegistryConfig, parseMirrorFlag, resolveEndpoints, type RegistryConfig, type RetryConfig } from './registry/hosts.js';
+export { loadRegistryConfig, parseMirrorFlag, resolveEndpoints, type HostSettings, type RegistryConfig, type RetryConfig } from './registry/hosts.js';
+export { Transport, type TransportOptions, type HostTlsSettings, type Route } from './registry/transport/transport.js';
+export { defaultCertsDirs, certsDirFor, type HostTls } from './registry/transport/certs.js';
+export { ProxyRules, proxyFromEnv, type ProxySettings } from './registry/transport/proxy.js';
+export { DEFAULT_PARALLEL_FETCH, type ParallelFetchOptions } from './registry/ranged-fetch.js';
 export { DockerConfigCredentials, StaticCredentials, NO_CREDENTIALS, type Credentials, type CredentialSource } from './registry/credentials.js';
 export { downloadBlob, createLimiter } from './registry/download.js';
 export { login, logout, type LoginCredentials, type LoginOptions, type LoginResult, type LogoutResult, type CredentialFileOptions } from './registry/login.js';
