@@ -22,6 +22,10 @@ export interface ProxyLogEntry {
   status: number;
   /** Body bytes handed to the socket, for bodies the proxy pads ('oversize'). */
   bodyBytes?: number;
+  /** Request body bytes the proxy received from the client. */
+  requestBytes: number;
+  /** Response headers the client got (undefined when none were sent). */
+  responseHeaders?: IncomingHttpHeaders;
 }
 
 interface Matcher {
@@ -46,6 +50,13 @@ interface RespondRule extends Matcher {
   remaining: number;
 }
 
+interface RequestCutRule extends Matcher {
+  at: number;
+  remaining: number;
+  /** Matching requests to let through first. */
+  skip: number;
+}
+
 interface HeaderRule extends Matcher {
   name: string;
   value: string;
@@ -53,6 +64,8 @@ interface HeaderRule extends Matcher {
 }
 
 export const BLOB_PATH = /\/v2\/.+\/blobs\/sha(256|512):[0-9a-f]+$/;
+/** An upload session's URL (PATCH, PUT, GET of its status), not the POST that starts one. */
+export const UPLOAD_PATH = /\/v2\/.+\/blobs\/uploads\/.+/;
 const REDIRECT_PREFIX = '/_redirected';
 
 export interface MatchOptions {
@@ -68,6 +81,7 @@ export class FaultProxy {
   private bodyRules: BodyRule[] = [];
   private respondRules: RespondRule[] = [];
   private headerRules: HeaderRule[] = [];
+  private requestCutRules: RequestCutRule[] = [];
   private stripRange = false;
   private bearer?: { issuer: TokenIssuer; service: string };
   private redirectHost?: string;
@@ -137,6 +151,17 @@ export class FaultProxy {
     return this;
   }
 
+  /**
+   * The next matching request (default: an upload PATCH) has its connection cut once the proxy
+   * has received `bytes` of its body; nothing of it reaches the registry (as behind a proxy that
+   * buffers request bodies, nginx's default), so the session stays where it was. `skip`: that
+   * many matching requests go through untouched first.
+   */
+  cutRequestAfter(bytes: number, opts: MatchOptions & { skip?: number } = {}): this {
+    this.requestCutRules.push({ at: bytes, ...matcher(opts, 'PATCH', UPLOAD_PATH), remaining: opts.count ?? 1, skip: opts.skip ?? 0 });
+    return this;
+  }
+
   /** The next `count` requests matching `path` get this answer from the proxy itself (e.g. 429 with Retry-After). */
   respond(status: number, headers: Record<string, string> = {}, opts: MatchOptions & { body?: string } = {}): this {
     const body = opts.body ?? JSON.stringify({ errors: [{ code: status === 429 ? 'TOOMANYREQUESTS' : 'UNAVAILABLE', message: `injected HTTP ${status}` }] });
@@ -177,6 +202,7 @@ export class FaultProxy {
     this.bodyRules = [];
     this.respondRules = [];
     this.headerRules = [];
+    this.requestCutRules = [];
     this.stripRange = false;
     this.bearer = undefined;
     this.redirectHost = undefined;
@@ -207,8 +233,9 @@ export class FaultProxy {
     const method = req.method ?? 'GET';
     const url = req.url ?? '/';
     let path = url.split('?', 1)[0]!;
-    const entry: ProxyLogEntry = { method, url, path, host: req.headers.host ?? '', headers: { ...req.headers }, status: 0 };
+    const entry: ProxyLogEntry = { method, url, path, host: req.headers.host ?? '', headers: { ...req.headers }, status: 0, requestBytes: 0 };
     this.log.push(entry);
+    req.on('data', (chunk: Buffer) => (entry.requestBytes += chunk.length));
     res.on('finish', () => (entry.status = res.statusCode));
     res.on('close', () => {
       if (entry.status === 0 && res.headersSent) entry.status = res.statusCode;
@@ -216,6 +243,20 @@ export class FaultProxy {
 
     const redirected = path.startsWith(`${REDIRECT_PREFIX}/`);
     if (redirected) path = path.slice(REDIRECT_PREFIX.length);
+
+    let cut = this.take(this.requestCutRules, method, path);
+    if (cut && cut.skip > 0) {
+      cut.skip--;
+      cut.remaining++;
+      cut = undefined;
+    }
+    if (cut) {
+      req.on('data', () => {
+        if (entry.requestBytes >= cut.at) req.socket.destroy();
+      });
+      req.on('end', () => req.socket.destroy()); // a body shorter than `at` is cut at its end
+      return;
+    }
 
     const canned = this.take(this.respondRules, method, path);
     if (canned) {
@@ -268,6 +309,7 @@ export class FaultProxy {
       headers['transfer-encoding'] = 'chunked';
     }
     res.writeHead(up.statusCode ?? 502, headers);
+    entry.responseHeaders = headers;
     if (!rule || (up.statusCode !== 200 && up.statusCode !== 206)) {
       up.pipe(res);
       return;
