@@ -52,6 +52,7 @@ export { RegistryClient, type RegistryClientOptions } from './registry/client.js
 export { loadRegistryConfig, parseMirrorFlag, resolveEndpoints, type RegistryConfig, type RetryConfig } from './registry/hosts.js';
 export { DockerConfigCredentials, StaticCredentials, NO_CREDENTIALS, type Credentials, type CredentialSource } from './registry/credentials.js';
 export { downloadBlob, createLimiter } from './registry/download.js';
+export { DEFAULT_CHUNK_SIZE, DEFAULT_MONOLITHIC_THRESHOLD, type UploadOptions } from './registry/upload.js';
 export { login, logout, type LoginCredentials, type LoginOptions, type LoginResult, type LogoutResult, type CredentialFileOptions } from './registry/login.js';
 export type { Endpoint, ResolvedManifest, BlobResponse, DownloadEvent, BlobFetcher, ManifestFetcher } from './registry/types.js';
 

@@ -18,7 +18,9 @@ export interface UploadOptions {
   monolithicThreshold?: number;
 }
 
+/** Bytes per PATCH of a chunked upload unless UploadOptions say otherwise. */
 export const DEFAULT_CHUNK_SIZE = 16 << 20;
+/** Blobs larger than this go up in chunks unless UploadOptions say otherwise. */
 export const DEFAULT_MONOLITHIC_THRESHOLD = 32 << 20;
 /** At most one progress report per this many ms (and one at the end of each chunk). */
 const PROGRESS_INTERVAL_MS = 100;
