@@ -19,9 +19,9 @@ export class PushProgress extends LayerLines {
         return;
       case 'waiting':
         return this.layer(e.digest, 'Waiting');
-      case 'pushing':
-        return this.layer(e.digest, `Pushing ${progressBar(0, e.size)}`, 'Pushing');
       case 'uploading':
+        // Drawn from the first bytes sent, not from 'pushing': a blob the registry mounts goes
+        // from Preparing straight to Mounted from, as with docker.
         return this.layer(e.digest, `Pushing ${progressBar(e.uploaded, e.size)}`, 'Pushing');
       case 'pushed':
         return this.layer(e.digest, 'Pushed');
