@@ -55,6 +55,8 @@ interface RequestCutRule extends Matcher {
   remaining: number;
   /** Matching requests to let through first. */
   skip: number;
+  /** Forward the body's first bytes to the registry before the cut (it then holds part of the chunk). */
+  forward: boolean;
 }
 
 interface HeaderRule extends Matcher {
@@ -155,10 +157,12 @@ export class FaultProxy {
    * The next matching request (default: an upload PATCH) has its connection cut once the proxy
    * has received `bytes` of its body; nothing of it reaches the registry (as behind a proxy that
    * buffers request bodies, nginx's default), so the session stays where it was. `skip`: that
-   * many matching requests go through untouched first.
+   * many matching requests go through untouched first. With `forward`, the bytes received go on
+   * to the registry until the cut (no buffering proxy in between): the registry keeps part of the
+   * chunk, and both connections are cut.
    */
-  cutRequestAfter(bytes: number, opts: MatchOptions & { skip?: number } = {}): this {
-    this.requestCutRules.push({ at: bytes, ...matcher(opts, 'PATCH', UPLOAD_PATH), remaining: opts.count ?? 1, skip: opts.skip ?? 0 });
+  cutRequestAfter(bytes: number, opts: MatchOptions & { skip?: number; forward?: boolean } = {}): this {
+    this.requestCutRules.push({ at: bytes, ...matcher(opts, 'PATCH', UPLOAD_PATH), remaining: opts.count ?? 1, skip: opts.skip ?? 0, forward: opts.forward ?? false });
     return this;
   }
 
@@ -250,7 +254,7 @@ export class FaultProxy {
       cut.remaining++;
       cut = undefined;
     }
-    if (cut) {
+    if (cut && !cut.forward) {
       req.on('data', () => {
         if (entry.requestBytes >= cut.at) req.socket.destroy();
       });
@@ -296,6 +300,14 @@ export class FaultProxy {
     );
     upstream.on('error', () => res.destroy());
     req.pipe(upstream);
+    if (cut) {
+      const at = cut.at;
+      req.on('data', () => {
+        if (entry.requestBytes < at) return;
+        upstream.destroy();
+        req.socket.destroy();
+      });
+    }
   }
 
   private relay(up: IncomingMessage, res: ServerResponse, rule: BodyRule | undefined, method: string, path: string, entry: ProxyLogEntry): void {

@@ -330,6 +330,24 @@ describe('chunked uploads (real registry through the fault proxy)', () => {
     await assertPullsBack(`${rig.registry.host}/chunked/restarted:1`, s, name, big);
   });
 
+  test('a PATCH cut after part of it reached the registry: the registry drops the session (its size no longer matches), a new one starts from byte 0', async () => {
+    const { s, name, big } = await storeWithBigLayer();
+    rig.proxy.reset().clearLog();
+    rig.proxy.cutRequestAfter(CHUNK / 2, { skip: 1, forward: true });
+    const dest = parseReference(`localhost:${rig.proxy.port}/chunked/partial:1`);
+    await pushImage(name, dest, { store: s, client: chunkedClient() });
+    const bigUpload = rig.proxy.log.filter((e) => UPLOAD_PATH.test(e.path) || /\/blobs\/uploads\/$/.test(e.path));
+    const status = bigUpload.findIndex((e) => e.method === 'GET');
+    assert.ok(status > 0, 'the registry was asked where the session stands');
+    assert.equal(bigUpload[status]!.status, 404, 'distribution cancels a session whose stored size differs from its state');
+    const later = bigUpload.slice(status + 1);
+    const post = later.findIndex((e) => e.method === 'POST');
+    const patch = later.findIndex((e) => e.method === 'PATCH');
+    assert.ok(post >= 0 && post < patch, 'a new session before the next PATCH');
+    assert.equal(contentRange(later[patch]!), `0-${CHUNK - 1}`);
+    await assertPullsBack(`${rig.registry.host}/chunked/partial:1`, s, name, big);
+  });
+
   test('stratum push on a terminal draws docker’s bars; through a pipe only state lines', async () => {
     const { store, name, big } = await storeWithBigLayer();
     const dest = `localhost:${rig.proxy.port}/chunked/cli:1`;
