@@ -31,6 +31,8 @@ export interface ProxyLogEntry {
 interface Matcher {
   method?: string;
   path: RegExp;
+  /** Matching requests still to let through before the rule applies. */
+  skip: number;
 }
 
 interface BodyRule extends Matcher {
@@ -53,8 +55,6 @@ interface RespondRule extends Matcher {
 interface RequestCutRule extends Matcher {
   at: number;
   remaining: number;
-  /** Matching requests to let through first. */
-  skip: number;
   /** Forward the body's first bytes to the registry before the cut (it then holds part of the chunk). */
   forward: boolean;
 }
@@ -76,6 +76,8 @@ export interface MatchOptions {
   method?: string;
   /** How many matching requests it applies to; default 1. */
   count?: number;
+  /** How many matching requests go through untouched before it applies; default 0. */
+  skip?: number;
 }
 
 export class FaultProxy {
@@ -156,13 +158,12 @@ export class FaultProxy {
   /**
    * The next matching request (default: an upload PATCH) has its connection cut once the proxy
    * has received `bytes` of its body; nothing of it reaches the registry (as behind a proxy that
-   * buffers request bodies, nginx's default), so the session stays where it was. `skip`: that
-   * many matching requests go through untouched first. With `forward`, the bytes received go on
+   * buffers request bodies, nginx's default), so the session stays where it was. With `forward`, the bytes received go on
    * to the registry until the cut (no buffering proxy in between): the registry keeps part of the
    * chunk, and both connections are cut.
    */
-  cutRequestAfter(bytes: number, opts: MatchOptions & { skip?: number; forward?: boolean } = {}): this {
-    this.requestCutRules.push({ at: bytes, ...matcher(opts, 'PATCH', UPLOAD_PATH), remaining: opts.count ?? 1, skip: opts.skip ?? 0, forward: opts.forward ?? false });
+  cutRequestAfter(bytes: number, opts: MatchOptions & { forward?: boolean } = {}): this {
+    this.requestCutRules.push({ at: bytes, ...matcher(opts, 'PATCH', UPLOAD_PATH), remaining: opts.count ?? 1, forward: opts.forward ?? false });
     return this;
   }
 
@@ -229,6 +230,10 @@ export class FaultProxy {
 
   private take<T extends Matcher & { remaining: number }>(rules: T[], method: string, path: string): T | undefined {
     const rule = rules.find((r) => r.remaining > 0 && (r.method === undefined || r.method === method) && r.path.test(path));
+    if (rule && rule.skip > 0) {
+      rule.skip--;
+      return undefined;
+    }
     if (rule) rule.remaining--;
     return rule;
   }
@@ -248,12 +253,7 @@ export class FaultProxy {
     const redirected = path.startsWith(`${REDIRECT_PREFIX}/`);
     if (redirected) path = path.slice(REDIRECT_PREFIX.length);
 
-    let cut = this.take(this.requestCutRules, method, path);
-    if (cut && cut.skip > 0) {
-      cut.skip--;
-      cut.remaining++;
-      cut = undefined;
-    }
+    const cut = this.take(this.requestCutRules, method, path);
     if (cut && !cut.forward) {
       req.on('data', () => {
         if (entry.requestBytes >= cut.at) req.socket.destroy();
@@ -421,5 +421,5 @@ function padBody(up: IncomingMessage, res: ServerResponse, extra: number, entry:
 
 function matcher(opts: MatchOptions, defaultMethod: string | undefined, defaultPath: RegExp): Matcher {
   const method = opts.method ?? defaultMethod;
-  return { path: opts.path ?? defaultPath, ...(method ? { method } : {}) };
+  return { path: opts.path ?? defaultPath, skip: opts.skip ?? 0, ...(method ? { method } : {}) };
 }

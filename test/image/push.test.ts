@@ -316,6 +316,24 @@ describe('chunked uploads (real registry through the fault proxy)', () => {
     await assertPullsBack(`${rig.registry.host}/chunked/resumed:1`, s, name, big);
   });
 
+  test('a PATCH answered 503 (Retry-After) is retried after the policy’s wait, from where the registry says the session stands', async () => {
+    const { s, name, big } = await storeWithBigLayer();
+    rig.proxy.reset().clearLog();
+    // The second PATCH gets 503 from the proxy itself: the registry never saw it.
+    const started = Date.now();
+    rig.proxy.respond(503, { 'retry-after': '1' }, { path: UPLOAD_PATH, method: 'PATCH', skip: 1 });
+    const dest = parseReference(`localhost:${rig.proxy.port}/chunked/retried:1`);
+    await pushImage(name, dest, { store: s, client: chunkedClient() });
+    const session = rig.proxy.log.filter((e) => UPLOAD_PATH.test(e.path) && (e.method !== 'PUT' || e.url.includes(encodeURIComponent(big.digest))));
+    const refused = session.findIndex((e) => e.method === 'PATCH' && e.status === 503);
+    assert.ok(refused > 0, session.map((e) => `${e.method} ${e.status}`).join(', '));
+    assert.equal(session[refused + 1]!.method, 'GET');
+    assert.equal(String(session[refused + 1]!.responseHeaders?.range), `0-${CHUNK - 1}`);
+    assert.equal(contentRange(session[refused + 2]!), `${CHUNK}-${2 * CHUNK - 1}`);
+    assert.ok(Date.now() - started >= 1000, 'Retry-After was honoured');
+    await assertPullsBack(`${rig.registry.host}/chunked/retried:1`, s, name, big);
+  });
+
   test('a session the registry no longer knows (404 on its status) starts a new one from byte 0', async () => {
     const { s, name, big } = await storeWithBigLayer();
     rig.proxy.reset().clearLog();
@@ -324,8 +342,11 @@ describe('chunked uploads (real registry through the fault proxy)', () => {
     await pushImage(name, dest, { store: s, client: chunkedClient() });
     const patches = patchesOf(rig.proxy.log);
     const afterGet = rig.proxy.log.slice(rig.proxy.log.findIndex((e) => e.method === 'GET' && UPLOAD_PATH.test(e.path)) + 1);
-    assert.equal(afterGet[0]?.method, 'POST', 'a new session');
-    assert.equal(contentRange(patchesOf(afterGet)[0]!), `0-${CHUNK - 1}`);
+    // (Another blob's PUT may land in between: look for the big layer's next requests.)
+    const post = afterGet.findIndex((e) => e.method === 'POST');
+    const patch = afterGet.findIndex((e) => e.method === 'PATCH');
+    assert.ok(post >= 0 && post < patch, 'a new session before the next PATCH');
+    assert.equal(contentRange(afterGet[patch]!), `0-${CHUNK - 1}`);
     assert.equal(patches.filter((p) => p.status === 202).length, 1 + Math.ceil(big.size / CHUNK));
     await assertPullsBack(`${rig.registry.host}/chunked/restarted:1`, s, name, big);
   });
