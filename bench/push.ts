@@ -6,14 +6,17 @@
  *
  *   npm run build && node dist/bench/push.js [--runs N]
  *
- * Every run pushes into a repository that does not exist yet, under a registry name other than
- * the one the image was pulled from (localhost:PORT instead of 127.0.0.1:PORT), so neither tool
- * can mount blobs from a repository it knows: every byte is uploaded. skopeo's blob-info cache
- * (which remembers where blobs were pushed and mounts from there) is deleted before each of its
- * runs, outside the timing. Writes .bench/push-results.json.
+ * Two rows, each run pushing into a repository that does not exist yet, under a registry name
+ * other than the one the image was pulled from (localhost:PORT instead of 127.0.0.1:PORT):
+ * - cold: neither tool knows a repository there holding the blobs, so every byte is uploaded.
+ *   What each tool remembers about blob locations (skopeo's blob-info cache, stratum's
+ *   STORE/sources.log) is put back to its state before the first push, outside the timing.
+ * - warm: the image was pushed once to another repository of that registry (outside the timing)
+ *   and both tools keep what they learnt, so each blob can be mounted across repositories.
+ * Writes .bench/push-results.json.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +25,7 @@ import { alternateRuns } from './lib/alternate.js';
 import { startBenchRegistry } from './lib/big-image-registry.js';
 import { measureCommand, requireGnuTime, runQuiet, settleDisk, type CommandSpec, type Measurement } from './lib/measure.js';
 import { mb, row, secs, summarize } from './lib/stats.js';
+import { SOURCES_LOG } from '../src/content/sources.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BENCH_DIR = join(ROOT, '.bench');
@@ -64,41 +68,70 @@ async function main(): Promise<void> {
     await runQuiet('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${source}`, `oci:${layout}:big`]);
     const target = `localhost:${registry.host.split(':')[1]}`;
 
-    const list: Tool[] = [
-      {
-        name: 'stratum',
-        command: (dest) => ({ command: process.execPath, args: [STRATUM_CLI, 'push', '--quiet', '--store', store, source, dest], env: ENV }),
-      },
-      {
-        name: 'skopeo',
-        command: (dest) => ({ command: 'skopeo', args: ['copy', '--quiet', '--dest-tls-verify=false', `oci:${layout}:big`, `docker://${dest}`] }),
-        prepare: () => rm(SKOPEO_BLOB_INFO_CACHE, { recursive: true, force: true }),
-      },
+    const sourcesLog = join(store, SOURCES_LOG);
+    const pulledSources = existsSync(sourcesLog) ? await readFile(sourcesLog) : Buffer.alloc(0);
+    const stratum = (dest: string): CommandSpec => ({ command: process.execPath, args: [STRATUM_CLI, 'push', '--quiet', '--store', store, source, dest], env: ENV });
+    const skopeo = (dest: string): CommandSpec => ({ command: 'skopeo', args: ['copy', '--quiet', '--dest-tls-verify=false', `oci:${layout}:big`, `docker://${dest}`] });
+    const forgetStratum = () => writeFile(sourcesLog, pulledSources);
+    const forgetSkopeo = () => rm(SKOPEO_BLOB_INFO_CACHE, { recursive: true, force: true });
+    const cold: Tool[] = [
+      { name: 'stratum', command: stratum, prepare: forgetStratum },
+      { name: 'skopeo', command: skopeo, prepare: forgetSkopeo },
+    ];
+    const warm: Tool[] = [
+      { name: 'stratum', command: stratum },
+      { name: 'skopeo', command: skopeo },
     ];
     let serial = 0;
-    const once = async (tool: Tool): Promise<Measurement> => {
-      await tool.prepare?.();
-      await settleDisk();
-      return measureCommand(tool.command(`${target}/pushbench/${tool.name}-${Date.now()}-${++serial}:1`));
+    const measure = async (scenario: string, list: Tool[]) => {
+      log(`${scenario} pushes`);
+      const once = async (tool: Tool): Promise<Measurement> => {
+        await tool.prepare?.();
+        await settleDisk();
+        return measureCommand(tool.command(`${target}/pushbench/${scenario}-${tool.name}-${Date.now()}-${++serial}:1`));
+      };
+      return alternateRuns(list, runs, once, log);
     };
-    const results = await alternateRuns(list, runs, once, log);
+    const coldResults = await measure('cold', cold);
+    // The warm rows' seed: each tool pushes the image once to the registry, remembering where it went.
+    await forgetStratum();
+    await forgetSkopeo();
+    await measureCommand(stratum(`${target}/pushbench/seed-stratum:1`));
+    await measureCommand(skopeo(`${target}/pushbench/seed-skopeo:1`));
+    const warmResults = await measure('warm', warm);
 
-    const wall = (name: string) => summarize(results.get(name)!.map((m) => m.wallSeconds));
-    const rss = (name: string) => summarize(results.get(name)!.map((m) => m.peakRssBytes));
-    const ratio = wall('stratum').median / wall('skopeo').median;
+    const wall = (results: Map<string, Measurement[]>, name: string) => summarize(results.get(name)!.map((m) => m.wallSeconds));
+    const rss = (results: Map<string, Measurement[]>, name: string) => summarize(results.get(name)!.map((m) => m.peakRssBytes));
+    const ratio = (results: Map<string, Measurement[]>) => wall(results, 'stratum').median / wall(results, 'skopeo').median;
     const out: string[] = [];
     out.push(`stratum push vs skopeo copy oci:→docker://: ${image.reference} (${image.layers.length} layers, ${mb(image.totalCompressedBytes)} MB compressed), ${runs} alternating runs each after a warm-up`);
     out.push(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`);
     out.push('');
-    out.push(row(['tool', 'wall median', 'wall min', 'wall max', 'peak RSS median']));
-    out.push(row(['---', '---', '---', '---', '---']));
-    for (const tool of list) out.push(row([tool.name, secs(wall(tool.name).median), secs(wall(tool.name).min), secs(wall(tool.name).max), `${mb(rss(tool.name).median)} MB`]));
+    out.push(row(['push', 'tool', 'wall median', 'wall min', 'wall max', 'peak RSS median']));
+    out.push(row(['---', '---', '---', '---', '---', '---']));
+    for (const [scenario, results] of [['cold', coldResults], ['warm', warmResults]] as const) {
+      for (const tool of cold) {
+        const w = wall(results, tool.name);
+        out.push(row([scenario, tool.name, secs(w.median), secs(w.min), secs(w.max), `${mb(rss(results, tool.name).median)} MB`]));
+      }
+    }
     out.push('');
-    out.push(`wall-time ratio stratum/skopeo (medians): ${ratio.toFixed(2)}x`);
+    out.push(`wall-time ratio stratum/skopeo (medians): cold ${ratio(coldResults).toFixed(2)}x, warm ${ratio(warmResults).toFixed(2)}x`);
     process.stdout.write(out.join('\n') + '\n');
     await writeFile(
       join(BENCH_DIR, 'push-results.json'),
-      JSON.stringify({ date: new Date().toISOString(), machine: { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version }, image, runs, results: Object.fromEntries(results), ratioWall: ratio }, null, 2) + '\n',
+      JSON.stringify(
+        {
+          date: new Date().toISOString(),
+          machine: { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version },
+          image,
+          runs,
+          cold: { results: Object.fromEntries(coldResults), ratioWall: ratio(coldResults) },
+          warm: { results: Object.fromEntries(warmResults), ratioWall: ratio(warmResults) },
+        },
+        null,
+        2,
+      ) + '\n',
     );
     log(`results written to ${join(BENCH_DIR, 'push-results.json')}`);
   } finally {

@@ -56,6 +56,7 @@ export { ProxyRules, proxyFromEnv, type ProxySettings } from './registry/transpo
 export { DEFAULT_PARALLEL_FETCH, type ParallelFetchOptions } from './registry/ranged-fetch.js';
 export { DockerConfigCredentials, StaticCredentials, NO_CREDENTIALS, type Credentials, type CredentialSource } from './registry/credentials.js';
 export { downloadBlob, createLimiter } from './registry/download.js';
+export { DEFAULT_CHUNK_SIZE, DEFAULT_MONOLITHIC_THRESHOLD, type UploadOptions } from './registry/upload.js';
 export { login, logout, type LoginCredentials, type LoginOptions, type LoginResult, type LogoutResult, type CredentialFileOptions } from './registry/login.js';
 export type { Endpoint, ResolvedManifest, BlobResponse, DownloadEvent, BlobFetcher, ManifestFetcher } from './registry/types.js';
 

@@ -16,33 +16,82 @@ export function progressBar(current: number, total: number | undefined): string 
 }
 
 /**
- * Renders pull events the way `docker pull` does: one line per layer, redrawn in place on a
- * terminal, one line per state change (no bars) otherwise, or one JSON object per event with --json.
+ * Per-layer status lines as docker draws them: one line per layer, redrawn in place on a
+ * terminal; off a terminal one line per state change (never a bar). Pull and push display
+ * their events through it.
  */
-export class PullProgress {
+export class LayerLines {
   private readonly lines: string[] = [];
   private readonly lineOf = new Map<string, number>();
-  private readonly layerIds = new Set<Digest>();
-  private readonly lastStatus = new Map<string, string>();
+  protected readonly layerIds = new Set<Digest>();
+  protected readonly lastStatus = new Map<string, string>();
 
-  /** With `unpack`, a layer is "Pull complete" once extracted, as docker shows it; else once downloaded. */
   constructor(
-    private readonly out: { write(text: string): unknown },
-    private readonly mode: ProgressMode,
-    private readonly options: { unpack?: boolean } = {},
+    protected readonly out: { write(text: string): unknown },
+    protected readonly mode: ProgressMode,
   ) {}
 
   header(text: string): void {
     if (this.mode === 'tty' || this.mode === 'plain') this.out.write(`${text}\n`);
   }
 
-  event(e: PullEvent): void {
-    if (this.mode === 'quiet') return;
-    if (this.mode === 'json') {
-      const id = 'digest' in e && typeof e.digest === 'string' ? shortDigest(e.digest) : undefined;
-      this.out.write(JSON.stringify(id ? { ...e, id } : e) + '\n');
+  /** Final lines, like docker's `Digest:` and `Status:`. */
+  footer(lines: string[]): void {
+    if (this.mode === 'tty' || this.mode === 'plain') for (const l of lines) this.out.write(`${l}\n`);
+  }
+
+  /** One event as a JSON line (--json); true when the mode is json or quiet (nothing more to draw). */
+  protected handled(e: object): boolean {
+    if (this.mode === 'quiet') return true;
+    if (this.mode !== 'json') return false;
+    const digest = (e as { digest?: unknown }).digest;
+    this.out.write(JSON.stringify(typeof digest === 'string' ? { ...e, id: shortDigest(digest as Digest) } : e) + '\n');
+    return true;
+  }
+
+  /** `text` for a known layer; `statusKey` (default `text`) is the state a plain display prints once. */
+  protected layer(digest: Digest, text: string, statusKey = text): void {
+    if (!this.layerIds.has(digest)) return;
+    this.set(digest, text, statusKey);
+  }
+
+  protected set(digest: Digest, text: string, statusKey = text): void {
+    const id = shortDigest(digest);
+    const line = `${id}: ${text}`;
+    const changed = this.lastStatus.get(id) !== statusKey;
+    this.lastStatus.set(id, statusKey);
+    if (this.mode === 'plain') {
+      // Off a terminal docker prints state changes only, never a progress bar.
+      if (changed) this.out.write(`${id}: ${statusKey}\n`);
       return;
     }
+    const index = this.lineOf.get(id);
+    if (index === undefined) {
+      this.lineOf.set(id, this.lines.length);
+      this.lines.push(line);
+      this.out.write(`${line}\n`);
+      return;
+    }
+    this.lines[index] = line;
+    const up = this.lines.length - index;
+    // Cursor up to the layer's line, clear it, rewrite, and come back down (docker's jsonmessage).
+    this.out.write(`\x1b[${up}A\r\x1b[2K${line}\r\x1b[${up}B`);
+  }
+}
+
+/** Renders pull events the way `docker pull` does (or one JSON object per event with --json). */
+export class PullProgress extends LayerLines {
+  /** With `unpack`, a layer is "Pull complete" once extracted, as docker shows it; else once downloaded. */
+  constructor(
+    out: { write(text: string): unknown },
+    mode: ProgressMode,
+    private readonly options: { unpack?: boolean } = {},
+  ) {
+    super(out, mode);
+  }
+
+  event(e: PullEvent): void {
+    if (this.handled(e)) return;
     switch (e.type) {
       case 'layers':
         for (const l of e.layers) {
@@ -77,38 +126,5 @@ export class PullProgress {
       default:
         return;
     }
-  }
-
-  /** Final lines, like docker's `Digest:` and `Status:`. */
-  footer(lines: string[]): void {
-    if (this.mode === 'tty' || this.mode === 'plain') for (const l of lines) this.out.write(`${l}\n`);
-  }
-
-  private layer(digest: Digest, text: string, statusKey = text): void {
-    if (!this.layerIds.has(digest)) return;
-    this.set(digest, text, statusKey);
-  }
-
-  private set(digest: Digest, text: string, statusKey = text): void {
-    const id = shortDigest(digest);
-    const line = `${id}: ${text}`;
-    const changed = this.lastStatus.get(id) !== statusKey;
-    this.lastStatus.set(id, statusKey);
-    if (this.mode === 'plain') {
-      // Off a terminal docker prints state changes only, never a progress bar.
-      if (changed) this.out.write(`${id}: ${statusKey}\n`);
-      return;
-    }
-    const index = this.lineOf.get(id);
-    if (index === undefined) {
-      this.lineOf.set(id, this.lines.length);
-      this.lines.push(line);
-      this.out.write(`${line}\n`);
-      return;
-    }
-    this.lines[index] = line;
-    const up = this.lines.length - index;
-    // Cursor up to the layer's line, clear it, rewrite, and come back down (docker's jsonmessage).
-    this.out.write(`\x1b[${up}A\r\x1b[2K${line}\r\x1b[${up}B`);
   }
 }

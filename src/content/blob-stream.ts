@@ -8,6 +8,10 @@ export interface BlobReadOptions {
    * page cache instead of the blob's whole size.
    */
   dropBehind?: boolean;
+  /** First byte to read (default 0). */
+  start?: number;
+  /** Last byte to read, inclusive (default: to the end). */
+  end?: number;
 }
 
 const CHUNK = 1 << 20;
@@ -29,12 +33,14 @@ export function dropBehindReads(fd: number): (readEnd: number, bytesRead: number
 
 /** A stream of the blob open on `fd` (closed when the stream ends or is destroyed). */
 export function blobReadStream(fd: number, options: BlobReadOptions = {}): ReadStream {
-  if (!options.dropBehind) return createReadStream('', { fd, highWaterMark: CHUNK });
-  let readUpTo = 0;
+  const range = { ...(options.start !== undefined ? { start: options.start } : {}), ...(options.end !== undefined ? { end: options.end } : {}) };
+  if (!options.dropBehind) return createReadStream('', { fd, highWaterMark: CHUNK, ...range });
+  let readUpTo = options.start ?? 0;
   const dropBehind = dropBehindReads(fd);
   return createReadStream('', {
     fd,
     highWaterMark: CHUNK,
+    ...range,
     fs: {
       open: () => {
         throw new Error('blobReadStream: the descriptor is already open');

@@ -5,13 +5,18 @@ import { parseReference, type Reference } from '../oci/reference.js';
 import type { OciStore } from '../content/store.js';
 import type { RegistryClient } from '../registry/client.js';
 import { createLimiter } from '../registry/download.js';
+import type { UploadOptions } from '../registry/upload.js';
 import { resolveImage } from './resolve.js';
 
 export type PushEvent =
   /** The blobs about to be pushed: the layers in manifest order, then the config. */
   | { type: 'blobs'; blobs: Array<{ digest: Digest; size: number; kind: 'layer' | 'config' }> }
   | { type: 'exists'; digest: Digest; size: number }
+  /** Queued behind the blobs being pushed (more than `concurrency` of them). */
+  | { type: 'waiting'; digest: Digest; size: number }
   | { type: 'pushing'; digest: Digest; size: number }
+  /** Bytes of the blob sent so far: at most every ~100 ms and at each chunk's end, never going back, the last one at `size`. */
+  | { type: 'uploading'; digest: Digest; uploaded: number; size: number }
   | { type: 'pushed'; digest: Digest; size: number }
   /** The registry mounted the blob from the source repository: nothing uploaded. */
   | { type: 'mounted'; digest: Digest; size: number; from: string }
@@ -22,6 +27,8 @@ export interface PushOptions {
   client: RegistryClient;
   /** Blobs uploaded at once; default the client's concurrency. */
   concurrency?: number;
+  /** Chunked uploads (chunk size, threshold); default the client's. */
+  upload?: UploadOptions;
   onEvent?: (event: PushEvent) => void;
   signal?: AbortSignal;
 }
@@ -78,7 +85,8 @@ export async function pushImage(source: string, destination: Reference | undefin
   let mounted = 0;
   let existed = 0;
   let bytesUploaded = 0;
-  const limit = createLimiter(options.concurrency ?? client.concurrency);
+  const concurrency = options.concurrency ?? client.concurrency;
+  const limit = createLimiter(concurrency);
   const pushOne = async (blob: { digest: Digest; size: number }): Promise<void> => {
     if (await client.blobExists(dest, blob.digest, signal)) {
       await recordSource(store.root, blob.digest, dest);
@@ -88,18 +96,33 @@ export async function pushImage(source: string, destination: Reference | undefin
     }
     emit({ type: 'pushing', digest: blob.digest, size: blob.size });
     const mountFrom = await mountSource(blob.digest);
-    const how = await client.pushBlob(dest, blob, () => store.open(blob.digest), { ...(signal ? { signal } : {}), ...(mountFrom ? { mountFrom } : {}) });
+    let reported = 0;
+    const onProgress = (uploaded: number): void => {
+      if (uploaded <= reported) return;
+      reported = uploaded;
+      emit({ type: 'uploading', digest: blob.digest, uploaded, size: blob.size });
+    };
+    const how = await client.pushBlob(dest, blob, () => store.open(blob.digest), {
+      openRange: (start, end) => store.open(blob.digest, { start, end }),
+      onProgress,
+      ...(options.upload ? { upload: options.upload } : {}),
+      ...(signal ? { signal } : {}),
+      ...(mountFrom ? { mountFrom } : {}),
+    });
     await recordSource(store.root, blob.digest, dest);
     if (how === 'mounted') {
       mounted++;
       emit({ type: 'mounted', digest: blob.digest, size: blob.size, from: mountFrom! });
       return;
     }
+    onProgress(blob.size);
     pushed++;
     bytesUploaded += blob.size;
     emit({ type: 'pushed', digest: blob.digest, size: blob.size });
   };
   // A registry may check that a manifest's blobs exist when it is put: every blob first.
+  // The limiter starts blobs in order: those past the first `concurrency` wait.
+  unique.slice(concurrency).forEach((b) => emit({ type: 'waiting', digest: b.digest, size: b.size }));
   await Promise.all(unique.map((b) => limit(() => pushOne(b))));
 
   const reference = dest.digest ?? dest.tag ?? 'latest';

@@ -32,6 +32,7 @@ import { DEFAULT_PARALLEL_FETCH, type ParallelFetchOptions } from './ranged-fetc
 import { certificateProblem } from './transport/tls-errors.js';
 import { Transport } from './transport/transport.js';
 import { describeError, isRetryable, parseRetryAfter, retryPolicy, withRetry, type RetryPolicy } from './retry.js';
+import { uploadBlob, type UploadOptions, type UploadSession } from './upload.js';
 import type { BlobFetcher, BlobResponse, Endpoint, ManifestFetcher, ResolvedManifest } from './types.js';
 
 export interface RegistryClientOptions {
@@ -48,6 +49,8 @@ export interface RegistryClientOptions {
   log?: (line: string) => void;
   /** Environment read for proxies and certs.d (HTTPS_PROXY, NO_PROXY, STRATUM_CERTS_D); default process.env. */
   env?: NodeJS.ProcessEnv;
+  /** Chunked uploads: chunk size and the size above which a blob goes in chunks (upload.ts has the defaults). */
+  upload?: UploadOptions;
 }
 
 /** A response as undici gives it. */
@@ -80,7 +83,7 @@ const ERROR_BODY_LIMIT = 16 * 1024;
 const MAX_TAG_PAGE_BYTES = 16 * 1024 * 1024;
 
 interface SendOptions {
-  method?: 'GET' | 'HEAD' | 'POST' | 'PUT';
+  method?: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH';
   headers?: Record<string, string>;
   /** A fresh request body for each attempt (a 401 repeats the request once with credentials). */
   body?: () => Buffer | Readable;
@@ -108,6 +111,7 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
   private readonly diagnosed = new Set<string>();
   /** Insecure hosts' endpoints as spoken to: HTTPS, or plain HTTP when the host has no TLS (decided once). */
   private readonly schemes = new Map<string, Promise<Endpoint>>();
+  private readonly upload: UploadOptions;
 
   constructor(options: RegistryClientOptions = {}) {
     this.config = options.config ?? {};
@@ -117,6 +121,7 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
     this.log = options.log;
     const env = options.env ?? process.env;
     this.certsDirs = this.config.certsDirs ?? defaultCertsDirs(env);
+    this.upload = options.upload ?? {};
     this.dispatcher =
       options.dispatcher ??
       new Transport({
@@ -246,12 +251,18 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
 
   /**
    * Uploads one blob to ref's repository (the registry itself, never a mirror): POST for an
-   * upload session, then one monolithic PUT of `open()`'s bytes with `?digest=`; the registry
-   * checks the digest. A retryable failure starts again from the POST with a fresh stream.
-   * With `mountFrom` (another repository of the same registry that has the blob) the POST first
-   * asks the registry to mount it from there: 'mounted' when it did, and nothing is uploaded.
+   * upload session, then the bytes (upload.ts: one monolithic PUT, or PATCH chunks resumed from
+   * the registry's Range when `openRange` is given and the blob is over the threshold); the
+   * registry checks the digest. With `mountFrom` (another repository of the same registry that
+   * has the blob) the POST first asks the registry to mount it from there: 'mounted' when it
+   * did, and nothing is uploaded.
    */
-  async pushBlob(ref: Reference, desc: { digest: Digest; size: number }, open: () => Readable, options: { signal?: AbortSignal; mountFrom?: string } = {}): Promise<'pushed' | 'mounted'> {
+  async pushBlob(
+    ref: Reference,
+    desc: { digest: Digest; size: number },
+    open: () => Readable,
+    options: { signal?: AbortSignal; mountFrom?: string; openRange?: (start: number, end: number) => Readable; onProgress?: (uploaded: number) => void; upload?: UploadOptions } = {},
+  ): Promise<'pushed' | 'mounted'> {
     const { digest, size } = desc;
     const { signal, mountFrom } = options;
     if (!isDigest(digest)) throw new StratumError('ERR_INVALID_DIGEST', `invalid blob digest ${JSON.stringify(digest)}`);
@@ -260,33 +271,38 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
     const startPath = mountFrom
       ? `/v2/${ref.repository}/blobs/uploads/?${new URLSearchParams({ mount: digest, from: mountFrom })}`
       : `/v2/${ref.repository}/blobs/uploads/`;
-    return withRetry(async () => {
-      const endpoint = await this.upstream(ref, signal);
-      const started = await this.send(endpoint, startPath, { method: 'POST', scope, what, headers: { 'content-length': '0' }, ...(signal ? { signal } : {}) });
-      if (mountFrom && started.statusCode === 201) {
+    const session: UploadSession = {
+      start: async () => {
+        const endpoint = await this.upstream(ref, signal);
+        const started = await this.send(endpoint, startPath, { method: 'POST', scope, what, headers: { 'content-length': '0' }, ...(signal ? { signal } : {}) });
+        if (mountFrom && started.statusCode === 201) {
+          await started.body.dump();
+          return 'mounted';
+        }
+        if (started.statusCode !== 202) throw await this.statusError(started, endpoint, ref, `${what} (starting the upload)`);
+        const location = header(started.headers, 'location');
         await started.body.dump();
-        return 'mounted';
-      }
-      if (started.statusCode !== 202) throw await this.statusError(started, endpoint, ref, `${what} (starting the upload)`);
-      const location = header(started.headers, 'location');
-      await started.body.dump();
-      if (!location) throw new RegistryError(`${endpointName(endpoint, ref)} started an upload of ${what} without a Location`, 202);
-      const target = new URL(location, endpoint.url);
-      target.searchParams.set('digest', digest);
-      const base = new URL(endpoint.url);
-      const put: SendOptions = { method: 'PUT', scope, what, headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) }, body: open, ...(signal ? { signal } : {}) };
-      let res: HttpResponse;
-      if (target.origin === base.origin) {
-        res = await this.send(endpoint, `${target.pathname}${target.search}`, put);
-      } else {
+        if (!location) throw new RegistryError(`${endpointName(endpoint, ref)} started an upload of ${what} without a Location`, 202);
+        return new URL(location, endpoint.url);
+      },
+      send: async (method, target, headers, body) => {
+        const endpoint = await this.upstream(ref, signal);
+        const base = new URL(endpoint.url);
+        const request: SendOptions = { method, scope, what, headers, ...(body ? { body } : {}), ...(signal ? { signal } : {}) };
+        if (target.origin === base.origin) return this.send(endpoint, `${target.pathname}${target.search}`, request);
         // An upload handed to another host (storage behind the registry) gets no credentials, like a redirect.
         if (base.protocol === 'https:' && target.protocol !== 'https:') throw new RegistryError(`refusing to upload ${what} over plain HTTP to ${target.host}`);
-        res = await this.rawRequest(target, 'PUT', { 'user-agent': this.userAgent, ...put.headers }, put);
-      }
-      if (res.statusCode !== 201) throw await this.statusError(res, endpoint, ref, `${what} (upload)`);
-      await res.body.dump();
-      return 'pushed' as const;
-    }, this.retry, signal ? { signal } : {});
+        return this.rawRequest(target, method, { 'user-agent': this.userAgent, ...headers }, request);
+      },
+      fail: async (res, about) => this.statusError(res, await this.upstream(ref, signal), ref, `${what}: ${about}`),
+    };
+    return uploadBlob(session, { digest, size, open, ...(options.openRange ? { openRange: options.openRange } : {}) }, {
+      ...this.upload,
+      ...options.upload,
+      retry: this.retry,
+      ...(signal ? { signal } : {}),
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    });
   }
 
   /** PUTs a manifest under `reference` (a tag or its digest) in ref's repository; returns the digest the registry stored it under. */

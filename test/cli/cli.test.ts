@@ -5,7 +5,7 @@
  * the fault proxy), real overlay mounts.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { commandPaths } from '../../src/cli/completion.js';
 import { GLOBAL_OPTIONS } from '../../src/cli/spec.js';
 import { pushFixtures, type PushedFixtures } from '../fixtures/images.js';
-import { CLI, isolatedCliEnv, jsonEvents, runCli, spawnCli, type CliResult } from '../helpers/cli.js';
+import { CLI, isolatedCliEnv, jsonEvents, runCli, spawnCli, underPty, type CliResult } from '../helpers/cli.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { sharedRegistry, type TestRegistry } from '../helpers/registry.js';
 import { TempDirs } from '../helpers/tmp.js';
@@ -40,19 +40,6 @@ async function throughPipe(args: string[], reader: string, env: NodeJS.ProcessEn
   } finally {
     await dirs.cleanup();
   }
-}
-
-/** Runs the CLI under a pseudo-terminal (util-linux script), as a user at a terminal would. */
-async function underPty(args: string[], env: NodeJS.ProcessEnv): Promise<{ status: number; output: string }> {
-  const command = [process.execPath, CLI, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
-  return new Promise((resolve, reject) => {
-    const child = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ status: code ?? -1, output }));
-  });
 }
 
 function skipReason(): string | undefined {

@@ -114,3 +114,16 @@ export function needsRootAndRegistry(): string | undefined {
   if (!existsSync('/usr/bin/docker-registry')) return '/usr/bin/docker-registry is not installed';
   return undefined;
 }
+
+/** Runs the CLI under a pseudo-terminal (util-linux script), as a user at a terminal would. */
+export async function underPty(args: string[], env: NodeJS.ProcessEnv): Promise<{ status: number; output: string }> {
+  const command = [process.execPath, CLI, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  return new Promise((resolve, reject) => {
+    const child = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ status: code ?? -1, output }));
+  });
+}

@@ -24,11 +24,17 @@ export interface ProxyLogEntry {
   status: number;
   /** Body bytes handed to the socket, for bodies the proxy pads ('oversize'). */
   bodyBytes?: number;
+  /** Request body bytes the proxy received from the client. */
+  requestBytes: number;
+  /** Response headers the client got (undefined when none were sent). */
+  responseHeaders?: IncomingHttpHeaders;
 }
 
 interface Matcher {
   method?: string;
   path: RegExp;
+  /** Matching requests still to let through before the rule applies. */
+  skip: number;
 }
 
 interface BodyRule extends Matcher {
@@ -48,6 +54,13 @@ interface RespondRule extends Matcher {
   remaining: number;
 }
 
+interface RequestCutRule extends Matcher {
+  at: number;
+  remaining: number;
+  /** Forward the body's first bytes to the registry before the cut (it then holds part of the chunk). */
+  forward: boolean;
+}
+
 interface HeaderRule extends Matcher {
   name: string;
   value: string;
@@ -55,6 +68,8 @@ interface HeaderRule extends Matcher {
 }
 
 export const BLOB_PATH = /\/v2\/.+\/blobs\/sha(256|512):[0-9a-f]+$/;
+/** An upload session's URL (PATCH, PUT, GET of its status), not the POST that starts one. */
+export const UPLOAD_PATH = /\/v2\/.+\/blobs\/uploads\/.+/;
 const REDIRECT_PREFIX = '/_redirected';
 
 export interface MatchOptions {
@@ -63,6 +78,8 @@ export interface MatchOptions {
   method?: string;
   /** How many matching requests it applies to; default 1. */
   count?: number;
+  /** How many matching requests go through untouched before it applies; default 0. */
+  skip?: number;
 }
 
 export interface FaultProxyOptions {
@@ -84,6 +101,7 @@ export class FaultProxy {
   private bodyRules: BodyRule[] = [];
   private respondRules: RespondRule[] = [];
   private headerRules: HeaderRule[] = [];
+  private requestCutRules: RequestCutRule[] = [];
   private stripRange = false;
   private bearer?: { issuer: TokenIssuer; service: string };
   private redirectHost?: string;
@@ -157,6 +175,18 @@ export class FaultProxy {
     return this;
   }
 
+  /**
+   * The next matching request (default: an upload PATCH) has its connection cut once the proxy
+   * has received `bytes` of its body; nothing of it reaches the registry (as behind a proxy that
+   * buffers request bodies, nginx's default), so the session stays where it was. With `forward`, the bytes received go on
+   * to the registry until the cut (no buffering proxy in between): the registry keeps part of the
+   * chunk, and both connections are cut.
+   */
+  cutRequestAfter(bytes: number, opts: MatchOptions & { forward?: boolean } = {}): this {
+    this.requestCutRules.push({ at: bytes, ...matcher(opts, 'PATCH', UPLOAD_PATH), remaining: opts.count ?? 1, forward: opts.forward ?? false });
+    return this;
+  }
+
   /** The next `count` requests matching `path` get this answer from the proxy itself (e.g. 429 with Retry-After). */
   respond(status: number, headers: Record<string, string> = {}, opts: MatchOptions & { body?: string } = {}): this {
     const body = opts.body ?? JSON.stringify({ errors: [{ code: status === 429 ? 'TOOMANYREQUESTS' : 'UNAVAILABLE', message: `injected HTTP ${status}` }] });
@@ -222,6 +252,7 @@ export class FaultProxy {
     this.bodyRules = [];
     this.respondRules = [];
     this.headerRules = [];
+    this.requestCutRules = [];
     this.stripRange = false;
     this.bearer = undefined;
     this.redirectHost = undefined;
@@ -245,6 +276,10 @@ export class FaultProxy {
 
   private take<T extends Matcher & { remaining: number }>(rules: T[], method: string, path: string): T | undefined {
     const rule = rules.find((r) => r.remaining > 0 && (r.method === undefined || r.method === method) && r.path.test(path));
+    if (rule && rule.skip > 0) {
+      rule.skip--;
+      return undefined;
+    }
     if (rule) rule.remaining--;
     return rule;
   }
@@ -253,8 +288,9 @@ export class FaultProxy {
     const method = req.method ?? 'GET';
     const url = req.url ?? '/';
     let path = url.split('?', 1)[0]!;
-    const entry: ProxyLogEntry = { method, url, path, host: req.headers.host ?? '', headers: { ...req.headers }, status: 0 };
+    const entry: ProxyLogEntry = { method, url, path, host: req.headers.host ?? '', headers: { ...req.headers }, status: 0, requestBytes: 0 };
     this.log.push(entry);
+    req.on('data', (chunk: Buffer) => (entry.requestBytes += chunk.length));
     res.on('finish', () => (entry.status = res.statusCode));
     res.on('close', () => {
       if (entry.status === 0 && res.headersSent) entry.status = res.statusCode;
@@ -262,6 +298,15 @@ export class FaultProxy {
 
     const redirected = path.startsWith(`${REDIRECT_PREFIX}/`);
     if (redirected) path = path.slice(REDIRECT_PREFIX.length);
+
+    const cut = this.take(this.requestCutRules, method, path);
+    if (cut && !cut.forward) {
+      req.on('data', () => {
+        if (entry.requestBytes >= cut.at) req.socket.destroy();
+      });
+      req.on('end', () => req.socket.destroy()); // a body shorter than `at` is cut at its end
+      return;
+    }
 
     const canned = this.take(this.respondRules, method, path);
     if (canned) {
@@ -309,6 +354,14 @@ export class FaultProxy {
     );
     upstream.on('error', () => res.destroy());
     req.pipe(upstream);
+    if (cut) {
+      const at = cut.at;
+      req.on('data', () => {
+        if (entry.requestBytes < at) return;
+        upstream.destroy();
+        req.socket.destroy();
+      });
+    }
   }
 
   private relay(up: IncomingMessage, res: ServerResponse, rule: BodyRule | undefined, method: string, path: string, entry: ProxyLogEntry): void {
@@ -322,6 +375,7 @@ export class FaultProxy {
       headers['transfer-encoding'] = 'chunked';
     }
     res.writeHead(up.statusCode ?? 502, headers);
+    entry.responseHeaders = headers;
     if (!rule || (up.statusCode !== 200 && up.statusCode !== 206)) {
       up.pipe(res);
       return;
@@ -421,5 +475,5 @@ function padBody(up: IncomingMessage, res: ServerResponse, extra: number, entry:
 
 function matcher(opts: MatchOptions, defaultMethod: string | undefined, defaultPath: RegExp): Matcher {
   const method = opts.method ?? defaultMethod;
-  return { path: opts.path ?? defaultPath, ...(method ? { method } : {}) };
+  return { path: opts.path ?? defaultPath, skip: opts.skip ?? 0, ...(method ? { method } : {}) };
 }
