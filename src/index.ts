@@ -88,6 +88,8 @@ export type { FoundSignature, VerifiedSignature } from './sign/found.js';
 export { artifactManifest, referrersTag, referrersIndex, EMPTY_JSON, type Artifact, type ArtifactSpec } from './referrers/artifact.js';
 export { attachToStore, storedReferrers, REFERRERS_ANNOTATION } from './referrers/local.js';
 export { pushReferrer, registryReferrers, type RegistryAttachment } from './referrers/remote.js';
+export { attachArtifact, listReferrers, namesRegistry, type AttachOptions, type AttachResult, type Referrer, type ReferrersOptions, type ReferrersContext } from './referrers/attach.js';
+export { pushStoredReferrers, type PushedReferrer } from './image/push-referrers.js';
 
 // Snapshotters (what verifyStore checks besides the content store).
 export { openSnapshotter, defaultSnapshotter, reclaimTemporaries, type Snapshotter, type SnapshotterName, type SnapshotProblem, type ReclaimedTemporaries } from './snapshotter/index.js';
