@@ -1,7 +1,7 @@
 import { Lease } from '../content/lease.js';
 import type { OciStore } from '../content/store.js';
 import { isStratumError } from '../errors.js';
-import { resolveImage } from '../image/resolve.js';
+import { parsesAs, resolveImage } from '../image/resolve.js';
 import { isDigest, type Digest } from '../oci/digest.js';
 import type { Descriptor, ImageIndex } from '../oci/types.js';
 import { referrersIndex, withEntry, type Artifact } from './artifact.js';
@@ -61,6 +61,9 @@ export async function storedReferrers(store: OciStore, entry: Descriptor, artifa
 
 /** The stored image `ref` names and its tag entry, or undefined when the store does not have it. */
 export async function findStored(store: OciStore, ref: string): Promise<{ name: string; entry: Descriptor } | undefined> {
+  // A tag first: an index tag needs no platform of this host to be named.
+  const byTag = await store.getTag(parsesAs(ref)?.toString() ?? ref);
+  if (byTag) return { name: byTag.name, entry: byTag.descriptor };
   let image;
   try {
     image = await resolveImage(store, ref);

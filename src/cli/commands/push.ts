@@ -28,14 +28,16 @@ export async function run(inv: Invocation): Promise<number> {
   try {
     const target = destination ?? parseReference(positionals[0]!);
     if (!values.json && !values.quiet) out.write(`The push refers to repository [${target.name}]\n`);
-    const result = await engine.push(positionals[0]!, destination, { onEvent, signal: inv.signal });
+    const result = await engine.push(positionals[0]!, destination, { onEvent, signal: inv.signal, ...(inv.bool('no-referrers') ? { referrers: false } : {}) });
     if (values.json) {
+      for (const r of result.referrers) out.write(JSON.stringify({ type: 'referrer', digest: r.digest, ...(r.artifactType ? { artifactType: r.artifactType } : {}), via: r.via }) + '\n');
       out.write(JSON.stringify({ type: 'done', source: result.source, destination: result.destination, digest: result.digest, size: result.size, pushed: result.pushed, mounted: result.mounted, existed: result.existed, bytesUploaded: result.bytesUploaded }) + '\n');
     } else if (values.quiet) {
       out.write(`${result.destination}\n`);
     } else {
       const ref = parseReference(result.destination);
       out.write(`${ref.digest ?? ref.tag ?? 'latest'}: digest: ${result.digest} size: ${result.size}\n`);
+      for (const r of result.referrers) out.write(`${shortDigest(r.digest)}: Pushed referrer${r.artifactType ? ` ${r.artifactType}` : ''} (${r.via})\n`);
     }
   } finally {
     await engine.close();
