@@ -76,7 +76,7 @@ export { storeUsage, type StoreUsage, type ImageUsage, type LayerUsage } from '.
 export { verifyStore, type VerifyOptions, type VerifyResult, type StoreProblem, type StoreProblemKind } from './image/verify.js';
 
 // Signing and verifying images (Sigstore bundles as OCI referrers, cosign's .sig tags); Engine.sign / Engine.verifyImage.
-export { keySigner, keylessSigner, publicKeyHint, readPublicKey, type ImageSigner, type KeylessOptions } from './sign/key.js';
+export { keySigner, keylessSigner, keylessSettings, publicKeyHint, readPublicKey, DEFAULT_FULCIO_URL, DEFAULT_REKOR_URL, type ImageSigner, type KeylessOptions } from './sign/key.js';
 export { signImage, verifyImageSignature, verifyResolved, type SignContext, type SignOptions, type SignResult, type VerifyImageOptions, type VerifyImageResult } from './sign/sign.js';
 export { createImageBundle, checkImageBundle, SIGSTORE_BUNDLE_MEDIA_TYPE, COSIGN_SIGN_PREDICATE, type SignatureCheck, type WitnessOptions } from './sign/bundle.js';
 export { bundleArtifact, cosignArtifact, simpleSigningPayload, cosignTag, COSIGN_SIMPLE_SIGNING_MEDIA_TYPE, COSIGN_SIGNATURE_ANNOTATION, type SignatureFormat, type CosignLayer } from './sign/artifact.js';

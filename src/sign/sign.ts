@@ -79,7 +79,7 @@ export async function signImage(ctx: SignContext, ref: string, signer: ImageSign
     return await signWith(ctx, ref, signer, options);
   } catch (err) {
     // @sigstore/sign's failures (Fulcio, Rekor, a timestamp authority unreachable or refusing) as a stratum error.
-    if (err instanceof InternalError) throw new KeylessUnavailableError(`cannot sign ${ref}: ${err.message} (${err.code})${err.cause ? `: ${(err.cause as Error).message ?? String(err.cause)}` : ''}`, { cause: err });
+    if (err instanceof InternalError) throw new KeylessUnavailableError(`cannot sign ${ref}${options.rekorURL ? ` (Rekor at ${options.rekorURL})` : ''}: ${err.message} (${err.code})${err.cause ? `: ${(err.cause as Error).message ?? String(err.cause)}` : ''}`, { cause: err });
     throw err;
   }
 }
