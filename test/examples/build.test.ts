@@ -7,12 +7,10 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
-import { buildLayer, type EntrySpec } from '../fixtures/layers.js';
-import { writeOciLayout } from '../fixtures/layout.js';
-import { pushOciLayout } from '../fixtures/push.js';
+import type { EntrySpec } from '../fixtures/layers.js';
+import { pushOneLayerImage } from '../fixtures/push.js';
 import { sharedRegistry, type TestRegistry } from '../helpers/registry.js';
 import { isolatedCliEnv } from '../helpers/cli.js';
 import { TempDirs } from '../helpers/tmp.js';
@@ -52,11 +50,7 @@ let base = '';
 before(async () => {
   if (MISSING) return;
   registry = await sharedRegistry();
-  const work = await tmpDirs.make('build-example-images');
-  const layer = await buildLayer(BASE, { compression: 'gzip', dir: join(work, 'layers') });
-  const layout = await writeOciLayout(join(work, 'base'), [{ tag: '1', layers: [layer] }]);
-  await pushOciLayout(layout.dir, '1', registry, 'example/build-base:1', 'oci');
-  base = `${registry.host}/example/build-base:1`;
+  base = await pushOneLayerImage(registry, BASE, 'example/build-base:1', await tmpDirs.make('build-example-images'));
 });
 
 after(async () => {

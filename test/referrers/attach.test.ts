@@ -8,17 +8,16 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
-import { Engine } from '../../src/engine/engine.js';
-import { isStratumError } from '../../src/errors.js';
+import type { Engine } from '../../src/engine/engine.js';
 import { digestOf } from '../../src/oci/digest.js';
 import { MediaType } from '../../src/oci/mediatypes.js';
 import type { ImageIndex, ImageManifest } from '../../src/oci/types.js';
-import { StaticCredentials } from '../../src/registry/credentials.js';
 import { referrersTag } from '../../src/referrers/artifact.js';
 import { keySigner } from '../../src/sign/key.js';
 import { SIGSTORE_BUNDLE_MEDIA_TYPE } from '../../src/sign/bundle.js';
 import { sharedRegistry, type TestRegistry } from '../helpers/registry.js';
 import { TempDirs } from '../helpers/tmp.js';
+import { copyOfApp, openTestEngine, stratumError } from '../helpers/engines.js';
 import { pushFixtures, type PushedFixtures } from '../fixtures/images.js';
 
 const exec = promisify(execFile);
@@ -27,16 +26,8 @@ let registry: TestRegistry;
 let fixtures: PushedFixtures;
 const tmp = new TempDirs();
 
-function open(): Promise<Engine> {
-  return tmp.make('attach-store').then((root) => Engine.open({ root, credentials: new StaticCredentials({}), env: { STRATUM_CONFIG: '' } }));
-}
-
-/** A repository of its own holding a copy of library/app:1. */
-async function freshRepo(engine: Engine, name: string): Promise<string> {
-  const ref = `${registry.host}/${name}:1`;
-  await engine.copy(`${registry.host}/library/app:1`, ref);
-  return ref;
-}
+const open = () => openTestEngine(tmp, 'attach-store');
+const freshRepo = (engine: Engine, name: string) => copyOfApp(engine, registry, name);
 
 /** GET a manifest by raw HTTP, as any client of the registry sees it. */
 async function rawManifest<T>(repository: string, reference: string): Promise<T> {
@@ -45,15 +36,7 @@ async function rawManifest<T>(repository: string, reference: string): Promise<T>
   return (await res.json()) as T;
 }
 
-async function code(promise: Promise<unknown>): Promise<{ code: string; message: string }> {
-  try {
-    await promise;
-  } catch (err) {
-    if (isStratumError(err)) return { code: err.code, message: err.message };
-    throw err;
-  }
-  return { code: 'resolved', message: '' };
-}
+const code = stratumError;
 
 before(async () => {
   registry = await sharedRegistry();

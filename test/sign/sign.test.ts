@@ -19,6 +19,7 @@ import { fetchSmallBlob } from '../../src/sign/remote.js';
 import { REFERRERS_ANNOTATION } from '../../src/referrers/local.js';
 import { sharedRegistry, type TestRegistry } from '../helpers/registry.js';
 import { TempDirs } from '../helpers/tmp.js';
+import { copyOfApp, openTestEngine, stratumError } from '../helpers/engines.js';
 import { pushFixtures, type PushedFixtures } from '../fixtures/images.js';
 
 function p256(): { privatePem: string; publicPem: string } {
@@ -33,26 +34,9 @@ const tmp = new TempDirs();
 const key = p256();
 const other = p256();
 
-function open(): Promise<Engine> {
-  return tmp.make('sign-store').then((root) => Engine.open({ root, credentials: new StaticCredentials({}), env: { STRATUM_CONFIG: '' } }));
-}
-
-/** A repository of its own holding a copy of library/app:1 (so no test sees another's signatures). */
-async function freshRepo(engine: Engine, name: string): Promise<string> {
-  const ref = `${registry.host}/${name}:1`;
-  await engine.copy(`${registry.host}/library/app:1`, ref);
-  return ref;
-}
-
-async function code(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (err) {
-    if (isStratumError(err)) return err.code;
-    throw err;
-  }
-  return 'resolved';
-}
+const open = () => openTestEngine(tmp, 'sign-store');
+const freshRepo = (engine: Engine, name: string) => copyOfApp(engine, registry, name);
+const code = async (promise: Promise<unknown>) => (await stratumError(promise)).code;
 
 before(async () => {
   registry = await sharedRegistry();
