@@ -28,8 +28,9 @@ export interface AttachOptions {
   /** `org.opencontainers.image.created` (default now, as oras attach writes it); an annotation given wins. */
   created?: Date;
   /**
-   * Push to the image's registry too. Default: when `ref` names a registry (`127.0.0.1:5000/app:1`,
-   * `ghcr.io/o/app`, not `app:1`). An image not in the store is attached at its registry only.
+   * Push to the stored image's registry too (its stored name's). Default: when `ref` names a
+   * registry (`127.0.0.1:5000/app:1`, `ghcr.io/o/app`, not `app:1`). An image not in the store is
+   * attached at its registry only.
    */
   push?: boolean;
   signal?: AbortSignal;
@@ -87,9 +88,9 @@ async function attachedBytes(options: AttachOptions): Promise<Buffer> {
 }
 
 /** The image `ref` names: stored (its tag entry), else resolved at its registry when `ref` names one. */
-async function subjectOf(ctx: ReferrersContext, ref: string): Promise<{ name: string; subject: Descriptor; stored: boolean; repo?: Reference }> {
+async function subjectOf(ctx: ReferrersContext, ref: string, push: boolean | undefined): Promise<{ name: string; subject: Descriptor; stored: boolean; repo?: Reference }> {
   const stored = await findStored(ctx.store, ref);
-  if (stored) return { name: stored.name, subject: stored.entry, stored: true, ...(namesRegistry(ref) ? { repo: parseReference(stored.name) } : {}) };
+  if (stored) return { name: stored.name, subject: stored.entry, stored: true, ...((push ?? namesRegistry(ref)) ? { repo: parseReference(stored.name) } : {}) };
   if (!namesRegistry(ref)) throw new NotFoundError(`cannot attach to ${ref}: no such image in the store (name its registry, e.g. 127.0.0.1:5000/${ref}, to attach at the registry)`);
   return { ...(await resolveAtRegistry(ctx, ref)), stored: false };
 }
@@ -110,10 +111,11 @@ export async function attachArtifact(ctx: ReferrersContext, ref: string, options
   if (options.mediaType !== undefined && !MEDIA_TYPE.test(options.mediaType)) throw new InvalidArgumentError(`media type ${JSON.stringify(options.mediaType)} is not type/subtype`);
   const blob = await attachedBytes(options);
   const { signal } = options;
-  const target = await subjectOf(ctx, ref);
+  const target = await subjectOf(ctx, ref, options.push);
   const annotations = { 'org.opencontainers.image.created': createdAnnotation(options.created ?? new Date()), ...options.annotations };
   const artifact = artifactManifest({ artifactType: options.artifactType, blob, annotations, ...(options.mediaType ? { mediaType: options.mediaType } : {}) }, target.subject);
   if (target.stored) await attachToStore(ctx.store, target.subject.digest, artifact);
+  if (!target.stored && options.push === false) throw new InvalidArgumentError(`cannot attach to ${ref} with push: false: it is not in the store, so the registry is the only place to keep it`);
   const push = target.repo !== undefined && (options.push ?? true);
   const via = push ? await pushReferrer(ctx.client, target.repo!, target.subject.digest, artifact, signal) : undefined;
   return { name: target.name, subject: target.subject, artifact: artifact.descriptor, stored: target.stored, ...(via ? { pushed: { repository: target.repo!.name, via } } : {}) };

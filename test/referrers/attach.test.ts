@@ -128,6 +128,7 @@ describe('attach and referrers', () => {
       assert.equal((await code(a.attach(`${registry.host}/attach/nosuch:1`, { artifactType: SBOM, blob: Buffer.from('x') }))).code, 'ERR_NOT_FOUND');
       assert.equal((await code(a.attach(ref, { artifactType: 'not a type', blob: Buffer.from('x') }))).code, 'ERR_INVALID_ARGUMENT');
       assert.equal((await code(a.attach(ref, { artifactType: SBOM }))).code, 'ERR_INVALID_ARGUMENT');
+      assert.match((await code(a.attach(ref, { artifactType: SBOM, blob: Buffer.from('x'), push: false }))).message, /not in the store/);
     } finally {
       await a.close();
     }
