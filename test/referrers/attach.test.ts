@@ -49,7 +49,7 @@ after(async () => {
 });
 
 describe('attach and referrers', () => {
-  test('a stored image named by its registry: the artifact is kept in the store and pushed (referrers tag schema); referrers lists it from both', async () => {
+  test('a stored image named by its registry: the artifact is kept in the store (GC keeps it while the image is tagged) and pushed (referrers tag schema); referrers lists it from both', async () => {
     const a = await open();
     const b = await open();
     try {
@@ -81,6 +81,16 @@ describe('attach and referrers', () => {
       const remote = await b.referrers(ref);
       assert.deepEqual(remote.map((r) => [r.digest, r.source, r.subject]), [[result.artifact.digest, 'registry', digest]]);
       assert.deepEqual(await b.referrers(ref, { artifactType: 'application/vnd.example.other' }), []);
+
+      // Kept in the store while the image is tagged; gone with it.
+      const sbomDigest = digestOf(sbom);
+      await a.gc();
+      assert.equal(await a.store.has(result.artifact.digest), true);
+      assert.equal(await a.store.has(sbomDigest), true);
+      await a.removeImage(ref);
+      await a.gc();
+      assert.equal(await a.store.has(result.artifact.digest), false);
+      assert.equal(await a.store.has(sbomDigest), false);
     } finally {
       await a.close();
       await b.close();
