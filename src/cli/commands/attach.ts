@@ -1,6 +1,7 @@
 import { UsageError, withEngine } from '../context.js';
 import type { Invocation } from '../invocation.js';
 import { annotationsFlag } from '../annotations.js';
+import { whereKept } from './sign.js';
 
 /** oras attach: prints the artifact manifest's digest (and, on stderr, where it went). */
 export async function run(inv: Invocation): Promise<number> {
@@ -24,8 +25,7 @@ export async function run(inv: Invocation): Promise<number> {
     inv.stdout.line(JSON.stringify({ name: result.name, subject: result.subject.digest, artifact: result.artifact, stored: result.stored, ...(result.pushed ? { pushed: result.pushed } : {}) }));
     return 0;
   }
-  const where = [result.stored ? 'stored with the image' : undefined, result.pushed ? `pushed to ${result.pushed.repository} (${result.pushed.via})` : undefined].filter(Boolean).join(', ');
-  inv.stderr.line(`Attached to ${result.name}@${result.subject.digest}: ${where}`);
+  inv.stderr.line(`Attached to ${result.name}@${result.subject.digest}: ${whereKept(result)}`);
   inv.stdout.line(result.artifact.digest);
   return 0;
 }

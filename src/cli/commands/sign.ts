@@ -14,6 +14,11 @@ export async function readKeyFile(path: string, flag: string): Promise<Buffer> {
   }
 }
 
+/** Where a signature or an attached artifact went: `stored with the image, pushed to R (via)`. */
+export function whereKept(result: { stored: boolean; pushed?: { repository: string; via: string } }): string {
+  return [result.stored ? 'stored with the image' : undefined, result.pushed ? `pushed to ${result.pushed.repository} (${result.pushed.via})` : undefined].filter(Boolean).join(', ');
+}
+
 /** cosign sign: prints the signature artifact's digest (and where it went). */
 export async function run(inv: Invocation): Promise<number> {
   const keyPath = inv.string('key');
@@ -35,8 +40,7 @@ export async function run(inv: Invocation): Promise<number> {
   if (inv.bool('json')) {
     inv.stdout.line(JSON.stringify({ name: result.name, subject: result.subject.digest, format: result.format, signature: result.signature, stored: result.stored, ...(result.pushed ? { pushed: result.pushed } : {}) }));
   } else {
-    const where = [result.stored ? 'stored with the image' : undefined, result.pushed ? `pushed to ${result.pushed.repository} (${result.pushed.via})` : undefined].filter(Boolean).join(', ');
-    inv.stderr.line(`Signed ${result.name}@${result.subject.digest} (${result.format}): ${where}`);
+    inv.stderr.line(`Signed ${result.name}@${result.subject.digest} (${result.format}): ${whereKept(result)}`);
     inv.stdout.line(result.signature);
   }
   return 0;
