@@ -81,13 +81,20 @@ export { storeUsage, type StoreUsage, type ImageUsage, type LayerUsage } from '.
 export { verifyStore, type VerifyOptions, type VerifyResult, type StoreProblem, type StoreProblemKind } from './image/verify.js';
 
 // Signing and verifying images (Sigstore bundles as OCI referrers, cosign's .sig tags); Engine.sign / Engine.verifyImage.
-export { keySigner, keylessSigner, publicKeyHint, readPublicKey, type ImageSigner, type KeylessOptions } from './sign/key.js';
+export { keySigner, keylessSigner, keylessSettings, publicKeyHint, readPublicKey, DEFAULT_FULCIO_URL, DEFAULT_REKOR_URL, type ImageSigner, type KeylessOptions } from './sign/key.js';
 export { signImage, verifyImageSignature, verifyResolved, type SignContext, type SignOptions, type SignResult, type VerifyImageOptions, type VerifyImageResult } from './sign/sign.js';
 export { createImageBundle, checkImageBundle, SIGSTORE_BUNDLE_MEDIA_TYPE, COSIGN_SIGN_PREDICATE, type SignatureCheck, type WitnessOptions } from './sign/bundle.js';
-export { bundleArtifact, cosignArtifact, simpleSigningPayload, referrersTag, cosignTag, COSIGN_SIMPLE_SIGNING_MEDIA_TYPE, COSIGN_SIGNATURE_ANNOTATION, type SignatureFormat, type Artifact, type CosignLayer } from './sign/artifact.js';
-export { findRegistrySignatures, pushBundleArtifact, pushCosignSignature, type RegistryAttachment } from './sign/remote.js';
-export { findStoreSignatures, attachToStore, SIGNATURES_ANNOTATION } from './sign/local.js';
+export { bundleArtifact, cosignArtifact, simpleSigningPayload, cosignTag, COSIGN_SIMPLE_SIGNING_MEDIA_TYPE, COSIGN_SIGNATURE_ANNOTATION, type SignatureFormat, type CosignLayer } from './sign/artifact.js';
+export { findRegistrySignatures, pushCosignSignature } from './sign/remote.js';
+export { findStoreSignatures } from './sign/local.js';
 export type { FoundSignature, VerifiedSignature } from './sign/found.js';
+
+// Referrers (OCI artifacts whose subject is an image: signatures, SBOMs, attestations); Engine.attach / Engine.referrers.
+export { artifactManifest, referrersTag, referrersIndex, EMPTY_JSON, type Artifact, type ArtifactSpec } from './referrers/artifact.js';
+export { attachToStore, storedReferrers, REFERRERS_ANNOTATION } from './referrers/local.js';
+export { pushReferrer, registryReferrers, type RegistryAttachment } from './referrers/remote.js';
+export { attachArtifact, listReferrers, namesRegistry, type AttachOptions, type AttachResult, type Referrer, type ReferrersOptions, type ReferrersContext } from './referrers/attach.js';
+export { pushStoredReferrers, type PushedReferrer } from './image/push-referrers.js';
 
 // Snapshotters (what verifyStore checks besides the content store).
 export { openSnapshotter, defaultSnapshotter, reclaimTemporaries, type Snapshotter, type SnapshotterName, type SnapshotProblem, type ReclaimedTemporaries } from './snapshotter/index.js';

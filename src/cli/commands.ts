@@ -6,6 +6,7 @@ export const HISTORY_FIELDS = ['ID', 'CreatedSince', 'CreatedAt', 'CreatedBy', '
 export const DF_FIELDS = ['Type', 'TotalCount', 'Active', 'Size', 'Reclaimable'] as const;
 export const SNAPSHOT_FIELDS = ['Key', 'Parent', 'Kind', 'Snapshotter', 'Created', 'Updated', 'Labels'] as const;
 export const TAG_FIELDS = ['Repository', 'Tag'] as const;
+export const REFERRER_FIELDS = ['Digest', 'ArtifactType', 'Size', 'CreatedAt', 'Source', 'Subject', 'MediaType', 'Annotations'] as const;
 
 const quiet = (description: string): OptionSpec => ({ name: 'quiet', short: 'q', type: 'boolean', description });
 const json = (description = 'One JSON event per line'): OptionSpec => ({ name: 'json', type: 'boolean', description });
@@ -35,24 +36,29 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     name: 'push',
     summary: 'Upload an image from the store to a registry',
-    description: 'Upload an image from the store to a registry: the blobs the repository lacks, then the manifest, byte for byte (its digest does not change). DESTINATION defaults to NAME itself.',
+    description: 'Upload an image from the store to a registry: the blobs the repository lacks, then the manifest, byte for byte (its digest does not change), then the referrers stored with it (signatures, `stratum attach` artifacts) unless --no-referrers. DESTINATION defaults to NAME itself.',
     args: [{ name: 'NAME[:TAG]', complete: 'image' }, { name: 'DESTINATION[:TAG|@DIGEST]', required: false }],
-    options: [quiet('Print only the destination when done'), json()],
+    options: [
+      { name: 'no-referrers', type: 'boolean', description: 'Push only the image: not the signatures and attached artifacts stored with it' },
+      quiet('Print only the destination when done'),
+      json(),
+    ],
     load: () => import('./commands/push.js'),
   },
   {
     name: 'sign',
     summary: "Sign an image's manifest digest (Sigstore bundle or cosign signature)",
     description:
-      "Sign the manifest digest IMAGE names with an ECDSA P-256 private key (PEM), offline: no Fulcio, Rekor or timestamp authority. --format bundle (default) makes a Sigstore bundle (application/vnd.dev.sigstore.bundle.v0.3+json) stored as an OCI artifact whose subject is the image, as cosign v3 does, found through the registry's referrers API or its referrers tag (sha256-<hex>); --format cosign the classic cosign signature tag sha256-<hex>.sig. A stored image keeps the signature in the store (while it is tagged) and --push uploads it to its registry too; an image not in the store is signed at its registry. Keyless signing (--identity-token, Fulcio and Rekor) needs their network. Prints the signature artifact's digest.",
+      "Sign the manifest digest IMAGE names with an ECDSA P-256 private key (PEM), offline: no Fulcio, Rekor or timestamp authority. --format bundle (default) makes a Sigstore bundle (application/vnd.dev.sigstore.bundle.v0.3+json) stored as an OCI artifact whose subject is the image, as cosign v3 does, found through the registry's referrers API or its referrers tag (sha256-<hex>); --format cosign the classic cosign signature tag sha256-<hex>.sig. A stored image keeps the signature in the store (while it is tagged) and --push uploads it to its registry too; an image not in the store is signed at its registry. Keyless signing (--keyless: Fulcio and Rekor, URLs from --fulcio-url/--rekor-url or $STRATUM_FULCIO_URL/$STRATUM_REKOR_URL, the OIDC token from --identity-token or $SIGSTORE_ID_TOKEN) needs their network; without it, it fails with ERR_KEYLESS_UNAVAILABLE naming the URL. Prints the signature artifact's digest.",
     args: [IMAGE],
     options: [
       { name: 'key', type: 'string', value: 'FILE', complete: 'file', description: 'ECDSA P-256 private key (PEM; $STRATUM_KEY_PASSWORD for an encrypted one)' },
       { name: 'format', type: 'string', value: 'FORMAT', choices: ['bundle', 'cosign'], strict: true, description: 'bundle (default: Sigstore bundle referrer) or cosign (sha256-<hex>.sig tag)' },
       { name: 'push', type: 'boolean', description: "Also upload the signature of a stored image to its registry" },
-      { name: 'identity-token', type: 'string', value: 'TOKEN', description: 'Keyless instead of --key: an OIDC token for Fulcio (needs the network)' },
-      { name: 'fulcio-url', type: 'string', value: 'URL', description: 'Keyless: Fulcio (default https://fulcio.sigstore.dev)' },
-      { name: 'rekor-url', type: 'string', value: 'URL', description: 'Keyless: log the signature in this Rekor (default https://rekor.sigstore.dev)' },
+      { name: 'keyless', type: 'boolean', description: 'Instead of --key: an ephemeral key certified by Fulcio for an OIDC identity, the signature logged in Rekor (needs their network)' },
+      { name: 'identity-token', type: 'string', value: 'TOKEN', description: 'Keyless: the OIDC token for Fulcio (default $SIGSTORE_ID_TOKEN; implies --keyless)' },
+      { name: 'fulcio-url', type: 'string', value: 'URL', description: 'Keyless: Fulcio (default $STRATUM_FULCIO_URL, else https://fulcio.sigstore.dev)' },
+      { name: 'rekor-url', type: 'string', value: 'URL', description: 'Keyless: log the signature in this Rekor (default $STRATUM_REKOR_URL, else https://rekor.sigstore.dev)' },
       json('Print the result as JSON'),
     ],
     examples: ['stratum sign --key cosign.key --push 127.0.0.1:5000/app:1', 'stratum sign --key cosign.key --format cosign 127.0.0.1:5000/app:1'],
@@ -71,6 +77,36 @@ export const COMMANDS: readonly CommandSpec[] = [
     ],
     examples: ['stratum verify --key cosign.pub 127.0.0.1:5000/app:1'],
     load: () => import('./commands/verify.js'),
+  },
+  {
+    name: 'attach',
+    summary: 'Attach an artifact (SBOM, attestation, any file) to an image as an OCI referrer',
+    description:
+      "Store FILE as an OCI artifact about the image IMAGE names, as `oras attach` does: an image manifest with --artifact-type, the empty config (application/vnd.oci.empty.v1+json) and FILE as its one layer, whose subject is the image's manifest. A stored image keeps it (while it is tagged; `push` carries it along); when IMAGE names a registry (127.0.0.1:5000/app:1) it is pushed there too, listed through the registry's referrers API or, where the registry lacks one, the referrers tag sha256-<hex>. Prints the artifact manifest's digest.",
+    args: [IMAGE, { name: 'FILE', complete: 'file' }],
+    options: [
+      { name: 'artifact-type', type: 'string', value: 'TYPE', description: 'The artifact type (required), e.g. application/spdx+json' },
+      { name: 'media-type', type: 'string', value: 'TYPE', description: "FILE's media type (default: the artifact type)" },
+      { name: 'annotation', type: 'string', multiple: true, value: 'KEY=VALUE', description: 'An annotation of the artifact manifest (repeatable)' },
+      { name: 'no-push', type: 'boolean', description: 'Keep it in the store only, even when IMAGE names a registry' },
+      json('Print the result as JSON'),
+    ],
+    examples: ['stratum attach --artifact-type application/spdx+json 127.0.0.1:5000/app:1 sbom.spdx.json', 'stratum attach --artifact-type application/vnd.example.note --annotation org.example.by=ci app:1 note.txt'],
+    load: () => import('./commands/attach.js'),
+  },
+  {
+    name: 'referrers',
+    summary: 'List the artifacts that refer to an image (signatures, SBOMs, attachments)',
+    description:
+      'List the artifacts whose subject is the image IMAGE names, as `oras discover` does: those kept in the store with a stored image and, when IMAGE names a registry, those the registry lists (its referrers API, else the referrers tag sha256-<hex>). SOURCE says where each was found: store, registry or store+registry.',
+    args: [IMAGE],
+    options: [
+      { name: 'artifact-type', type: 'string', value: 'TYPE', description: 'Only artifacts of this type' },
+      { name: 'source', type: 'string', value: 'WHERE', choices: ['auto', 'store', 'registry'], strict: true, description: 'auto (default: the store and, for a registry name, the registry), store or registry' },
+      formatOption(REFERRER_FIELDS),
+    ],
+    examples: ['stratum referrers 127.0.0.1:5000/app:1', 'stratum referrers --artifact-type application/vnd.dev.sigstore.bundle.v0.3+json --format json app:1'],
+    load: () => import('./commands/referrers.js'),
   },
   {
     name: 'commit',

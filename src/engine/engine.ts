@@ -16,6 +16,8 @@ import type { ResolvedManifest } from '../registry/types.js';
 import type { ImageSigner } from '../sign/key.js';
 import type { SignOptions, SignResult, VerifyImageOptions, VerifyImageResult } from '../sign/sign.js';
 import type { PushEvent, PushResult } from '../image/push.js';
+import type { PushedReferrer } from '../image/push-referrers.js';
+import type { AttachOptions, AttachResult, Referrer, ReferrersOptions } from '../referrers/attach.js';
 import type { CommitImageResult } from '../image/commit.js';
 import type { MutableImage } from '../image/mutate.js';
 import type { SaveOptions, SaveResult } from '../image/archive/save.js';
@@ -512,8 +514,23 @@ export class Engine {
     return ensureUnpacked(this.store, await this.snapshotter(), image, options.onEvent);
   }
 
-  /** Pushes a stored image to a registry (default: its own name). */
-  async push(source: string, destination?: string | Reference, options: { onEvent?: (e: PushEvent) => void; signal?: AbortSignal } = {}): Promise<PushResult> {
+  /**
+   * Pushes a stored image to a registry (default: its own name), then the referrers stored with it
+   * (signature bundles, cosign signatures, attach()'s artifacts), unless `referrers: false`.
+   */
+  async push(source: string, destination?: string | Reference, options: { onEvent?: (e: PushEvent) => void; referrers?: boolean; signal?: AbortSignal } = {}): Promise<PushResult & { referrers: PushedReferrer[] }> {
+    const result = await this.pushStored(source, destination, options);
+    if (options.referrers === false) return { ...result, referrers: [] };
+    const { findStored } = await import('../referrers/local.js');
+    const stored = await findStored(this.store, source);
+    if (!stored) return { ...result, referrers: [] };
+    const { pushStoredReferrers } = await import('../image/push-referrers.js');
+    const client = await this.registry();
+    const referrers = await this.cancellable(options.signal, `push of the referrers of ${source}`, () => pushStoredReferrers(this.store, client, stored.entry, result.digest, parseReference(result.destination), options.signal));
+    return { ...result, referrers };
+  }
+
+  private async pushStored(source: string, destination: string | Reference | undefined, options: { onEvent?: (e: PushEvent) => void; signal?: AbortSignal }): Promise<PushResult> {
     // A tag naming an index stored whole goes up whole (it may lack this host's platform).
     const { parsesAs } = await import('../image/resolve.js');
     const tagged = await this.store.getTag(parsesAs(source)?.toString() ?? source);
@@ -613,6 +630,34 @@ export class Engine {
   async verifyImage(ref: string, options: VerifyImageOptions): Promise<VerifyImageResult> {
     const { verifyImageSignature } = await import('../sign/sign.js');
     return verifyImageSignature({ store: this.store, client: await this.registry() }, ref, options);
+  }
+
+  /**
+   * `oras attach`: stores `options.blob` (or the file at `options.path`) as an OCI artifact about
+   * image `ref`: an image manifest with `artifactType`, the empty config
+   * (`application/vnd.oci.empty.v1+json`), the blob as its one layer and `subject` = the image's
+   * manifest descriptor. A stored image keeps it (GC keeps it while the image is tagged; push
+   * carries it along); when `ref` names a registry (`127.0.0.1:5000/app:1`) it is pushed there
+   * too, listed through the registry's referrers API or, without one, the referrers tag schema
+   * (`sha256-<hex>`). Throws NotFoundError for an image neither stored nor at a named registry,
+   * InvalidArgumentError for an unreadable file or a malformed artifact type. See attachArtifact.
+   */
+  async attach(ref: string, options: AttachOptions): Promise<AttachResult> {
+    const { attachArtifact } = await import('../referrers/attach.js');
+    const client = await this.registry();
+    return this.cancellable(options.signal, `attach to ${ref}`, () => attachArtifact({ store: this.store, client }, ref, options));
+  }
+
+  /**
+   * `oras discover`: the artifacts that refer to image `ref` (signatures, SBOMs, attestations,
+   * attach()'s), optionally of one `artifactType`: those kept in the store with a stored image,
+   * and those the registry lists (referrers API, else the `sha256-<hex>` tag) when `ref` names a
+   * registry. Each says where it was found. See listReferrers.
+   */
+  async referrers(ref: string, options: ReferrersOptions = {}): Promise<Referrer[]> {
+    const { listReferrers } = await import('../referrers/attach.js');
+    const client = await this.registry();
+    return this.cancellable(options.signal, `referrers of ${ref}`, () => listReferrers({ store: this.store, client }, ref, options));
   }
 
   /** The pull hook of `verifyKey`: the registry's signatures of the resolved digest, checked before any layer moves. */

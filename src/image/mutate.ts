@@ -180,6 +180,17 @@ export class MutableImage {
     return this.with({ config: { ...this.state.config, config } });
   }
 
+  /**
+   * Sets the config's platform (ggcr's `mutate.ConfigFile` with another OS/architecture): what
+   * createIndex lists the image under. The layers are not checked: building one content for
+   * several platforms (scripts, static binaries, data) is the point.
+   */
+  withPlatform(platform: { os: string; architecture: string; variant?: string }): MutableImage {
+    if (!platform.os || !platform.architecture) throw new InvalidArgumentError(`a platform needs an os and an architecture (got ${JSON.stringify(platform)})`);
+    const { variant: _old, ...config } = this.state.config;
+    return this.with({ config: { ...config, os: platform.os, architecture: platform.architecture, ...(platform.variant ? { variant: platform.variant } : {}) } });
+  }
+
   /** Applies `docker commit --change` instructions (`ENV A=b`, `CMD ["sh"]`, `EXPOSE 80`…) in order. */
   withChanges(changes: readonly string[]): MutableImage {
     const config = applyChanges((this.state.config.config as Record<string, unknown> | undefined) ?? {}, changes);

@@ -1,9 +1,10 @@
-import { digestHex, digestOf, type Digest } from '../oci/digest.js';
+import { digestOf, type Digest } from '../oci/digest.js';
 import { MediaType } from '../oci/mediatypes.js';
-import type { Descriptor, ImageIndex, ImageManifest } from '../oci/types.js';
+import type { Descriptor, ImageManifest } from '../oci/types.js';
 import type { KeyObject } from 'node:crypto';
 import { SIGSTORE_BUNDLE_MEDIA_TYPE, COSIGN_SIGN_PREDICATE, verifyRaw, type SignatureCheck } from './bundle.js';
 import { publicKeyHint } from './key.js';
+import { artifactManifest, createdAnnotation, descriptorOf, referrersTag, type Artifact } from '../referrers/artifact.js';
 
 /** Where a signature is kept: a Sigstore bundle referrer (cosign v3), or the classic cosign `.sig` tag. */
 export type SignatureFormat = 'bundle' | 'cosign';
@@ -14,22 +15,6 @@ export const COSIGN_SIMPLE_SIGNING_MEDIA_TYPE = 'application/vnd.dev.cosign.simp
 export const COSIGN_SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature';
 /** stratum's own layer annotation: the signing key's hint (publicKeyHint), so "other key" can be told from "altered". */
 export const KEY_HINT_ANNOTATION = 'dev.stratum.signature.key-hint';
-/** The OCI empty descriptor's blob (`{}`), the config of an artifact manifest. */
-export const EMPTY_JSON = Buffer.from('{}');
-
-/** A manifest and the blobs it needs, ready to store or push. */
-export interface Artifact {
-  mediaType: string;
-  manifest: Buffer;
-  digest: Digest;
-  blobs: Array<{ digest: Digest; mediaType: string; bytes: Buffer }>;
-  /** The descriptor that lists it in a referrers index. */
-  descriptor: Descriptor;
-}
-
-function descriptorOf(mediaType: string, bytes: Buffer, extra: Partial<Descriptor> = {}): Descriptor {
-  return { mediaType, digest: digestOf(bytes), size: bytes.length, ...extra };
-}
 
 /**
  * The OCI artifact cosign v3 stores a bundle in: an image manifest with artifactType = the bundle
@@ -37,54 +22,17 @@ function descriptorOf(mediaType: string, bytes: Buffer, extra: Partial<Descripto
  * the registry lists it among the image's referrers.
  */
 export function bundleArtifact(bundle: Buffer, subject: Descriptor, created = new Date()): Artifact {
-  const layer = descriptorOf(SIGSTORE_BUNDLE_MEDIA_TYPE, bundle);
-  const config = descriptorOf(MediaType.OciEmpty, EMPTY_JSON);
   const annotations = {
     'dev.sigstore.bundle.content': 'dsse-envelope',
     'dev.sigstore.bundle.predicateType': COSIGN_SIGN_PREDICATE,
-    'org.opencontainers.image.created': created.toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    'org.opencontainers.image.created': createdAnnotation(created),
   };
-  const manifest: ImageManifest = {
-    schemaVersion: 2,
-    mediaType: MediaType.OciManifest,
-    artifactType: SIGSTORE_BUNDLE_MEDIA_TYPE,
-    config,
-    layers: [layer],
-    subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
-    annotations,
-  };
-  const bytes = Buffer.from(JSON.stringify(manifest));
-  return {
-    mediaType: MediaType.OciManifest,
-    manifest: bytes,
-    digest: digestOf(bytes),
-    blobs: [
-      { digest: config.digest, mediaType: config.mediaType, bytes: EMPTY_JSON },
-      { digest: layer.digest, mediaType: layer.mediaType, bytes: bundle },
-    ],
-    descriptor: descriptorOf(MediaType.OciManifest, bytes, { artifactType: SIGSTORE_BUNDLE_MEDIA_TYPE, annotations }),
-  };
-}
-
-/** The referrers tag schema's tag for a subject: `sha256-<hex>` (cosign's `.sig` adds a suffix). */
-export function referrersTag(subject: Digest): string {
-  return `sha256-${digestHex(subject)}`;
+  return artifactManifest({ artifactType: SIGSTORE_BUNDLE_MEDIA_TYPE, blob: bundle, annotations }, subject);
 }
 
 /** cosign's classic signature tag: `sha256-<hex>.sig`. */
 export function cosignTag(subject: Digest): string {
   return `${referrersTag(subject)}.sig`;
-}
-
-/** An index listing `manifests`, as the referrers API answers and the referrers tag schema stores. */
-export function referrersIndex(manifests: Descriptor[]): Buffer {
-  const index: ImageIndex = { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests };
-  return Buffer.from(JSON.stringify(index));
-}
-
-/** `existing` with `entry` added when no entry has its digest. */
-export function withEntry(existing: readonly Descriptor[], entry: Descriptor): Descriptor[] {
-  return existing.some((d) => d.digest === entry.digest) ? [...existing] : [...existing, entry];
 }
 
 /** cosign's simple-signing payload for an image: what the classic format signs. */

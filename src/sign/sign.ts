@@ -1,19 +1,20 @@
 import type { KeyObject } from 'node:crypto';
 import { InternalError } from '@sigstore/sign';
 import type { OciStore } from '../content/store.js';
-import { InvalidArgumentError, isStratumError, KeylessUnavailableError, NetworkError, SignatureError } from '../errors.js';
+import { InvalidArgumentError, KeylessUnavailableError, NetworkError, SignatureError } from '../errors.js';
 import { isDigest, type Digest } from '../oci/digest.js';
 import { parseReference, type Reference } from '../oci/reference.js';
 import type { Descriptor } from '../oci/types.js';
 import type { RegistryClient } from '../registry/client.js';
 import { SOURCE_DIGEST_ANNOTATION } from '../image/annotations.js';
-import { resolveImage } from '../image/resolve.js';
 import { bundleArtifact, KEY_HINT_ANNOTATION, simpleSigningPayload, cosignArtifact, type SignatureFormat } from './artifact.js';
 import { createImageBundle } from './bundle.js';
 import { pickVerified, type FoundSignature, type VerifiedSignature } from './found.js';
 import { readPublicKey, type ImageSigner } from './key.js';
-import { attachToStore, findStoreSignatures } from './local.js';
-import { findRegistrySignatures, pushBundleArtifact, pushCosignSignature, type RegistryAttachment } from './remote.js';
+import { findStoreSignatures } from './local.js';
+import { findRegistrySignatures, pushCosignSignature } from './remote.js';
+import { attachToStore, findStored } from '../referrers/local.js';
+import { pushReferrer, type RegistryAttachment } from '../referrers/remote.js';
 
 export interface SignContext {
   store: OciStore;
@@ -78,7 +79,7 @@ export async function signImage(ctx: SignContext, ref: string, signer: ImageSign
     return await signWith(ctx, ref, signer, options);
   } catch (err) {
     // @sigstore/sign's failures (Fulcio, Rekor, a timestamp authority unreachable or refusing) as a stratum error.
-    if (err instanceof InternalError) throw new KeylessUnavailableError(`cannot sign ${ref}: ${err.message} (${err.code})${err.cause ? `: ${(err.cause as Error).message ?? String(err.cause)}` : ''}`, { cause: err });
+    if (err instanceof InternalError) throw new KeylessUnavailableError(`cannot sign ${ref}${options.rekorURL ? ` (Rekor at ${options.rekorURL})` : ''}: ${err.message} (${err.code})${err.cause ? `: ${(err.cause as Error).message ?? String(err.cause)}` : ''}`, { cause: err });
     throw err;
   }
 }
@@ -109,7 +110,7 @@ async function signWith(ctx: SignContext, ref: string, signer: ImageSigner, opti
     const bundle = await createImageBundle(signer, { name: identity, digest: subject.digest }, witnesses);
     const artifact = bundleArtifact(bundle, subject);
     if (stored) await attachToStore(ctx.store, subject.digest, artifact);
-    const via = repo ? await pushBundleArtifact(ctx.client, repo, subject.digest, artifact, signal) : undefined;
+    const via = repo ? await pushReferrer(ctx.client, repo, subject.digest, artifact, signal) : undefined;
     return { name, subject, format, signature: artifact.digest, stored: stored !== undefined, ...(repo && via ? { pushed: { repository: repo.name, via } } : {}) };
   }
 
@@ -121,20 +122,6 @@ async function signWith(ctx: SignContext, ref: string, signer: ImageSigner, opti
   if (stored) await attachToStore(ctx.store, subject.digest, artifact);
   if (repo) artifact = (await pushCosignSignature(ctx.client, repo, subject.digest, layer, signal)).artifact;
   return { name, subject, format, signature: artifact.digest, stored: stored !== undefined, ...(repo ? { pushed: { repository: repo.name, via: 'cosign-tag' as const } } : {}) };
-}
-
-/** The stored image `ref` names and its tag entry, or undefined when the store does not have it. */
-async function findStored(store: OciStore, ref: string): Promise<{ name: string; entry: Descriptor } | undefined> {
-  let image;
-  try {
-    image = await resolveImage(store, ref);
-  } catch (err) {
-    if (isStratumError(err, 'ERR_NOT_FOUND')) return undefined;
-    throw err;
-  }
-  const tagged = await store.getTag(image.name);
-  const entry = tagged?.descriptor ?? image.index ?? image.descriptor;
-  return { name: image.name, entry };
 }
 
 /**

@@ -108,4 +108,20 @@ describe('stratum sign / verify / pull --verify-key (CLI)', () => {
     assert.equal(r.code, 1);
     assert.match(r.stderr, /must be ECDSA P-256 .*\(ERR_INVALID_ARGUMENT\)/);
   });
+
+  it('--keyless takes its URLs and token from flags or the environment, and without Fulcio fails naming the URL (ERR_KEYLESS_UNAVAILABLE)', async () => {
+    const store = await dirs.make('store');
+    const ref = await copyTo(store, 'cli/keyless');
+    const noToken = await runCli(['--store', store, 'sign', '--keyless', ref], { ...env, SIGSTORE_ID_TOKEN: '' });
+    assert.equal(noToken.code, 1);
+    assert.match(noToken.stderr, /OIDC identity token .*SIGSTORE_ID_TOKEN.*\(ERR_KEYLESS_UNAVAILABLE\)/);
+    const flags = await cli(store, 'sign', '--keyless', '--identity-token', 'not-a-token', '--fulcio-url', 'http://127.0.0.1:9', '--rekor-url', 'http://127.0.0.1:9', ref);
+    assert.equal(flags.code, 1);
+    assert.match(flags.stderr, /Fulcio at http:\/\/127\.0\.0\.1:9 .*\(ERR_KEYLESS_UNAVAILABLE\)/);
+    const fromEnv = await runCli(['--store', store, 'sign', '--keyless', ref], { ...env, SIGSTORE_ID_TOKEN: 'not-a-token', STRATUM_FULCIO_URL: 'http://127.0.0.1:7', STRATUM_REKOR_URL: 'http://127.0.0.1:7' });
+    assert.equal(fromEnv.code, 1);
+    assert.match(fromEnv.stderr, /Fulcio at http:\/\/127\.0\.0\.1:7 /);
+    assert.equal((await cli(store, 'sign', '--keyless', '--key', keys.key, ref)).code, 2, '--key and --keyless together');
+    assert.equal((await cli(store, 'verify', '--key', keys.pub, ref)).code, 1, 'nothing was signed');
+  });
 });

@@ -1,6 +1,7 @@
 /**
- * The library docs (`npm run docs`) build from the doc comments without a warning, and the Engine
- * (the entry point the README links) is documented method by method.
+ * The library docs (`npm run docs`) build from the doc comments without a warning, the Engine
+ * (the entry point the README links) is documented method by method, and the "Build an image"
+ * guide (docs/build-an-image.md) is a page of them whose API names link to their reference.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -31,4 +32,12 @@ test('typedoc builds the API docs with warnings as errors; every public Engine m
   });
   assert.ok(methods.length > 20);
   assert.deepEqual(undocumented, [], `Engine methods without a doc comment: ${undocumented.join(', ')}`);
+
+  // The guide: generated, listed on the front page, its {@link}s resolved to the reference pages.
+  const guide = await readFile(join(out, 'documents', 'Build_an_image.html'), 'utf8');
+  assert.match(await readFile(join(out, 'index.html'), 'utf8'), /href="documents\/Build_an_image\.html"/);
+  for (const heading of ['Pull the base image', 'Reproducible digests', 'An index of two platforms', 'Sign and verify', 'Attach an SBOM or an attestation']) assert.ok(guide.includes(heading), heading);
+  for (const anchor of ['Engine.html#image', 'Engine.html#createindex', 'Engine.html#push', 'Engine.html#sign', 'Engine.html#verifyimage', 'Engine.html#attach', 'Engine.html#referrers', 'MutableImage.html#withplatform', 'MutableImage.html#appendlayer']) {
+    assert.ok(guide.includes(`href="../classes/${anchor}"`), `the guide links ${anchor}`);
+  }
 });

@@ -8,9 +8,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
-import { buildLayer, type EntrySpec } from '../fixtures/layers.js';
-import { writeOciLayout } from '../fixtures/layout.js';
-import { pushOciLayout } from '../fixtures/push.js';
+import type { EntrySpec } from '../fixtures/layers.js';
+import { pushOneLayerImage } from '../fixtures/push.js';
 import { sharedRegistry, type TestRegistry } from '../helpers/registry.js';
 import { isolatedCliEnv, runCli } from '../helpers/cli.js';
 import { TempDirs } from '../helpers/tmp.js';
@@ -30,11 +29,7 @@ let reference = '';
 before(async () => {
   if (MISSING) return;
   registry = await sharedRegistry();
-  const work = await tmpDirs.make('example-images');
-  const layer = await buildLayer(BASE, { compression: 'gzip', dir: join(work, 'layers') });
-  const layout = await writeOciLayout(join(work, 'base'), [{ tag: '1', layers: [layer] }]);
-  await pushOciLayout(layout.dir, '1', registry, 'example/base:1', 'oci');
-  reference = `${registry.host}/example/base:1`;
+  reference = await pushOneLayerImage(registry, BASE, 'example/base:1', await tmpDirs.make('example-images'));
 });
 
 after(async () => {

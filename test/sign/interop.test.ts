@@ -16,12 +16,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
-import { Engine } from '../../src/engine/engine.js';
 import { isStratumError } from '../../src/errors.js';
-import { StaticCredentials } from '../../src/registry/credentials.js';
 import { keySigner } from '../../src/sign/key.js';
 import { sharedRegistry, type TestRegistry } from '../helpers/registry.js';
 import { TempDirs } from '../helpers/tmp.js';
+import { openTestEngine } from '../helpers/engines.js';
 import { pushFixtures, type PushedFixtures } from '../fixtures/images.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -92,9 +91,7 @@ const foreignSigner = {
   },
 };
 
-function open(): Promise<Engine> {
-  return tmp.make('interop-store').then((root) => Engine.open({ root, credentials: new StaticCredentials({}), env: { STRATUM_CONFIG: '' } }));
-}
+const open = () => openTestEngine(tmp, 'interop-store');
 
 before(async () => {
   registry = await sharedRegistry();

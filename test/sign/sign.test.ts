@@ -13,11 +13,13 @@ import { RegistryClient } from '../../src/registry/client.js';
 import { StaticCredentials } from '../../src/registry/credentials.js';
 import { keySigner, publicKeyHint } from '../../src/sign/key.js';
 import { SIGSTORE_BUNDLE_MEDIA_TYPE } from '../../src/sign/bundle.js';
-import { COSIGN_SIGNATURE_ANNOTATION, COSIGN_SIMPLE_SIGNING_MEDIA_TYPE, cosignTag, referrersTag } from '../../src/sign/artifact.js';
+import { COSIGN_SIGNATURE_ANNOTATION, COSIGN_SIMPLE_SIGNING_MEDIA_TYPE, cosignTag } from '../../src/sign/artifact.js';
+import { referrersTag } from '../../src/referrers/artifact.js';
 import { fetchSmallBlob } from '../../src/sign/remote.js';
-import { SIGNATURES_ANNOTATION } from '../../src/sign/local.js';
+import { REFERRERS_ANNOTATION } from '../../src/referrers/local.js';
 import { sharedRegistry, type TestRegistry } from '../helpers/registry.js';
 import { TempDirs } from '../helpers/tmp.js';
+import { copyOfApp, openTestEngine, stratumError } from '../helpers/engines.js';
 import { pushFixtures, type PushedFixtures } from '../fixtures/images.js';
 
 function p256(): { privatePem: string; publicPem: string } {
@@ -32,26 +34,9 @@ const tmp = new TempDirs();
 const key = p256();
 const other = p256();
 
-function open(): Promise<Engine> {
-  return tmp.make('sign-store').then((root) => Engine.open({ root, credentials: new StaticCredentials({}), env: { STRATUM_CONFIG: '' } }));
-}
-
-/** A repository of its own holding a copy of library/app:1 (so no test sees another's signatures). */
-async function freshRepo(engine: Engine, name: string): Promise<string> {
-  const ref = `${registry.host}/${name}:1`;
-  await engine.copy(`${registry.host}/library/app:1`, ref);
-  return ref;
-}
-
-async function code(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (err) {
-    if (isStratumError(err)) return err.code;
-    throw err;
-  }
-  return 'resolved';
-}
+const open = () => openTestEngine(tmp, 'sign-store');
+const freshRepo = (engine: Engine, name: string) => copyOfApp(engine, registry, name);
+const code = async (promise: Promise<unknown>) => (await stratumError(promise)).code;
 
 before(async () => {
   registry = await sharedRegistry();
@@ -183,9 +168,9 @@ describe('bundle format (cosign v3 layout)', () => {
       statement.subject[0].digest.sha256 = changedDigest.slice(7);
       bundle.dsseEnvelope.payload = Buffer.from(JSON.stringify(statement)).toString('base64');
       const { bundleArtifact } = await import('../../src/sign/artifact.js');
-      const { pushBundleArtifact } = await import('../../src/sign/remote.js');
+      const { pushReferrer } = await import('../../src/referrers/remote.js');
       await client.pushManifest(repo, referrersTag(changedDigest), MediaType.OciIndex, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] })));
-      await pushBundleArtifact(client, repo, changedDigest, bundleArtifact(Buffer.from(JSON.stringify(bundle)), { mediaType: MediaType.OciManifest, digest: changedDigest, size: changedBytes.length }));
+      await pushReferrer(client, repo, changedDigest, bundleArtifact(Buffer.from(JSON.stringify(bundle)), { mediaType: MediaType.OciManifest, digest: changedDigest, size: changedBytes.length }));
       const bad = await engine.verifyImage(ref, { key: key.publicPem }).then(() => undefined, (e: unknown) => e);
       assert.ok(bad instanceof SignatureError && bad.code === 'ERR_SIGNATURE_INVALID', String(bad));
       assert.equal(await code(engine.pull(ref, { unpack: false, verifyKey: key.publicPem })), 'ERR_SIGNATURE_INVALID');
@@ -203,7 +188,7 @@ describe('bundle format (cosign v3 layout)', () => {
       const signed = await engine.sign(ref, keySigner(key.privatePem));
       assert.equal(signed.pushed, undefined);
       const tagged = await engine.store.getTag(parseReference(ref).toString());
-      const index = tagged?.descriptor.annotations?.[SIGNATURES_ANNOTATION];
+      const index = tagged?.descriptor.annotations?.[REFERRERS_ANNOTATION];
       assert.ok(index);
       await engine.gc();
       assert.equal((await engine.verifyImage(ref, { key: key.publicPem, source: 'store' })).where.startsWith('store'), true);
@@ -279,19 +264,29 @@ describe('keyless (Fulcio + Rekor): needs their network', () => {
     }
   });
 
-  test('against the configured services ($STRATUM_TEST_FULCIO_URL, $STRATUM_TEST_REKOR_URL, $STRATUM_TEST_OIDC_TOKEN)', async (t) => {
-    const token = process.env.STRATUM_TEST_OIDC_TOKEN;
+  test('against the configured services ($STRATUM_FULCIO_URL, $STRATUM_REKOR_URL, $SIGSTORE_ID_TOKEN; public-good Sigstore by default)', async (t) => {
+    const { keylessSettings } = await import('../../src/sign/key.js');
+    const settings = keylessSettings();
+    // Try Fulcio for real first: a skip must say what was tried and why it failed.
+    const reach = await fetch(new URL('/api/v2/configuration', settings.fulcioURL), { signal: AbortSignal.timeout(5000) }).then(
+      (res) => (res.ok ? undefined : `HTTP ${res.status}`),
+      (err: unknown) => `${(err as Error).message}${(err as { cause?: Error }).cause ? `: ${(err as { cause: Error }).cause.message}` : ''}`,
+    );
+    if (reach !== undefined) {
+      console.warn(`# SKIPPED: keyless signing: no Fulcio reachable at ${settings.fulcioURL} (${reach})`);
+      return t.skip(`no Fulcio reachable at ${settings.fulcioURL} (${reach})`);
+    }
+    const token = settings.identityToken;
     if (!token) {
-      t.skip('SKIPPED loudly: keyless signing needs an OIDC token ($STRATUM_TEST_OIDC_TOKEN) and a reachable Fulcio/Rekor; this machine is offline');
-      console.warn('# SKIPPED: keyless signing (no $STRATUM_TEST_OIDC_TOKEN; Fulcio/Rekor unreachable offline)');
-      return;
+      console.warn(`# SKIPPED: keyless signing: Fulcio at ${settings.fulcioURL} answers, but no OIDC token ($SIGSTORE_ID_TOKEN)`);
+      return t.skip(`Fulcio at ${settings.fulcioURL} answers, but there is no OIDC token ($SIGSTORE_ID_TOKEN)`);
     }
     const { keylessSigner } = await import('../../src/sign/key.js');
     const engine = await open();
     try {
       const ref = await freshRepo(engine, 'keyless/online');
-      const signer = await keylessSigner({ identityToken: token, ...(process.env.STRATUM_TEST_FULCIO_URL ? { fulcioURL: process.env.STRATUM_TEST_FULCIO_URL } : {}) });
-      const result = await engine.sign(ref, signer, { rekorURL: process.env.STRATUM_TEST_REKOR_URL ?? 'https://rekor.sigstore.dev' });
+      const signer = await keylessSigner({ identityToken: token, fulcioURL: settings.fulcioURL });
+      const result = await engine.sign(ref, signer, { rekorURL: settings.rekorURL });
       assert.equal(result.pushed?.via, 'referrers-tag');
     } finally {
       await engine.close();

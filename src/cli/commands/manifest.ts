@@ -1,6 +1,6 @@
-import { UsageError } from '../args.js';
 import { openEngine, withEngine } from '../context.js';
 import type { Invocation } from '../invocation.js';
+import { annotationsFlag } from '../annotations.js';
 
 export async function run(inv: Invocation): Promise<number> {
   switch (inv.path[1]) {
@@ -23,12 +23,7 @@ async function inspect(inv: Invocation): Promise<number> {
 }
 
 async function create(inv: Invocation): Promise<number> {
-  const annotations: Record<string, string> = {};
-  for (const kv of inv.strings('annotation')) {
-    const eq = kv.indexOf('=');
-    if (eq <= 0) throw new UsageError(`annotation ${JSON.stringify(kv)} is not KEY=VALUE`);
-    annotations[kv.slice(0, eq)] = kv.slice(eq + 1);
-  }
+  const annotations = annotationsFlag(inv);
   const [name, ...images] = inv.positionals as [string, ...string[]];
   const descriptor = await withEngine(inv.globals, (engine) => engine.createIndex(name, images, { annotations }));
   inv.stdout.line(descriptor.digest);
