@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { connect as tlsConnect, rootCertificates, type ConnectionOptions } from 'node:tls';
+import type * as tls from 'node:tls';
 import type { Dispatcher as DispatcherType, Pool as PoolType, ProxyAgent as ProxyAgentType } from 'undici';
 import { ConfigError } from '../../errors.js';
 import { certsDirFor, readPem } from './certs.js';
@@ -13,6 +13,8 @@ import { ProxyRules, redact, type ProxySettings } from './proxy.js';
 const require = createRequire(import.meta.url);
 const Dispatcher = require('undici/lib/dispatcher/dispatcher.js') as typeof DispatcherType;
 const Pool = require('undici/lib/dispatcher/pool.js') as typeof PoolType;
+/** node:tls on first use: its ESM namespace would build the root certificate list (~15 ms) at every start. */
+const loadTls = (): typeof tls => require('node:tls') as typeof tls;
 /** ProxyAgent opens tunnels with `Pool#connect`, an API method undici's index puts on Dispatcher's prototype. */
 const loadProxyAgent = (): typeof ProxyAgentType => {
   const proto = Dispatcher.prototype as unknown as { connect?: unknown };
@@ -70,7 +72,7 @@ export interface Route {
 export class Transport extends Dispatcher {
   private readonly pools = new Map<string, DispatcherType>();
   private readonly routes = new Map<string, Route>();
-  private readonly tlsOptions = new Map<string, ConnectionOptions>();
+  private readonly tlsOptions = new Map<string, tls.ConnectionOptions>();
   private readonly proxies: ProxyRules;
   private closed = false;
 
@@ -125,10 +127,10 @@ export class Transport extends Dispatcher {
    */
   handshakeAlert(origin: string, timeoutMs = 3000): Promise<string | undefined> {
     const url = new URL(origin);
-    const tls = this.tlsOptions.get(url.origin);
-    if (!tls || this.routes.get(url.origin)?.proxy) return Promise.resolve(undefined);
+    const settings = this.tlsOptions.get(url.origin);
+    if (!settings || this.routes.get(url.origin)?.proxy) return Promise.resolve(undefined);
     return new Promise((resolve) => {
-      const socket = tlsConnect({ ...tls, host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 443), ALPNProtocols: ['http/1.1'] }, () => {
+      const socket = loadTls().connect({ ...settings, host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 443), ALPNProtocols: ['http/1.1'] }, () => {
         socket.write(`GET /v2/ HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\n\r\n`);
       });
       const done = (code: string | undefined): void => {
@@ -151,17 +153,17 @@ export class Transport extends Dispatcher {
     if (this.closed) throw new ConfigError('transport', origin, 'the registry client is closed');
     const o = this.options;
     const route: Route = { origin, caSources: [], verify: true };
-    const tls = url.protocol === 'https:' ? this.tlsFor(url, route) : undefined;
-    if (tls) this.tlsOptions.set(origin, tls);
+    const secure = url.protocol === 'https:' ? this.tlsFor(url, route) : undefined;
+    if (secure) this.tlsOptions.set(origin, secure);
     const proxy = this.proxies.proxyFor(url);
     const common = { connections: o.connections, keepAliveTimeout: o.keepAliveTimeoutMs, headersTimeout: o.headersTimeoutMs, bodyTimeout: o.bodyTimeoutMs };
     let pool: DispatcherType;
     if (proxy) {
       route.proxy = redact(proxy.href);
       const ProxyAgent = loadProxyAgent();
-      pool = new ProxyAgent({ ...common, uri: proxy.href, ...(tls ? { requestTls: tls } : {}), proxyTls: { timeout: o.connectTimeoutMs } });
+      pool = new ProxyAgent({ ...common, uri: proxy.href, ...(secure ? { requestTls: secure } : {}), proxyTls: { timeout: o.connectTimeoutMs } });
     } else {
-      pool = new Pool(origin, { ...common, connect: { timeout: o.connectTimeoutMs, ...(tls ?? {}) } });
+      pool = new Pool(origin, { ...common, connect: { timeout: o.connectTimeoutMs, ...(secure ?? {}) } });
     }
     this.pools.set(origin, pool);
     this.routes.set(origin, route);
@@ -169,7 +171,7 @@ export class Transport extends Dispatcher {
     return pool;
   }
 
-  private tlsFor(url: URL, route: Route): ConnectionOptions {
+  private tlsFor(url: URL, route: Route): tls.ConnectionOptions {
     const hostPort = url.host;
     const settings = this.options.hosts?.[hostPort] ?? this.options.hosts?.[url.hostname];
     const found = certsDirFor(hostPort, this.options.certsDirs) ?? (url.port ? certsDirFor(url.hostname, this.options.certsDirs) : undefined);
@@ -182,19 +184,19 @@ export class Transport extends Dispatcher {
       extra.push(readPem(path, 'a CA certificate'));
       route.caSources.push(path);
     }
-    const tls: ConnectionOptions = {};
+    const options: tls.ConnectionOptions = {};
     // Node's `ca` replaces its trust store: keep the bundled roots and NODE_EXTRA_CA_CERTS beside ours.
-    if (extra.length > 0) tls.ca = [...rootCertificates, ...nodeExtraCaCerts(), ...extra];
+    if (extra.length > 0) options.ca = [...loadTls().rootCertificates, ...nodeExtraCaCerts(), ...extra];
     const client = settings?.client ? { cert: readPem(settings.client.cert, 'a client certificate'), key: readPem(settings.client.key, 'a private key'), source: settings.client.cert } : found?.client;
     if (client) {
-      tls.cert = client.cert;
-      tls.key = client.key;
+      options.cert = client.cert;
+      options.key = client.key;
       route.clientCertificate = client.source;
     }
     const insecure = this.options.isInsecure(hostPort);
     route.verify = !(settings?.skipVerify ?? (insecure && extra.length === 0));
-    if (!route.verify) tls.rejectUnauthorized = false;
-    return tls;
+    if (!route.verify) options.rejectUnauthorized = false;
+    return options;
   }
 }
 
@@ -213,9 +215,9 @@ function nodeExtraCaCerts(): string[] {
   return extraCaCache;
 }
 
-function describeRoute(route: Route, tls: boolean): string {
+function describeRoute(route: Route, secure: boolean): string {
   const parts = [route.proxy ? `through proxy ${route.proxy}` : 'direct'];
-  if (tls) {
+  if (secure) {
     parts.push(route.verify ? 'TLS verified' : 'TLS not verified (insecure registry)');
     if (route.caSources.length > 0) parts.push(`CAs from ${route.caSources.join(', ')}`);
     if (route.clientCertificate) parts.push(`client certificate ${route.clientCertificate}`);
