@@ -39,7 +39,7 @@ export interface RegistryClientOptions {
   config?: RegistryConfig;
   credentials?: CredentialSource;
   userAgent?: string;
-  /** Connection pool to use instead of the client's own keep-alive Agent (the client then does not close it). */
+  /** A dispatcher to use instead of the client's own Transport (the client then does not close it; certs.d, proxies and hosts settings are then the dispatcher's business). */
   dispatcher?: Dispatcher;
   /** Waiting for response headers; default 60 s. */
   headersTimeoutMs?: number;

@@ -1,13 +1,13 @@
 import { createRequire } from 'node:module';
-import type { Agent as AgentType, Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 
 /**
- * undici's Agent and its request API, loaded from their own modules: the package index pulls in
- * every dispatcher, fetch, caches and mocks, which costs ~48 ms of a CLI start against ~17 ms for
- * these two (measured on Node 20). The paths are those of undici 7, which package.json pins.
+ * undici's request API, loaded from its own module: the package index pulls in every
+ * dispatcher, fetch, caches and mocks, which costs ~48 ms of a CLI start (measured on Node 20).
+ * The path is undici 7's, which package.json pins. The dispatcher is always the caller's (the
+ * registry client's Transport).
  */
 const require = createRequire(import.meta.url);
-export const Agent = require('undici/lib/dispatcher/agent.js') as typeof AgentType;
 const api = require('undici/lib/api/index.js') as {
   request(this: Dispatcher, options: Dispatcher.RequestOptions): Promise<Dispatcher.ResponseData>;
 };
