@@ -8,7 +8,7 @@ import { parseReference } from '../../src/oci/reference.js';
 import { OciStore } from '../../src/content/store.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { createLimiter, downloadBlob } from '../../src/registry/download.js';
-import { Agent } from '../../src/registry/http.js';
+import { Agent } from 'undici';
 import type { DownloadEvent } from '../../src/registry/types.js';
 import { TempDirs } from '../helpers/tmp.js';
 import { FAST_RETRIES, startRig, type RegistryRig } from './setup.js';
