@@ -24,19 +24,6 @@ export interface RawAddon {
   /** Resolves with the number of bytes written (write = true) or hashed. */
   digestWrite(handle: DigestHandle, buffers: Buffer[], write: boolean): Promise<number>;
   digestFinal(handle: DigestHandle): string;
-  /** Resolves with the bytes received, written and hashed (0 at end of stream, -1: nothing within waitMs); a rejection carries `bytes`. */
-  digestReceive(handle: DigestHandle, socketFd: number, maxBytes: number, waitMs: number): Promise<number>;
-  /** A non-blocking connect, usually still in progress: wait writable, then sockError. */
-  sockConnect(address: string, port: number): number;
-  /** Throws the socket's pending error (how a connect ended), described as `what`. */
-  sockError(fd: number, what: string): void;
-  /** Bytes sent; 0 when the socket buffer is full. */
-  sockSend(fd: number, data: Buffer): number;
-  /** What is there, empty at end of stream, null when nothing is there yet. */
-  sockRecv(fd: number, maxBytes: number): Buffer | null;
-  /** Resolves once the socket is readable (or writable), on the event loop; rejects ETIMEDOUT. */
-  sockWait(fd: number, writable: boolean, timeoutMs: number): Promise<void>;
-  sockShutdown(fd: number): void;
 }
 
 /** Opaque N-API external holding an EVP_MD_CTX. */

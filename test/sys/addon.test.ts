@@ -16,11 +16,6 @@ describe('addon argument checks', () => {
     ['applyProgram', 'applyProgram(rootFd, program, datas)'],
     ['digestCreate', 'digestCreate(fd, algorithm, dropBehind?, name?)'],
     ['digestFinal', 'digestFinal(handle)'],
-    ['sockConnect', 'sockConnect(address, port 1-65535)'],
-    ['sockSend', 'sockSend(fd, buffer)'],
-    ['sockRecv', 'sockRecv(fd, maxBytes)'],
-    ['sockWait', 'sockWait(fd, writable, timeoutMs)'],
-    ['sockShutdown', 'sockShutdown(fd)'],
   ];
   for (const [name, usage] of calls) {
     test(name, () => {
