@@ -24,20 +24,20 @@ export interface RawAddon {
   /** Resolves with the number of bytes written (write = true) or hashed. */
   digestWrite(handle: DigestHandle, buffers: Buffer[], write: boolean): Promise<number>;
   digestFinal(handle: DigestHandle): string;
-  /** Resolves with the bytes received, written and hashed (0 at end of stream, -1: nothing within waitMs); a rejection carries `bytes`. */
-  digestReceive(handle: DigestHandle, socketFd: number, maxBytes: number, waitMs: number): Promise<number>;
-  /** A non-blocking connect, usually still in progress: wait writable, then sockError. */
-  sockConnect(address: string, port: number): number;
-  /** Throws the socket's pending error (how a connect ended), described as `what`. */
-  sockError(fd: number, what: string): void;
-  /** Bytes sent; 0 when the socket buffer is full. */
-  sockSend(fd: number, data: Buffer): number;
-  /** What is there, empty at end of stream, null when nothing is there yet. */
-  sockRecv(fd: number, maxBytes: number): Buffer | null;
-  /** Resolves once the socket is readable (or writable), on the event loop; rejects ETIMEDOUT. */
-  sockWait(fd: number, writable: boolean, timeoutMs: number): Promise<void>;
-  sockShutdown(fd: number): void;
+  /** An OpenSSL client context (native/tls.c): trust exactly `ca`, verify unless rejectUnauthorized is false. */
+  tlsContext(options: { ca: string[]; cert?: string; key?: string; rejectUnauthorized?: boolean }): TlsContextHandle;
+  /** Connects, handshakes (peer name checked against `host`), sends `head`, resolves with the response head. */
+  tlsRequest(
+    ctx: TlsContextHandle,
+    options: { address: string; port: number; host: string; head: Buffer; connectTimeoutMs?: number; timeoutMs?: number },
+  ): Promise<{ conn: TlsConnHandle; head: Buffer; alpn: string; protocol: string }>;
+  /** Receives up to maxBytes of body into the digest handle's file and hash; fewer only at end of stream. A rejection carries `bytes`. */
+  tlsReceive(conn: TlsConnHandle, digest: DigestHandle, maxBytes: number): Promise<number>;
+  tlsClose(conn: TlsConnHandle): void;
 }
+
+export type TlsContextHandle = { readonly __tlsContext: unique symbol };
+export type TlsConnHandle = { readonly __tlsConn: unique symbol };
 
 /** Opaque N-API external holding an EVP_MD_CTX. */
 export type DigestHandle = { readonly __digestHandle: unique symbol };

@@ -16,11 +16,10 @@ describe('addon argument checks', () => {
     ['applyProgram', 'applyProgram(rootFd, program, datas)'],
     ['digestCreate', 'digestCreate(fd, algorithm, dropBehind?, name?)'],
     ['digestFinal', 'digestFinal(handle)'],
-    ['sockConnect', 'sockConnect(address, port 1-65535)'],
-    ['sockSend', 'sockSend(fd, buffer)'],
-    ['sockRecv', 'sockRecv(fd, maxBytes)'],
-    ['sockWait', 'sockWait(fd, writable, timeoutMs)'],
-    ['sockShutdown', 'sockShutdown(fd)'],
+    ['tlsContext', 'tlsContext({ca, cert?, key?, rejectUnauthorized?})'],
+    ['tlsRequest', 'tlsRequest(ctx, {address, port, host, head: Buffer, connectTimeoutMs?, timeoutMs?})'],
+    ['tlsReceive', 'tlsReceive(conn, digestHandle, maxBytes)'],
+    ['tlsClose', 'tlsClose(conn)'],
   ];
   for (const [name, usage] of calls) {
     test(name, () => {
