@@ -766,6 +766,78 @@ static napi_value tls_receive(napi_env env, napi_callback_info info) {
   return st_queue(env, "stratum.tlsReceive", receive_execute, receive_complete, w, &w->deferred, &w->work);
 }
 
+static void read_execute(napi_env env, void *data) {
+  st_pool_thread_setup();
+  tls_work *w = data;
+  tls_conn *c = w->c;
+  ERR_clear_error();
+  w->resp = malloc(w->max);
+  if (c->pend_len > 0) {
+    size_t n = c->pend_len < w->max ? c->pend_len : w->max;
+    memcpy(w->resp, c->buf + c->pend_off, n);
+    c->pend_off += n;
+    c->pend_len -= n;
+    w->resp_len = n;
+    return;
+  }
+  for (;;) {
+    size_t n = 0;
+    if (SSL_read_ex(c->ssl, w->resp, w->max, &n) == 1) {
+      w->resp_len = n;
+      return;
+    }
+    int s = ssl_wait(c, 0, &w->e, "receive the body");
+    if (s == 1) continue;
+    if (s < 0) w->failed = 1;
+    return; /* 0: end of stream, an empty Buffer */
+  }
+}
+
+static void read_complete(napi_env env, napi_status status, void *data) {
+  tls_work *w = data;
+  w->c->busy = 0;
+  if (status != napi_ok && !w->failed) {
+    w->failed = 1;
+    fail_errno(&w->e, ECANCELED, "read", "tlsRead");
+  }
+  if (w->failed) {
+    napi_reject_deferred(env, w->deferred, error_value(env, &w->e));
+  } else {
+    napi_value buf;
+    void *copy;
+    napi_create_buffer_copy(env, w->resp_len, w->resp_len ? (const void *)w->resp : (const void *)"", &copy, &buf);
+    napi_resolve_deferred(env, w->deferred, buf);
+  }
+  napi_delete_reference(env, w->conn_ref);
+  napi_delete_async_work(env, w->work);
+  free(w->resp);
+  free(w);
+}
+
+/* tlsRead(conn, maxBytes) → Promise<Buffer> with what arrived (empty at end of stream): bodies JS reads itself. */
+static napi_value tls_read(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (st_args(env, info, 2, 2, argv, "tlsRead(conn, maxBytes)")) return NULL;
+  tls_conn *c = tagged(env, argv[0], &CONN_TAG, "TLS connection");
+  if (!c) return NULL;
+  int64_t max;
+  if (napi_get_value_int64(env, argv[1], &max) != napi_ok || max <= 0 || max > (64 << 20)) {
+    st_throw_msg(env, "ERR_INVALID_ARGUMENT", "tlsRead: maxBytes must be 1..64 MiB");
+    return NULL;
+  }
+  const char *misuse = c->busy ? "a call on this TLS connection is still running" : !c->ssl ? "this TLS connection is closed" : NULL;
+  if (misuse) {
+    st_throw_msg(env, "ERR_INVALID_ARGUMENT", misuse);
+    return NULL;
+  }
+  tls_work *w = calloc(1, sizeof *w);
+  w->c = c;
+  w->max = (size_t)max;
+  c->busy = 1;
+  napi_create_reference(env, argv[0], 1, &w->conn_ref);
+  return st_queue(env, "stratum.tlsRead", read_execute, read_complete, w, &w->deferred, &w->work);
+}
+
 /* tlsClose(conn): drops the connection (no close_notify: the body was counted by Content-Length). */
 static napi_value tls_close(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -786,5 +858,6 @@ napi_status st_init_tls(napi_env env, napi_value exports) {
   if ((s = st_export(env, exports, "tlsContext", tls_context)) != napi_ok) return s;
   if ((s = st_export(env, exports, "tlsRequest", tls_request)) != napi_ok) return s;
   if ((s = st_export(env, exports, "tlsReceive", tls_receive)) != napi_ok) return s;
+  if ((s = st_export(env, exports, "tlsRead", tls_read)) != napi_ok) return s;
   return st_export(env, exports, "tlsClose", tls_close);
 }

@@ -33,6 +33,8 @@ export interface RawAddon {
   ): Promise<{ conn: TlsConnHandle; head: Buffer; alpn: string; protocol: string }>;
   /** Receives up to maxBytes of body into the digest handle's file and hash; fewer only at end of stream. A rejection carries `bytes`. */
   tlsReceive(conn: TlsConnHandle, digest: DigestHandle, maxBytes: number): Promise<number>;
+  /** What arrived (up to maxBytes), empty at end of stream: bodies JavaScript reads itself. */
+  tlsRead(conn: TlsConnHandle, maxBytes: number): Promise<Buffer>;
   tlsClose(conn: TlsConnHandle): void;
 }
 

@@ -19,6 +19,7 @@ describe('addon argument checks', () => {
     ['tlsContext', 'tlsContext({ca, cert?, key?, rejectUnauthorized?})'],
     ['tlsRequest', 'tlsRequest(ctx, {address, port, host, head: Buffer, connectTimeoutMs?, timeoutMs?})'],
     ['tlsReceive', 'tlsReceive(conn, digestHandle, maxBytes)'],
+    ['tlsRead', 'tlsRead(conn, maxBytes)'],
     ['tlsClose', 'tlsClose(conn)'],
   ];
   for (const [name, usage] of calls) {

@@ -1,5 +1,6 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import { Readable } from 'node:stream';
 import { rawAddon, type DigestHandle, type TlsConnHandle, type TlsContextHandle } from '../../sys/addon.js';
 
 /**
@@ -112,4 +113,115 @@ export async function receiveBody(res: NativeTlsResponse, digest: DigestHandle, 
   } finally {
     raw.tlsClose(res.conn);
   }
+}
+
+/**
+ * A native response body for the registry client (STRATUM_NATIVE_TLS=1): a Readable (tlsRead
+ * slices) wherever JavaScript reads the body itself (error texts, a verified stream), and
+ * `receiveInto` for the download, whose bytes then go socket → file + hash in C. `dump()` as
+ * undici's bodies have it. The connection closes at the end, on destroy, or on dump.
+ */
+export class NativeBody extends Readable {
+  /** Body bytes not yet handed out (Content-Length minus what was read or received). */
+  private left: number;
+  private inFlight = false;
+  private connClosed = false;
+
+  constructor(
+    readonly conn: TlsConnHandle,
+    readonly contentLength: number,
+  ) {
+    super({ highWaterMark: 256 << 10 });
+    this.left = contentLength;
+    if (this.left === 0) this.push(null);
+  }
+
+  override _read(size: number): void {
+    if (this.connClosed || this.inFlight) return;
+    if (this.left === 0) {
+      this.push(null);
+      return;
+    }
+    this.inFlight = true;
+    rawAddon()
+      .tlsRead(this.conn, Math.min(Math.max(size, 64 << 10), this.left))
+      .then(
+        (buf) => {
+          this.inFlight = false;
+          if (buf.length === 0) {
+            this.destroy(Object.assign(new Error(`the body ended ${this.left} bytes early`), { code: 'ECONNRESET' }));
+            return;
+          }
+          this.left -= buf.length;
+          this.push(buf);
+          if (this.left === 0) {
+            this.close();
+            this.push(null);
+          }
+        },
+        (err: Error) => {
+          this.inFlight = false;
+          this.destroy(err);
+        },
+      );
+  }
+
+  /**
+   * Receives up to maxBytes of the body into `writer` (its file and hash, on the pool). Resolves
+   * with the count; fewer than asked is an ECONNRESET error carrying `bytes`. Never mix with reading.
+   */
+  async receiveInto(writer: { receiveTls(conn: TlsConnHandle, maxBytes: number): Promise<number> }, maxBytes: number): Promise<number> {
+    if (this.inFlight || this.connClosed) throw new Error('NativeBody: busy or closed');
+    const want = Math.min(maxBytes, this.left);
+    this.inFlight = true;
+    let failed = false;
+    try {
+      const n = await writer.receiveTls(this.conn, want);
+      this.left -= n;
+      if (n < want) throw Object.assign(new Error(`the connection closed ${this.left} bytes before the end of the body`), { code: 'ECONNRESET', bytes: n });
+      return n;
+    } catch (err) {
+      // What landed before a failure is in the writer (it counted `bytes`); the connection is done.
+      failed = true;
+      throw err;
+    } finally {
+      this.inFlight = false;
+      if (this.left === 0 || failed) this.close();
+    }
+  }
+
+  get remaining(): number {
+    return this.left;
+  }
+
+  async dump(): Promise<void> {
+    this.destroy();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    // A job on the pool keeps the connection: close once it returns.
+    const finish = () => {
+      this.close();
+      cb(err);
+    };
+    if (!this.inFlight) finish();
+    else {
+      const poll = setInterval(() => {
+        if (!this.inFlight) {
+          clearInterval(poll);
+          finish();
+        }
+      }, 5);
+    }
+  }
+
+  private close(): void {
+    if (this.connClosed) return;
+    this.connClosed = true;
+    rawAddon().tlsClose(this.conn);
+  }
+}
+
+export function isNativeBody(body: unknown): body is NativeBody {
+  return body instanceof NativeBody;
 }

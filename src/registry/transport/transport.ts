@@ -4,6 +4,7 @@ import { rootCertificates, type ConnectionOptions } from 'node:tls';
 import type { Dispatcher as DispatcherType, Pool as PoolType, ProxyAgent as ProxyAgentType } from 'undici';
 import { ConfigError } from '../../errors.js';
 import { certsDirFor, readPem } from './certs.js';
+import { NativeTlsContext } from './native-tls.js';
 import { ProxyRules, redact, type ProxySettings } from './proxy.js';
 
 /**
@@ -66,6 +67,8 @@ export class Transport extends Dispatcher {
   private readonly pools = new Map<string, DispatcherType>();
   private readonly routes = new Map<string, Route>();
   private readonly proxies: ProxyRules;
+  private readonly tlsOptions = new Map<string, ConnectionOptions>();
+  private readonly natives = new Map<string, NativeTlsContext | null>();
   private closed = false;
 
   constructor(private readonly options: TransportOptions) {
@@ -86,6 +89,33 @@ export class Transport extends Dispatcher {
   route(origin: string): Route {
     this.pool(origin);
     return this.routes.get(new URL(origin).origin)!;
+  }
+
+  /**
+   * EXPERIMENT (issue 12): the native TLS context (native/tls.c) of an https origin reached
+   * directly, built from the very decisions of its pool (CAs, client certificate, verification);
+   * undefined for http:, an origin behind a proxy, or unless STRATUM_NATIVE_TLS=1.
+   */
+  nativeContext(originText: string): { ctx: NativeTlsContext; connectTimeoutMs: number; timeoutMs: number } | undefined {
+    if (process.env.STRATUM_NATIVE_TLS !== '1') return undefined;
+    const url = new URL(originText);
+    if (url.protocol !== 'https:') return undefined;
+    const origin = url.origin;
+    let ctx = this.natives.get(origin);
+    if (ctx === undefined) {
+      this.pool(origin);
+      const tls = this.tlsOptions.get(origin) ?? {};
+      ctx = this.routes.get(origin)?.proxy
+        ? null
+        : new NativeTlsContext({
+            // Node's store when no `ca` was set: its bundled roots and NODE_EXTRA_CA_CERTS.
+            ca: (tls.ca as string[] | undefined) ?? [...rootCertificates, ...nodeExtraCaCerts()],
+            ...(tls.cert ? { cert: tls.cert as string, key: tls.key as string } : {}),
+            rejectUnauthorized: tls.rejectUnauthorized !== false,
+          });
+      this.natives.set(origin, ctx);
+    }
+    return ctx ? { ctx, connectTimeoutMs: this.options.connectTimeoutMs, timeoutMs: this.options.bodyTimeoutMs } : undefined;
   }
 
   override close(): Promise<void>;
@@ -131,6 +161,7 @@ export class Transport extends Dispatcher {
     }
     this.pools.set(origin, pool);
     this.routes.set(origin, route);
+    if (tls) this.tlsOptions.set(origin, tls);
     o.log?.(describeRoute(route, url.protocol === 'https:'));
     return pool;
   }
