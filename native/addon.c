@@ -171,6 +171,7 @@ napi_status st_export(napi_env env, napi_value exports, const char *name, napi_c
 static napi_value init(napi_env env, napi_value exports) {
   if (st_init_batch(env, exports) != napi_ok || st_init_files(env, exports) != napi_ok ||
       st_init_mount(env, exports) != napi_ok || st_init_digest(env, exports) != napi_ok ||
+      st_init_tls(env, exports) != napi_ok ||
       st_export(env, exports, "batchPoolThreads", batch_pool_threads) != napi_ok) {
     napi_throw_error(env, "ERR_APPLY", "stratum addon: registration failed");
     return NULL;

@@ -128,6 +128,17 @@ napi_status st_init_batch(napi_env env, napi_value exports);
 napi_status st_init_files(napi_env env, napi_value exports);
 napi_status st_init_mount(napi_env env, napi_value exports);
 napi_status st_init_digest(napi_env env, napi_value exports);
+napi_status st_init_tls(napi_env env, napi_value exports);
+
+/* ---- a DigestWriter handle fed by other modules (digest.c) ---- */
+typedef struct digest_handle digest_handle;
+/* The handle behind a JS digest writer handle; NULL after throwing. */
+digest_handle *st_digest_get(napi_env env, napi_value v);
+/* Marks h busy for an append job; returns why it cannot take one (and leaves it alone), or NULL. */
+const char *st_digest_claim(digest_handle *h);
+void st_digest_release(digest_handle *h);
+/* On the pool: write (short writes finished) + hash + drop-behind; 0 or errno (the handle is then poisoned). */
+int st_digest_append(digest_handle *h, const void *buf, size_t len);
 
 
 /*

@@ -22,7 +22,7 @@
 
 #define DROP_WINDOW ((off_t)8 << 20)
 
-typedef struct {
+struct digest_handle {
   EVP_MD_CTX *ctx;
   int fd;
   int busy;     /* a write/update is on the threadpool */
@@ -32,7 +32,7 @@ typedef struct {
   char *name;       /* what errors call the file (its path); NULL: "fd N" */
   off_t flushing;   /* writeback was started for [.., flushing) */
   off_t dropped;    /* [.., dropped) was written back and dropped from the page cache */
-} digest_handle;
+};
 
 typedef struct {
   napi_async_work work;
@@ -57,11 +57,16 @@ static void finalize_handle(napi_env env, void *data, void *hint) {
   free(h);
 }
 
+/* Tagged so that another module's external (a TLS connection) is never taken for a digest handle. */
+static const napi_type_tag DIGEST_TAG = {0x7374726174756d31ULL, 0x6469676573742d31ULL};
+
 static digest_handle *get_handle(napi_env env, napi_value v) {
   void *data = NULL;
+  bool tagged = false;
   napi_valuetype t;
   napi_typeof(env, v, &t);
-  if (t != napi_external || napi_get_value_external(env, v, &data) != napi_ok || !data) {
+  if (t == napi_external) napi_check_object_type_tag(env, v, &DIGEST_TAG, &tagged);
+  if (!tagged || napi_get_value_external(env, v, &data) != napi_ok || !data) {
     st_throw_msg(env, "ERR_INVALID_ARGUMENT", "expected a digest writer handle");
     return NULL;
   }
@@ -127,6 +132,7 @@ static napi_value digest_create(napi_env env, napi_callback_info info) {
   h->drop_behind = drop && fd >= 0;
   napi_value ext;
   napi_create_external(env, h, finalize_handle, NULL, &ext);
+  napi_type_tag_object(env, ext, &DIGEST_TAG);
   return ext;
 }
 
@@ -277,6 +283,30 @@ static napi_value digest_final(napi_env env, napi_callback_info info) {
   napi_value s;
   napi_create_string_latin1(env, out, len * 2, &s);
   return s;
+}
+
+/* ---- appending from another module (tls.c): bytes received in C go through the same handle ---- */
+
+digest_handle *st_digest_get(napi_env env, napi_value v) { return get_handle(env, v); }
+
+const char *st_digest_claim(digest_handle *h) {
+  const char *misuse = appending_misuse(h, 1);
+  if (!misuse) h->busy = 1;
+  return misuse;
+}
+
+void st_digest_release(digest_handle *h) { h->busy = 0; }
+
+int st_digest_append(digest_handle *h, const void *buf, size_t len) {
+  struct iovec one = {.iov_base = (void *)buf, .iov_len = len};
+  int err = writev_all(h->fd, &one, 1);
+  if (err) {
+    h->poisoned = 1;
+    return err;
+  }
+  EVP_DigestUpdate(h->ctx, buf, len);
+  if (h->drop_behind) drop_behind(h);
+  return 0;
 }
 
 napi_status st_init_digest(napi_env env, napi_value exports) {

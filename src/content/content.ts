@@ -1,3 +1,4 @@
+import type { DigestWriter } from '../sys/native.js';
 import type { Readable, Writable } from 'node:stream';
 import type { BlobReadOptions } from './blob-stream.js';
 import type { Digest } from '../oci/digest.js';
@@ -19,6 +20,11 @@ export interface BlobInfo {
  * size and digest. close() keeps the partial file so a later ingest of the same digest
  * resumes at `offset`.
  */
+/** A body that can hand its bytes to a native DigestWriter (registry/transport/native-tls.ts NativeBody). */
+export interface NativeBodySource {
+  receiveInto(writer: DigestWriter, maxBytes: number): Promise<number>;
+}
+
 export interface IngestWriter {
   readonly digest: Digest;
   /** Bytes already on disk (and hashed) when this writer was opened or last reset. */
@@ -32,6 +38,12 @@ export interface IngestWriter {
   readonly written?: number;
   /** Appends streamed bytes; use with stream.pipeline(body, writer.stream()). */
   stream(): Writable;
+  /**
+   * EXPERIMENT (issue 12), optional: appends up to maxBytes of a native TLS body (received,
+   * written and hashed in C). Resolves with the count; on a failure, what landed is counted in
+   * `written` and the writer stays usable (a network error) or refuses to commit (a write error).
+   */
+  receive?(body: NativeBodySource, maxBytes: number): Promise<number>;
   /** Drops the partial data and starts again from byte 0 (the registry ignored Range). */
   reset(): Promise<void>;
   /**

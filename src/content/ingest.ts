@@ -6,6 +6,7 @@ import { DigestMismatchError, isNoSpace, NoSpaceError, SizeMismatchError, StoreE
 import type { BlobInfo, IngestWriter } from './content.js';
 import { digestAlgorithm, digestHex, type Digest } from '../oci/digest.js';
 import { createDigestWriter, type DigestWriter } from '../sys/native.js';
+import type { NativeBodySource } from './content.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../sys/mkdir-all.js';
 import { fsyncDir, INGEST_DIR } from './layout.js';
 import type { ReleaseLock } from './lock.js';
@@ -128,6 +129,25 @@ export class FileIngestWriter implements IngestWriter {
     });
     this.activeStream = stream;
     return stream;
+  }
+
+  async receive(body: NativeBodySource, maxBytes: number): Promise<number> {
+    this.assertOpen();
+    this.assertNoStream();
+    if (this.failure) throw this.failure;
+    const before = this.digester.bytes;
+    const p = body.receiveInto(this.digester, maxBytes);
+    this.track(p.then(() => {}));
+    try {
+      return await p;
+    } catch (err) {
+      // A write error poisons the file (refuse to commit); a network error leaves it consistent.
+      if ((err as { code?: string }).code === 'ERR_APPLY') this.failure = this.writeFailure(err);
+      throw err;
+    } finally {
+      this.onDisk += this.digester.bytes - before;
+      this.landed();
+    }
   }
 
   /** Appends one buffer (used by put()). */

@@ -10,6 +10,10 @@ import type { RetryConfig } from './hosts.js';
 import { backoffDelay, describeError, isRetryable, retryPolicy } from './retry.js';
 import { fetchRanges, RangeIgnoredError, DEFAULT_PARALLEL_FETCH, type ParallelFetchOptions } from './ranged-fetch.js';
 import type { BlobFetcher, DownloadEvent, Endpoint } from './types.js';
+import { isNativeBody } from './transport/native-tls.js';
+
+/** Body bytes per native receive job: progress and abort happen between them. */
+const NATIVE_SLICE = 4 << 20;
 
 export interface DownloadOptions {
   onEvent?: (event: DownloadEvent) => void;
@@ -180,7 +184,22 @@ export async function downloadBlob(
             }
           };
           const tee = options.tee;
-          {
+          const body = res.body;
+          if (!tee && isNativeBody(body) && writer.receive) {
+            // EXPERIMENT (issue 12): socket → file + hash in C, NATIVE_SLICE bytes per pool job.
+            const end = pos + body.remaining;
+            if (desc.size !== undefined && end > desc.size) {
+              body.destroy();
+              throw overflow(end);
+            }
+            while (body.remaining > 0) {
+              if (options.signal?.aborted) {
+                body.destroy();
+                options.signal.throwIfAborted();
+              }
+              advance(await writer.receive(body, NATIVE_SLICE));
+            }
+          } else {
             const sink = writer.stream();
             // Socket reads arrive 64 KiB at a time; corking the sink until the event loop has taken
             // every read that is ready lets the store write them with one writev instead of several.

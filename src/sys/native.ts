@@ -9,7 +9,7 @@
  * FsApplyError (ERR_APPLY) with the path, errno and syscall; mounts fail with MountError.
  */
 import { FsApplyError, InvalidArgumentError, MountError, StratumError, UnsafePathError } from '../errors.js';
-import { rawAddon, type DigestHandle, type RawAddon } from './addon.js';
+import { rawAddon, type DigestHandle, type RawAddon, type TlsConnHandle } from './addon.js';
 import { encodeBatch } from './batch-encoding.js';
 
 export interface EntryMeta {
@@ -68,6 +68,12 @@ export interface DigestWriter {
   update(buffers: readonly Buffer[]): Promise<void>;
   /** Lowercase hex; finalises the writer. */
   digest(): string;
+  /**
+   * EXPERIMENT (issue 12): receives up to maxBytes of a native TLS response body (native/tls.c)
+   * into this writer's file and hash on the pool. Fewer only at end of stream; a rejection
+   * carries `bytes` (counted in `bytes` too): what landed before a network failure is consistent.
+   */
+  receiveTls(conn: TlsConnHandle, maxBytes: number): Promise<number>;
 }
 
 export interface NativeBinding {
@@ -171,6 +177,10 @@ class NativeDigestWriter implements DigestWriter {
 
   digest(): string {
     return typed(() => this.raw.digestFinal(this.handle));
+  }
+
+  receiveTls(conn: TlsConnHandle, maxBytes: number): Promise<number> {
+    return this.count(() => this.raw.tlsReceive(conn, this.handle, maxBytes));
   }
 
   /** Adds what an operation wrote (or hashed) to `bytes`, also what landed before it failed. */

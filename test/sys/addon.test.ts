@@ -16,6 +16,11 @@ describe('addon argument checks', () => {
     ['applyProgram', 'applyProgram(rootFd, program, datas)'],
     ['digestCreate', 'digestCreate(fd, algorithm, dropBehind?, name?)'],
     ['digestFinal', 'digestFinal(handle)'],
+    ['tlsContext', 'tlsContext({ca, cert?, key?, rejectUnauthorized?})'],
+    ['tlsRequest', 'tlsRequest(ctx, {address, port, host, head: Buffer, connectTimeoutMs?, timeoutMs?})'],
+    ['tlsReceive', 'tlsReceive(conn, digestHandle, maxBytes)'],
+    ['tlsRead', 'tlsRead(conn, maxBytes)'],
+    ['tlsClose', 'tlsClose(conn)'],
   ];
   for (const [name, usage] of calls) {
     test(name, () => {

@@ -4,6 +4,7 @@ import type * as tls from 'node:tls';
 import type { Dispatcher as DispatcherType, Pool as PoolType, ProxyAgent as ProxyAgentType } from 'undici';
 import { ConfigError } from '../../errors.js';
 import { certsDirFor, readPem } from './certs.js';
+import { NativeTlsContext } from './native-tls.js';
 import { ProxyRules, redact, type ProxySettings } from './proxy.js';
 
 /**
@@ -72,8 +73,10 @@ export interface Route {
 export class Transport extends Dispatcher {
   private readonly pools = new Map<string, DispatcherType>();
   private readonly routes = new Map<string, Route>();
-  private readonly tlsOptions = new Map<string, tls.ConnectionOptions>();
+  /** Each https origin's TLS material (PEMs), for the handshake diagnosis and the native context. */
+  private readonly tlsMaterial = new Map<string, TlsMaterial>();
   private readonly proxies: ProxyRules;
+  private readonly natives = new Map<string, NativeTlsContext | null>();
   private closed = false;
 
   constructor(private readonly options: TransportOptions) {
@@ -94,6 +97,33 @@ export class Transport extends Dispatcher {
   route(origin: string): Route {
     this.pool(origin);
     return this.routes.get(new URL(origin).origin)!;
+  }
+
+  /**
+   * EXPERIMENT (issue 12): the native TLS context (native/tls.c) of an https origin reached
+   * directly, built from the very decisions of its pool (CAs, client certificate, verification);
+   * undefined for http:, an origin behind a proxy, or unless STRATUM_NATIVE_TLS=1.
+   */
+  nativeContext(originText: string): { ctx: NativeTlsContext; connectTimeoutMs: number; timeoutMs: number } | undefined {
+    if (process.env.STRATUM_NATIVE_TLS !== '1') return undefined;
+    const url = new URL(originText);
+    if (url.protocol !== 'https:') return undefined;
+    const origin = url.origin;
+    let ctx = this.natives.get(origin);
+    if (ctx === undefined) {
+      this.pool(origin);
+      const material = this.tlsMaterial.get(origin);
+      ctx = this.routes.get(origin)?.proxy || !material
+        ? null
+        : new NativeTlsContext({
+            // Node's store when no `ca` was set: its bundled roots and NODE_EXTRA_CA_CERTS.
+            ca: material.ca ?? [...loadTls().rootCertificates, ...nodeExtraCaCerts()],
+            ...(material.cert ? { cert: material.cert, key: material.key! } : {}),
+            rejectUnauthorized: material.verify,
+          });
+      this.natives.set(origin, ctx);
+    }
+    return ctx ? { ctx, connectTimeoutMs: this.options.connectTimeoutMs, timeoutMs: this.options.bodyTimeoutMs } : undefined;
   }
 
   override close(): Promise<void>;
@@ -127,8 +157,9 @@ export class Transport extends Dispatcher {
    */
   handshakeAlert(origin: string, timeoutMs = 3000): Promise<string | undefined> {
     const url = new URL(origin);
-    const settings = this.tlsOptions.get(url.origin);
-    if (!settings || this.routes.get(url.origin)?.proxy) return Promise.resolve(undefined);
+    const material = this.tlsMaterial.get(url.origin);
+    if (!material || this.routes.get(url.origin)?.proxy) return Promise.resolve(undefined);
+    const settings = connectOptions(material);
     return new Promise((resolve) => {
       const socket = loadTls().connect({ ...settings, host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 443), ALPNProtocols: ['http/1.1'] }, () => {
         socket.write(`GET /v2/ HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\n\r\n`);
@@ -153,8 +184,9 @@ export class Transport extends Dispatcher {
     if (this.closed) throw new ConfigError('transport', origin, 'the registry client is closed');
     const o = this.options;
     const route: Route = { origin, caSources: [], verify: true };
-    const secure = url.protocol === 'https:' ? this.tlsFor(url, route) : undefined;
-    if (secure) this.tlsOptions.set(origin, secure);
+    const material = url.protocol === 'https:' ? this.tlsFor(url, route) : undefined;
+    if (material) this.tlsMaterial.set(origin, material);
+    const secure = material ? connectOptions(material) : undefined;
     const proxy = this.proxies.proxyFor(url);
     const common = { connections: o.connections, keepAliveTimeout: o.keepAliveTimeoutMs, headersTimeout: o.headersTimeoutMs, bodyTimeout: o.bodyTimeoutMs };
     let pool: DispatcherType;
@@ -171,7 +203,7 @@ export class Transport extends Dispatcher {
     return pool;
   }
 
-  private tlsFor(url: URL, route: Route): tls.ConnectionOptions {
+  private tlsFor(url: URL, route: Route): TlsMaterial {
     const hostPort = url.host;
     const settings = this.options.hosts?.[hostPort] ?? this.options.hosts?.[url.hostname];
     const found = certsDirFor(hostPort, this.options.certsDirs) ?? (url.port ? certsDirFor(url.hostname, this.options.certsDirs) : undefined);
@@ -184,20 +216,41 @@ export class Transport extends Dispatcher {
       extra.push(readPem(path, 'a CA certificate'));
       route.caSources.push(path);
     }
-    const options: tls.ConnectionOptions = {};
+    const material: TlsMaterial = { verify: true };
     // Node's `ca` replaces its trust store: keep the bundled roots and NODE_EXTRA_CA_CERTS beside ours.
-    if (extra.length > 0) options.ca = [...loadTls().rootCertificates, ...nodeExtraCaCerts(), ...extra];
+    if (extra.length > 0) material.ca = [...loadTls().rootCertificates, ...nodeExtraCaCerts(), ...extra];
     const client = settings?.client ? { cert: readPem(settings.client.cert, 'a client certificate'), key: readPem(settings.client.key, 'a private key'), source: settings.client.cert } : found?.client;
     if (client) {
-      options.cert = client.cert;
-      options.key = client.key;
+      material.cert = client.cert;
+      material.key = client.key;
       route.clientCertificate = client.source;
     }
     const insecure = this.options.isInsecure(hostPort);
-    route.verify = !(settings?.skipVerify ?? (insecure && extra.length === 0));
-    if (!route.verify) options.rejectUnauthorized = false;
-    return options;
+    route.verify = material.verify = !(settings?.skipVerify ?? (insecure && extra.length === 0));
+    return material;
   }
+}
+
+/** The PEMs and the verification decision of one https origin. */
+interface TlsMaterial {
+  /** The whole trust store when the origin has CAs of its own; undefined: Node's default. */
+  ca?: string[];
+  cert?: string;
+  key?: string;
+  verify: boolean;
+}
+
+/**
+ * tls.connect options for `material`: one secure context per origin, so the ~140 roots beside a
+ * private CA are parsed once rather than at every connection.
+ */
+function connectOptions(material: TlsMaterial): tls.ConnectionOptions {
+  const options: tls.ConnectionOptions = {};
+  if (material.ca || material.cert) {
+    options.secureContext = loadTls().createSecureContext({ ...(material.ca ? { ca: material.ca } : {}), ...(material.cert ? { cert: material.cert, key: material.key! } : {}) });
+  }
+  if (!material.verify) options.rejectUnauthorized = false;
+  return options;
 }
 
 let extraCaCache: string[] | undefined;

@@ -1,0 +1,227 @@
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { Readable } from 'node:stream';
+import { rawAddon, type DigestHandle, type TlsConnHandle, type TlsContextHandle } from '../../sys/addon.js';
+
+/**
+ * EXPERIMENT (issue 12): an HTTPS GET whose body is received, written and hashed by the addon
+ * (native/tls.c) on the thread pool. JavaScript makes every decision (trust, client certificate,
+ * verification, the address, the request, redirects, Range) and parses the response head; C moves
+ * the bytes. Not wired into the client: see the issue 12 report for the integration design.
+ */
+
+export interface NativeTlsOptions {
+  /** Every CA to trust (PEM texts): pass tls.rootCertificates and any extras, as Node's `ca` option replaces its store. */
+  ca: string[];
+  cert?: string;
+  key?: string;
+  /** Default true. */
+  rejectUnauthorized?: boolean;
+}
+
+export class NativeTlsContext {
+  readonly handle: TlsContextHandle;
+  constructor(options: NativeTlsOptions) {
+    this.handle = rawAddon().tlsContext(options);
+  }
+}
+
+export interface NativeTlsResponse {
+  status: number;
+  headers: Record<string, string>;
+  alpn: string;
+  protocol: string;
+  /** Body bytes left to receive (Content-Length); undefined when the server sent none (chunked: not supported here). */
+  contentLength: number | undefined;
+  conn: TlsConnHandle;
+}
+
+export interface GetOptions {
+  headers?: Record<string, string>;
+  connectTimeoutMs?: number;
+  timeoutMs?: number;
+}
+
+/** GET url over ctx; resolves once the response head is in (the body is received with receiveBody, or the conn closed). */
+export async function nativeGet(ctx: NativeTlsContext, url: URL, options: GetOptions = {}): Promise<NativeTlsResponse> {
+  if (url.protocol !== 'https:') throw new TypeError(`nativeGet: ${url.href} is not https`);
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  const port = Number(url.port || 443);
+  const address = isIP(host) ? host : (await lookup(host)).address;
+  const lines = [`GET ${url.pathname}${url.search} HTTP/1.1`, `Host: ${url.host}`, 'Connection: close'];
+  for (const [k, v] of Object.entries(options.headers ?? {})) {
+    if (/[\r\n]/.test(k) || /[\r\n]/.test(v)) throw new TypeError(`nativeGet: header ${k} holds a line break`);
+    lines.push(`${k}: ${v}`);
+  }
+  const head = Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1');
+  const res = await rawAddon().tlsRequest(ctx.handle, {
+    address,
+    port,
+    host,
+    head,
+    ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
+    ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+  });
+  const text = res.head.toString('latin1');
+  const [statusLine = '', ...rest] = text.slice(0, -4).split('\r\n');
+  const m = /^HTTP\/1\.[01] (\d{3})/.exec(statusLine);
+  if (!m) {
+    rawAddon().tlsClose(res.conn);
+    throw new Error(`malformed status line from ${url.host}: ${JSON.stringify(statusLine.slice(0, 80))}`);
+  }
+  const headers: Record<string, string> = {};
+  for (const line of rest) {
+    const i = line.indexOf(':');
+    if (i <= 0) continue;
+    const name = line.slice(0, i).trim().toLowerCase();
+    const value = line.slice(i + 1).trim();
+    headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
+  }
+  if (headers['transfer-encoding'] && headers['transfer-encoding'] !== 'identity') {
+    // A real integration would fall back to undici for chunked bodies (registries send Content-Length for blobs).
+    rawAddon().tlsClose(res.conn);
+    throw new Error(`nativeGet: ${url.host} sent a ${headers['transfer-encoding']} body (not supported by the experiment)`);
+  }
+  const cl = headers['content-length'];
+  const contentLength = cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
+  return { status: Number(m[1]), headers, alpn: res.alpn, protocol: res.protocol, contentLength, conn: res.conn };
+}
+
+export interface ReceiveOptions {
+  /** Bytes per pool job (progress and abort happen between slices). Default 4 MiB. */
+  sliceBytes?: number;
+  onProgress?: (received: number) => void;
+  signal?: AbortSignal;
+}
+
+/** Receives the Content-Length body into the digest handle's file + hash; closes the connection. Returns the byte count. */
+export async function receiveBody(res: NativeTlsResponse, digest: DigestHandle, options: ReceiveOptions = {}): Promise<number> {
+  const raw = rawAddon();
+  const slice = options.sliceBytes ?? 4 << 20;
+  let got = 0;
+  try {
+    if (res.contentLength === undefined) throw new Error('receiveBody: no Content-Length');
+    while (got < res.contentLength) {
+      options.signal?.throwIfAborted();
+      const want = Math.min(slice, res.contentLength - got);
+      const n = await raw.tlsReceive(res.conn, digest, want);
+      got += n;
+      options.onProgress?.(got);
+      if (n < want) throw Object.assign(new Error(`the body ended after ${got} of ${res.contentLength} bytes`), { code: 'ECONNRESET', bytes: got });
+    }
+    return got;
+  } finally {
+    raw.tlsClose(res.conn);
+  }
+}
+
+/**
+ * A native response body for the registry client (STRATUM_NATIVE_TLS=1): a Readable (tlsRead
+ * slices) wherever JavaScript reads the body itself (error texts, a verified stream), and
+ * `receiveInto` for the download, whose bytes then go socket → file + hash in C. `dump()` as
+ * undici's bodies have it. The connection closes at the end, on destroy, or on dump.
+ */
+export class NativeBody extends Readable {
+  /** Body bytes not yet handed out (Content-Length minus what was read or received). */
+  private left: number;
+  private inFlight = false;
+  private connClosed = false;
+
+  constructor(
+    readonly conn: TlsConnHandle,
+    readonly contentLength: number,
+  ) {
+    super({ highWaterMark: 256 << 10 });
+    this.left = contentLength;
+    if (this.left === 0) this.push(null);
+  }
+
+  override _read(size: number): void {
+    if (this.connClosed || this.inFlight) return;
+    if (this.left === 0) {
+      this.push(null);
+      return;
+    }
+    this.inFlight = true;
+    rawAddon()
+      .tlsRead(this.conn, Math.min(Math.max(size, 64 << 10), this.left))
+      .then(
+        (buf) => {
+          this.inFlight = false;
+          if (buf.length === 0) {
+            this.destroy(Object.assign(new Error(`the body ended ${this.left} bytes early`), { code: 'ECONNRESET' }));
+            return;
+          }
+          this.left -= buf.length;
+          this.push(buf);
+          if (this.left === 0) {
+            this.close();
+            this.push(null);
+          }
+        },
+        (err: Error) => {
+          this.inFlight = false;
+          this.destroy(err);
+        },
+      );
+  }
+
+  /**
+   * Receives up to maxBytes of the body into `writer` (its file and hash, on the pool). Resolves
+   * with the count; fewer than asked is an ECONNRESET error carrying `bytes`. Never mix with reading.
+   */
+  async receiveInto(writer: { receiveTls(conn: TlsConnHandle, maxBytes: number): Promise<number> }, maxBytes: number): Promise<number> {
+    if (this.inFlight || this.connClosed) throw new Error('NativeBody: busy or closed');
+    const want = Math.min(maxBytes, this.left);
+    this.inFlight = true;
+    let failed = false;
+    try {
+      const n = await writer.receiveTls(this.conn, want);
+      this.left -= n;
+      if (n < want) throw Object.assign(new Error(`the connection closed ${this.left} bytes before the end of the body`), { code: 'ECONNRESET', bytes: n });
+      return n;
+    } catch (err) {
+      // What landed before a failure is in the writer (it counted `bytes`); the connection is done.
+      failed = true;
+      throw err;
+    } finally {
+      this.inFlight = false;
+      if (this.left === 0 || failed) this.close();
+    }
+  }
+
+  get remaining(): number {
+    return this.left;
+  }
+
+  async dump(): Promise<void> {
+    this.destroy();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    // A job on the pool keeps the connection: close once it returns.
+    const finish = () => {
+      this.close();
+      cb(err);
+    };
+    if (!this.inFlight) finish();
+    else {
+      const poll = setInterval(() => {
+        if (!this.inFlight) {
+          clearInterval(poll);
+          finish();
+        }
+      }, 5);
+    }
+  }
+
+  private close(): void {
+    if (this.connClosed) return;
+    this.connClosed = true;
+    rawAddon().tlsClose(this.conn);
+  }
+}
+
+export function isNativeBody(body: unknown): body is NativeBody {
+  return body instanceof NativeBody;
+}
