@@ -191,7 +191,7 @@ export class InsecureRegistryError extends StratumError {
 export class CertificateError extends StratumError {
   constructor(
     readonly host: string,
-    readonly problem: 'unknown-authority' | 'expired' | 'not-yet-valid' | 'wrong-name' | 'client-certificate',
+    readonly problem: 'unknown-authority' | 'expired' | 'not-yet-valid' | 'wrong-name' | 'wrong-purpose' | 'client-certificate',
     detail: string,
     cause?: unknown,
   ) {

@@ -31,6 +31,9 @@ export function certificateProblem(err: unknown, host: string, certsDir: string 
     if (UNKNOWN_AUTHORITY.has(code)) {
       return new CertificateError(host, 'unknown-authority', `certificate signed by unknown authority (${code}); to trust its CA put it in ${where}/ca.crt`, err);
     }
+    if (code === 'INVALID_PURPOSE') {
+      return new CertificateError(host, 'wrong-purpose', `certificate is not one for a TLS server (${code}: a CA certificate or a client certificate served as the server's?)`, err);
+    }
     if (code === 'CERT_HAS_EXPIRED') return new CertificateError(host, 'expired', `certificate has expired (${certDates(e)})`, err);
     if (code === 'CERT_NOT_YET_VALID') return new CertificateError(host, 'not-yet-valid', `certificate is not valid yet (${certDates(e)})`, err);
     if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
