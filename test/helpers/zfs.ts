@@ -15,7 +15,7 @@ export interface FilePool {
   mnt: string;
   /** Creates (once) a dataset mounted at `dir`, an empty directory inside the pool. */
   datasetAt(dir: string): Promise<string>;
-  /** `zfs destroy -r -f` (a test's dataset: whatever is still mounted under it goes too), retried while busy. */
+  /** `zfs destroy -r -f` (a test's dataset: whatever is still mounted under it goes too), retried while busy; still busy: left for stop(), said on stderr. */
   destroy(dataset: string): Promise<void>;
   stop(): Promise<void>;
 }
@@ -60,7 +60,16 @@ export async function startFilePool(sizeMiB = 2048): Promise<FilePool | string> 
       await run('zfs', ['create', '-o', `mountpoint=${path}`, name]);
       return name;
     },
-    destroy: (dataset) => destroyDataset(dataset, { force: true }),
+    async destroy(dataset: string) {
+      try {
+        await destroyDataset(dataset, { force: true });
+      } catch (err) {
+        // A test's throwaway dataset that zfs-fuse keeps busy (seen on a loaded machine) is not the
+        // snapshotter's failure: it goes with the pool at the end. Said loudly, never hidden.
+        if (!/busy/.test((err as Error).message)) throw err;
+        process.stderr.write(`LOUD: zfs-fuse kept ${dataset} busy past the retries; left for the pool's destruction at the end of the run: ${(err as Error).message}\n`);
+      }
+    },
     async stop() {
       for (let attempt = 0; attempt < 10; attempt++) {
         if (await run('zpool', ['destroy', '-f', pool]).then(() => true, () => false)) break;
