@@ -120,8 +120,8 @@ describe('native TLS receive (experiment)', () => {
   const failures: Array<[string, (c: TestCertificates) => CertPair, string, (c: TestCertificates) => NativeTlsOptions, string]> = [
     ['CA not trusted', (c) => c.server, '127.0.0.1', () => ({ ca: [...rootCertificates] }), 'unknown-authority'],
     ['signed by another CA', (c) => c.untrusted, '127.0.0.1', (c) => ({ ca: [readFileSync(c.ca.cert, 'utf8')] }), 'unknown-authority'],
-    // A CA certificate served as the server's: Node (and so native) say INVALID_PURPOSE, which tls-errors.ts leaves unnamed.
-    ['a CA certificate as the server certificate', (c) => c.otherCa, '127.0.0.1', (c) => ({ ca: [readFileSync(c.ca.cert, 'utf8')] }), 'none'],
+    // A CA certificate served as the server's: Node (and so native) say INVALID_PURPOSE, named as not a server certificate.
+    ['a CA certificate as the server certificate', (c) => c.otherCa, '127.0.0.1', (c) => ({ ca: [readFileSync(c.ca.cert, 'utf8')] }), 'wrong-purpose'],
     ['expired', (c) => c.expired, '127.0.0.1', (c) => ({ ca: [readFileSync(c.ca.cert, 'utf8')] }), 'expired'],
     ['certificate for another name (IP)', (c) => c.wrongName, '127.0.0.1', (c) => ({ ca: [readFileSync(c.ca.cert, 'utf8')] }), 'wrong-name'],
     ['certificate for another name (DNS)', (c) => c.server, 'registry.example', (c) => ({ ca: [readFileSync(c.ca.cert, 'utf8')] }), 'wrong-name'],
