@@ -1,6 +1,6 @@
 /**
  * The snapshotter contract (containerd's `snapshots.Snapshotter`), shared by every backend:
- * overlay, native, btrfs, zfs. See ../../../shared/DESIGN.md and snapshotter-conformance.md.
+ * overlay, fuse-overlayfs, native, btrfs, zfs. See ../../../shared/DESIGN.md and snapshotter-conformance.md.
  */
 
 export type Kind = 'active' | 'view' | 'committed';
