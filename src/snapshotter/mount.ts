@@ -129,7 +129,7 @@ async function unmountOnce(target: string, detach: boolean): Promise<void> {
     wrap(`unmount ${target}`, () => loadNative().unmount(target, detach));
   } catch (err) {
     // A FUSE mount its owner made without CAP_SYS_ADMIN: only the setuid fusermount3 may undo it.
-    if (!(await isFuseMount(target))) throw err;
+    if (!(await fsTypeMountedAt(target))?.startsWith('fuse')) throw err;
     try {
       await run('fusermount3', ['-u', ...(detach ? ['-z'] : []), target]);
     } catch {
@@ -138,32 +138,26 @@ async function unmountOnce(target: string, detach: boolean): Promise<void> {
   }
 }
 
-async function isFuseMount(path: string): Promise<boolean> {
-  const real = await realpath(resolve(path)).catch(() => undefined);
-  if (real === undefined) return false;
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
-  let fsType: string | undefined;
-  for (const line of info.split('\n')) {
-    const fields = line.split(' ');
-    if (fields[4] !== undefined && unescapeMountinfo(fields[4]) === real) fsType = fields[fields.indexOf('-') + 1];
-  }
-  return fsType?.startsWith('fuse') ?? false;
-}
-
 /** Whether something is mounted exactly on `path` (per /proc/self/mountinfo). */
 export async function isMountPoint(path: string): Promise<boolean> {
+  return (await fsTypeMountedAt(path)) !== undefined;
+}
+
+/** The filesystem type of the topmost mount exactly on `path` (per /proc/self/mountinfo), if any. */
+async function fsTypeMountedAt(path: string): Promise<string | undefined> {
   let real: string;
   try {
     real = await realpath(resolve(path));
   } catch {
-    return false;
+    return undefined;
   }
   const info = await readFile('/proc/self/mountinfo', 'utf8');
+  let fsType: string | undefined;
   for (const line of info.split('\n')) {
-    const mountPoint = line.split(' ')[4];
-    if (mountPoint !== undefined && unescapeMountinfo(mountPoint) === real) return true;
+    const fields = line.split(' ');
+    if (fields[4] !== undefined && unescapeMountinfo(fields[4]) === real) fsType = fields[fields.indexOf('-') + 1] ?? '';
   }
-  return false;
+  return fsType;
 }
 
 function unescapeMountinfo(s: string): string {
