@@ -39,7 +39,7 @@ export function mainManPage(): string {
     '.SH SYNOPSIS',
     '\\fBstratum\\fR [\\fIOPTIONS\\fR] \\fICOMMAND\\fR',
     '.SH DESCRIPTION',
-    roff('stratum pulls container images into a verified, content-addressed OCI image layout and unpacks their layers as copy-on-write snapshots (overlay, native, btrfs, zfs).'),
+    roff('stratum pulls container images into a verified, content-addressed OCI image layout and unpacks their layers as copy-on-write snapshots (overlay, fuse-overlayfs, native, btrfs, zfs).'),
     '.SH COMMANDS',
     ...COMMANDS.flatMap((c) => ['.TP', `\\fB${roff(c.name)}\\fR`, `${roff(c.summary)} (see \\fBstratum\\-${roff(c.name)}\\fR(1))`]),
     ...optionSection('GLOBAL OPTIONS', GLOBAL_OPTIONS),

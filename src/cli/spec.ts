@@ -62,7 +62,7 @@ export const GLOBAL_OPTIONS: readonly OptionSpec[] = [
     name: 'snapshotter',
     type: 'string',
     value: 'NAME',
-    choices: ['overlay', 'native', 'btrfs', 'zfs', 'overlay2', 'vfs'],
+    choices: ['overlay', 'fuse-overlayfs', 'native', 'btrfs', 'zfs', 'overlay2', 'vfs'],
     description: "Storage driver for this command (default: the store's)",
   },
   { name: 'snapshot-root', type: 'string', value: 'DIR', complete: 'dir', description: 'Where snapshots live (default: STORE/snapshots/DRIVER)' },

@@ -52,7 +52,7 @@ export interface EngineOptions extends RegistrySettings {
   root?: string;
   /**
    * A storage driver for this Engine only (as `--snapshotter` or $STRATUM_SNAPSHOTTER): overlay,
-   * native, btrfs, zfs, or Docker's names overlay2 and vfs. Default: the store's recorded driver,
+   * fuse-overlayfs, native, btrfs, zfs, or Docker's names overlay2 and vfs. Default: the store's recorded driver,
    * chosen once from the backing filesystem on first use (see `driver()`).
    */
   storageDriver?: string;
@@ -732,7 +732,7 @@ export class Engine {
         unpacked = true;
         Object.assign(data, (await snapshotter.driverData?.(top)) ?? {});
         const mounted = (await this.mounts.list()).find((r) => r.image === image.name && r.snapshotRoot === resolve(driver.root));
-        if (driver.name === 'overlay') data.MergedDir = mounted?.target ?? '';
+        if (snapshotter.applyMode === 'overlay') data.MergedDir = mounted?.target ?? '';
       } catch (err) {
         if (!isStratumError(err, 'ERR_NOT_FOUND')) throw err;
       }
@@ -1010,7 +1010,7 @@ export class Engine {
     snapshots.sort((a, b) => a.snapshotter.localeCompare(b.snapshotter) || a.name.localeCompare(b.name));
     const driver = await this.driver();
     const own = sizes.get(resolve(driver.root)) ?? new Map<string, number>();
-    const fullTree = driver.name !== 'overlay';
+    const fullTree = (await this.snapshotter()).applyMode !== 'overlay';
     const chainsOf = base.images.map((u) => chainIds(u.image.config.rootfs.diff_ids));
     const users = new Map<string, number>();
     for (const chain of chainsOf) for (const c of new Set(chain)) users.set(c, (users.get(c) ?? 0) + 1);

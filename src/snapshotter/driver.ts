@@ -4,7 +4,8 @@ import { mkdir, mkdtemp, readFile, rm, statfs, writeFile } from 'node:fs/promise
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { InvalidArgumentError, UnsupportedDriverError } from '../errors.js';
-import { MAX_OVERLAY_LOWERS, mountAll, unmountAll } from './mount.js';
+import { fuseOverlayfsMissing } from './fuse-overlayfs/fuse-overlayfs.js';
+import { FUSE_OVERLAYFS_MOUNT_TYPE, fuseOverlayfsOption, MAX_OVERLAY_LOWERS, mountAll, unmountAll } from './mount.js';
 import { kernelHasOverlay, overlayFeatures } from './overlay/kernel.js';
 import { SNAPSHOTTER_NAMES, type SnapshotterName } from './names.js';
 
@@ -42,7 +43,7 @@ export const FS_NAMES: Readonly<Record<number, string>> = {
 const OVERLAY_REFUSED = new Set(['aufs', 'ecryptfs', 'nfs', 'overlayfs', 'zfs']);
 
 /** Docker's names for stratum's backends (overlay2, vfs), and their hints. */
-const ALIASES: Readonly<Record<string, SnapshotterName>> = { overlay2: 'overlay', vfs: 'native', 'fuse-overlayfs': 'overlay' };
+const ALIASES: Readonly<Record<string, SnapshotterName>> = { overlay2: 'overlay', vfs: 'native' };
 const UNSUPPORTED: Readonly<Record<string, string>> = {
   devicemapper: 'devicemapper is not supported by stratum',
   aufs: 'aufs is not supported by stratum (the kernel has overlay instead)',
@@ -130,22 +131,30 @@ export async function hasSysAdmin(): Promise<boolean> {
   }
 }
 
-/** Mounts a real overlay of two lower directories in `dir` and takes it down again; the error when that fails. */
-export async function overlayTestMount(dir: string): Promise<Error | undefined> {
+/**
+ * Mounts a real union of two lower directories in `dir` (the kernel's overlay, or fuse-overlayfs
+ * with `fuse`), reads the lower file through it and takes it down again; the error when that fails.
+ */
+export async function overlayTestMount(dir: string, options: { fuse?: boolean } = {}): Promise<Error | undefined> {
   await mkdir(dir, { recursive: true });
   const probe = await mkdtemp(join(dir, '.overlay-probe-'));
   const [lower1, lower2, upper, work, merged] = ['l1', 'l2', 'u', 'w', 'm'].map((d) => join(probe, d)) as [string, string, string, string, string];
   try {
     for (const d of [lower1, lower2, upper, work, merged]) await mkdir(d);
     await writeFile(join(lower2, 'f'), 'lower\n');
-    const options = [`lowerdir=${lower1}:${lower2}`, `upperdir=${upper}`, `workdir=${work}`];
-    if (overlayFeatures().userxattr) options.push('userxattr');
-    // Unmounting an overlay syncs its upper filesystem: with a busy disk that cost 210 ms here,
-    // every first pull. `volatile` (Linux 5.10) skips it; the probe is thrown away anyway.
-    try {
-      await mountAll([{ type: 'overlay', source: 'overlay', options: [...options, 'volatile'] }], merged);
-    } catch {
-      await mountAll([{ type: 'overlay', source: 'overlay', options }], merged);
+    if (options.fuse) {
+      const layers = [fuseOverlayfsOption('lowerdir', [lower1, lower2]), fuseOverlayfsOption('upperdir', [upper]), fuseOverlayfsOption('workdir', [work])];
+      await mountAll([{ type: FUSE_OVERLAYFS_MOUNT_TYPE, source: 'overlay', options: layers }], merged);
+    } else {
+      const layers = [`lowerdir=${lower1}:${lower2}`, `upperdir=${upper}`, `workdir=${work}`];
+      if (overlayFeatures().userxattr) layers.push('userxattr');
+      // Unmounting an overlay syncs its upper filesystem: with a busy disk that cost 210 ms here,
+      // every first pull. `volatile` (Linux 5.10) skips it; the probe is thrown away anyway.
+      try {
+        await mountAll([{ type: 'overlay', source: 'overlay', options: [...layers, 'volatile'] }], merged);
+      } catch {
+        await mountAll([{ type: 'overlay', source: 'overlay', options: layers }], merged);
+      }
     }
     try {
       if ((await readFile(join(merged, 'f'), 'utf8')) !== 'lower\n') return new Error('the test overlay did not show its lower layer');
@@ -159,6 +168,13 @@ export async function overlayTestMount(dir: string): Promise<Error | undefined> 
     await unmountAll(merged, true).catch(() => {});
     await rm(probe, { recursive: true, force: true }).catch(() => {});
   }
+}
+
+/** overlay's and fuse-overlayfs's d_type requirement (whiteouts are found by readdir's types), with Docker's hint. */
+async function checkDType(driver: SnapshotterName, backing: string, root: string): Promise<void> {
+  if (await supportsDType(root)) return;
+  const hint = backing === 'xfs' ? 'Reformat the filesystem with ftype=1 to enable d_type support.' : backing === 'extfs' ? 'Enable d_type with tune2fs -O filetype.' : 'Backing filesystems without d_type support are not supported.';
+  throw new UnsupportedDriverError(`${driver}: the backing ${backing} filesystem is formatted without d_type support, which leads to incorrect behavior. ${hint}`);
 }
 
 /**
@@ -183,13 +199,18 @@ export async function checkStorageDriver(name: SnapshotterName, root: string): P
       if (!kernelHasOverlay()) throw new UnsupportedDriverError(`'overlay' is not supported: the kernel has no overlay filesystem (modprobe overlay), use native`);
       if (!(await hasSysAdmin())) throw new UnsupportedDriverError(`'overlay' is not supported: this process may not mount (no CAP_SYS_ADMIN), use native`);
       if (OVERLAY_REFUSED.has(backing)) throw new UnsupportedDriverError(`'overlay' is not supported over ${backing}: put the store on another filesystem, or use native (vfs)`);
-      if (!(await supportsDType(root))) {
-        const hint = backing === 'xfs' ? 'Reformat the filesystem with ftype=1 to enable d_type support.' : backing === 'extfs' ? 'Enable d_type with tune2fs -O filetype.' : 'Backing filesystems without d_type support are not supported.';
-        throw new UnsupportedDriverError(`overlay: the backing ${backing} filesystem is formatted without d_type support, which leads to incorrect behavior. ${hint}`);
-      }
+      await checkDType(name, backing, root);
       const failed = await overlayTestMount(root);
       if (failed) throw new UnsupportedDriverError(`'overlay' is not supported over ${backing}: a test mount of two lower layers in ${root} failed: ${failed.message}`);
       return `the backing ${backing} supports d_type and a test overlay of two lower layers mounted`;
+    }
+    case 'fuse-overlayfs': {
+      const missing = await fuseOverlayfsMissing();
+      if (missing) throw new UnsupportedDriverError(`'fuse-overlayfs' is not supported: ${missing}`);
+      await checkDType(name, backing, root);
+      const failed = await overlayTestMount(root, { fuse: true });
+      if (failed) throw new UnsupportedDriverError(`'fuse-overlayfs' is not supported over ${backing}: a test mount of two lower layers in ${root} failed: ${failed.message}`);
+      return `the backing ${backing} supports d_type and a test fuse-overlayfs of two lower layers mounted`;
     }
     default:
       throw new InvalidArgumentError(`unknown storage driver ${JSON.stringify(name)}`);
@@ -200,7 +221,8 @@ export async function checkStorageDriver(name: SnapshotterName, root: string): P
  * The storage driver for snapshots at `root`, chosen as Docker's daemon chooses its graph driver:
  * a requested one is checked (and refused with Docker's message when it cannot work there);
  * otherwise btrfs on btrfs, zfs on a ZFS dataset, else overlay when the kernel, the privileges,
- * the backing filesystem and d_type allow it and a real test mount of two lowers works, else native.
+ * the backing filesystem and d_type allow it and a real test mount of two lowers works, else
+ * fuse-overlayfs when FUSE and its binary are there and its test mount works, else native.
  */
 export async function chooseStorageDriver(options: { root: string; requested?: string }): Promise<{ name: SnapshotterName; reason: string }> {
   if (options.requested !== undefined) {
@@ -213,12 +235,18 @@ export async function chooseStorageDriver(options: { root: string; requested?: s
     const dataset = await zfsDatasetAt(options.root);
     if (dataset) return { name: 'zfs', reason: `the store is on ZFS dataset ${dataset.dataset}` };
   }
-  try {
-    return { name: 'overlay', reason: await checkStorageDriver('overlay', options.root) };
-  } catch (err) {
-    if (!(err instanceof UnsupportedDriverError)) throw err;
-    return { name: 'native', reason: `native, because ${err.message}` };
+  // Docker's priority list: overlay2, then fuse-overlayfs (rootless, or where the kernel's overlay is refused), then vfs.
+  const refused: string[] = [];
+  for (const name of ['overlay', 'fuse-overlayfs'] as const) {
+    try {
+      const reason = await checkStorageDriver(name, options.root);
+      return { name, reason: refused.length > 0 ? `${reason}, because ${refused.join('; ')}` : reason };
+    } catch (err) {
+      if (!(err instanceof UnsupportedDriverError)) throw err;
+      refused.push(err.message);
+    }
   }
+  return { name: 'native', reason: `native, because ${refused.join('; ')}` };
 }
 
 /**
@@ -246,7 +274,12 @@ function sysParameter(name: string): string | undefined {
 export async function driverStatus(name: SnapshotterName, root: string): Promise<Array<[string, string]>> {
   const backing = await backingFilesystem(root);
   const lines: Array<[string, string]> = [['Backing Filesystem', backing]];
-  if (name === 'overlay' || name === 'native') lines.push(['Supports d_type', String(await supportsDType(root))]);
+  if (name === 'overlay' || name === 'fuse-overlayfs' || name === 'native') lines.push(['Supports d_type', String(await supportsDType(root))]);
+  if (name === 'fuse-overlayfs') {
+    // podman's info names the same: its mount_program's version.
+    const version = await run('fuse-overlayfs', ['--version']).then(({ stdout }) => /fuse-overlayfs: version (\S+)/.exec(stdout)?.[1] ?? 'unknown', (err: Error) => `unavailable: ${err.message.split('\n')[0]}`);
+    lines.push(['Mount Program', `fuse-overlayfs ${version}`], ['userxattr', String(overlayFeatures().userxattr)]);
+  }
   if (name === 'overlay') {
     // stratum diffs by walking the two trees (containerd's walking differ), never from the upper
     // directory alone: Docker calls that a naive diff.

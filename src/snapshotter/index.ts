@@ -4,6 +4,7 @@ import { ZfsSnapshotter } from './zfs/zfs.js';
 import { NativeSnapshotter } from './native/native.js';
 import { kernelHasOverlay } from './overlay/kernel.js';
 import { OverlaySnapshotter } from './overlay/overlay.js';
+import { FuseOverlayfsSnapshotter } from './fuse-overlayfs/fuse-overlayfs.js';
 import type { Snapshotter } from './snapshotter.js';
 import { ensurePrivateDir } from '../sys/mkdir-all.js';
 import { checkLocation } from '../content/location.js';
@@ -31,6 +32,8 @@ async function openBackend(name: SnapshotterName, root: string): Promise<Snapsho
   switch (name) {
     case 'overlay':
       return OverlaySnapshotter.open(root);
+    case 'fuse-overlayfs':
+      return FuseOverlayfsSnapshotter.open(root);
     case 'native':
       return NativeSnapshotter.open(root);
     case 'btrfs':
@@ -57,6 +60,7 @@ export type { Snapshotter, Info, Kind, Mount, Usage, SnapshotOptions, CommitOpti
 export { mountAll, unmountAll, isMountPoint } from './mount.js';
 export { reclaimTemporaries, OWNER_LABEL, TEMP_MOUNTS_DIR, type ReclaimedTemporaries } from './temporaries.js';
 export { OverlaySnapshotter } from './overlay/overlay.js';
+export { FuseOverlayfsSnapshotter } from './fuse-overlayfs/fuse-overlayfs.js';
 export { NativeSnapshotter } from './native/native.js';
 export { BtrfsSnapshotter } from './btrfs/btrfs.js';
 export { ZfsSnapshotter } from './zfs/zfs.js';

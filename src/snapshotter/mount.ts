@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import { readFile, realpath } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { resolve } from 'node:path';
 import { InvalidArgumentError, StratumError, MountError } from '../errors.js';
 import { loadNative } from '../sys/native.js';
@@ -13,6 +15,20 @@ export interface OverlaySpec {
   work?: string;
   /** Every other option (index=off, userxattr, ro, …). */
   flags: string[];
+}
+
+/** The mount type of a fuse-overlayfs union (containerd's, and /proc/mounts' `fuse.fuse-overlayfs`). */
+export const FUSE_OVERLAYFS_MOUNT_TYPE = 'fuse3.fuse-overlayfs';
+
+/**
+ * `key=path:path…` for fuse-overlayfs's `-o`: it splits lowerdir at every `:` and knows no escape,
+ * and libfuse splits options at `,`, so a path holding either is refused rather than mounted wrong.
+ */
+export function fuseOverlayfsOption(key: 'lowerdir' | 'upperdir' | 'workdir', paths: string[]): string {
+  for (const p of paths) {
+    if (/[:,]/.test(p)) throw new InvalidArgumentError(`fuse-overlayfs cannot take ${key} ${JSON.stringify(p)}: a path with ':' or ',' cannot be passed to it; put the snapshots elsewhere`);
+  }
+  return `${key}=${paths.join(':')}`;
 }
 
 /** Escapes a path for a `lowerdir=` list (`:` separates layers, `\` escapes). */
@@ -76,7 +92,8 @@ async function mountOne(m: Mount, target: string): Promise<void> {
     const readonly = m.options.includes('ro');
     return wrap(`bind mount ${m.source} on ${target}`, () => binding.bindMount(m.source, target, readonly));
   }
-  if (m.type !== 'overlay') throw new InvalidArgumentError(`cannot mount ${m.source} on ${target}: mount type ${JSON.stringify(m.type)} is not supported (overlay, bind)`);
+  if (m.type === FUSE_OVERLAYFS_MOUNT_TYPE) return mountFuseOverlayfs(m, target);
+  if (m.type !== 'overlay') throw new InvalidArgumentError(`cannot mount ${m.source} on ${target}: mount type ${JSON.stringify(m.type)} is not supported (overlay, ${FUSE_OVERLAYFS_MOUNT_TYPE}, bind)`);
   const spec = parseOverlayOptions(m.options);
   if (spec.lowers.length === 0) throw new InvalidArgumentError(`cannot mount overlay on ${target}: no lowerdir`);
   if (spec.lowers.length > MAX_OVERLAY_LOWERS) {
@@ -88,34 +105,66 @@ async function mountOne(m: Mount, target: string): Promise<void> {
   return wrap(`overlay mount of ${spec.lowers.length} layers on ${target}`, () => binding.mountOverlay(target, options));
 }
 
+/**
+ * Starts a fuse-overlayfs daemon serving `m` on `target`; it returns once the mount is in place
+ * (the daemon forks into the background after mounting) and exits when `target` is unmounted.
+ */
+async function mountFuseOverlayfs(m: Mount, target: string): Promise<void> {
+  try {
+    await run('fuse-overlayfs', ['-o', m.options.join(','), target], { timeout: 60_000 });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { stderr?: string };
+    const why = e.code === 'ENOENT' ? 'the fuse-overlayfs binary is not installed (Debian: apt-get install fuse-overlayfs)' : (e.stderr?.trim() || e.message);
+    throw new MountError(`fuse-overlayfs mount on ${target}: ${why}`, { cause: err });
+  }
+}
+
 /** Unmounts everything mounted on `target` (containerd's UnmountAll). Not mounted is fine. */
 export async function unmountAll(target: string, detach = false): Promise<void> {
   for (let i = 0; i < 64 && (await isMountPoint(target)); i++) await unmountOnce(target, detach);
 }
 
 async function unmountOnce(target: string, detach: boolean): Promise<void> {
-  return wrap(`unmount ${target}`, () => loadNative().unmount(target, detach));
+  try {
+    wrap(`unmount ${target}`, () => loadNative().unmount(target, detach));
+  } catch (err) {
+    // A FUSE mount its owner made without CAP_SYS_ADMIN: only the setuid fusermount3 may undo it.
+    if (!(await fsTypeMountedAt(target))?.startsWith('fuse')) throw err;
+    try {
+      await run('fusermount3', ['-u', ...(detach ? ['-z'] : []), target]);
+    } catch {
+      throw err;
+    }
+  }
 }
 
 /** Whether something is mounted exactly on `path` (per /proc/self/mountinfo). */
 export async function isMountPoint(path: string): Promise<boolean> {
+  return (await fsTypeMountedAt(path)) !== undefined;
+}
+
+/** The filesystem type of the topmost mount exactly on `path` (per /proc/self/mountinfo), if any. */
+async function fsTypeMountedAt(path: string): Promise<string | undefined> {
   let real: string;
   try {
     real = await realpath(resolve(path));
   } catch {
-    return false;
+    return undefined;
   }
   const info = await readFile('/proc/self/mountinfo', 'utf8');
+  let fsType: string | undefined;
   for (const line of info.split('\n')) {
-    const mountPoint = line.split(' ')[4];
-    if (mountPoint !== undefined && unescapeMountinfo(mountPoint) === real) return true;
+    const fields = line.split(' ');
+    if (fields[4] !== undefined && unescapeMountinfo(fields[4]) === real) fsType = fields[fields.indexOf('-') + 1] ?? '';
   }
-  return false;
+  return fsType;
 }
 
 function unescapeMountinfo(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
 }
+
+const run = promisify(execFile);
 
 function wrap(what: string, fn: () => void): void {
   try {

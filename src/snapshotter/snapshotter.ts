@@ -1,6 +1,6 @@
 /**
  * The snapshotter contract (containerd's `snapshots.Snapshotter`), shared by every backend:
- * overlay, native, btrfs, zfs. See ../../../shared/DESIGN.md and snapshotter-conformance.md.
+ * overlay, fuse-overlayfs, native, btrfs, zfs. See ../../../shared/DESIGN.md and snapshotter-conformance.md.
  */
 
 export type Kind = 'active' | 'view' | 'committed';
@@ -54,7 +54,7 @@ export interface SnapshotProblem {
 }
 
 export interface Snapshotter {
-  /** 'overlay' | 'native' | 'btrfs' | 'zfs' */
+  /** 'overlay' | 'fuse-overlayfs' | 'native' | 'btrfs' | 'zfs' */
   readonly name: string;
   /** rebase: commit(…, {parent}) is supported (overlay). */
   readonly capabilities: { rebase: boolean };

@@ -89,6 +89,7 @@ describe('the CLI definition: help, completion and man pages from one source', (
     assert.ok((await complete(['stratum', '--store', '/tmp', 'snapshot', 'c'])).includes('commit'));
     assert.deepEqual(await complete(['stratum', 'completion', 'z']), ['zsh']);
     assert.ok((await complete(['stratum', 'pull', '--snapshotter', 'b'])).includes('btrfs'));
+    assert.deepEqual(await complete(['stratum', 'pull', '--snapshotter', 'fu']), ['fuse-overlayfs']);
   });
 
   test('usage mistakes: status 2, a message that names the fault, a suggestion, never a stack', async () => {

@@ -14,6 +14,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
+import { fuseOverlayfsMissing } from '../../src/snapshotter/fuse-overlayfs/fuse-overlayfs.js';
 import type { SnapshotterName } from '../../src/snapshotter/index.js';
 import { pushOciLayout } from '../fixtures/push.js';
 import { deleteSubvolumesUnder, mountLoopBtrfs, type LoopBtrfs } from '../helpers/btrfs.js';
@@ -81,6 +82,10 @@ before(async () => {
     containerdMissing = `containerd 1.6 could not start: ${failure(err)}`;
   }
   backends.push({ name: 'overlay', store: await tmp.make('store-overlay') }, { name: 'native', store: await tmp.make('store-native') });
+  // The overlay layout and whiteouts read by the fuse-overlayfs daemon instead of the kernel.
+  const noFuse = await fuseOverlayfsMissing();
+  if (noFuse) skippedBackends.push(`fuse-overlayfs: ${noFuse}`);
+  else backends.push({ name: 'fuse-overlayfs', store: await tmp.make('store-fuse-overlayfs') });
   // the full run's 9 GiB sparse file lands whole on backends that do not keep holes
   const loopMiB = FULL ? 32 * 1024 : 1024;
   const fs = await mountLoopBtrfs(loopMiB);
@@ -220,7 +225,7 @@ const ZFS_WRITER = 'gnutar-posix';
 function backendsFor(writer: Writer, group: readonly Feature[]): Backend[] {
   if (FULL) return backends;
   return backends.filter((b) => {
-    if (b.name === 'overlay' || b.name === 'native') return true;
+    if (b.name === 'overlay' || b.name === 'fuse-overlayfs' || b.name === 'native') return true;
     if (b.name === 'zfs') return writer.id === ZFS_WRITER && group.every((f) => f.group === 'main');
     return REPRESENTATIVE_WRITERS.has(writer.id);
   });

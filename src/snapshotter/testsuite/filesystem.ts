@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { chmod, chown, lchown, link, lstat, mkdir, readdir, readFile, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { AlreadyExistsError, FailedPreconditionError } from '../../errors.js';
+import { FUSE_OVERLAYFS_MOUNT_TYPE } from '../mount.js';
 import type { Mount } from '../snapshotter.js';
 import { expectError, nextSecond } from './harness.js';
 import type { Register } from './suite.js';
@@ -338,9 +339,11 @@ export function registerFilesystem(test: Register): void {
 
 /**
  * Overlay renames a directory of a lower layer only with redirect_dir (else EXDEV, which
- * rename(2) callers like mv turn into a copy). Returns why it is unsupported, or undefined.
+ * rename(2) callers like mv turn into a copy); fuse-overlayfs never does. Returns why it is
+ * unsupported, or undefined.
  */
 async function dirRenameUnsupported(mounts: Mount[]): Promise<string | undefined> {
+  if (mounts.some((m) => m.type === FUSE_OVERLAYFS_MOUNT_TYPE)) return 'fuse-overlayfs renames a directory of a lower layer with EXDEV (it has no redirect_dir)';
   const overlay = mounts.find((m) => m.type === 'overlay');
   if (!overlay) return undefined;
   const opt = overlay.options.find((o) => o.startsWith('redirect_dir='));
