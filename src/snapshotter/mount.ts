@@ -113,7 +113,7 @@ export async function isMountPoint(path: string): Promise<boolean> {
   return false;
 }
 
-function unescapeMountinfo(s: string): string {
+export function unescapeMountinfo(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
 }
 
