@@ -27,6 +27,12 @@ export interface Backend {
   tempParent?: () => string;
   /** Run before a test's temp directory is removed (e.g. deleting read-only subvolumes). */
   beforeRemove?: (base: string) => Promise<void>;
+  /**
+   * Each snapshot's files live inside one filesystem file (blockfile), seen under the root only
+   * while that file is mounted: "commit copies no data" is checked on the files under
+   * `snapshots/` (same paths, same inodes) instead of on a file written into the snapshot.
+   */
+  blockData?: boolean;
 }
 
 export class Harness {
@@ -69,6 +75,11 @@ export class Harness {
   /** A second snapshotter instance on the same root (the caller closes it). */
   openAnother(): Promise<Snapshotter> {
     return this.backend.open(this.root);
+  }
+
+  /** See Backend.blockData. */
+  get blockData(): boolean {
+    return this.backend.blockData === true;
   }
 
   /** The temp directory holding root and scratch: nothing may appear beside it. */
