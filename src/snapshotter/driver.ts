@@ -253,8 +253,8 @@ function sysParameter(name: string): string | undefined {
   }
 }
 
-/** `docker info`'s lines under "Storage Driver" for driver `name` with its snapshots at `root`. */
-export async function driverStatus(name: SnapshotterName, root: string): Promise<Array<[string, string]>> {
+/** `docker info`'s lines under "Storage Driver" for driver `name` with its snapshots at `root` and the store's storage-opts. */
+export async function driverStatus(name: SnapshotterName, root: string, storageOpts: readonly string[] = []): Promise<Array<[string, string]>> {
   const backing = await backingFilesystem(root);
   const lines: Array<[string, string]> = [['Backing Filesystem', backing]];
   if (name === 'overlay' || name === 'native') lines.push(['Supports d_type', String(await supportsDType(root))]);
@@ -278,7 +278,7 @@ export async function driverStatus(name: SnapshotterName, root: string): Promise
       lines.push(['Usage', `unavailable: ${(err as Error).message.split('\n')[0]}`]);
     }
   }
-  if (name === 'blockfile') lines.push(...(await blockfileStatus(root)));
+  if (name === 'blockfile') lines.push(...(await blockfileStatus(root, storageOpts)));
   if (name === 'zfs') {
     const found = await zfsDatasetAt(root);
     if (found) {

@@ -273,8 +273,9 @@ export async function blockfileUnavailable(fsType: BlockfileFsType = 'ext4'): Pr
  * snapshot files take; reflinked blocks count once per file, as du counts them) and Total (the
  * backing filesystem's size), Data Space Available.
  */
-export async function blockfileStatus(root: string): Promise<Array<[string, string]>> {
-  const options = (await readOptions(root).catch(() => undefined)) ?? DEFAULT_BLOCKFILE_OPTIONS;
+export async function blockfileStatus(root: string, storageOpts: readonly string[] = []): Promise<Array<[string, string]>> {
+  // A root not made yet will be made with the store's options.
+  const options = (await readOptions(root).catch(() => undefined)) ?? { ...DEFAULT_BLOCKFILE_OPTIONS, ...parseBlockfileOptions(storageOpts) };
   const lines: Array<[string, string]> = [
     ['Base Device Size', String(options.size)],
     ['Filesystem', options.fsType],
