@@ -2,9 +2,11 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { open, readFile, stat, writeFile } from 'node:fs/promises';
+import { open, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { blockfileUnavailable } from '../../../src/snapshotter/blockfile/blockfile.js';
+import { openSnapshotter } from '../../../src/snapshotter/index.js';
 import { isMountPoint, unescapeMountinfo } from '../../../src/snapshotter/mount.js';
 import { MetadataStore } from '../../../src/snapshotter/metadata.js';
 import type { Register } from '../../../src/snapshotter/testsuite/suite.js';
@@ -68,6 +70,29 @@ export function registerBlockfileSpecifics(reflink: boolean): (test: Register) =
       if (reflink) {
         const shared = await btrfsSharedBytes(bImage);
         assert.ok(shared >= 12 * MiB, `after a 1 MiB write the child's file still shares ${shared} bytes`);
+      }
+    });
+
+    test('blockfile.fs=xfs: each snapshot is an xfs file (no lost+found to hide), written, committed and seen through a view', async (h, t) => {
+      const why = await blockfileUnavailable('xfs');
+      if (why) {
+        t.diagnostic(`SKIP xfs: ${why}`);
+        return t.skip(why);
+      }
+      const sn = await openSnapshotter('blockfile', await h.mkScratch('xfs-root'), { storageOpts: ['blockfile.fs=xfs', 'blockfile.size=320M'] });
+      try {
+        await sn.prepare('a');
+        const dir = await sn.applyDir('a');
+        assert.equal(await mountedType(dir), 'xfs');
+        assert.deepEqual(await readdir(dir), [], 'a new snapshot is empty');
+        await writeFile(join(dir, 'f'), 'on xfs');
+        await sn.commit('A', 'a');
+        const [m] = await sn.view('v', 'A');
+        assert.equal(await readFile(join(m!.source, 'f'), 'utf8'), 'on xfs');
+        await sn.remove('v');
+        await sn.remove('A');
+      } finally {
+        await sn.close();
       }
     });
 
