@@ -71,7 +71,7 @@ export function parseBlockfileOptions(storageOpts: readonly string[] = []): Part
  * FICLONE first (a reflink on btrfs and xfs hosts, no data copied, block-level copy-on-write
  * afterwards), else copy_file_range over the data extents only, so holes stay holes.
  *
- * An active snapshot or a view is loop-mounted (`mount -o loop`, read-only for a view) at
+ * An active snapshot or a view is loop-mounted (direct I/O, read-only for a view; see loopMount) at
  * `snapshots/<id>/fs` for as long as it lives, mounted again on demand after a reboot; its mounts
  * are bind mounts of that directory and layers are applied in full onto it (whiteouts become
  * deletions), as on native and btrfs. Commit syncs and unmounts the filesystem, so the committed
@@ -234,14 +234,38 @@ export class BlockfileSnapshotter extends FullTreeSnapshotter {
     if (pending) return pending;
     const p = (async () => {
       if (await isMountPoint(tree)) return;
-      const image = join(dirname(tree), IMAGE);
-      const options = ['loop', readonly ? 'ro' : 'rw'];
+      const options = [readonly ? 'ro' : 'rw'];
       // ext4's background zeroing of inode tables would write to every new snapshot's file.
       if (this.options.fsType === 'ext4') options.push('noinit_itable');
-      await runTool('mount', ['-t', this.options.fsType, '-o', options.join(','), image, tree], `loop-mounting ${image} on ${tree}`, 'mount');
+      await loopMount(join(dirname(tree), IMAGE), tree, this.options.fsType, options);
     })().finally(() => this.mounting.delete(tree));
     this.mounting.set(tree, p);
     return p;
+  }
+}
+
+/**
+ * Mounts the filesystem in `image` on `target` through a loop device with direct I/O, as
+ * containerd's blockfile does (`loop,direct-io`: the file's pages are not cached twice, once
+ * for the filesystem and once for the loop device); without direct I/O where the backing
+ * filesystem refuses it. A loop device already attached to the file is used instead of a second
+ * one: two devices on one ext4 would be two filesystems writing one file. The device is always
+ * writable, so a read-only mount of a copy whose journal still needs replaying works. Once
+ * mounted it is detached: the kernel then frees it when the filesystem is unmounted
+ * (autoclear), as `mount -o loop` does.
+ */
+async function loopMount(image: string, target: string, fsType: BlockfileFsType, options: string[]): Promise<void> {
+  const attached = (await runTool('losetup', ['--noheadings', '--output', 'NAME', '--associated', image], `looking for a loop device on ${image}`, 'mount')).trim().split('\n')[0];
+  let device = attached;
+  if (!device) {
+    const attach = (directIo: boolean) => runTool('losetup', ['--find', '--show', ...(directIo ? ['--direct-io=on'] : []), image], `attaching ${image} to a loop device`, 'mount');
+    device = (await attach(true).catch(() => attach(false))).trim();
+  }
+  try {
+    await runTool('mount', ['-t', fsType, '-o', options.join(','), device, target], `mounting ${image} (${device}) on ${target}`, 'mount');
+  } finally {
+    // Attached here: detach now (autoclear while mounted, at once when the mount failed).
+    if (!attached) await runTool('losetup', ['--detach', device], `detaching ${device}`, 'mount').catch(() => {});
   }
 }
 
