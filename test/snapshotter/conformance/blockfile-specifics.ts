@@ -17,13 +17,18 @@ const MiB = 1 << 20;
 /** Options every blockfile test root is opened with: small files, so 130-layer chains stay cheap. */
 export const TEST_STORAGE_OPTS = ['blockfile.size=128M'];
 
-/** The filesystem type mounted exactly on `dir`, per /proc/self/mountinfo. */
-async function mountedType(dir: string): Promise<string | undefined> {
+/** The filesystem type and source mounted exactly on `dir`, per /proc/self/mountinfo. */
+async function mountedAt(dir: string): Promise<{ type: string; source: string } | undefined> {
   for (const line of (await readFile('/proc/self/mountinfo', 'utf8')).split('\n')) {
     const fields = line.split(' ');
-    if (fields[4] !== undefined && unescapeMountinfo(fields[4]) === dir) return fields[fields.indexOf('-') + 1];
+    const dash = fields.indexOf('-');
+    if (fields[4] !== undefined && unescapeMountinfo(fields[4]) === dir) return { type: fields[dash + 1]!, source: fields[dash + 2]! };
   }
   return undefined;
+}
+
+async function mountedType(dir: string): Promise<string | undefined> {
+  return (await mountedAt(dir))?.type;
 }
 
 /** Bytes of `file` whose extents are shared with another file (btrfs filesystem du's "Set shared"). */
@@ -39,7 +44,12 @@ export function registerBlockfileSpecifics(reflink: boolean): (test: Register) =
     test(`each snapshot is one ext4 file, loop-mounted while active and unmounted by commit; a child's file ${reflink ? 'shares its parent\'s extents (reflink) until written' : 'is a sparse copy of its parent\'s'}`, async (h) => {
       await h.sn.prepare('a');
       const aDir = await h.sn.applyDir('a');
-      assert.equal(await mountedType(aDir), 'ext4', `${aDir} is a loop-mounted ext4`);
+      const mounted = await mountedAt(aDir);
+      assert.equal(mounted?.type, 'ext4', `${aDir} is a loop-mounted ext4`);
+      const loop = /^\/dev\/(loop\d+)$/.exec(mounted!.source)?.[1];
+      assert.ok(loop, `mounted from a loop device, not ${mounted!.source}`);
+      assert.equal((await readFile(`/sys/block/${loop}/loop/dio`, 'utf8')).trim(), '1', 'the loop device uses direct I/O');
+      assert.equal((await readFile(`/sys/block/${loop}/loop/autoclear`, 'utf8')).trim(), '1', 'the loop device goes away at unmount');
       await writeFile(join(aDir, 'big'), randomBytes(16 * MiB));
       await h.sn.commit('A', 'a');
       assert.equal(await isMountPoint(aDir), false, 'commit unmounts the filesystem');
@@ -94,6 +104,16 @@ export function registerBlockfileSpecifics(reflink: boolean): (test: Register) =
       } finally {
         await sn.close();
       }
+    });
+
+    test('a view and a child of a snapshot committed while its caller still holds a bind mount with written data', async (h) => {
+      const dir = await h.prepare('held');
+      await writeFile(join(dir, 'f'), 'written before commit');
+      await h.sn.commit('H', 'held'); // the harness's bind mount of 'held' stays mounted
+      await h.withView('H', async (v) => assert.equal(await readFile(join(v, 'f'), 'utf8'), 'written before commit'));
+      const child = await h.prepare('child', 'H');
+      assert.equal(await readFile(join(child, 'f'), 'utf8'), 'written before commit');
+      await h.unmountKey('held');
     });
 
     test('reopening the root mounts an active snapshot again when it was unmounted (a reboot), and keeps the recorded size', async (h) => {
