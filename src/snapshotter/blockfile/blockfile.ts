@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { FailedPreconditionError, InvalidArgumentError } from '../../errors.js';
 import { isCode } from '../../content/layout.js';
 import { runTool } from '../command.js';
-import { diskUsage, ownedName, removeTree, SNAPSHOTS_DIR, STAGING_DIR } from '../fsutil.js';
+import { diskUsage, exists, ownedName, removeTree, SNAPSHOTS_DIR, STAGING_DIR } from '../fsutil.js';
 import { FullTreeSnapshotter } from '../full-tree.js';
 import { isMountPoint, unmountAll } from '../mount.js';
 import type { Info, Mount, SnapshotOptions, Usage } from '../snapshotter.js';
@@ -323,11 +323,4 @@ async function readOptions(root: string): Promise<BlockfileOptions | undefined> 
     if (isCode(err, 'ENOENT')) return undefined;
     throw err;
   }
-}
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
 }
