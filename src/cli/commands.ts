@@ -407,7 +407,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: 'info',
     summary: "Show the store's storage driver, backing filesystem and contents",
     description:
-      "Show the store's storage driver as `docker info` does (Storage Driver, Backing Filesystem, Supports d_type, and the driver's own lines: overlay's Native Overlay Diff and userxattr, fuse-overlayfs's Mount Program, btrfs's usage, zfs's pool and dataset), why that driver, and the store's images, blobs, snapshots and mounts.",
+      "Show the store's storage driver as `docker info` does (Storage Driver, Backing Filesystem, Supports d_type, and the driver's own lines: overlay's Native Overlay Diff and userxattr, fuse-overlayfs's Mount Program, btrfs's usage, zfs's pool and dataset, blockfile's Base Device Size and Data Space Used/Total), why that driver, and the store's images, blobs, snapshots and mounts.",
     options: [{ name: 'format', short: 'f', type: 'string', value: 'FORMAT', description: "json or a Go template: '{{.Driver}}', '{{json .DriverStatus}}'" }],
     load: () => import('./commands/info.js'),
   },

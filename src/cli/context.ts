@@ -11,6 +11,7 @@ export interface GlobalFlags {
   config?: string;
   mirror?: string[];
   'insecure-registry'?: string[];
+  'storage-opt'?: string[];
   concurrency?: string;
   debug?: boolean;
 }
@@ -43,6 +44,7 @@ function openWith(flags: GlobalFlags, mustExist: boolean, explicit: string | und
     ...(explicit !== undefined ? { root: explicit } : {}),
     ...(mustExist ? { mustExist } : {}),
     ...(flags.snapshotter !== undefined && flags.snapshotter !== '' ? { storageDriver: flags.snapshotter, storageDriverSource: '--snapshotter' } : {}),
+    ...(flags['storage-opt'] !== undefined ? { storageOpts: flags['storage-opt'] } : {}),
     ...(flags['snapshot-root'] !== undefined ? { snapshotRoot: flags['snapshot-root'] } : {}),
     ...(flags.config !== undefined ? { configFile: flags.config } : {}),
     ...(flags.mirror !== undefined ? { mirrors: flags.mirror } : {}),

@@ -58,6 +58,11 @@ export interface EngineOptions extends RegistrySettings {
   storageDriver?: string;
   /** Says where storageDriver came from, in messages (`--snapshotter`); default "the Engine's options". */
   storageDriverSource?: string;
+  /**
+   * Storage options (Docker's `--storage-opt`, e.g. `blockfile.size=10G`), recorded as the store's
+   * `storage-opts` when its driver is first recorded; the recorded ones hold afterwards.
+   */
+  storageOpts?: string[];
   /** Where the driver's snapshots live; default `<root>/snapshots/<driver>` ($STRATUM_SNAPSHOT_ROOT). */
   snapshotRoot?: string;
   /** Registry credentials; default Docker's config.json ($DOCKER_CONFIG or ~/.docker). */
@@ -245,7 +250,8 @@ export class Engine {
     const source = this.options.storageDriver !== undefined ? (this.options.storageDriverSource ?? "the Engine's options") : '$STRATUM_SNAPSHOTTER';
     const rootFor = (name: SnapshotterName) => this.snapshotRootOverride() ?? this.snapshotsDir(name);
     // Why it was chosen is kept beside it, so `info` can still say so later.
-    const record = async (name: SnapshotterName, why: string) => writeStoreConfig(this.store.root, { ...config, 'storage-driver': name, 'storage-driver-chosen': why });
+    const opts = this.options.storageOpts !== undefined && config['storage-opts'] === undefined ? { 'storage-opts': this.options.storageOpts } : {};
+    const record = async (name: SnapshotterName, why: string) => writeStoreConfig(this.store.root, { ...config, 'storage-driver': name, 'storage-driver-chosen': why, ...opts });
 
     if (requested !== undefined) {
       const name = normalizeDriverName(requested);
@@ -295,7 +301,7 @@ export class Engine {
     const key = resolve(root);
     let opened = this.opened.get(key);
     if (!opened) {
-      opened = openSnapshotter(name, root, { reclaim });
+      opened = readStoreConfig(this.store.root).then((config) => openSnapshotter(name, root, { reclaim, storageOpts: config['storage-opts'] ?? this.options.storageOpts ?? [] }));
       opened.catch(() => this.opened.delete(key));
       this.opened.set(key, opened);
     }
@@ -1103,7 +1109,7 @@ export class Engine {
     const driver = await this.driver();
     await mkdirAll(driver.root);
     const [status, backing, dtype, disk, tags, snapshots] = await Promise.all([
-      driverStatus(driver.name, driver.root),
+      readStoreConfig(this.store.root).then((config) => driverStatus(driver.name, driver.root, config['storage-opts'])),
       backingFilesystem(driver.root),
       supportsDType(driver.root),
       this.store.diskUsage(),

@@ -1,4 +1,4 @@
-import { access, readdir, rename } from 'node:fs/promises';
+import { readdir, rename } from 'node:fs/promises';
 import { ensurePrivateDir } from '../sys/mkdir-all.js';
 import { join } from 'node:path';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
@@ -6,6 +6,7 @@ import { matchesAny, parseFilters } from './filters.js';
 import {
   REMOVAL_DIR,
   SNAPSHOTS_DIR,
+  exists,
   STAGING_DIR,
   isPidAlive,
   moveToRemoval,
@@ -398,12 +399,5 @@ function toInfo(name: string, rec: Readonly<SnapshotRecord>): Info {
 function after(previous: string): string {
   const prev = Date.parse(previous);
   return new Date(Math.max(Date.now(), prev + 1)).toISOString();
-}
-
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
 }
 

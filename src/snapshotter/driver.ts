@@ -8,6 +8,7 @@ import { fuseOverlayfsMissing } from './fuse-overlayfs/fuse-overlayfs.js';
 import { FUSE_OVERLAYFS_MOUNT_TYPE, fuseOverlayfsOption, MAX_OVERLAY_LOWERS, mountAll, unmountAll } from './mount.js';
 import { kernelHasOverlay, overlayFeatures } from './overlay/kernel.js';
 import { SNAPSHOTTER_NAMES, type SnapshotterName } from './names.js';
+import { blockfileStatus, blockfileUnavailable } from './blockfile/blockfile.js';
 
 const run = promisify(execFile);
 
@@ -42,10 +43,13 @@ export const FS_NAMES: Readonly<Record<number, string>> = {
 /** Filesystems overlay cannot use for its upper and work directories (Docker's overlay2 refuses the same). */
 const OVERLAY_REFUSED = new Set(['aufs', 'ecryptfs', 'nfs', 'overlayfs', 'zfs']);
 
+/** Backing filesystems where FICLONE shares a file's blocks (blockfile's copies cost no data there). */
+const REFLINK_FILESYSTEMS = new Set(['btrfs', 'xfs']);
+
 /** Docker's names for stratum's backends (overlay2, vfs), and their hints. */
 const ALIASES: Readonly<Record<string, SnapshotterName>> = { overlay2: 'overlay', vfs: 'native' };
 const UNSUPPORTED: Readonly<Record<string, string>> = {
-  devicemapper: 'devicemapper is not supported by stratum',
+  devicemapper: 'devicemapper is not supported by stratum; blockfile is its loop-lvm heir, a loop-mounted file per snapshot',
   aufs: 'aufs is not supported by stratum (the kernel has overlay instead)',
   windowsfilter: 'windowsfilter is a Windows driver',
 };
@@ -195,6 +199,13 @@ export async function checkStorageDriver(name: SnapshotterName, root: string): P
       if (!dataset) throw new UnsupportedDriverError(`'zfs' needs its snapshot root on a ZFS dataset; ${root} is on ${backing} (prerequisites for driver not satisfied)`);
       return `the snapshot root is on ZFS dataset ${dataset.dataset}`;
     }
+    case 'blockfile': {
+      const why = await blockfileUnavailable();
+      if (why !== undefined) throw new UnsupportedDriverError(`'blockfile' is not supported: ${why}, use native`);
+      return REFLINK_FILESYSTEMS.has(backing)
+        ? `loop devices work; the backing ${backing} reflinks snapshot files (block-level copy-on-write)`
+        : `loop devices work; the backing ${backing} has no reflinks, so each snapshot file is a sparse copy of its parent's`;
+    }
     case 'overlay': {
       if (!kernelHasOverlay()) throw new UnsupportedDriverError(`'overlay' is not supported: the kernel has no overlay filesystem (modprobe overlay), use native`);
       if (!(await hasSysAdmin())) throw new UnsupportedDriverError(`'overlay' is not supported: this process may not mount (no CAP_SYS_ADMIN), use native`);
@@ -270,8 +281,8 @@ function sysParameter(name: string): string | undefined {
   }
 }
 
-/** `docker info`'s lines under "Storage Driver" for driver `name` with its snapshots at `root`. */
-export async function driverStatus(name: SnapshotterName, root: string): Promise<Array<[string, string]>> {
+/** `docker info`'s lines under "Storage Driver" for driver `name` with its snapshots at `root` and the store's storage-opts. */
+export async function driverStatus(name: SnapshotterName, root: string, storageOpts: readonly string[] = []): Promise<Array<[string, string]>> {
   const backing = await backingFilesystem(root);
   const lines: Array<[string, string]> = [['Backing Filesystem', backing]];
   if (name === 'overlay' || name === 'fuse-overlayfs' || name === 'native') lines.push(['Supports d_type', String(await supportsDType(root))]);
@@ -300,6 +311,7 @@ export async function driverStatus(name: SnapshotterName, root: string): Promise
       lines.push(['Usage', `unavailable: ${(err as Error).message.split('\n')[0]}`]);
     }
   }
+  if (name === 'blockfile') lines.push(...(await blockfileStatus(root, storageOpts)));
   if (name === 'zfs') {
     const found = await zfsDatasetAt(root);
     if (found) {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, opendir, rename, rm } from 'node:fs/promises';
+import { access, lstat, mkdir, opendir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isCode } from '../content/layout.js';
 import type { Usage } from './snapshotter.js';
@@ -42,6 +42,14 @@ export async function moveToRemoval(root: string, dir: string, label: string): P
     throw err;
   }
   return aside;
+}
+
+/** Whether `path` exists (a dangling symlink counts as missing). */
+export async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** Deletes a tree; a missing tree (or one another cleanup deletes at the same time) is fine. */

@@ -1,6 +1,7 @@
 import { InvalidArgumentError } from '../errors.js';
 import { BtrfsSnapshotter } from './btrfs/btrfs.js';
 import { ZfsSnapshotter } from './zfs/zfs.js';
+import { BlockfileSnapshotter, parseBlockfileOptions } from './blockfile/blockfile.js';
 import { NativeSnapshotter } from './native/native.js';
 import { kernelHasOverlay } from './overlay/kernel.js';
 import { OverlaySnapshotter } from './overlay/overlay.js';
@@ -20,13 +21,14 @@ import { hasSysAdmin, overlayTestMount } from './driver.js';
  * effort: `cleanup()` does it again and reports a failure. A root inside a store's blobs or a
  * snapshot is refused (UnsafeLocationError).
  */
-export async function openSnapshotter(name: SnapshotterName, root: string, options: { reclaim?: boolean } = {}): Promise<Snapshotter> {
-  const snapshotter = await openBackend(name, root);
+export async function openSnapshotter(name: SnapshotterName, root: string, options: { reclaim?: boolean; storageOpts?: readonly string[] } = {}): Promise<Snapshotter> {
+  const snapshotter = await openBackend(name, root, options.storageOpts);
   if (options.reclaim !== false) await reclaimTemporaries(snapshotter).catch(() => {});
   return snapshotter;
 }
 
-async function openBackend(name: SnapshotterName, root: string): Promise<Snapshotter> {
+/** `storageOpts`: the store's storage-opts (`blockfile.size=10G`…); each backend takes its own. */
+async function openBackend(name: SnapshotterName, root: string, storageOpts: readonly string[] = []): Promise<Snapshotter> {
   checkLocation(root, 'snapshot root');
   await ensurePrivateDir(root);
   switch (name) {
@@ -40,6 +42,8 @@ async function openBackend(name: SnapshotterName, root: string): Promise<Snapsho
       return BtrfsSnapshotter.open(root);
     case 'zfs':
       return ZfsSnapshotter.open(root);
+    case 'blockfile':
+      return BlockfileSnapshotter.open(root, parseBlockfileOptions(storageOpts));
     default:
       throw new InvalidArgumentError(`unknown snapshotter ${JSON.stringify(name)} (${SNAPSHOTTER_NAMES.join(', ')})`);
   }
@@ -64,3 +68,4 @@ export { FuseOverlayfsSnapshotter } from './fuse-overlayfs/fuse-overlayfs.js';
 export { NativeSnapshotter } from './native/native.js';
 export { BtrfsSnapshotter } from './btrfs/btrfs.js';
 export { ZfsSnapshotter } from './zfs/zfs.js';
+export { BlockfileSnapshotter, parseBlockfileOptions, type BlockfileOptions } from './blockfile/blockfile.js';

@@ -160,7 +160,7 @@ async function fsTypeMountedAt(path: string): Promise<string | undefined> {
   return fsType;
 }
 
-function unescapeMountinfo(s: string): string {
+export function unescapeMountinfo(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
 }
 

@@ -54,7 +54,7 @@ export interface SnapshotProblem {
 }
 
 export interface Snapshotter {
-  /** 'overlay' | 'fuse-overlayfs' | 'native' | 'btrfs' | 'zfs' */
+  /** 'overlay' | 'fuse-overlayfs' | 'native' | 'btrfs' | 'zfs' | 'blockfile' */
   readonly name: string;
   /** rebase: commit(…, {parent}) is supported (overlay). */
   readonly capabilities: { rebase: boolean };

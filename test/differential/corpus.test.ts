@@ -18,6 +18,7 @@ import { fuseOverlayfsMissing } from '../../src/snapshotter/fuse-overlayfs/fuse-
 import type { SnapshotterName } from '../../src/snapshotter/index.js';
 import { pushOciLayout } from '../fixtures/push.js';
 import { deleteSubvolumesUnder, mountLoopBtrfs, type LoopBtrfs } from '../helpers/btrfs.js';
+import { blockfileUnavailable } from '../../src/snapshotter/blockfile/blockfile.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { removeDir, TempDirs } from '../helpers/tmp.js';
 import { snapshotTree, type SnapshotOptions, type TreeEntry } from '../helpers/tree.js';
@@ -94,6 +95,10 @@ before(async () => {
     btrfs = fs;
     backends.push({ name: 'btrfs', store: join(fs.mnt, 'store') });
   }
+  // blockfile: a loop-mounted ext4 file per snapshot, copied (no reflinks) on the temp dir's filesystem.
+  const noBlockfile = await blockfileUnavailable();
+  if (noBlockfile !== undefined) skippedBackends.push(`blockfile: ${noBlockfile}`);
+  else backends.push({ name: 'blockfile', store: await tmp.make('store-blockfile') });
   const pool = ZFS ? await startFilePool(loopMiB) : ZFS_OFF;
   if (typeof pool === 'string') skippedBackends.push(`zfs: ${pool}`);
   else {
@@ -213,7 +218,7 @@ let imageSeq = 0;
 const VIEW: SnapshotOptions = { skipVanished: true };
 
 /**
- * The CI slice runs btrfs for these representative writers only, and zfs
+ * The CI slice runs btrfs and blockfile for these representative writers only, and zfs
  * (when STRATUM_CORPUS_ZFS=1) only for the first of them, on its shared image. The full run runs
  * every backend for every writer.
  */

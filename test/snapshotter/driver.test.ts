@@ -30,9 +30,9 @@ describe('driver names', () => {
     assert.equal(normalizeDriverName('overlay2'), 'overlay');
     assert.equal(normalizeDriverName('vfs'), 'native');
     assert.equal(normalizeDriverName('BTRFS'), 'btrfs');
-    for (const name of ['zfs', 'native', 'overlay', 'fuse-overlayfs']) assert.equal(normalizeDriverName(name), name);
-    assert.throws(() => normalizeDriverName('devicemapper'), (err: unknown) => isStratumError(err, 'ERR_INVALID_ARGUMENT') && /devicemapper is not supported by stratum.*overlay2 and vfs/.test((err as Error).message));
-    assert.throws(() => normalizeDriverName('overlay3'), /unknown storage driver "overlay3": use overlay, fuse-overlayfs, native, btrfs, zfs/);
+    for (const name of ['zfs', 'native', 'overlay', 'fuse-overlayfs', 'blockfile']) assert.equal(normalizeDriverName(name), name);
+    assert.throws(() => normalizeDriverName('devicemapper'), (err: unknown) => isStratumError(err, 'ERR_INVALID_ARGUMENT') && /devicemapper is not supported by stratum; blockfile is its loop-lvm heir.*overlay2 and vfs/.test((err as Error).message));
+    assert.throws(() => normalizeDriverName('overlay3'), /unknown storage driver "overlay3": use overlay, fuse-overlayfs, native, btrfs, zfs, blockfile/);
   });
 });
 

@@ -35,6 +35,12 @@ export interface Backend {
   knownDefect?: (difference: { path: string; line: string; expected: Tree }) => string | undefined;
   /** Run before a test's temp directory is removed (e.g. deleting read-only subvolumes). */
   beforeRemove?: (base: string) => Promise<void>;
+  /**
+   * Each snapshot's files live inside one filesystem file (blockfile), seen under the root only
+   * while that file is mounted: "commit copies no data" is checked on the files under
+   * `snapshots/` (same paths, same inodes) instead of on a file written into the snapshot.
+   */
+  blockData?: boolean;
 }
 
 export class Harness {
@@ -77,6 +83,11 @@ export class Harness {
   /** A second snapshotter instance on the same root (the caller closes it). */
   openAnother(): Promise<Snapshotter> {
     return this.backend.open(this.root);
+  }
+
+  /** See Backend.blockData. */
+  get blockData(): boolean {
+    return this.backend.blockData === true;
   }
 
   /** The temp directory holding root and scratch: nothing may appear beside it. */
