@@ -25,7 +25,7 @@ import type { Descriptor } from '../oci/types.js';
 import { isSignedSchema1, schema1PayloadDigest } from '../oci/schema1.js';
 import { Authenticator, excerpt, readLimited, repositoryScope } from './auth.js';
 import { NO_CREDENTIALS, type CredentialSource } from './credentials.js';
-import { DEFAULT_CONCURRENCY, isInsecureHost, resolveEndpoints, type RegistryConfig } from './hosts.js';
+import { DEFAULT_CONCURRENCY, isInsecureHost, isLoopbackHost, resolveEndpoints, type RegistryConfig } from './hosts.js';
 import { defaultCertsDirs } from './transport/certs.js';
 import { proxyFromEnv } from './transport/proxy.js';
 import { DEFAULT_PARALLEL_FETCH, type ParallelFetchOptions } from './ranged-fetch.js';
@@ -145,6 +145,17 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
   /** Parallel Range requests within one large blob (config `parallelFetch`; false turns them off). */
   get parallelFetch(): ParallelFetchOptions | false {
     return this.config.parallelFetch === false ? false : { ...DEFAULT_PARALLEL_FETCH, ...(this.config.parallelFetch ?? {}) };
+  }
+
+  /**
+   * Parallel Range requests for a blob of `ref`: as configured; by default not when every
+   * endpoint is a loopback host, where one connection is not the limit and the extra requests
+   * and buffering only cost (0.15–0.2 s on the bench's 75 MB layer). A configured
+   * `parallelFetch` object applies everywhere (a port-forwarded remote registry).
+   */
+  parallelFetchFor(ref: Reference): ParallelFetchOptions | false {
+    if (this.config.parallelFetch === undefined && this.endpoints(ref).every((e) => isLoopbackHost(new URL(e.url).host))) return false;
+    return this.parallelFetch;
   }
 
   get concurrency(): number {

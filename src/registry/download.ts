@@ -44,7 +44,7 @@ export interface DownloadOptions {
   onVerified?: (path: string) => void;
   /** Minimum gap between two 'downloading' events. Default 100 ms. */
   progressIntervalMs?: number;
-  /** Parallel Range requests within a large blob; default the fetcher's `parallelFetch` (false: never). */
+  /** Parallel Range requests within a large blob; default the fetcher's `parallelFetchFor(ref)` (false: never). */
   parallel?: ParallelFetchOptions | false;
   lockTimeoutMs?: number;
 }
@@ -95,7 +95,7 @@ export async function downloadBlob(
   const exclude: string[] = [];
   let lastEndpoint: Endpoint | undefined;
   let fetchedSignalled = false;
-  const parallelSetting = options.parallel ?? fetcher.parallelFetch ?? DEFAULT_PARALLEL_FETCH;
+  const parallelSetting = options.parallel ?? fetcher.parallelFetchFor?.(ref) ?? DEFAULT_PARALLEL_FETCH;
   const parallel = parallelSetting === false ? undefined : { ...DEFAULT_PARALLEL_FETCH, ...parallelSetting };
   /** An endpoint answered a Range request with the whole blob: no parallel requests for this blob. */
   let rangesIgnored = false;

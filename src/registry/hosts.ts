@@ -34,7 +34,10 @@ export interface RegistryConfig {
   certsDirs?: string[];
   /** Forward proxies; default HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment. */
   proxy?: ProxySettings;
-  /** Parallel Range requests within one large blob; false turns them off. Default: above 64 MiB, 4 MiB chunks, 4 at a time. */
+  /**
+   * Parallel Range requests within one large blob; false turns them off. Default: above 64 MiB,
+   * 4 MiB chunks, 4 at a time, except from loopback registries (set it to use them there too).
+   */
   parallelFetch?: ParallelFetchOptions | false;
 }
 

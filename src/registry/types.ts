@@ -42,8 +42,8 @@ export interface BlobResponse {
 export interface BlobFetcher {
   /** `exclude`: endpoint URLs to skip (a mirror that just served corrupt bytes); `length`: at most this many bytes from `offset` (a bounded Range). */
   fetchBlob(ref: Reference, digest: Digest, options?: { offset?: number; length?: number; signal?: AbortSignal; exclude?: readonly string[]; verify?: boolean }): Promise<BlobResponse>;
-  /** How large blobs are fetched in parallel Range requests (the registry config's `parallelFetch`); false: never. */
-  readonly parallelFetch?: ParallelFetchOptions | false;
+  /** How large blobs of `ref` are fetched in parallel Range requests (the registry config's `parallelFetch`); false: never. */
+  parallelFetchFor?(ref: Reference): ParallelFetchOptions | false;
 }
 
 export interface ManifestFetcher {

@@ -32,6 +32,30 @@ describe('hosts', () => {
     });
   });
 
+  test('parallel Range requests: on by default, not from loopback registries unless configured; false turns them off', async () => {
+    const { RegistryClient } = await import('../../src/registry/client.js');
+    const { parseReference } = await import('../../src/oci/reference.js');
+    const { DEFAULT_PARALLEL_FETCH } = await import('../../src/registry/ranged-fetch.js');
+    const local = parseReference('127.0.0.1:5000/app:1');
+    const remote = parseReference('ghcr.io/org/app:1');
+    const clients = [
+      new RegistryClient(),
+      new RegistryClient({ config: { parallelFetch: { connections: 2 } } }),
+      new RegistryClient({ config: { parallelFetch: false } }),
+      new RegistryClient({ config: { mirrors: { 'ghcr.io': ['http://127.0.0.1:5000'] } } }),
+    ];
+    try {
+      assert.equal(clients[0]!.parallelFetchFor(local), false);
+      assert.deepEqual(clients[0]!.parallelFetchFor(remote), DEFAULT_PARALLEL_FETCH);
+      // A mirror on loopback for a remote registry: the upstream is not loopback, so they stay on.
+      assert.deepEqual(clients[3]!.parallelFetchFor(remote), DEFAULT_PARALLEL_FETCH);
+      assert.deepEqual(clients[1]!.parallelFetchFor(local), { ...DEFAULT_PARALLEL_FETCH, connections: 2 });
+      assert.equal(clients[2]!.parallelFetchFor(remote), false);
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+    }
+  });
+
   test('loopback detection', () => {
     for (const h of ['localhost', 'localhost:5000', '127.0.0.1', '127.1.2.3:80', '[::1]:5000', '::1']) assert.equal(isLoopbackHost(h), true, h);
     for (const h of ['10.0.0.1', '128.0.0.1', 'example.com', 'localhost.example.com', '[::2]:5000']) assert.equal(isLoopbackHost(h), false, h);
