@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { pipeline } from 'node:stream';
 import { verifier } from '../content/verifier.js';
-import { request } from './http.js';
+import { request, type HttpResponse } from './http.js';
 import {
   CertificateError,
   DeniedError,
@@ -54,8 +54,6 @@ export interface RegistryClientOptions {
   upload?: UploadOptions;
 }
 
-/** A response as undici gives it. */
-type HttpResponse = Dispatcher.ResponseData;
 
 export interface FetchBlobOptions {
   offset?: number;

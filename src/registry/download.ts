@@ -119,6 +119,32 @@ export async function downloadBlob(
     return true;
   };
 
+  /** Hands tee the part of `chunk` (at blob offset `at`) it has not seen yet. */
+  const teeChunk = (chunk: Buffer, at: number): void => {
+    if (!options.tee || at + chunk.length <= teedUpTo) return;
+    options.tee(teedUpTo > at ? chunk.subarray(teedUpTo - at) : chunk);
+    teedUpTo = at + chunk.length;
+  };
+  /** Throttled 'downloading' events from byte `from`; `done()` sends the last one. */
+  const progress = (from: number, total: number | undefined) => {
+    let lastEmit = 0;
+    const tracker = {
+      pos: from,
+      advance(n: number): void {
+        tracker.pos += n;
+        const now = Date.now();
+        if (now - lastEmit >= interval) {
+          lastEmit = now;
+          tracker.done();
+        }
+      },
+      done(): void {
+        emit({ type: 'downloading', digest, current: tracker.pos, ...(total !== undefined ? { total } : {}) });
+      },
+    };
+    return tracker;
+  };
+
   try {
     endpoints: for (;;) {
       let failures = 0;
@@ -128,32 +154,23 @@ export async function downloadBlob(
         let fetchedFrom: Endpoint | undefined;
         try {
           if (parallel && !rangesIgnored && desc.size !== undefined && desc.size - offset >= parallel.thresholdBytes) {
-            let pos = offset;
-            let lastEmit = 0;
-            const total = desc.size;
+            const got = progress(offset, desc.size);
             lastEndpoint = await fetchRanges({
               fetcher,
               ref,
               digest,
               sink: writer.stream(),
               from: offset,
-              size: total,
+              size: desc.size,
               options: parallel,
               exclude,
               ...(options.signal ? { signal: options.signal } : {}),
               onChunk: (chunk) => {
-                if (options.tee && pos + chunk.length > teedUpTo) {
-                  options.tee(teedUpTo > pos ? chunk.subarray(teedUpTo - pos) : chunk);
-                  teedUpTo = pos + chunk.length;
-                }
-                pos += chunk.length;
-                const now = Date.now();
-                if (now - lastEmit >= interval || pos === total) {
-                  lastEmit = now;
-                  emit({ type: 'downloading', digest, current: pos, total });
-                }
+                teeChunk(chunk, got.pos);
+                got.advance(chunk.length);
               },
             });
+            got.done();
             break;
           }
           const res = await fetcher.fetchBlob(ref, digest, { offset, signal: options.signal, exclude, verify: false });
@@ -169,25 +186,14 @@ export async function downloadBlob(
             res.body.destroy();
             throw new SizeMismatchError(`blob ${digest} of ${ref.name} from ${res.endpoint.url}`, desc.size, res.totalSize);
           }
-          const total = desc.size ?? res.totalSize;
-          let pos = res.start;
+          const got = progress(res.start, desc.size ?? res.totalSize);
           const source = res.endpoint.url;
           /** A body that runs past the descriptor's size (a hostile or broken server, chunked): stop reading it. */
           const overflow = (got: number) => new SizeMismatchError(`blob ${digest} of ${ref.name} from ${source}`, desc.size!, got, true);
-          let lastEmit = 0;
-          const advance = (n: number) => {
-            pos += n;
-            const now = Date.now();
-            if (now - lastEmit >= interval) {
-              lastEmit = now;
-              emit({ type: 'downloading', digest, current: pos, ...(total !== undefined ? { total } : {}) });
-            }
-          };
-          const tee = options.tee;
           const body = res.body;
-          if (!tee && isNativeBody(body) && writer.receive) {
+          if (!options.tee && isNativeBody(body) && writer.receive) {
             // EXPERIMENT (issue 12): socket → file + hash in C, NATIVE_SLICE bytes per pool job.
-            const end = pos + body.remaining;
+            const end = got.pos + body.remaining;
             if (desc.size !== undefined && end > desc.size) {
               body.destroy();
               throw overflow(end);
@@ -197,7 +203,7 @@ export async function downloadBlob(
                 body.destroy();
                 options.signal.throwIfAborted();
               }
-              advance(await writer.receive(body, NATIVE_SLICE));
+              got.advance(await writer.receive(body, NATIVE_SLICE));
             }
           } else {
             const sink = writer.stream();
@@ -215,16 +221,13 @@ export async function downloadBlob(
                   sink.cork();
                   setImmediate(uncork);
                 }
-                const end = pos + chunk.length;
+                const end = got.pos + chunk.length;
                 if (desc.size !== undefined && end > desc.size) {
                   done(overflow(end));
                   return;
                 }
-                if (tee && end > teedUpTo) {
-                  tee(teedUpTo > pos ? chunk.subarray(teedUpTo - pos) : chunk);
-                  teedUpTo = end;
-                }
-                advance(chunk.length);
+                teeChunk(chunk, got.pos);
+                got.advance(chunk.length);
                 done(null, chunk);
               },
             });
@@ -241,7 +244,7 @@ export async function downloadBlob(
             await pipeline(received(res.body), counter, sink, ...(options.signal ? [{ signal: options.signal }] : []));
             if (bodyError !== undefined) throw bodyError;
           }
-          emit({ type: 'downloading', digest, current: pos, ...(total !== undefined ? { total } : {}) });
+          got.done();
           lastEndpoint = res.endpoint;
           break;
         } catch (err) {

@@ -12,6 +12,9 @@ const api = require('undici/lib/api/index.js') as {
   request(this: Dispatcher, options: Dispatcher.RequestOptions): Promise<Dispatcher.ResponseData>;
 };
 
+/** A response as undici gives it. */
+export type HttpResponse = Dispatcher.ResponseData;
+
 export interface RequestOptions extends Omit<Dispatcher.RequestOptions, 'origin' | 'path' | 'method'> {
   method?: Dispatcher.HttpMethod;
   dispatcher: Dispatcher;

@@ -1,11 +1,8 @@
 import { pipeline, Transform, type Readable } from 'node:stream';
 import { RegistryError, type StratumError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
-import type { Dispatcher } from 'undici';
+import type { HttpResponse } from './http.js';
 import { withRetry, type RetryPolicy } from './retry.js';
-
-/** A response as undici gives it. */
-type HttpResponse = Dispatcher.ResponseData;
 
 /**
  * When a blob goes up in chunks. 16 MiB chunks: a PATCH costs one round trip and the registry's
