@@ -75,6 +75,8 @@ export class Transport extends Dispatcher {
   private readonly routes = new Map<string, Route>();
   /** Each https origin's TLS material (PEMs), for the handshake diagnosis and the native context. */
   private readonly tlsMaterial = new Map<string, TlsMaterial>();
+  /** Each https origin's tls.connect options (one secure context), shared by its pool and the handshake diagnosis. */
+  private readonly tlsConnect = new Map<string, tls.ConnectionOptions>();
   private readonly proxies: ProxyRules;
   private readonly natives = new Map<string, NativeTlsContext | null>();
   private closed = false;
@@ -159,7 +161,7 @@ export class Transport extends Dispatcher {
     const url = new URL(origin);
     const material = this.tlsMaterial.get(url.origin);
     if (!material || this.routes.get(url.origin)?.proxy) return Promise.resolve(undefined);
-    const settings = connectOptions(material);
+    const settings = this.tlsConnect.get(url.origin)!;
     return new Promise((resolve) => {
       const socket = loadTls().connect({ ...settings, host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 443), ALPNProtocols: ['http/1.1'] }, () => {
         socket.write(`GET /v2/ HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\n\r\n`);
@@ -187,6 +189,7 @@ export class Transport extends Dispatcher {
     const material = url.protocol === 'https:' ? this.tlsFor(url, route) : undefined;
     if (material) this.tlsMaterial.set(origin, material);
     const secure = material ? connectOptions(material) : undefined;
+    if (secure) this.tlsConnect.set(origin, secure);
     const proxy = this.proxies.proxyFor(url);
     const common = { connections: o.connections, keepAliveTimeout: o.keepAliveTimeoutMs, headersTimeout: o.headersTimeoutMs, bodyTimeout: o.bodyTimeoutMs };
     let pool: DispatcherType;
