@@ -46,7 +46,9 @@ export type ErrorCode =
   | 'ERR_SIGNATURE_INVALID'
   | 'ERR_SIGNATURE_OTHER_DIGEST'
   | 'ERR_SIGNATURE_OTHER_KEY'
-  | 'ERR_KEYLESS_UNAVAILABLE';
+  | 'ERR_KEYLESS_UNAVAILABLE'
+  | 'ERR_MIGRATE_BLOCKED'
+  | 'ERR_MIGRATE_MISMATCH';
 
 export class StratumError extends Error {
   readonly code: ErrorCode;
@@ -116,6 +118,36 @@ export class FailedPreconditionError extends StratumError {
 export class InvalidArgumentError extends StratumError {
   constructor(message: string) {
     super('ERR_INVALID_ARGUMENT', message);
+  }
+}
+
+/** A storage option (`--storage-opt`, the store's `storage-opts`) that is unknown to its driver or has a bad value; names the option. */
+export class StorageOptionError extends InvalidArgumentError {
+  constructor(
+    readonly option: string,
+    reason: string,
+  ) {
+    super(`storage option ${JSON.stringify(option)}: ${reason}`);
+  }
+}
+
+/** `migrate` cannot start: snapshots are mounted, or hold work no image carries; `blockers` lists them. */
+export class MigrationBlockedError extends StratumError {
+  constructor(
+    message: string,
+    readonly blockers: string[],
+  ) {
+    super('ERR_MIGRATE_BLOCKED', message);
+  }
+}
+
+/** An image unpacked into the new driver differs from its tree in the old one; the store keeps its old driver. */
+export class MigrationMismatchError extends StratumError {
+  constructor(
+    readonly image: string,
+    readonly differences: string[],
+  ) {
+    super('ERR_MIGRATE_MISMATCH', `${image}: its tree in the new driver differs from the old one (${differences.length} differences): ${differences.slice(0, 10).join('; ')}${differences.length > 10 ? '; …' : ''}`);
   }
 }
 

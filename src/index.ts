@@ -97,7 +97,7 @@ export { attachArtifact, listReferrers, namesRegistry, type AttachOptions, type 
 export { pushStoredReferrers, type PushedReferrer } from './image/push-referrers.js';
 
 // Snapshotters (what verifyStore checks besides the content store).
-export { openSnapshotter, defaultSnapshotter, reclaimTemporaries, type Snapshotter, type SnapshotterName, type SnapshotProblem, type ReclaimedTemporaries } from './snapshotter/index.js';
+export { openSnapshotter, defaultSnapshotter, validateStorageOpts, reclaimTemporaries, type Snapshotter, type SnapshotterName, type SnapshotProblem, type ReclaimedTemporaries } from './snapshotter/index.js';
 
 // Decompression.
 export { uncompressedDigest, detectCompression, decompressor } from './unpack/decompress.js';

@@ -65,7 +65,14 @@ export const GLOBAL_OPTIONS: readonly OptionSpec[] = [
     choices: ['overlay', 'fuse-overlayfs', 'native', 'btrfs', 'zfs', 'blockfile', 'overlay2', 'vfs'],
     description: "Storage driver for this command (default: the store's)",
   },
-  { name: 'storage-opt', type: 'string', multiple: true, value: 'KEY=VALUE', description: "Storage driver option, recorded with a new store's driver (repeatable; blockfile.size=1G, blockfile.fs=ext4|xfs, blockfile.mkfsarg=ARGS)" },
+  {
+    name: 'storage-opt',
+    type: 'string',
+    multiple: true,
+    value: 'KEY=VALUE',
+    description:
+      "Storage driver option, recorded with a new store's driver (and by migrate); repeatable: overlay.metacopy=on|off, overlay.redirect_dir=on|off|follow|nofollow, overlay.index=on|off (overlay2. too); btrfs.compression=zstd[:1-15]|zlib[:1-9]|lzo|no, btrfs.size=SIZE, btrfs.min_space=SIZE; zfs.compression=lz4|zstd|gzip|off…, zfs.recordsize=SIZE, zfs.fsname=DATASET; native.reflink=true|false (vfs. too); blockfile.size=SIZE, blockfile.fs=ext4|xfs, blockfile.mkfsarg=ARGS (dm. too)",
+  },
   { name: 'snapshot-root', type: 'string', value: 'DIR', complete: 'dir', description: 'Where snapshots live (default: STORE/snapshots/DRIVER)' },
   { name: 'config', type: 'string', value: 'FILE', complete: 'file', description: 'Registry configuration (mirrors, insecure hosts, concurrency)' },
   { name: 'mirror', type: 'string', multiple: true, value: '[REGISTRY=]URL', description: 'Try this mirror first (repeatable; REGISTRY defaults to docker.io)' },

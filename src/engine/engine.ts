@@ -32,7 +32,7 @@ import type { StoreUsage } from '../image/usage.js';
 import type { StoreProblem, VerifyResult } from '../image/verify.js';
 import { IMAGE_LABEL, MOUNTPOINT_LABEL } from '../image/labels.js';
 import type { UnpackEvent } from '../image/unpack.js';
-import { openSnapshotter, SNAPSHOTTER_NAMES, type SnapshotterName } from '../snapshotter/index.js';
+import { openSnapshotter, parseZfsOptions, SNAPSHOTTER_NAMES, validateStorageOpts, type SnapshotterName } from '../snapshotter/index.js';
 import type { Info, Mount, Snapshotter, SnapshotOptions, Usage } from '../snapshotter/snapshotter.js';
 import { isMountPoint, mountAll, unmountAll } from '../snapshotter/mount.js';
 import { reclaimTemporaries, type ReclaimedTemporaries } from '../snapshotter/temporaries.js';
@@ -142,6 +142,8 @@ export interface EngineUsage extends StoreUsage {
 export interface EngineInfo {
   storeRoot: string;
   driver: DriverChoice;
+  /** The store's storage options (daemon.json's storage-opts), as recorded. */
+  storageOpts: string[];
   /** Docker's storage-driver lines (Backing Filesystem, Supports d_type, …) for this driver. */
   driverStatus: Array<[string, string]>;
   backingFilesystem: string;
@@ -249,6 +251,7 @@ export class Engine {
     const requested = this.options.storageDriver ?? (fromEnv ? fromEnv : undefined);
     const source = this.options.storageDriver !== undefined ? (this.options.storageDriverSource ?? "the Engine's options") : '$STRATUM_SNAPSHOTTER';
     const rootFor = (name: SnapshotterName) => this.snapshotRootOverride() ?? this.snapshotsDir(name);
+    if (this.options.storageOpts !== undefined) validateStorageOpts(this.options.storageOpts);
     // Why it was chosen is kept beside it, so `info` can still say so later.
     const opts = this.options.storageOpts !== undefined && config['storage-opts'] === undefined ? { 'storage-opts': this.options.storageOpts } : {};
     const record = async (name: SnapshotterName, why: string) => writeStoreConfig(this.store.root, { ...config, 'storage-driver': name, 'storage-driver-chosen': why, ...opts });
@@ -297,11 +300,17 @@ export class Engine {
     return out;
   }
 
-  private openAt(name: SnapshotterName, root: string, reclaim: boolean): Promise<Snapshotter> {
+  /** The store's storage options: the recorded ones, else this Engine's (a store whose driver is not recorded yet). */
+  private async storageOpts(): Promise<string[]> {
+    return (await readStoreConfig(this.store.root))['storage-opts'] ?? this.options.storageOpts ?? [];
+  }
+
+  /** `storageOpts`: for a driver the store is not recorded with yet (migrate's target); default the store's. */
+  private openAt(name: SnapshotterName, root: string, reclaim: boolean, storageOpts?: readonly string[]): Promise<Snapshotter> {
     const key = resolve(root);
     let opened = this.opened.get(key);
     if (!opened) {
-      opened = readStoreConfig(this.store.root).then((config) => openSnapshotter(name, root, { reclaim, storageOpts: config['storage-opts'] ?? this.options.storageOpts ?? [] }));
+      opened = (storageOpts ? Promise.resolve(storageOpts) : this.storageOpts()).then((opts) => openSnapshotter(name, root, { reclaim, storageOpts: opts }));
       opened.catch(() => this.opened.delete(key));
       this.opened.set(key, opened);
     }
@@ -323,7 +332,7 @@ export class Engine {
     this.checkOpen();
     const choice = await this.driver();
     if (this.options.batchPoolThreads) loadNative().batchPoolThreads();
-    if (choice.name === 'zfs') await ensureZfsRoot(choice.root);
+    if (choice.name === 'zfs') await ensureZfsRoot(choice.root, parseZfsOptions(await this.storageOpts()).fsname);
     return this.openAt(choice.name, choice.root, true);
   }
 
@@ -1108,8 +1117,9 @@ export class Engine {
   async info(): Promise<EngineInfo> {
     const driver = await this.driver();
     await mkdirAll(driver.root);
+    const storageOpts = await this.storageOpts();
     const [status, backing, dtype, disk, tags, snapshots] = await Promise.all([
-      readStoreConfig(this.store.root).then((config) => driverStatus(driver.name, driver.root, config['storage-opts'])),
+      driverStatus(driver.name, driver.root, storageOpts),
       backingFilesystem(driver.root),
       supportsDType(driver.root),
       this.store.diskUsage(),
@@ -1121,6 +1131,7 @@ export class Engine {
     return {
       storeRoot: this.store.root,
       driver,
+      storageOpts,
       driverStatus: status,
       backingFilesystem: backing,
       supportsDType: dtype,

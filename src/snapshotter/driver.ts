@@ -9,6 +9,9 @@ import { FUSE_OVERLAYFS_MOUNT_TYPE, fuseOverlayfsOption, MAX_OVERLAY_LOWERS, mou
 import { kernelHasOverlay, overlayFeatures } from './overlay/kernel.js';
 import { SNAPSHOTTER_NAMES, type SnapshotterName } from './names.js';
 import { blockfileStatus, blockfileUnavailable } from './blockfile/blockfile.js';
+import { parseBtrfsOptions } from './btrfs/btrfs.js';
+import { parseNativeOptions } from './native/native.js';
+import { parseOverlayOptions } from './overlay/overlay.js';
 
 const run = promisify(execFile);
 
@@ -139,7 +142,7 @@ export async function hasSysAdmin(): Promise<boolean> {
  * Mounts a real union of two lower directories in `dir` (the kernel's overlay, or fuse-overlayfs
  * with `fuse`), reads the lower file through it and takes it down again; the error when that fails.
  */
-export async function overlayTestMount(dir: string, options: { fuse?: boolean } = {}): Promise<Error | undefined> {
+export async function overlayTestMount(dir: string, options: { fuse?: boolean; options?: readonly string[] } = {}): Promise<Error | undefined> {
   await mkdir(dir, { recursive: true });
   const probe = await mkdtemp(join(dir, '.overlay-probe-'));
   const [lower1, lower2, upper, work, merged] = ['l1', 'l2', 'u', 'w', 'm'].map((d) => join(probe, d)) as [string, string, string, string, string];
@@ -150,7 +153,7 @@ export async function overlayTestMount(dir: string, options: { fuse?: boolean } 
       const layers = [fuseOverlayfsOption('lowerdir', [lower1, lower2]), fuseOverlayfsOption('upperdir', [upper]), fuseOverlayfsOption('workdir', [work])];
       await mountAll([{ type: FUSE_OVERLAYFS_MOUNT_TYPE, source: 'overlay', options: layers }], merged);
     } else {
-      const layers = [`lowerdir=${lower1}:${lower2}`, `upperdir=${upper}`, `workdir=${work}`];
+      const layers = [...(options.options ?? []), `lowerdir=${lower1}:${lower2}`, `upperdir=${upper}`, `workdir=${work}`];
       if (overlayFeatures().userxattr) layers.push('userxattr');
       // Unmounting an overlay syncs its upper filesystem: with a busy disk that cost 210 ms here,
       // every first pull. `volatile` (Linux 5.10) skips it; the probe is thrown away anyway.
@@ -264,11 +267,14 @@ export async function chooseStorageDriver(options: { root: string; requested?: s
  * Makes `root` a ZFS dataset's mountpoint for the zfs snapshotter when it is only inside one
  * (Docker's zfs driver likewise makes its datasets under the one that holds its root).
  */
-export async function ensureZfsRoot(root: string): Promise<void> {
+export async function ensureZfsRoot(root: string, fsname?: string): Promise<void> {
   const path = resolve(root);
   const found = await zfsDatasetAt(path);
-  if (!found || found.mountpoint === path) return;
-  const child = `${found.dataset}/stratum-${Buffer.from(path).toString('hex').slice(-12)}`;
+  if (found?.mountpoint === path) return;
+  // zfs.fsname: made under that dataset, wherever the root is.
+  const parent = fsname ?? found?.dataset;
+  if (parent === undefined) return;
+  const child = `${parent}/stratum-${Buffer.from(path).toString('hex').slice(-12)}`;
   await mkdir(path, { recursive: true });
   await run('zfs', ['create', '-o', `mountpoint=${path}`, child]);
 }
@@ -296,7 +302,14 @@ export async function driverStatus(name: SnapshotterName, root: string, storageO
     // directory alone: Docker calls that a naive diff.
     lines.push(['Native Overlay Diff', 'false']);
     lines.push(['userxattr', String(overlayFeatures().userxattr)]);
-    lines.push(['using metacopy', String(sysParameter('metacopy') === 'Y')]);
+    const options = parseOverlayOptions(storageOpts);
+    lines.push(['using metacopy', String(options.metacopy ?? sysParameter('metacopy') === 'Y')]);
+    lines.push(['redirect_dir', options.redirectDir ?? `kernel default (${sysParameter('redirect_dir') === 'Y' ? 'on' : 'off'})`]);
+    lines.push(['index', options.index === undefined ? (overlayFeatures().indexOff ? 'off' : 'kernel default') : options.index ? 'on' : 'off']);
+  }
+  if (name === 'native') {
+    const { reflink } = parseNativeOptions(storageOpts);
+    lines.push(['Reflink', reflink === undefined ? 'where the filesystem can' : String(reflink)]);
   }
   if (name === 'btrfs') {
     try {
@@ -310,6 +323,9 @@ export async function driverStatus(name: SnapshotterName, root: string, storageO
     } catch (err) {
       lines.push(['Usage', `unavailable: ${(err as Error).message.split('\n')[0]}`]);
     }
+    const options = parseBtrfsOptions(storageOpts);
+    lines.push(['Compression', options.compression ?? 'none'], ['Snapshot Size Limit', options.size === undefined ? 'none' : String(options.size)]);
+    if (options.minSpace !== undefined) lines.push(['Min Space', String(options.minSpace)]);
   }
   if (name === 'blockfile') lines.push(...(await blockfileStatus(root, storageOpts)));
   if (name === 'zfs') {
@@ -318,14 +334,14 @@ export async function driverStatus(name: SnapshotterName, root: string, storageO
       const pool = found.dataset.split('/')[0]!;
       try {
         const props = Object.fromEntries(
-          (await run('zfs', ['get', '-H', '-p', '-o', 'property,value', 'used,available,quota,compression', found.dataset])).stdout
+          (await run('zfs', ['get', '-H', '-p', '-o', 'property,value', 'used,available,quota,compression,recordsize', found.dataset])).stdout
             .trim()
             .split('\n')
             .map((l) => l.split('\t') as [string, string]),
         );
         const health = (await run('zpool', ['list', '-H', '-o', 'health', pool])).stdout.trim();
         lines.push(['Zpool', pool], ['Zpool Health', health], ['Parent Dataset', found.dataset]);
-        lines.push(['Space Used By Parent', props.used ?? '?'], ['Space Available', props.available ?? '?'], ['Parent Quota', props.quota === '0' ? 'no' : (props.quota ?? '?')], ['Compression', props.compression ?? '?']);
+        lines.push(['Space Used By Parent', props.used ?? '?'], ['Space Available', props.available ?? '?'], ['Parent Quota', props.quota === '0' ? 'no' : (props.quota ?? '?')], ['Compression', props.compression ?? '?'], ['Record Size', props.recordsize ?? '?']);
       } catch (err) {
         lines.push(['Zpool', `unavailable: ${(err as Error).message.split('\n')[0]}`]);
       }

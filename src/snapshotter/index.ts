@@ -1,10 +1,11 @@
 import { InvalidArgumentError } from '../errors.js';
-import { BtrfsSnapshotter } from './btrfs/btrfs.js';
-import { ZfsSnapshotter } from './zfs/zfs.js';
+import { BtrfsSnapshotter, parseBtrfsOptions } from './btrfs/btrfs.js';
+import { ZfsSnapshotter, parseZfsOptions } from './zfs/zfs.js';
 import { BlockfileSnapshotter, parseBlockfileOptions } from './blockfile/blockfile.js';
-import { NativeSnapshotter } from './native/native.js';
+import { NativeSnapshotter, parseNativeOptions } from './native/native.js';
+import { optionsFor, splitStorageOpt, unknownOption } from './storage-opts.js';
 import { kernelHasOverlay } from './overlay/kernel.js';
-import { OverlaySnapshotter } from './overlay/overlay.js';
+import { OverlaySnapshotter, parseOverlayOptions } from './overlay/overlay.js';
 import { FuseOverlayfsSnapshotter } from './fuse-overlayfs/fuse-overlayfs.js';
 import type { Snapshotter } from './snapshotter.js';
 import { ensurePrivateDir } from '../sys/mkdir-all.js';
@@ -33,20 +34,45 @@ async function openBackend(name: SnapshotterName, root: string, storageOpts: rea
   await ensurePrivateDir(root);
   switch (name) {
     case 'overlay':
-      return OverlaySnapshotter.open(root);
+      return OverlaySnapshotter.open(root, parseOverlayOptions(storageOpts));
     case 'fuse-overlayfs':
       return FuseOverlayfsSnapshotter.open(root);
     case 'native':
-      return NativeSnapshotter.open(root);
+      return NativeSnapshotter.open(root, parseNativeOptions(storageOpts));
     case 'btrfs':
-      return BtrfsSnapshotter.open(root);
+      return BtrfsSnapshotter.open(root, parseBtrfsOptions(storageOpts));
     case 'zfs':
-      return ZfsSnapshotter.open(root);
+      return ZfsSnapshotter.open(root, parseZfsOptions(storageOpts));
     case 'blockfile':
       return BlockfileSnapshotter.open(root, parseBlockfileOptions(storageOpts));
     default:
       throw new InvalidArgumentError(`unknown snapshotter ${JSON.stringify(name)} (${SNAPSHOTTER_NAMES.join(', ')})`);
   }
+}
+
+/** Each backend's parser of its storage options, the one place its keys and values are checked. */
+const OPTION_PARSERS: Readonly<Record<SnapshotterName, (storageOpts: readonly string[]) => object>> = {
+  overlay: parseOverlayOptions,
+  'fuse-overlayfs': (storageOpts) => {
+    const [first] = optionsFor('fuse-overlayfs', storageOpts);
+    if (first) throw unknownOption(first, []);
+    return {};
+  },
+  native: parseNativeOptions,
+  btrfs: parseBtrfsOptions,
+  zfs: parseZfsOptions,
+  blockfile: parseBlockfileOptions,
+};
+
+/**
+ * Checks every storage option against the driver its prefix names (an unknown prefix, an unknown
+ * key of that driver, a bad value: a StorageOptionError naming the option) and returns the options
+ * of `driver`, parsed, when one is given.
+ */
+export function validateStorageOpts(storageOpts: readonly string[], driver?: SnapshotterName): object | undefined {
+  const drivers = new Set(storageOpts.map((o) => splitStorageOpt(o).driver));
+  for (const name of drivers) OPTION_PARSERS[name](storageOpts);
+  return driver === undefined ? undefined : OPTION_PARSERS[driver](storageOpts);
 }
 
 /**
@@ -63,9 +89,10 @@ export async function defaultSnapshotter(probeDir?: string): Promise<Snapshotter
 export type { Snapshotter, Info, Kind, Mount, Usage, SnapshotOptions, CommitOptions, WalkFunc, SnapshotProblem } from './snapshotter.js';
 export { mountAll, unmountAll, isMountPoint } from './mount.js';
 export { reclaimTemporaries, OWNER_LABEL, TEMP_MOUNTS_DIR, type ReclaimedTemporaries } from './temporaries.js';
-export { OverlaySnapshotter } from './overlay/overlay.js';
+export { OverlaySnapshotter, parseOverlayOptions, type OverlayOptions } from './overlay/overlay.js';
 export { FuseOverlayfsSnapshotter } from './fuse-overlayfs/fuse-overlayfs.js';
-export { NativeSnapshotter } from './native/native.js';
-export { BtrfsSnapshotter } from './btrfs/btrfs.js';
-export { ZfsSnapshotter } from './zfs/zfs.js';
+export { NativeSnapshotter, parseNativeOptions, type NativeOptions } from './native/native.js';
+export { BtrfsSnapshotter, parseBtrfsOptions, type BtrfsOptions } from './btrfs/btrfs.js';
+export { ZfsSnapshotter, parseZfsOptions, type ZfsOptions } from './zfs/zfs.js';
+export { splitStorageOpt, type StorageOpt } from './storage-opts.js';
 export { BlockfileSnapshotter, parseBlockfileOptions, type BlockfileOptions } from './blockfile/blockfile.js';

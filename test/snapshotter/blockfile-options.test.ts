@@ -22,6 +22,6 @@ describe('blockfile storage options', () => {
     assert.deepEqual(parseBlockfileOptions(['dm.basesize=20G', 'dm.fs=ext4', 'dm.mkfsarg=-O ^has_journal']), { size: 20 * 2 ** 30, fsType: 'ext4', mkfsOptions: ['-O', '^has_journal'] });
     assert.deepEqual(parseBlockfileOptions([]), {});
     assert.throws(() => parseBlockfileOptions(['blockfile.fs=btrfs']), /ext4 or xfs/);
-    assert.throws(() => parseBlockfileOptions(['blockfile.thinpool=x']), /unknown storage option/);
+    assert.throws(() => parseBlockfileOptions(['blockfile.thinpool=x']), /unknown option for the blockfile driver/);
   });
 });

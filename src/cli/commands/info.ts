@@ -9,6 +9,7 @@ export function infoFields(info: EngineInfo): Record<string, unknown> {
   return {
     Driver: info.driver.name,
     DriverStatus: info.driverStatus,
+    StorageOpts: info.storageOpts,
     DriverChosen: info.driver.reason,
     SnapshotRoot: info.driver.root,
     BackingFilesystem: info.backingFilesystem,
@@ -38,6 +39,7 @@ export async function run(inv: Invocation): Promise<number> {
   const lines = [
     `Storage Driver: ${info.driver.name}`,
     ...info.driverStatus.map(([k, v]) => ` ${k}: ${v}`),
+    ` Storage Options: ${info.storageOpts.length > 0 ? info.storageOpts.join(', ') : 'none'}`,
     ` Chosen: ${info.driver.reason}`,
     ` Snapshot Root: ${info.driver.root}`,
     `Store: ${info.storeRoot}`,

@@ -5,6 +5,7 @@ import { isCode } from '../../content/layout.js';
 import { runTool } from '../command.js';
 import { diskUsage, exists, ownedName, removeTree, SNAPSHOTS_DIR, STAGING_DIR } from '../fsutil.js';
 import { FullTreeSnapshotter } from '../full-tree.js';
+import { optionsFor, parseChoiceOption, parseSize, unknownOption } from '../storage-opts.js';
 import { isMountPoint, unmountAll } from '../mount.js';
 import type { Info, Mount, SnapshotOptions, Usage } from '../snapshotter.js';
 
@@ -31,14 +32,9 @@ export interface BlockfileOptions {
 
 export const DEFAULT_BLOCKFILE_OPTIONS: Readonly<BlockfileOptions> = { size: 1 << 30, fsType: 'ext4', mkfsOptions: [] };
 
-const SIZE_UNITS: Readonly<Record<string, number>> = { '': 1, k: 1 << 10, m: 1 << 20, g: 1 << 30, t: 2 ** 40 };
+export { parseSize };
 
-/** `512M`, `10G`, `1073741824`, also `10GB` / `10GiB` (powers of 1024 as Docker's dm.basesize). */
-export function parseSize(text: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(text);
-  if (!m) throw new InvalidArgumentError(`invalid size ${JSON.stringify(text)} (e.g. 512M, 10G)`);
-  return Math.floor(Number(m[1]) * SIZE_UNITS[m[2]!.toLowerCase()]!);
-}
+const BLOCKFILE_KEYS = ['size', 'fs', 'mkfsarg'] as const;
 
 /**
  * The blockfile options among a store's storage-opts (`blockfile.size=10G`, `blockfile.fs=xfs`,
@@ -47,18 +43,12 @@ export function parseSize(text: string): number {
  */
 export function parseBlockfileOptions(storageOpts: readonly string[] = []): Partial<BlockfileOptions> {
   const out: Partial<BlockfileOptions> = {};
-  for (const opt of storageOpts) {
-    const eq = opt.indexOf('=');
-    const key = (eq < 0 ? opt : opt.slice(0, eq)).trim().toLowerCase();
-    const value = eq < 0 ? '' : opt.slice(eq + 1).trim();
-    if (!key.startsWith('blockfile.') && !key.startsWith('dm.')) continue;
-    const name = key.slice(key.indexOf('.') + 1);
-    if (name === 'size' || name === 'basesize') out.size = parseSize(value);
-    else if (name === 'fs' || name === 'fstype') {
-      if (value !== 'ext4' && value !== 'xfs') throw new InvalidArgumentError(`storage option ${opt}: the blockfile filesystem is ext4 or xfs`);
-      out.fsType = value;
-    } else if (name === 'mkfsarg' || name === 'mkfsoptions') out.mkfsOptions = [...(out.mkfsOptions ?? []), ...value.split(/\s+/).filter((a) => a !== '')];
-    else throw new InvalidArgumentError(`unknown storage option ${JSON.stringify(opt)} (blockfile: size, fs, mkfsarg)`);
+  for (const opt of optionsFor('blockfile', storageOpts)) {
+    const name = opt.key;
+    if (name === 'size' || name === 'basesize') out.size = parseSize(opt);
+    else if (name === 'fs' || name === 'fstype') out.fsType = parseChoiceOption(opt, ['ext4', 'xfs'] as const);
+    else if (name === 'mkfsarg' || name === 'mkfsoptions') out.mkfsOptions = [...(out.mkfsOptions ?? []), ...opt.value.split(/\s+/).filter((a) => a !== '')];
+    else throw unknownOption(opt, BLOCKFILE_KEYS);
   }
   return out;
 }

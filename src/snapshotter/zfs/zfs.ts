@@ -4,7 +4,8 @@ import { chmod, mkdir, readdir, readlink, rmdir, symlink } from 'node:fs/promise
 import { basename, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { FailedPreconditionError, StoreError } from '../../errors.js';
+import { FailedPreconditionError, StorageOptionError, StoreError } from '../../errors.js';
+import { optionsFor, parseSize, unknownOption } from '../storage-opts.js';
 import { diskUsage, isPidAlive, ownerPid, REMOVAL_DIR, removeTree, SNAPSHOTS_DIR, STAGING_DIR } from '../fsutil.js';
 import { runTool, toolFailure } from '../command.js';
 import { FullTreeSnapshotter } from '../full-tree.js';
@@ -45,8 +46,12 @@ export class ZfsSnapshotter extends FullTreeSnapshotter {
     super(root);
   }
 
-  static async open(root: string): Promise<ZfsSnapshotter> {
+  static async open(root: string, options: ZfsOptions = {}): Promise<ZfsSnapshotter> {
     const dataset = await datasetMountedAt(resolve(root));
+    if (options.fsname !== undefined && dataset !== options.fsname && !dataset.startsWith(`${options.fsname}/`)) {
+      throw new StorageOptionError(`zfs.fsname=${options.fsname}`, `the snapshot root ${root} is dataset ${dataset}, which is not under ${options.fsname}`);
+    }
+    await applyDatasetProperties(dataset, options);
     const s = new ZfsSnapshotter(root, dataset);
     await s.init();
     await ensurePrivateDir(join(root, TREES_DIR));
@@ -119,6 +124,57 @@ export class ZfsSnapshotter extends FullTreeSnapshotter {
 
   private datasetOf(id: number): string {
     return `${this.dataset}/${basename(this.treeDir(id))}`;
+  }
+}
+
+export interface ZfsOptions {
+  /** `compression` of the parent dataset, inherited by every snapshot's dataset (off, lz4, zstd, gzip-9…). */
+  compression?: string;
+  /** `recordsize` of the parent dataset in bytes, inherited likewise. */
+  recordsize?: number;
+  /** Docker's zfs.fsname: the dataset under which stratum makes its own. */
+  fsname?: string;
+}
+
+const ZFS_KEYS = ['compression', 'recordsize', 'fsname'] as const;
+const COMPRESSION = /^(?:on|off|lzjb|zle|lz4|gzip(?:-[1-9])?|zstd(?:-(?:[1-9]|1[0-9]))?|zstd-fast(?:-\d+)?)$/;
+
+/** The zfs options among a store's storage-opts: `zfs.compression`, `zfs.recordsize`, `zfs.fsname` (Docker's). */
+export function parseZfsOptions(storageOpts: readonly string[] = []): ZfsOptions {
+  const out: ZfsOptions = {};
+  for (const opt of optionsFor('zfs', storageOpts)) {
+    if (opt.key === 'compression') {
+      const value = opt.value.toLowerCase();
+      if (!COMPRESSION.test(value)) throw new StorageOptionError(opt.raw, 'expected off, on, lz4, zstd[-1..19], gzip[-1..9], lzjb or zle');
+      out.compression = value;
+    } else if (opt.key === 'recordsize') {
+      const size = parseSize(opt);
+      if (size < 512 || size > 16 << 20 || (size & (size - 1)) !== 0) throw new StorageOptionError(opt.raw, 'expected a power of two from 512 to 16M (e.g. 128K)');
+      out.recordsize = size;
+    } else if (opt.key === 'fsname') {
+      if (!/^[A-Za-z0-9][A-Za-z0-9_.:/-]*$/.test(opt.value) || opt.value.endsWith('/')) throw new StorageOptionError(opt.raw, 'expected a dataset name (POOL or POOL/NAME)');
+      out.fsname = opt.value;
+    } else throw unknownOption(opt, ZFS_KEYS);
+  }
+  return out;
+}
+
+/**
+ * Sets compression and recordsize on the parent dataset where they differ: every snapshot's
+ * dataset is made under it and inherits them (a clone inherits from its parent dataset too).
+ */
+async function applyDatasetProperties(dataset: string, options: ZfsOptions): Promise<void> {
+  const wanted: Array<[string, string, string]> = [];
+  if (options.compression !== undefined) wanted.push(['compression', options.compression, `zfs.compression=${options.compression}`]);
+  if (options.recordsize !== undefined) wanted.push(['recordsize', String(options.recordsize), `zfs.recordsize=${options.recordsize}`]);
+  for (const [property, value, option] of wanted) {
+    const current = (await zfs(['get', '-H', '-p', '-o', 'value', property, dataset], `reading ${property} of ${dataset}`)).trim();
+    if (current === value) continue;
+    try {
+      await zfs(['set', `${property}=${value}`, dataset], `setting ${property}=${value} on ${dataset}`);
+    } catch (err) {
+      throw new StorageOptionError(option, `zfs refused it on ${dataset}: ${(err as Error).message}`);
+    }
   }
 }
 
