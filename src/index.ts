@@ -28,6 +28,7 @@ export {
   type EngineInfo,
 } from './engine/engine.js';
 export { MountTable, type MountRecord } from './engine/mount-table.js';
+export type { MigrateOptions, MigrateEvent, MigrateResult } from './engine/migrate.js';
 export { resolveRegistryConfig, registryConfigPath, type RegistrySettings } from './engine/registry-config.js';
 export { neededChains, collectSnapshots, type NeededChains, type CollectedSnapshot } from './engine/snapshot-gc.js';
 

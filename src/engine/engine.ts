@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { chainIds, digestOf, type Digest } from '../oci/digest.js';
@@ -44,6 +44,7 @@ import { readStoreConfig, writeStoreConfig } from './store-config.js';
 import { resolveRegistryConfig, type RegistrySettings } from './registry-config.js';
 import { MountTable, type MountRecord } from './mount-table.js';
 import type { CollectedSnapshot } from './snapshot-gc.js';
+import type { MigrateOptions, MigrateResult } from './migrate.js';
 
 export interface EngineOptions extends RegistrySettings {
   /** Refuse (NotFoundError naming it) a `root` that does not exist instead of creating an empty store: a mistyped path. */
@@ -997,6 +998,64 @@ export class Engine {
   /** Bytes and inodes of snapshot `key`'s own data (not its parents'). */
   async snapshotUsage(key: string): Promise<Usage> {
     return (await this.findSnapshot(key)).snapshotter.usage(key);
+  }
+
+  // ---- moving between drivers ----
+
+  /**
+   * `stratum migrate --to DRIVER`: re-unpacks every image from the stored blobs into driver `to`,
+   * verifies each tree against the old driver's, switches the store's recorded driver, then removes
+   * the old driver's snapshots; resumable after a kill (see migrateStore). Refuses an unknown
+   * driver, the one in use, one that cannot work where the store is, mounted snapshots, and
+   * snapshots no image carries (unless `force`).
+   */
+  async migrate(options: MigrateOptions): Promise<MigrateResult> {
+    this.checkOpen();
+    if (this.snapshotRootOverride() !== undefined) {
+      throw new InvalidArgumentError('migrate moves snapshots between STORE/snapshots/<driver> directories; it cannot be used with --snapshot-root or $STRATUM_SNAPSHOT_ROOT');
+    }
+    const { migrateStore } = await import('./migrate.js');
+    try {
+      return await migrateStore(
+        {
+          storeRoot: this.store.root,
+          store: this.store,
+          recorded: async () => {
+            const config = await readStoreConfig(this.store.root);
+            const name = typeof config['storage-driver'] === 'string' && config['storage-driver'] !== '' ? normalizeDriverName(config['storage-driver']) : undefined;
+            return { name: name ?? (await this.driver()).name, storageOpts: await this.storageOpts() };
+          },
+          rootFor: (name) => this.snapshotsDir(name),
+          open: async (name, storageOpts) => {
+            if (name === 'zfs') await ensureZfsRoot(this.snapshotsDir(name), parseZfsOptions(storageOpts).fsname);
+            return this.openAt(name, this.snapshotsDir(name), true, storageOpts);
+          },
+          forget: async (name) => {
+            const key = resolve(this.snapshotsDir(name));
+            const opened = this.opened.get(key);
+            this.opened.delete(key);
+            await (await opened?.catch(() => undefined))?.close();
+          },
+          listImages: () => this.listImages(),
+          liveMounts: async () => {
+            const live: MountRecord[] = [];
+            for (const record of await this.mounts.list()) if (await isMountPoint(record.target)) live.push(record);
+            return live;
+          },
+          record: async (name, storageOpts, why) => {
+            const config = await readStoreConfig(this.store.root);
+            await writeStoreConfig(this.store.root, { ...config, 'storage-driver': name, 'storage-opts': storageOpts, 'storage-driver-chosen': why });
+          },
+          removeRoot: async (name) => {
+            // A zfs root is a dataset's mountpoint: the dataset stays, empty.
+            if (name !== 'zfs') await rm(this.snapshotsDir(name), { recursive: true, force: true });
+          },
+        },
+        options,
+      );
+    } finally {
+      this.driverChoice = undefined;
+    }
   }
 
   // ---- usage, gc, verify, info ----

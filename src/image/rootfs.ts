@@ -85,10 +85,15 @@ export async function unmountImage(snapshotters: Snapshotter[], target: string):
  */
 export async function withImageRootfs<T>(store: Provider, snapshotter: Snapshotter, image: StoredImage, fn: (dir: string) => Promise<T>): Promise<T> {
   const top = await ensureUnpacked(store, snapshotter, image);
+  return withSnapshotView(snapshotter, top, `root filesystem of ${image.name}`, fn);
+}
+
+/** Runs fn with committed snapshot `parent` (none: an empty tree) mounted read-only at a temporary directory, as withImageRootfs. */
+export async function withSnapshotView<T>(snapshotter: Snapshotter, parent: string | undefined, purpose: string, fn: (dir: string) => Promise<T>): Promise<T> {
   const key = `rootfs-view-${randomBytes(6).toString('hex')}`;
-  const mounts = await snapshotter.view(key, top, { labels: temporaryLabels() });
+  const mounts = await snapshotter.view(key, parent, { labels: temporaryLabels() });
   try {
-    const dir = await mountTemporary(snapshotter.root, mounts, `root filesystem of ${image.name}`);
+    const dir = await mountTemporary(snapshotter.root, mounts, purpose);
     try {
       return await fn(dir);
     } finally {
