@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import { Engine } from '../../src/index.js';
+import { Engine, isStratumError } from '../../src/index.js';
 import { compareTrees, readTree } from '../../src/snapshotter/tree-compare.js';
 import { random, type EntrySpec } from '../fixtures/layers.js';
 import { pushStackedImages } from '../fixtures/push.js';
@@ -157,6 +157,11 @@ describe('stratum migrate --to DRIVER', () => {
     for (const ref of refs) await ok('pull', '--store', store, '--snapshotter', 'overlay', ref);
     assert.equal((await storeConfig())['storage-driver'], 'overlay');
     for (const ref of refs) expected.set(ref, await tarExtraction(ref));
+    // The comparison sees xattrs, owners and setuid bits: the fixtures carry them.
+    const reference = await readTree(expected.get(refs[0]!)!);
+    assert.equal(Buffer.from(reference.get('etc/tagged')!.xattrs['user.origin']!, 'hex').toString(), 'base-layer');
+    assert.equal(reference.get('usr/bin/tool')!.mode, 0o4755);
+    assert.equal(reference.get('etc/shadow')!.gid, 42);
     await assertImagesAsExtracted('overlay');
 
     // Killed once the journal shows one image verified.
@@ -197,6 +202,30 @@ describe('stratum migrate --to DRIVER', () => {
     const info = JSON.parse(await ok('info', '--store', store, '--format', 'json')) as { Driver: string; DriverChosen: string };
     assert.equal(info.Driver, 'overlay');
     assert.match(info.DriverChosen, /migrated from native/);
+  });
+
+  test('a tree that differs in the new driver stops the migration before the switch, naming the path', { timeout: 300_000 }, async (t) => {
+    if (MISSING) return t.skip(MISSING);
+    if (typeof fs === 'string') return t.skip(`LOUD SKIP: btrfs: ${fs}`);
+    const other = await tmp.make('migrate-mismatch');
+    await ok('pull', '--store', other, '--snapshotter', 'native', refs[2]!);
+    const engine = await Engine.open({ root: other });
+    try {
+      const top = (await engine.inspect(refs[2]!)).chainIds.at(-1)!;
+      const { snapshotter } = await engine.findSnapshot(top);
+      // Damage the old driver's copy: the new one, unpacked from the blobs, no longer matches it.
+      await chmod(join((await snapshotter.driverData!(top)).Dir!, 'etc', 'os-release'), 0o600);
+      await assert.rejects(engine.migrate({ to: 'overlay' }), (err: unknown) => {
+        assert.ok(isStratumError(err, 'ERR_MIGRATE_MISMATCH'), String(err));
+        assert.match((err as Error).message, /etc\/os-release: mode 0644, want 0600/);
+        return true;
+      });
+    } finally {
+      await engine.close();
+    }
+    const config = JSON.parse(await readFile(join(other, 'stratum.json'), 'utf8')) as Record<string, unknown>;
+    assert.equal(config['storage-driver'], 'native');
+    assert.equal(existsSync(join(other, 'migrate.json')), true, 'the journal stays for a later resume');
   });
 
   test('refusals: the driver in use, an unknown one, one the filesystem cannot hold, mounts, writable snapshots (until --force)', { timeout: 300_000 }, async (t) => {
