@@ -252,7 +252,13 @@ export class Engine {
     const requested = this.options.storageDriver ?? (fromEnv ? fromEnv : undefined);
     const source = this.options.storageDriver !== undefined ? (this.options.storageDriverSource ?? "the Engine's options") : '$STRATUM_SNAPSHOTTER';
     const rootFor = (name: SnapshotterName) => this.snapshotRootOverride() ?? this.snapshotsDir(name);
-    if (this.options.storageOpts !== undefined) validateStorageOpts(this.options.storageOpts);
+    if (this.options.storageOpts !== undefined) {
+      validateStorageOpts(this.options.storageOpts);
+      const recorded = config['storage-opts'];
+      if (recorded !== undefined && JSON.stringify(recorded) !== JSON.stringify(this.options.storageOpts)) {
+        this.warn(`the store's recorded storage-opts hold (${recorded.join(', ') || 'none'}), not the ones given; stratum migrate --to DRIVER --storage-opt … changes them with the driver`);
+      }
+    }
     // Why it was chosen is kept beside it, so `info` can still say so later.
     const opts = this.options.storageOpts !== undefined && config['storage-opts'] === undefined ? { 'storage-opts': this.options.storageOpts } : {};
     const record = async (name: SnapshotterName, why: string) => writeStoreConfig(this.store.root, { ...config, 'storage-driver': name, 'storage-driver-chosen': why, ...opts });

@@ -25,12 +25,14 @@ export interface MigrateOptions {
   onProgress?: (event: MigrateEvent) => void;
 }
 
+/** What `migrate` reports as it goes (the CLI prints one line or one JSON object per event). */
 export type MigrateEvent =
   | { type: 'start'; from: SnapshotterName; to: SnapshotterName; images: number; resumed: boolean }
   | { type: 'image'; name: string; index: number; total: number; top?: string; entries: number; comparedWith: 'old-driver' | 'layer-digests'; resumed: boolean }
   | { type: 'switched'; from: SnapshotterName; to: SnapshotterName }
   | { type: 'removed'; driver: SnapshotterName; snapshots: number; kept: string[] };
 
+/** What a finished migration did. */
 export interface MigrateResult {
   from: SnapshotterName;
   to: SnapshotterName;

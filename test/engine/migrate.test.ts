@@ -259,6 +259,9 @@ describe('stratum migrate --to DRIVER', () => {
     const info = JSON.parse(await ok('info', '--store', store, '--format', 'json')) as { StorageOpts: string[]; DriverStatus: Array<[string, string]> };
     assert.deepEqual(info.StorageOpts, ['native.reflink=false']);
     assert.deepEqual(info.DriverStatus.find(([k]) => k === 'Reflink'), ['Reflink', 'false']);
+    const text = await ok('info', '--store', store);
+    assert.match(text, /^ Storage Options: native\.reflink=false$/m);
+    assert.match(text, /^ Reflink: false$/m);
     // The writable snapshot and what it builds on stayed in overlay.
     const rows = await ok('snapshot', 'ls', '--store', store);
     assert.match(rows, /work-1/);

@@ -10,6 +10,7 @@ import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { StorageOptionError } from '../../src/errors.js';
+import { setDatasetProperties } from '../../src/snapshotter/zfs/zfs.js';
 import { BtrfsSnapshotter, NativeSnapshotter, OverlaySnapshotter, ZfsSnapshotter, type OverlayOptions } from '../../src/snapshotter/index.js';
 import { mountAll, unmountAll } from '../../src/snapshotter/mount.js';
 import { temporaryLabels } from '../../src/snapshotter/temporaries.js';
@@ -140,6 +141,29 @@ describe('btrfs storage options (loop btrfs)', () => {
 });
 
 describe('zfs storage options (zfs-fuse)', () => {
+  test('the properties are set on a dataset where they differ; one zfs-fuse refuses (lz4) is refused naming the option', { timeout: 120_000 }, async (t) => {
+    if (process.getuid?.() !== 0) return t.skip('LOUD SKIP: zfs: needs root');
+    if (!(await run('timeout', ['20', 'zpool', 'list']).then(() => true, () => false))) return t.skip('LOUD SKIP: zfs: no zfs-fuse daemon answers');
+    // A pool that is never mounted: only properties are asked of it.
+    const file = join(await tmp.make('zfs-props'), 'pool.img');
+    const name = `stratumprops${process.pid}`;
+    await run('truncate', ['-s', '128M', file]);
+    await run('timeout', ['30', 'zpool', 'create', '-m', 'none', name, file]);
+    try {
+      await setDatasetProperties(name, { compression: 'gzip-9', recordsize: 32 * 1024 });
+      const props = (await run('zfs', ['get', '-H', '-p', '-o', 'value', 'compression,recordsize', name])).stdout.trim().split('\n');
+      assert.deepEqual(props, ['gzip-9', '32768']);
+      await assert.rejects(setDatasetProperties(name, { compression: 'lz4' }), (err: unknown) => {
+        assert.ok(err instanceof StorageOptionError, String(err));
+        assert.equal(err.option, 'zfs.compression=lz4');
+        assert.match(err.message, /zfs refused it on .*must be one of/);
+        return true;
+      });
+    } finally {
+      await run('timeout', ['30', 'zpool', 'destroy', '-f', name]).catch(() => {});
+    }
+  });
+
   let pool: FilePool | string = 'not set up';
   before(async () => {
     pool = await startFilePool(512);

@@ -51,7 +51,7 @@ export class ZfsSnapshotter extends FullTreeSnapshotter {
     if (options.fsname !== undefined && dataset !== options.fsname && !dataset.startsWith(`${options.fsname}/`)) {
       throw new StorageOptionError(`zfs.fsname=${options.fsname}`, `the snapshot root ${root} is dataset ${dataset}, which is not under ${options.fsname}`);
     }
-    await applyDatasetProperties(dataset, options);
+    await setDatasetProperties(dataset, options);
     const s = new ZfsSnapshotter(root, dataset);
     await s.init();
     await ensurePrivateDir(join(root, TREES_DIR));
@@ -163,7 +163,7 @@ export function parseZfsOptions(storageOpts: readonly string[] = []): ZfsOptions
  * Sets compression and recordsize on the parent dataset where they differ: every snapshot's
  * dataset is made under it and inherits them (a clone inherits from its parent dataset too).
  */
-async function applyDatasetProperties(dataset: string, options: ZfsOptions): Promise<void> {
+export async function setDatasetProperties(dataset: string, options: ZfsOptions): Promise<void> {
   const wanted: Array<[string, string, string]> = [];
   if (options.compression !== undefined) wanted.push(['compression', options.compression, `zfs.compression=${options.compression}`]);
   if (options.recordsize !== undefined) wanted.push(['recordsize', String(options.recordsize), `zfs.recordsize=${options.recordsize}`]);
