@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readdir, rm } from 'node:fs/promises';
+import { readdir, realpath, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { chainIds, digestOf, type Digest } from '../oci/digest.js';
@@ -34,7 +34,7 @@ import { IMAGE_LABEL, MOUNTPOINT_LABEL } from '../image/labels.js';
 import type { UnpackEvent } from '../image/unpack.js';
 import { openSnapshotter, parseZfsOptions, SNAPSHOTTER_NAMES, validateStorageOpts, type SnapshotterName } from '../snapshotter/index.js';
 import type { Info, Mount, Snapshotter, SnapshotOptions, Usage } from '../snapshotter/snapshotter.js';
-import { isMountPoint, mountAll, unmountAll } from '../snapshotter/mount.js';
+import { isMountPoint, mountAll, mountsUnder, unmountAll } from '../snapshotter/mount.js';
 import { reclaimTemporaries, type ReclaimedTemporaries } from '../snapshotter/temporaries.js';
 import { backingFilesystem, chooseStorageDriver, driverStatus, ensureZfsRoot, kernelLimits, normalizeDriverName, supportsDType } from '../snapshotter/driver.js';
 import { loadNative } from '../sys/native.js';
@@ -1053,8 +1053,12 @@ export class Engine {
             await writeStoreConfig(this.store.root, { ...config, 'storage-driver': name, 'storage-opts': storageOpts, 'storage-driver-chosen': why });
           },
           removeRoot: async (name) => {
-            // A zfs root is a dataset's mountpoint: the dataset stays, empty.
-            if (name !== 'zfs') await rm(this.snapshotsDir(name), { recursive: true, force: true });
+            // A zfs root is a dataset's mountpoint: the dataset stays, empty. A recursive remove never descends into a mount.
+            const root = resolve(this.snapshotsDir(name));
+            if (name === 'zfs' || !existsSync(root)) return;
+            const mounted = await mountsUnder(await realpath(root));
+            if (mounted.length > 0) this.warn(`the old ${name} root ${root} is left in place: ${mounted.join(', ')} still mounted there`);
+            else await rm(root, { recursive: true, force: true });
           },
         },
         options,

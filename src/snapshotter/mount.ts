@@ -160,6 +160,18 @@ async function fsTypeMountedAt(path: string): Promise<string | undefined> {
   return fsType;
 }
 
+/** Mount points at or below `dir` (an absolute, resolved path), deepest first (from /proc/self/mountinfo). */
+export async function mountsUnder(dir: string): Promise<string[]> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  const out: string[] = [];
+  for (const line of text.split('\n')) {
+    const field = line.split(' ')[4];
+    const point = field === undefined ? undefined : unescapeMountinfo(field);
+    if (point && (point === dir || point.startsWith(`${dir}/`))) out.push(point);
+  }
+  return out.reverse();
+}
+
 export function unescapeMountinfo(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
 }

@@ -167,7 +167,7 @@ describe('stratum migrate --to DRIVER', () => {
     // Killed once the journal shows one image verified.
     const { child, done } = spawnCli(['migrate', '--store', store, '--to', 'btrfs', '--json'], env);
     let killed = false;
-    for (let i = 0; i < 6000 && !killed; i++) {
+    for (let i = 0; i < 6000 && !killed && child.exitCode === null; i++) {
       const journal = await readFile(join(store, 'migrate.json'), 'utf8').then((s) => JSON.parse(s) as { verified: object }, () => undefined);
       if (journal && Object.keys(journal.verified).length >= 1) {
         child.kill('SIGKILL');

@@ -5,12 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { lstat, mkdir, mkdtemp, readdir, readFile, rm, rmdir } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { StratumError } from '../../errors.js';
-import { mountAll, unmountAll } from '../mount.js';
+import { mountAll, mountsUnder, unmountAll } from '../mount.js';
 import type { Info, Mount, SnapshotOptions, Snapshotter } from '../snapshotter.js';
 import type { Tree } from './tree.js';
 
@@ -212,17 +212,7 @@ export class Harness {
   }
 }
 
-/** Mount points at or below dir, deepest first (from /proc/self/mountinfo). */
-export async function mountsUnder(dir: string): Promise<string[]> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
-  const out: string[] = [];
-  for (const line of text.split('\n')) {
-    const fields = line.split(' ');
-    const point = fields[4]?.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    if (point && (point === dir || point.startsWith(`${dir}/`))) out.push(point);
-  }
-  return out.reverse();
-}
+export { mountsUnder };
 
 type ErrorClass = new (...args: never[]) => StratumError;
 
