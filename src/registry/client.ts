@@ -90,7 +90,7 @@ interface SendOptions {
   signal?: AbortSignal;
   /** What is being fetched, for error messages: `manifest docker.io/library/ubuntu:15.04`. */
   what: string;
-  /** EXPERIMENT (issue 12): a GET whose body may come as a NativeBody (see Transport.nativeContext). */
+  /** A GET whose body may come as a NativeBody, received in C (see Transport.nativeContext). */
   native?: boolean;
 }
 
@@ -826,23 +826,13 @@ export function nextLink(value: string | undefined): string | undefined {
   return undefined;
 }
 
-/**
- * EXPERIMENT (issue 12): a GET over native/tls.c as an undici-shaped response. A body with a
- * Content-Length becomes a NativeBody (downloads receive it in C); anything else is refused as
- * not supported (a real integration would send it through undici instead).
- */
+/** A GET over native/tls.c as an undici-shaped response; its body is a NativeBody (downloads receive it in C). */
 async function nativeRequest(
   native: { ctx: NativeTlsContext; connectTimeoutMs: number; timeoutMs: number },
   url: URL,
   headers: Record<string, string>,
   signal: AbortSignal | undefined,
 ): Promise<HttpResponse> {
-  signal?.throwIfAborted();
-  const res = await nativeGet(native.ctx, url, { headers, connectTimeoutMs: native.connectTimeoutMs, timeoutMs: native.timeoutMs });
-  const body = new NativeBody(res.conn, res.contentLength ?? 0);
-  if (res.contentLength === undefined && res.status !== 204 && res.status !== 304) {
-    body.destroy();
-    throw new NetworkError(`native TLS: ${url.host} answered without a Content-Length (not supported by the experiment)`);
-  }
-  return { statusCode: res.status, headers: res.headers, body } as unknown as HttpResponse;
+  const res = await nativeGet(native.ctx, url, { headers, connectTimeoutMs: native.connectTimeoutMs, timeoutMs: native.timeoutMs, ...(signal ? { signal } : {}) });
+  return { statusCode: res.status, headers: res.headers, body: new NativeBody(res.conn, res.status === 204 || res.status === 304 ? 0 : res.contentLength, res.chunked) } as unknown as HttpResponse;
 }

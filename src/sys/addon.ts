@@ -24,14 +24,16 @@ export interface RawAddon {
   /** Resolves with the number of bytes written (write = true) or hashed. */
   digestWrite(handle: DigestHandle, buffers: Buffer[], write: boolean): Promise<number>;
   digestFinal(handle: DigestHandle): string;
-  /** An OpenSSL client context (native/tls.c): trust exactly `ca`, verify unless rejectUnauthorized is false. */
-  tlsContext(options: { ca: string[]; cert?: string; key?: string; rejectUnauthorized?: boolean }): TlsContextHandle;
+  /** An OpenSSL client context (native/tls.c): trust exactly `ca`, verify unless rejectUnauthorized is false; `plain`: no TLS at all. */
+  tlsContext(options: { ca: string[]; cert?: string; key?: string; rejectUnauthorized?: boolean } | { plain: true }): TlsContextHandle;
   /** Connects, handshakes (peer name checked against `host`), sends `head`, resolves with the response head. */
   tlsRequest(
     ctx: TlsContextHandle,
     options: { address: string; port: number; host: string; head: Buffer; connectTimeoutMs?: number; timeoutMs?: number },
-  ): Promise<{ conn: TlsConnHandle; head: Buffer; alpn: string; protocol: string }>;
-  /** Receives up to maxBytes of body into the digest handle's file and hash; fewer only at end of stream. A rejection carries `bytes`. */
+  ): Promise<{ conn: TlsConnHandle; head: Buffer; alpn: string; protocol: string }> & { conn: TlsConnHandle };
+  /** Shuts the connection's socket down: a job waiting on it rejects with an AbortError (close it with tlsClose after). */
+  tlsAbort(conn: TlsConnHandle): void;
+  /** Receives what is ready of the body (waiting for the first bytes), up to maxBytes, into the digest handle's file and hash; 0 at end of stream. A rejection carries `bytes`. */
   tlsReceive(conn: TlsConnHandle, digest: DigestHandle, maxBytes: number): Promise<number>;
   /** What arrived (up to maxBytes), empty at end of stream: bodies JavaScript reads itself. */
   tlsRead(conn: TlsConnHandle, maxBytes: number): Promise<Buffer>;

@@ -69,8 +69,8 @@ export interface DigestWriter {
   /** Lowercase hex; finalises the writer. */
   digest(): string;
   /**
-   * EXPERIMENT (issue 12): receives up to maxBytes of a native TLS response body (native/tls.c)
-   * into this writer's file and hash on the pool. Fewer only at end of stream; a rejection
+   * Receives what is ready of a native response body (native/tls.c, TLS or plain HTTP), up to
+   * maxBytes, into this writer's file and hash on the pool; 0 at end of stream. A rejection
    * carries `bytes` (counted in `bytes` too): what landed before a network failure is consistent.
    */
   receiveTls(conn: TlsConnHandle, maxBytes: number): Promise<number>;

@@ -102,27 +102,32 @@ export class Transport extends Dispatcher {
   }
 
   /**
-   * EXPERIMENT (issue 12): the native TLS context (native/tls.c) of an https origin reached
-   * directly, built from the very decisions of its pool (CAs, client certificate, verification);
-   * undefined for http:, an origin behind a proxy, or unless STRATUM_NATIVE_TLS=1.
+   * The native receive context (native/tls.c) of an origin reached directly: for https, built from
+   * the very decisions of its pool (CAs, client certificate, verification); for http, a plain one.
+   * undefined for an origin behind a proxy (undici's ProxyAgent speaks CONNECT), or with
+   * STRATUM_NATIVE_HTTP=0 (every body through undici).
    */
   nativeContext(originText: string): { ctx: NativeTlsContext; connectTimeoutMs: number; timeoutMs: number } | undefined {
-    if (process.env.STRATUM_NATIVE_TLS !== '1') return undefined;
+    if (process.env.STRATUM_NATIVE_HTTP === '0') return undefined;
     const url = new URL(originText);
-    if (url.protocol !== 'https:') return undefined;
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') return undefined;
     const origin = url.origin;
     let ctx = this.natives.get(origin);
     if (ctx === undefined) {
       this.pool(origin);
       const material = this.tlsMaterial.get(origin);
-      ctx = this.routes.get(origin)?.proxy || !material
+      ctx = this.routes.get(origin)?.proxy
         ? null
-        : new NativeTlsContext({
-            // Node's store when no `ca` was set: its bundled roots and NODE_EXTRA_CA_CERTS.
-            ca: material.ca ?? [...loadTls().rootCertificates, ...nodeExtraCaCerts()],
-            ...(material.cert ? { cert: material.cert, key: material.key! } : {}),
-            rejectUnauthorized: material.verify,
-          });
+        : url.protocol === 'http:'
+          ? new NativeTlsContext({ plain: true })
+          : !material
+            ? null
+            : new NativeTlsContext({
+                // Node's store when no `ca` was set: its bundled roots and NODE_EXTRA_CA_CERTS.
+                ca: [...loadTls().rootCertificates, ...nodeExtraCaCerts(), ...(material.extraCa ?? [])],
+                ...(material.cert ? { cert: material.cert, key: material.key! } : {}),
+                rejectUnauthorized: material.verify,
+              });
       this.natives.set(origin, ctx);
     }
     return ctx ? { ctx, connectTimeoutMs: this.options.connectTimeoutMs, timeoutMs: this.options.bodyTimeoutMs } : undefined;
@@ -220,8 +225,7 @@ export class Transport extends Dispatcher {
       route.caSources.push(path);
     }
     const material: TlsMaterial = { verify: true };
-    // Node's `ca` replaces its trust store: keep the bundled roots and NODE_EXTRA_CA_CERTS beside ours.
-    if (extra.length > 0) material.ca = [...loadTls().rootCertificates, ...nodeExtraCaCerts(), ...extra];
+    if (extra.length > 0) material.extraCa = extra;
     const client = settings?.client ? { cert: readPem(settings.client.cert, 'a client certificate'), key: readPem(settings.client.key, 'a private key'), source: settings.client.cert } : found?.client;
     if (client) {
       material.cert = client.cert;
@@ -236,21 +240,35 @@ export class Transport extends Dispatcher {
 
 /** The PEMs and the verification decision of one https origin. */
 interface TlsMaterial {
-  /** The whole trust store when the origin has CAs of its own; undefined: Node's default. */
-  ca?: string[];
+  /** The origin's own CAs, trusted beside Node's (its bundled roots and NODE_EXTRA_CA_CERTS). */
+  extraCa?: string[];
   cert?: string;
   key?: string;
   verify: boolean;
 }
 
 /**
- * tls.connect options for `material`: one secure context per origin, so the ~140 roots beside a
- * private CA are parsed once rather than at every connection.
+ * tls.connect options for `material`: one secure context per origin. Node's `ca` option replaces
+ * its trust store, and handing it the ~140 bundled roots again costs 30–130 ms of parsing; so an
+ * origin's own CAs are added to a default context with the native context's addCACert (what
+ * createSecureContext does for each `ca` entry): its first call copies Node's already parsed
+ * bundled roots (~1 ms). That copy lacks NODE_EXTRA_CA_CERTS, which are added again. Without
+ * that method: `ca` with the roots.
  */
 function connectOptions(material: TlsMaterial): tls.ConnectionOptions {
   const options: tls.ConnectionOptions = {};
-  if (material.ca || material.cert) {
-    options.secureContext = loadTls().createSecureContext({ ...(material.ca ? { ca: material.ca } : {}), ...(material.cert ? { cert: material.cert, key: material.key! } : {}) });
+  if (material.extraCa || material.cert) {
+    const t = loadTls();
+    const clientCert = material.cert ? { cert: material.cert, key: material.key! } : {};
+    const context = t.createSecureContext(clientCert) as tls.SecureContext & { context?: { addCACert?: (pem: string) => void } };
+    const native = context.context;
+    if (!material.extraCa) options.secureContext = context;
+    else if (typeof native?.addCACert === 'function') {
+      for (const pem of [...nodeExtraCaCerts(), ...material.extraCa]) native.addCACert(pem);
+      options.secureContext = context;
+    } else {
+      options.secureContext = t.createSecureContext({ ...clientCert, ca: [...t.rootCertificates, ...nodeExtraCaCerts(), ...material.extraCa] });
+    }
   }
   if (!material.verify) options.rejectUnauthorized = false;
   return options;
