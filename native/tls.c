@@ -11,7 +11,8 @@
  * (verification on unless JS says rejectUnauthorized:false; the peer's name always checked when
  * verifying), and the bulk receive in slices so JS sees progress and can stop between slices.
  *
- *   tlsContext({ca: string[], cert?, key?, rejectUnauthorized} | {plain: true}) → ctx   (one per origin)
+ *   tlsLoadRoots(pems) → Promise<count>   (once: Node's roots, parsed on the pool, shared by contexts)
+ *   tlsContext({ca: string[], roots?, cert?, key?, rejectUnauthorized} | {plain: true}) → ctx   (one per origin)
  *   tlsRequest(ctx, {address, port, host, head: Buffer, connectTimeoutMs, timeoutMs})
  *       → Promise<{conn, head: Buffer, alpn: string, protocol}>
  *   tlsReceive(conn, digestHandle, maxBytes) → Promise<bytes> (what is ready, ≥ 1; 0: the peer closed)
@@ -294,7 +295,81 @@ static int add_pems(X509_STORE *store, const char *pem, size_t len) {
   return ERR_peek_error() ? -1 : n;
 }
 
-/* tlsContext({ca: string[], cert?, key?, rejectUnauthorized?} | {plain: true}) → ctx. Verification is on unless rejectUnauthorized === false. */
+/*
+ * The trust every context shares (Node's bundled roots and NODE_EXTRA_CA_CERTS): parsed once per
+ * process, on a pool thread (tlsLoadRoots), since OpenSSL 3 takes ~0.1 ms per certificate and
+ * there are ~150–300 of them. Contexts add the parsed certificates by reference.
+ */
+static STACK_OF(X509) *shared_roots;
+static int shared_roots_state; /* 0 none, 1 loading, 2 loaded */
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  char *pems;
+  size_t len;
+  STACK_OF(X509) *parsed;
+  int bad;
+} roots_work;
+
+static void roots_execute(napi_env env, void *data) {
+  roots_work *w = data;
+  ERR_clear_error();
+  w->parsed = sk_X509_new_null();
+  BIO *b = BIO_new_mem_buf(w->pems, (int)w->len);
+  X509 *x;
+  /* What does not parse is skipped, as Node skips a bad NODE_EXTRA_CA_CERTS (with a warning it printed already). */
+  while (b && (x = PEM_read_bio_X509(b, NULL, NULL, NULL))) sk_X509_push(w->parsed, x);
+  if (!b) w->bad = 1;
+  ERR_clear_error();
+  BIO_free(b);
+}
+
+static void roots_complete(napi_env env, napi_status status, void *data) {
+  roots_work *w = data;
+  if (status != napi_ok || w->bad) {
+    sk_X509_pop_free(w->parsed, X509_free);
+    shared_roots_state = 0;
+    napi_value err, code, msg;
+    napi_create_string_utf8(env, "ERR_INVALID_ARGUMENT", NAPI_AUTO_LENGTH, &code);
+    napi_create_string_utf8(env, "tlsLoadRoots: out of memory", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, code, msg, &err);
+    napi_reject_deferred(env, w->deferred, err);
+  } else {
+    shared_roots = w->parsed;
+    shared_roots_state = 2;
+    napi_value n;
+    napi_create_int32(env, sk_X509_num(shared_roots), &n);
+    napi_resolve_deferred(env, w->deferred, n);
+  }
+  napi_delete_async_work(env, w->work);
+  free(w->pems);
+  free(w);
+}
+
+/* tlsLoadRoots(pems: string) → Promise<count>: parses the shared roots once (JS calls it once). */
+static napi_value tls_load_roots(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (st_args(env, info, 1, 1, argv, "tlsLoadRoots(pems)")) return NULL;
+  if (shared_roots_state != 0) {
+    st_throw_msg(env, "ERR_INVALID_ARGUMENT", "tlsLoadRoots: the roots are loaded (or loading) already");
+    return NULL;
+  }
+  roots_work *w = calloc(1, sizeof *w);
+  w->pems = st_get_string(env, argv[0], "pems", &w->len);
+  if (!w->pems) {
+    free(w);
+    return NULL;
+  }
+  shared_roots_state = 1;
+  return st_queue(env, "stratum.tlsLoadRoots", roots_execute, roots_complete, w, &w->deferred, &w->work);
+}
+
+/*
+ * tlsContext({ca: string[], roots?: true, cert?, key?, rejectUnauthorized?} | {plain: true}) → ctx.
+ * `roots`: trust the shared roots (tlsLoadRoots, resolved) besides `ca`. Verification is on unless
+ * rejectUnauthorized === false.
+ */
 static napi_value tls_context(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (st_args(env, info, 1, 1, argv, "tlsContext({ca, cert?, key?, rejectUnauthorized?})")) return NULL;
@@ -326,6 +401,17 @@ static napi_value tls_context(napi_env env, napi_callback_info info) {
   /* Trust exactly the PEMs given (JS passes Node's roots + extras): no implicit system store. */
   X509_STORE *store = X509_STORE_new();
   SSL_CTX_set_cert_store(ctx, store);
+  bool with_roots = false;
+  if (napi_get_named_property(env, o, "roots", &v) == napi_ok) napi_get_value_bool(env, v, &with_roots);
+  if (with_roots) {
+    if (shared_roots_state != 2) {
+      SSL_CTX_free(ctx);
+      st_throw_msg(env, "ERR_INVALID_ARGUMENT", "tlsContext: roots asked before tlsLoadRoots resolved");
+      return NULL;
+    }
+    for (int i = 0; i < sk_X509_num(shared_roots); i++) X509_STORE_add_cert(store, sk_X509_value(shared_roots, i));
+    ERR_clear_error(); /* duplicates */
+  }
   bool is_arr = false;
   if (napi_get_named_property(env, o, "ca", &v) == napi_ok) napi_is_array(env, v, &is_arr);
   if (is_arr) {
@@ -963,6 +1049,7 @@ static napi_value tls_abort(napi_env env, napi_callback_info info) {
 napi_status st_init_tls(napi_env env, napi_value exports) {
   if (conn_index < 0) conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
   napi_status s;
+  if ((s = st_export(env, exports, "tlsLoadRoots", tls_load_roots)) != napi_ok) return s;
   if ((s = st_export(env, exports, "tlsContext", tls_context)) != napi_ok) return s;
   if ((s = st_export(env, exports, "tlsRequest", tls_request)) != napi_ok) return s;
   if ((s = st_export(env, exports, "tlsReceive", tls_receive)) != napi_ok) return s;

@@ -639,7 +639,7 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
   private async rawRequest(url: URL, method: NonNullable<SendOptions['method']>, headers: Record<string, string>, options: SendOptions): Promise<HttpResponse> {
     const { signal, what } = options;
     try {
-      const native = options.native && method === 'GET' && this.dispatcher instanceof Transport ? this.dispatcher.nativeContext(url.origin) : undefined;
+      const native = options.native && method === 'GET' && this.dispatcher instanceof Transport ? await this.dispatcher.nativeContext(url.origin) : undefined;
       if (native) return await nativeRequest(native, url, headers, signal);
       return await request(url, { method, headers, signal, dispatcher: this.dispatcher, ...(options.body ? { body: options.body() } : {}) });
     } catch (err) {

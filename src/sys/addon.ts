@@ -25,7 +25,9 @@ export interface RawAddon {
   digestWrite(handle: DigestHandle, buffers: Buffer[], write: boolean): Promise<number>;
   digestFinal(handle: DigestHandle): string;
   /** An OpenSSL client context (native/tls.c): trust exactly `ca`, verify unless rejectUnauthorized is false; `plain`: no TLS at all. */
-  tlsContext(options: { ca: string[]; cert?: string; key?: string; rejectUnauthorized?: boolean } | { plain: true }): TlsContextHandle;
+  tlsContext(options: { ca: string[]; roots?: boolean; cert?: string; key?: string; rejectUnauthorized?: boolean } | { plain: true }): TlsContextHandle;
+  /** Parses the roots every context may share (`roots: true`) on the pool, once per process; resolves with their count. */
+  tlsLoadRoots(pems: string): Promise<number>;
   /** Connects, handshakes (peer name checked against `host`), sends `head`, resolves with the response head. */
   tlsRequest(
     ctx: TlsContextHandle,

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { rootCertificates } from 'node:tls';
 import { rawAddon } from '../../src/sys/addon.js';
-import { NativeBody, NativeTlsContext, nativeGet, receiveBody, type NativeTlsOptions } from '../../src/registry/transport/native-tls.js';
+import { loadSharedRoots, NativeBody, NativeTlsContext, nativeGet, receiveBody, type NativeTlsOptions } from '../../src/registry/transport/native-tls.js';
 import { certificateProblem } from '../../src/registry/transport/tls-errors.js';
 import { makeCertificates, type CertPair, type TestCertificates } from '../helpers/certs.js';
 import { listenOnLoopback, OpenSockets } from '../helpers/loopback.js';
@@ -137,6 +137,17 @@ describe('native receive (TLS and plain HTTP)', () => {
       assert.equal(certificateProblem(native.err, `${host}:${port}`, undefined)?.problem ?? 'none', kind, (native.err as Error)?.message);
     });
   }
+
+  test('shared roots: parsed once on the pool, trusted by every context that asks, beside its own CAs', async () => {
+    const port = await serve(certs.server);
+    assert.throws(() => new NativeTlsContext({ roots: true, ca: [] }), /before tlsLoadRoots resolved/);
+    const loading = loadSharedRoots(() => [...rootCertificates]);
+    assert.equal(loadSharedRoots(() => assert.fail('parsed twice')), loading, 'one load per process');
+    await loading;
+    assert.equal((await nativeSays(port, '127.0.0.1', { roots: true, ca: [pem(certs.ca.cert)] })).code, 'ok');
+    const without = await nativeSays(port, '127.0.0.1', { roots: true, ca: [] });
+    assert.equal(certificateProblem(without.err, `127.0.0.1:${port}`, undefined)?.problem, 'unknown-authority', String(without.code));
+  });
 
   test('rejectUnauthorized:false accepts what verification refuses', async () => {
     const port = await serve(certs.untrusted);

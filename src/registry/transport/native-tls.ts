@@ -13,12 +13,27 @@ import { rawAddon, type DigestHandle, type TlsConnHandle, type TlsContextHandle 
  */
 
 export interface NativeTlsOptions {
-  /** Every CA to trust (PEM texts): pass tls.rootCertificates and any extras, as Node's `ca` option replaces its store. */
+  /** CAs to trust (PEM texts), besides the shared roots when `roots` is set. */
   ca: string[];
+  /** Also trust the roots loaded once by loadSharedRoots (Node's bundled roots and NODE_EXTRA_CA_CERTS). */
+  roots?: boolean;
   cert?: string;
   key?: string;
   /** Default true. */
   rejectUnauthorized?: boolean;
+}
+
+let sharedRoots: Promise<void> | undefined;
+
+/**
+ * Starts parsing `pems` (Node's roots) on the thread pool, once per process; later calls return the
+ * same promise. Contexts made with `roots: true` after it resolves share them.
+ */
+export function loadSharedRoots(pems: () => string[]): Promise<void> {
+  sharedRoots ??= rawAddon()
+    .tlsLoadRoots(pems().join('\n'))
+    .then(() => {});
+  return sharedRoots;
 }
 
 export class NativeTlsContext {

@@ -4,7 +4,7 @@ import type * as tls from 'node:tls';
 import type { Dispatcher as DispatcherType, Pool as PoolType, ProxyAgent as ProxyAgentType } from 'undici';
 import { ConfigError } from '../../errors.js';
 import { certsDirFor, readPem } from './certs.js';
-import { NativeTlsContext } from './native-tls.js';
+import { loadSharedRoots, NativeTlsContext } from './native-tls.js';
 import { ProxyRules, redact, type ProxySettings } from './proxy.js';
 
 /**
@@ -107,7 +107,7 @@ export class Transport extends Dispatcher {
    * undefined for an origin behind a proxy (undici's ProxyAgent speaks CONNECT), or with
    * STRATUM_NATIVE_HTTP=0 (every body through undici).
    */
-  nativeContext(originText: string): { ctx: NativeTlsContext; connectTimeoutMs: number; timeoutMs: number } | undefined {
+  async nativeContext(originText: string): Promise<{ ctx: NativeTlsContext; connectTimeoutMs: number; timeoutMs: number } | undefined> {
     if (process.env.STRATUM_NATIVE_HTTP === '0') return undefined;
     const url = new URL(originText);
     if (url.protocol !== 'https:' && url.protocol !== 'http:') return undefined;
@@ -116,21 +116,21 @@ export class Transport extends Dispatcher {
     if (ctx === undefined) {
       this.pool(origin);
       const material = this.tlsMaterial.get(origin);
-      ctx = this.routes.get(origin)?.proxy
-        ? null
-        : url.protocol === 'http:'
-          ? new NativeTlsContext({ plain: true })
-          : !material
-            ? null
-            : new NativeTlsContext({
-                // Node's store when no `ca` was set: its bundled roots and NODE_EXTRA_CA_CERTS.
-                ca: [...loadTls().rootCertificates, ...nodeExtraCaCerts(), ...(material.extraCa ?? [])],
-                ...(material.cert ? { cert: material.cert, key: material.key! } : {}),
-                rejectUnauthorized: material.verify,
-              });
+      if (this.routes.get(origin)?.proxy) ctx = null;
+      else if (url.protocol === 'http:') ctx = new NativeTlsContext({ plain: true });
+      else if (!material) ctx = null;
+      else {
+        await this.nativeRoots();
+        ctx = this.natives.get(origin) ?? new NativeTlsContext({ roots: true, ca: material.extraCa ?? [], ...(material.cert ? { cert: material.cert, key: material.key! } : {}), rejectUnauthorized: material.verify });
+      }
       this.natives.set(origin, ctx);
     }
     return ctx ? { ctx, connectTimeoutMs: this.options.connectTimeoutMs, timeoutMs: this.options.bodyTimeoutMs } : undefined;
+  }
+
+  /** Node's store for native contexts (its bundled roots and NODE_EXTRA_CA_CERTS), parsed once on the pool. */
+  private nativeRoots(): Promise<void> {
+    return loadSharedRoots(() => [...loadTls().rootCertificates, ...nodeExtraCaCerts()]);
   }
 
   override close(): Promise<void>;
@@ -207,6 +207,9 @@ export class Transport extends Dispatcher {
     }
     this.pools.set(origin, pool);
     this.routes.set(origin, route);
+    // Blob bodies over this origin will need the native context's roots: parse them on the pool
+    // now, while tokens and manifests travel, rather than on the main thread at the first blob.
+    if (material && !proxy && process.env.STRATUM_NATIVE_HTTP !== '0') this.nativeRoots().catch(() => {});
     o.log?.(describeRoute(route, url.protocol === 'https:'));
     return pool;
   }
