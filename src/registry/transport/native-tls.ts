@@ -2,7 +2,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { Readable } from 'node:stream';
 import { ChunkedDecoder } from './chunked.js';
-import { rawAddon, type DigestHandle, type TlsConnHandle, type TlsContextHandle } from '../../sys/addon.js';
+import { rawAddon, type DigestHandle, type RawAddon, type TlsConnHandle, type TlsContextHandle } from '../../sys/addon.js';
 
 /**
  * Native receive (issue 12): a blob GET, over HTTPS or plain HTTP, whose body is received, written
@@ -69,29 +69,35 @@ export async function nativeGet(ctx: NativeTlsContext, url: URL, options: GetOpt
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new TypeError(`nativeGet: ${url.href} is not http(s)`);
   const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
   const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
-  const address = isIP(host) ? host : (await lookup(host)).address;
+  const addresses = isIP(host) ? [host] : (await lookup(host, { all: true })).map((a) => a.address);
   const lines = [`GET ${url.pathname}${url.search} HTTP/1.1`, `Host: ${url.host}`, 'Connection: close'];
   for (const [k, v] of Object.entries(options.headers ?? {})) {
     if (/[\r\n]/.test(k) || /[\r\n]/.test(v)) throw new TypeError(`nativeGet: header ${k} holds a line break`);
     lines.push(`${k}: ${v}`);
   }
   const head = Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1');
-  options.signal?.throwIfAborted();
-  const pending = rawAddon().tlsRequest(ctx.handle, {
-    address,
-    port,
-    host,
-    head,
-    ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
-    ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
-  });
-  const abort = () => rawAddon().tlsAbort(pending.conn);
-  options.signal?.addEventListener('abort', abort, { once: true });
-  let res: Awaited<typeof pending>;
-  try {
-    res = await pending;
-  } finally {
-    options.signal?.removeEventListener('abort', abort);
+  let res: Awaited<ReturnType<RawAddon['tlsRequest']>> | undefined;
+  // Each resolved address in turn, as Node's net.connect without happy eyeballs: a name whose
+  // first address refuses (an IPv6 ::1 for a registry listening on 127.0.0.1) is still reached.
+  for (let i = 0; !res; i++) {
+    options.signal?.throwIfAborted();
+    const pending = rawAddon().tlsRequest(ctx.handle, {
+      address: addresses[i]!,
+      port,
+      host,
+      head,
+      ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
+      ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+    });
+    const abort = () => rawAddon().tlsAbort(pending.conn);
+    options.signal?.addEventListener('abort', abort, { once: true });
+    try {
+      res = await pending;
+    } catch (err) {
+      if ((err as { syscall?: string }).syscall !== 'connect' || i + 1 >= addresses.length || options.signal?.aborted) throw err;
+    } finally {
+      options.signal?.removeEventListener('abort', abort);
+    }
   }
   const text = res.head.toString('latin1');
   const [statusLine = '', ...rest] = text.slice(0, -4).split('\r\n');
