@@ -49,6 +49,13 @@ const WARM_STARTS = 10;
  * shared machine other work may never let them, and 30 s per step would make a run take hours.
  */
 const SETTLE_MS = 3000;
+/**
+ * Every command a run starts is killed after this long (coreutils `timeout`) and its step shows as
+ * failed: a FUSE daemon that stops answering (zfs-fuse is one per machine, shared with whatever
+ * else runs here) must not hang the benchmark.
+ */
+const STEP_TIMEOUT_S = 600;
+const ZFS_PROBE_TIMEOUT_S = 30;
 
 type ImageName = keyof typeof DRIVER_IMAGES;
 type Host = 'ext4' | 'btrfs' | 'zfs';
@@ -98,7 +105,9 @@ function metricsFor(images: readonly ImageName[]): Metric[] {
 
 /** Single-quotes a word for bash. */
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-const bash = (script: string): CommandSpec => ({ command: 'bash', args: ['-c', `set -e -o pipefail; ${script}`] });
+const bash = (script: string): CommandSpec => ({ command: 'timeout', args: ['-k', '10', String(STEP_TIMEOUT_S), 'bash', '-c', `set -e -o pipefail; ${script}`] });
+/** An untimed setup command, under the same timeout. */
+const quiet = (command: string, args: string[], seconds = STEP_TIMEOUT_S) => runQuiet('timeout', ['-k', '10', String(seconds), command, ...args]);
 /** The last meaningful line of an error, for a table note. */
 const reasonOf = (err: unknown) =>
   ((err as Error).message ?? String(err))
@@ -118,8 +127,8 @@ interface Hosts {
 /** Bytes in use on the filesystem holding `dir`: statfs after sync, read until two readings a second apart agree (zfs-fuse and btrfs account late). */
 async function usedBytes(host: Host, dir: string, pool?: FilePool): Promise<number> {
   const once = async () => {
-    await runQuiet('sync', []);
-    if (host === 'zfs' && pool) return Number((await runCapture('zfs', ['get', '-Hpo', 'value', 'used', pool.pool])).trim());
+    await quiet('sync', [], 120);
+    if (host === 'zfs' && pool) return Number((await runCapture('timeout', ['-k', '10', '60', 'zfs', 'get', '-Hpo', 'value', 'used', pool.pool])).trim());
     const s = await statfs(dir);
     return (s.blocks - s.bfree) * s.bsize;
   };
@@ -152,7 +161,8 @@ interface Context {
 async function runDir(ctx: Context, spec: DriverSpec, tag: string): Promise<string> {
   const base = spec.host === 'zfs' ? ctx.hosts.zfs!.mnt : ctx.hosts[spec.host]!.dir;
   const dir = join(base, `${spec.name.replace(/[^A-Za-z0-9_.-]/g, '_')}-${tag}`);
-  await mkdir(dir, { recursive: true });
+  // A child process, not fs.mkdir: a FUSE call that never returns would hold a libuv thread for good.
+  await quiet('mkdir', ['-p', dir], 60);
   return dir;
 }
 
@@ -199,18 +209,18 @@ async function stratumRun(ctx: Context, spec: DriverSpec, tag: string, rec: Reco
     }
     rec.sample('disk-10', (await usedBytes(spec.host, dir, ctx.hosts.zfs)) - before);
     await fileOps(rec, target(0));
-    await runQuiet('cp', [CHANGE_FILE, join(target(1), 'change.bin')]);
+    await quiet('cp', [CHANGE_FILE, join(target(1), 'change.bin')]);
     if (await timed(rec, 'commit-100m', { ...bash(`${cli(['commit', 'c1', `bench/committed:${tag}`])} >/dev/null`), env })) {
       await timed(rec, 'remove', { ...bash(`${cli(['unmount', target(1)])} >/dev/null && ${cli(['snapshot', 'rm', 'c1'])} >/dev/null`), env });
     }
     // The snapshotter's own commit (containerd's Commit: active → committed, no diff, no tar),
     // which Docker does not expose: `docker commit` always writes a layer.
-    await runQuiet('cp', [CHANGE_FILE, join(target(2), 'change.bin')]);
+    await quiet('cp', [CHANGE_FILE, join(target(2), 'change.bin')]);
     await timed(rec, 'commit-snapshot', { ...bash(`${cli(['snapshot', 'commit', 'c2-committed', 'c2'])} >/dev/null`), env });
   } finally {
     // Mounts go (fuse daemons end with them); the stores stay on the scratch filesystems until the end.
-    for (const t of mounted) spawnSync(process.execPath, [STRATUM_CLI, '--store', store, 'unmount', t], { env, stdio: 'ignore' });
-    if (spec.host === 'zfs') await runQuiet('bash', ['-c', `zfs list -H -o name,mountpoint | awk -v d=${q(dir)} 'index($2, d) == 1 {print $1}' | sort -r | xargs -r -n1 zfs destroy -r -f`], true).catch(() => {});
+    for (const t of mounted) spawnSync('timeout', ['-k', '10', '120', process.execPath, STRATUM_CLI, '--store', store, 'unmount', t], { env, stdio: 'ignore' });
+    if (spec.host === 'zfs') await quiet('bash', ['-c', `zfs list -H -o name,mountpoint | awk -v d=${q(dir)} 'index($2, d) == 1 {print $1}' | sort -r | xargs -r -n1 zfs destroy -r -f`], 120).catch(() => {});
   }
 }
 
@@ -253,7 +263,7 @@ async function dockerRun(ctx: Context, spec: DriverSpec, tag: string, rec: Recor
     rec.sample('disk-10', (await usedBytes(spec.host, dir)) - before);
     await fileOps(rec, (await rootOf(0)).root);
     const c1 = await rootOf(1);
-    await runQuiet('cp', [CHANGE_FILE, join(c1.root, 'change.bin')]);
+    await quiet('cp', [CHANGE_FILE, join(c1.root, 'change.bin')]);
     // --pause=false: stratum does not freeze anything either (and the freezer cgroup is not needed).
     if (await timed(rec, 'commit-100m', { ...bash(`${q(DOCKER)} commit --pause=false ${c1.id} bench/committed:${tag} >/dev/null`), env })) {
       await timed(rec, 'remove', { ...bash(`${q(DOCKER)} rm -f ${c1.id} >/dev/null`), env });
@@ -273,6 +283,11 @@ function unavailable(spec: DriverSpec, hostProblems: Partial<Record<Host, string
     return undefined;
   }
   return dockerMissing();
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)).unref())]).finally(() => clearTimeout(timer));
 }
 
 async function makeChangeFile(): Promise<void> {
@@ -317,6 +332,21 @@ async function main(): Promise<void> {
   const registries: BenchRegistry[] = [];
   const hosts: Hosts = {};
   const hostProblems: Partial<Record<Host, string>> = {};
+  let tornDown: Promise<void> | undefined;
+  const teardown = () =>
+    (tornDown ??= (async () => {
+      if (hosts.zfs) await withTimeout(hosts.zfs.stop(), 120_000, `zfs-fuse did not destroy pool ${hosts.zfs.pool} within 120 s (left behind)`).catch((err: unknown) => log(`zfs pool: ${reasonOf(err)}`));
+      for (const fs of [hosts.ext4, hosts.btrfs]) await fs?.remove().catch((err: unknown) => log(`removing ${fs.dir}: ${reasonOf(err)}`));
+      for (const r of registries) await r.registry.stop();
+    })());
+  // Interrupted: the scratch filesystems, loop devices and registries go all the same (a running
+  // dockerd or stratum mount on them makes the unmount fail, which is said).
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      log(`${signal}: cleaning up`);
+      void teardown().finally(() => process.exit(130));
+    });
+  }
   try {
     const refs = {} as Record<ImageName, string>;
     const imageInfo: Record<string, unknown> = {};
@@ -343,9 +373,19 @@ async function main(): Promise<void> {
         return undefined;
       });
     if (needs.has('zfs')) {
-      const pool = await startFilePool(8192);
+      const pool = await withTimeout(startFilePool(8192), 120_000, 'zfs-fuse did not make a pool within 120 s').catch((err: unknown) => `no zfs-fuse pool: ${reasonOf(err)}`);
       if (typeof pool === 'string') hostProblems.zfs = pool;
-      else hosts.zfs = pool;
+      else {
+        hosts.zfs = pool;
+        // zfs-fuse is one daemon per machine, shared with other work: check it answers on our pool.
+        const probe = await quiet('mkdir', ['-p', join(pool.mnt, 'probe')], ZFS_PROBE_TIMEOUT_S).then(
+          () => quiet('zfs', ['list', '-H', pool.pool], ZFS_PROBE_TIMEOUT_S),
+        ).then(
+          () => undefined,
+          (err: unknown) => `zfs-fuse (the machine's one daemon, shared) did not answer a mkdir or zfs list on a new pool within ${ZFS_PROBE_TIMEOUT_S} s: ${reasonOf(err)}`,
+        );
+        if (probe) hostProblems.zfs = probe;
+      }
     }
     const columns: Column[] = selected.map((d) => {
       const why = unavailable(d, hostProblems);
@@ -421,9 +461,7 @@ async function main(): Promise<void> {
     await writeFile(join(BENCH_DIR, 'drivers-results.json'), JSON.stringify(json, null, 2) + '\n');
     log(`results written to ${join(BENCH_DIR, 'drivers-results.json')}`);
   } finally {
-    await hosts.zfs?.stop().catch((err: unknown) => log(`zfs pool: ${reasonOf(err)}`));
-    for (const fs of [hosts.ext4, hosts.btrfs]) await fs?.remove().catch((err: unknown) => log(`removing ${fs.dir}: ${reasonOf(err)}`));
-    for (const r of registries) await r.registry.stop();
+    await teardown();
   }
 }
 
