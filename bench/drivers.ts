@@ -285,6 +285,22 @@ function unavailable(spec: DriverSpec, hostProblems: Partial<Record<Host, string
   return dockerMissing();
 }
 
+/**
+ * Unmounts everything mounted below `dir`, deepest first: what a backend keeps mounted for its
+ * active snapshots (blockfile keeps each one's filesystem mounted in the store after `stratum
+ * unmount` of the target), so the scratch filesystem can go. Loop devices of `mount -o loop` clear
+ * themselves.
+ */
+async function unmountBelow(dir: string): Promise<void> {
+  const points = (await readFile('/proc/self/mountinfo', 'utf8'))
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((p): p is string => p !== undefined && p.startsWith(`${dir}/`))
+    .map((p) => p.replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
+    .sort((a, b) => b.length - a.length);
+  for (const p of points) await quiet('umount', [p], 120).catch(() => quiet('umount', ['-l', p], 60).catch(() => {}));
+}
+
 function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)).unref())]).finally(() => clearTimeout(timer));
@@ -336,6 +352,7 @@ async function main(): Promise<void> {
   const teardown = () =>
     (tornDown ??= (async () => {
       if (hosts.zfs) await withTimeout(hosts.zfs.stop(), 120_000, `zfs-fuse did not destroy pool ${hosts.zfs.pool} within 120 s (left behind)`).catch((err: unknown) => log(`zfs pool: ${reasonOf(err)}`));
+      for (const fs of [hosts.ext4, hosts.btrfs]) if (fs) await unmountBelow(fs.dir);
       for (const fs of [hosts.ext4, hosts.btrfs]) await fs?.remove().catch((err: unknown) => log(`removing ${fs.dir}: ${reasonOf(err)}`));
       for (const r of registries) await r.registry.stop();
     })());

@@ -75,14 +75,15 @@ export function ratios(columns: readonly Column[], metrics: readonly Metric[], s
 
 /**
  * The table as Markdown lines, then numbered notes: a cell without a value shows `n/a [k]` and
- * note k gives the reason (the same reason shares one number). A column that cannot run shows its
- * reason once, as a note on every cell.
+ * note k gives the reason; cells with the same reason share one note, which names their columns.
+ * A column that cannot run here shows its reason on every cell.
  */
 export function renderTable(columns: readonly Column[], metrics: readonly Metric[], samples: Samples, failures: Failures = {}): string[] {
-  const notes: string[] = [];
-  const note = (reason: string): string => {
-    let k = notes.indexOf(reason);
-    if (k < 0) k = notes.push(reason) - 1;
+  const notes: Array<{ reason: string; columns: string[] }> = [];
+  const note = (column: string, reason: string): string => {
+    let k = notes.findIndex((n) => n.reason === reason);
+    if (k < 0) k = notes.push({ reason, columns: [] }) - 1;
+    if (!notes[k]!.columns.includes(column)) notes[k]!.columns.push(column);
     return `[${k + 1}]`;
   };
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
@@ -90,12 +91,9 @@ export function renderTable(columns: readonly Column[], metrics: readonly Metric
   lines.push(line(['ratio to', ...columns.map((c) => c.anchorNote ?? (c.anchor ? c.anchor : '(anchor)'))]));
   for (const m of metrics) {
     const cells = columns.map((c) => {
-      if (c.unavailable) return `n/a ${note(`${c.name}: ${c.unavailable}`)}`;
+      if (c.unavailable) return `n/a ${note(c.name, c.unavailable)}`;
       const v = cellMedian(samples, c.name, m.id);
-      if (v === undefined) {
-        const why = failures[c.name]?.[m.id] ?? 'not measured';
-        return `n/a ${note(`${c.name}, ${m.label}: ${why}`)}`;
-      }
+      if (v === undefined) return `n/a ${note(c.name, `${m.label}: ${failures[c.name]?.[m.id] ?? 'not measured'}`)}`;
       const r = c.anchor ? ratio(v, cellMedian(samples, c.anchor, m.id)) : undefined;
       return r === undefined ? formatValue(m.unit, v) : `${formatValue(m.unit, v)} (${formatRatio(r)})`;
     });
@@ -103,7 +101,7 @@ export function renderTable(columns: readonly Column[], metrics: readonly Metric
   }
   if (notes.length > 0) {
     lines.push('');
-    notes.forEach((n, i) => lines.push(`[${i + 1}] ${n}`));
+    notes.forEach((n, i) => lines.push(`[${i + 1}] ${n.columns.join(', ')}: ${n.reason}`));
   }
   return lines;
 }

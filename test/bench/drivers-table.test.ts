@@ -32,6 +32,13 @@ describe('drivers table', () => {
     assert.deepEqual(ratios(columns, metrics, samples), { overlay: { pull: 0.5 } });
   });
 
+  test('cells with the same reason share one note naming their columns', () => {
+    const cols: Column[] = [{ name: 'a' }, { name: 'b' }, { name: 'c' }];
+    const lines = renderTable(cols, [metrics[0]!], { b: { pull: [1] } }, { a: { pull: 'none here' }, c: { pull: 'none here' } });
+    assert.equal(lines[3], '| pull | n/a [1] | 1.00 s | n/a [1] |');
+    assert.equal(lines[5], '[1] a, c: pull: none here');
+  });
+
   test('units', () => {
     assert.equal(formatValue('seconds', 0.0005), '500 µs');
     assert.equal(formatValue('seconds', 0.0123), '12.3 ms');
@@ -45,7 +52,7 @@ describe('drivers table', () => {
   });
 
   test('the table on fixed inputs, with notes for what did not run', () => {
-    const lines = renderTable(columns, metrics, samples, { zfs: { disk: 'zfs-fuse kept the pool busy' } });
+    const lines = renderTable(columns, metrics, samples, { zfs: { disk: 'no anchor data' }, 'docker overlay2': {} });
     assert.deepEqual(lines, [
       '| measurement | overlay | zfs | erofs | docker overlay2 |',
       '| --- | --- | --- | --- | --- |',
@@ -54,7 +61,7 @@ describe('drivers table', () => {
       '| disk of 10 | 0.40 MB | n/a [2] | n/a [1] | 0.00 MB |',
       '',
       '[1] erofs: not in this build',
-      '[2] zfs, disk of 10: zfs-fuse kept the pool busy',
+      '[2] zfs: disk of 10: no anchor data',
     ]);
   });
 });
