@@ -211,7 +211,8 @@ async function stratumRun(ctx: Context, spec: DriverSpec, tag: string, rec: Reco
     await fileOps(rec, target(0));
     await quiet('cp', [CHANGE_FILE, join(target(1), 'change.bin')]);
     if (await timed(rec, 'commit-100m', { ...bash(`${cli(['commit', 'c1', `bench/committed:${tag}`])} >/dev/null`), env })) {
-      await timed(rec, 'remove', { ...bash(`${cli(['unmount', target(1)])} >/dev/null && ${cli(['snapshot', 'rm', 'c1'])} >/dev/null`), env });
+      // One command, as `docker rm -f`: --force undoes the snapshot's mount first.
+      await timed(rec, 'remove', { ...bash(`${cli(['snapshot', 'rm', '--force', 'c1'])} >/dev/null`), env });
     }
     // The snapshotter's own commit (containerd's Commit: active → committed, no diff, no tar),
     // which Docker does not expose: `docker commit` always writes a layer.
