@@ -44,7 +44,7 @@ const inFlight = new Set<string>();
 export abstract class MetadataSnapshotter implements Snapshotter {
   abstract readonly name: string;
   abstract readonly capabilities: { rebase: boolean };
-  abstract readonly applyMode: 'overlay' | 'full';
+  abstract readonly applyMode: 'overlay' | 'full' | 'erofs';
   protected readonly meta: MetadataStore;
   private closed = false;
 
