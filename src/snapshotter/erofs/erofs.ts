@@ -10,7 +10,7 @@ import { isMountPoint, parseOverlayOptions, unmountAll } from '../mount.js';
 import { overlayFeatures } from '../overlay/kernel.js';
 import { OverlayLayoutSnapshotter, type UnionLayers } from '../overlay/layout.js';
 import { kernelOverlayMount } from '../overlay/overlay.js';
-import type { Mount, SnapshotOptions, Usage } from '../snapshotter.js';
+import type { Mount, Usage } from '../snapshotter.js';
 
 /** A committed snapshot's layer: one EROFS image beside its (then empty) `fs` directory. */
 export const LAYER_IMAGE = 'layer.erofs';
@@ -47,18 +47,6 @@ export class ErofsSnapshotter extends OverlayLayoutSnapshotter {
 
   async layerImage(key: string): Promise<string> {
     return join(dirname(await this.applyDir(key)), LAYER_IMAGE);
-  }
-
-  override async prepare(key: string, parent?: string, options?: SnapshotOptions): Promise<Mount[]> {
-    return this.mounted(await super.prepare(key, parent, options));
-  }
-
-  override async view(key: string, parent?: string, options?: SnapshotOptions): Promise<Mount[]> {
-    return this.mounted(await super.view(key, parent, options));
-  }
-
-  override async mounts(key: string): Promise<Mount[]> {
-    return this.mounted(await super.mounts(key));
   }
 
   protected override driverDataOf(id: number, parents: number[]): Record<string, string> {
@@ -112,7 +100,7 @@ export class ErofsSnapshotter extends OverlayLayoutSnapshotter {
   }
 
   /** The mounts, after every committed image they stack (or bind) is mounted on its directory. */
-  private async mounted(mounts: Mount[]): Promise<Mount[]> {
+  protected override async readyMounts(mounts: Mount[]): Promise<Mount[]> {
     for (const m of mounts) {
       const dirs = m.type === 'overlay' ? parseOverlayOptions(m.options).lowers : [m.source];
       for (const dir of dirs) await this.ensureMounted(dir);
