@@ -149,7 +149,10 @@ export async function unpackLayers(request: UnpackRequest): Promise<UnpackResult
         }
         // Committed only once the blob is verified too. What the reader got is vouched for by the
         // diffID the extraction checked, even if the download restarted after it was read.
-        await ready(layer.digest);
+        await ready(layer.digest).catch(async (err: unknown) => {
+          await result?.image?.abort().catch(() => {});
+          throw err;
+        });
       }
       // Not live, or the download restarted under a reader that failed: from the verified blob
       // (read once to unpack and rarely again, so its pages leave the cache as extraction goes).
