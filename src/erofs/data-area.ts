@@ -4,12 +4,12 @@ import { BLOCK_SIZE } from './format.js';
 
 const writevAsync = promisify(writev);
 /** Buffers gathered before one writev goes out (one in flight while more arrive). */
-const FLUSH_BYTES = 4 << 20;
+const FLUSH_BYTES = 2 << 20;
 /** Linux's IOV_MAX. */
 const MAX_IOV = 1024;
 const ZEROS = Buffer.alloc(BLOCK_SIZE);
 /** Bytes handed to writes that have not finished, beyond which room() waits (backpressure). */
-const MAX_UNWRITTEN = 16 << 20;
+const MAX_UNWRITTEN = 4 << 20;
 
 /**
  * The image's data area, written front to back: every file's blocks start on a block boundary
