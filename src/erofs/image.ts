@@ -83,9 +83,9 @@ export async function writeImage(fd: number, root: Node, data: DataArea, subject
         data.zeros(full * BLOCK_SIZE); // reserved: filled once nids are known
       }
     } else if (n.tail && !p.inline) {
-      if (n.size >= BLOCK_SIZE) throw new ErofsError(`${subject}: a file's tail was held for inlining but does not fit beside its inode`);
-      // A file's tail or a symlink's target that does not fit beside its inode gets a block of its own
-      // (a file with held tail has no full blocks: addFile keeps a tail only then or when it fits).
+      // A file's tail or a symlink's target that does not fit beside its inode gets blocks of its own.
+      // A file whose full blocks are in the data area already cannot: addFile holds its tail only when it fits.
+      if ((n.mode & S_IFMT) === S_IFREG && n.size >= BLOCK_SIZE) throw new ErofsError(`${subject}: a file's tail was held for inlining but does not fit beside its inode`);
       n.blkaddr = data.begin();
       data.append(n.tail);
     }

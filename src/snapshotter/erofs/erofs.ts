@@ -81,6 +81,19 @@ export class ErofsSnapshotter extends OverlayLayoutSnapshotter {
     }
   }
 
+  /**
+   * Also takes down every layer mount: always safe, since an overlay keeps private clones of its
+   * lower mounts and a view's bind is a mount of its own, so what is mounted now keeps working,
+   * and the next snapshot that stacks a layer mounts it again. A store can then be deleted.
+   */
+  override async cleanup(): Promise<void> {
+    await super.cleanup();
+    for (const name of await readdir(join(this.root, SNAPSHOTS_DIR))) {
+      const fs = join(this.root, SNAPSHOTS_DIR, name, 'fs');
+      if (await exists(join(this.root, SNAPSHOTS_DIR, name, LAYER_IMAGE))) await unmountAll(fs);
+    }
+  }
+
   protected override async removeData(id: number): Promise<void> {
     await unmountAll(this.fsDir(id), true).catch(() => {});
     await super.removeData(id);

@@ -44,6 +44,13 @@ export function registerErofsSpecifics(test: Register): void {
       assert.equal(await readFile(join(t2, 'dir', 'f'), 'utf8'), 'one');
       assert.deepEqual(await mountedTypes(data.UpperDir!), ['erofs'], 'one erofs mount of the layer, shared by the union and the view');
       assert.deepEqual(await mountedTypes(t2), ['erofs'], 'a view of one parent is a read-only bind of its mounted image');
+      // cleanup takes the shared layer mount down; the union and the view on it keep working, and the next prepare mounts it again.
+      await sn.cleanup();
+      assert.deepEqual(await mountedTypes(data.UpperDir!), []);
+      assert.equal(await readFile(join(t1, 'dir', 'f'), 'utf8'), 'one');
+      assert.equal(await readFile(join(t2, 'dir', 'f'), 'utf8'), 'one');
+      await sn.mounts('b');
+      assert.deepEqual(await mountedTypes(data.UpperDir!), ['erofs']);
     } finally {
       await unmountAll(t1);
       await unmountAll(t2);
