@@ -10,7 +10,7 @@ import { isMountPoint, parseOverlayOptions, unmountAll } from '../mount.js';
 import { overlayFeatures } from '../overlay/kernel.js';
 import { OverlayLayoutSnapshotter, type UnionLayers } from '../overlay/layout.js';
 import { kernelOverlayMount } from '../overlay/overlay.js';
-import type { Mount, Usage } from '../snapshotter.js';
+import type { Mount, SnapshotProblem, Usage } from '../snapshotter.js';
 
 /** A committed snapshot's layer: one EROFS image beside its (then empty) `fs` directory. */
 export const LAYER_IMAGE = 'layer.erofs';
@@ -92,6 +92,17 @@ export class ErofsSnapshotter extends OverlayLayoutSnapshotter {
       const fs = join(this.root, SNAPSHOTS_DIR, name, 'fs');
       if (await exists(join(this.root, SNAPSHOTS_DIR, name, LAYER_IMAGE))) await unmountAll(fs);
     }
+  }
+
+  /** Besides the shared checks: every committed snapshot has its layer image. */
+  override async verify(): Promise<SnapshotProblem[]> {
+    const problems = await super.verify();
+    const state = await this.meta.read();
+    for (const [key, rec] of Object.entries(state.snapshots)) {
+      if (rec.kind !== 'committed' || !(await exists(this.dataDir(rec.id)))) continue;
+      if (!(await exists(join(this.dataDir(rec.id), LAYER_IMAGE)))) problems.push({ kind: 'snapshot-data', subject: key, message: `its layer image ${join(SNAPSHOTS_DIR, String(rec.id), LAYER_IMAGE)} is missing` });
+    }
+    return problems;
   }
 
   protected override async removeData(id: number): Promise<void> {

@@ -1,7 +1,7 @@
 /** What the erofs backend adds to the shared rules: a committed layer is one EROFS image (fsck-clean), mounted once and shared. */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { mountAll, unmountAll, unescapeMountinfo } from '../../../src/snapshotter/mount.js';
@@ -55,11 +55,25 @@ export function registerErofsSpecifics(test: Register): void {
       await unmountAll(t1);
       await unmountAll(t2);
     }
+    assert.deepEqual(await sn.verify(), []);
     const usage = await sn.usage('A');
     assert.ok(usage.size >= 4096 * 2 && usage.inodes === 3, JSON.stringify(usage));
     await sn.remove('b');
     await sn.remove('c');
     await sn.remove('A');
     assert.deepEqual(await mountedTypes(data.UpperDir!), [], 'remove unmounts the layer');
+  });
+
+  test('verify names a committed snapshot whose layer image is missing', async (h) => {
+    const sn = h.sn as ErofsSnapshotter;
+    await sn.prepare('a');
+    await sn.commit('A', 'a');
+    const data = await sn.driverData('A');
+    assert.deepEqual(await sn.verify(), []);
+    await rm(data.LayerImage!);
+    const problems = await sn.verify();
+    assert.equal(problems.length, 1);
+    assert.equal(problems[0]!.kind, 'snapshot-data');
+    assert.match(problems[0]!.message, /layer image .*layer\.erofs is missing/);
   });
 }
