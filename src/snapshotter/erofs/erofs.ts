@@ -1,4 +1,4 @@
-import { open, readdir, readFile, rename, stat } from 'node:fs/promises';
+import { open, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { FailedPreconditionError } from '../../errors.js';
 import { runTool } from '../command.js';
@@ -14,6 +14,8 @@ import type { Mount, SnapshotProblem, Usage } from '../snapshotter.js';
 
 /** A committed snapshot's layer: one EROFS image beside its (then empty) `fs` directory. */
 export const LAYER_IMAGE = 'layer.erofs';
+/** Marks a view's data: sealing a view (the base does it once its data is in place) makes no image. */
+const VIEW_MARKER = 'view';
 
 /**
  * containerd 2.1's erofs snapshotter: the overlay layout (layout.ts) where a committed snapshot is
@@ -49,6 +51,11 @@ export class ErofsSnapshotter extends OverlayLayoutSnapshotter {
     return join(dirname(await this.applyDir(key)), LAYER_IMAGE);
   }
 
+  protected override async createData(dir: string, kind: 'active' | 'view', parents: number[]): Promise<void> {
+    await super.createData(dir, kind, parents);
+    if (kind === 'view') await writeFile(join(dir, VIEW_MARKER), '');
+  }
+
   protected override driverDataOf(id: number, parents: number[]): Record<string, string> {
     return { ...super.driverDataOf(id, parents), LayerImage: join(this.dataDir(id), LAYER_IMAGE) };
   }
@@ -68,7 +75,7 @@ export class ErofsSnapshotter extends OverlayLayoutSnapshotter {
    */
   protected override async sealData(id: number): Promise<void> {
     const image = join(this.dataDir(id), LAYER_IMAGE);
-    if (await exists(image)) return;
+    if ((await exists(image)) || (await exists(join(this.dataDir(id), VIEW_MARKER)))) return;
     const tmp = join(this.root, STAGING_DIR, ownedName('layer'));
     try {
       await writeDirImage(this.fsDir(id), tmp, `snapshot ${id}`);

@@ -56,6 +56,11 @@ export function registerErofsSpecifics(test: Register): void {
       await unmountAll(t2);
     }
     assert.deepEqual(await sn.verify(), []);
+    const snapshotDirs = await readdir(join(h.root, 'snapshots'));
+    const withImage = [];
+    for (const id of snapshotDirs) if ((await readdir(join(h.root, 'snapshots', id))).includes('layer.erofs')) withImage.push(id);
+    assert.equal(snapshotDirs.length, 3);
+    assert.equal(withImage.length, 1, 'only the committed snapshot has an image: the active and the view get none');
     const usage = await sn.usage('A');
     assert.ok(usage.size >= 4096 * 2 && usage.inodes === 3, JSON.stringify(usage));
     await sn.remove('b');
