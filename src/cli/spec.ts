@@ -62,7 +62,7 @@ export const GLOBAL_OPTIONS: readonly OptionSpec[] = [
     name: 'snapshotter',
     type: 'string',
     value: 'NAME',
-    choices: ['overlay', 'fuse-overlayfs', 'native', 'btrfs', 'zfs', 'blockfile', 'overlay2', 'vfs'],
+    choices: ['overlay', 'fuse-overlayfs', 'native', 'btrfs', 'zfs', 'blockfile', 'erofs', 'overlay2', 'vfs'],
     description: "Storage driver for this command (default: the store's)",
   },
   { name: 'storage-opt', type: 'string', multiple: true, value: 'KEY=VALUE', description: "Storage driver option, recorded with a new store's driver (repeatable; blockfile.size=1G, blockfile.fs=ext4|xfs, blockfile.mkfsarg=ARGS)" },

@@ -6,6 +6,7 @@ import { NativeSnapshotter } from './native/native.js';
 import { kernelHasOverlay } from './overlay/kernel.js';
 import { OverlaySnapshotter } from './overlay/overlay.js';
 import { FuseOverlayfsSnapshotter } from './fuse-overlayfs/fuse-overlayfs.js';
+import { ErofsSnapshotter } from './erofs/erofs.js';
 import type { Snapshotter } from './snapshotter.js';
 import { ensurePrivateDir } from '../sys/mkdir-all.js';
 import { checkLocation } from '../content/location.js';
@@ -44,6 +45,8 @@ async function openBackend(name: SnapshotterName, root: string, storageOpts: rea
       return ZfsSnapshotter.open(root);
     case 'blockfile':
       return BlockfileSnapshotter.open(root, parseBlockfileOptions(storageOpts));
+    case 'erofs':
+      return ErofsSnapshotter.open(root);
     default:
       throw new InvalidArgumentError(`unknown snapshotter ${JSON.stringify(name)} (${SNAPSHOTTER_NAMES.join(', ')})`);
   }
@@ -69,3 +72,4 @@ export { NativeSnapshotter } from './native/native.js';
 export { BtrfsSnapshotter } from './btrfs/btrfs.js';
 export { ZfsSnapshotter } from './zfs/zfs.js';
 export { BlockfileSnapshotter, parseBlockfileOptions, type BlockfileOptions } from './blockfile/blockfile.js';
+export { ErofsSnapshotter, erofsUnavailable, LAYER_IMAGE } from './erofs/erofs.js';

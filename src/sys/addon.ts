@@ -17,6 +17,7 @@ export interface RawAddon {
   lsetxattr(absPath: string, name: string, value: Buffer): void;
   mountOverlayPaths(target: string, lowers: string[], upper: string | null, work: string | null, flags: string[]): void;
   bindMount(source: string, target: string, readonly: boolean): void;
+  mountErofs(source: string, target: string): void;
   unmount(target: string, detach: boolean): void;
   digestCreate(fd: number, algorithm: string, dropBehind: boolean, name?: string): DigestHandle;
   dropCache(fd: number, offset: number, length: number): void;

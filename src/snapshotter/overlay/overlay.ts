@@ -14,12 +14,17 @@ export class OverlaySnapshotter extends OverlayLayoutSnapshotter {
     return s;
   }
 
-  protected unionMount({ lowers, upper }: UnionLayers): Mount {
-    const options: string[] = [];
-    if (this.indexOff) options.push('index=off');
-    if (this.userxattr) options.push('userxattr');
-    options.push(`lowerdir=${lowers.map(escapeOverlayPath).join(':')}`);
-    if (upper) options.push(`upperdir=${upper.upper}`, `workdir=${upper.work}`);
-    return { type: 'overlay', source: 'overlay', options };
+  protected unionMount(layers: UnionLayers): Mount {
+    return kernelOverlayMount(layers, { indexOff: this.indexOff, userxattr: this.userxattr });
   }
+}
+
+/** The kernel overlayfs mount of a union (lowers newest first), as containerd's overlay and erofs snapshotters give it. */
+export function kernelOverlayMount({ lowers, upper }: UnionLayers, features: { indexOff: boolean; userxattr: boolean }): Mount {
+  const options: string[] = [];
+  if (features.indexOff) options.push('index=off');
+  if (features.userxattr) options.push('userxattr');
+  options.push(`lowerdir=${lowers.map(escapeOverlayPath).join(':')}`);
+  if (upper) options.push(`upperdir=${upper.upper}`, `workdir=${upper.work}`);
+  return { type: 'overlay', source: 'overlay', options };
 }
