@@ -3,6 +3,7 @@
  * multi-layer image (bench/big:1: ≈231 MB compressed, 6 layers, one of 12,000 small files) from
  * docker-registry on 127.0.0.1, by
  *   - stratum: `stratum pull --snapshotter overlay` (unpacks by default),
+ *   - stratum-erofs: `stratum pull --snapshotter erofs` (each layer written as one EROFS image),
  *   - containerd 1.6: `ctr image pull --snapshotter overlayfs` against a private daemon,
  *   - skopeo copy + `umoci raw unpack` (two commands, timed together),
  *   - the floor: sequential `gzip -dc LAYER | tar -x` of the same layer blobs into one dir
@@ -15,7 +16,8 @@
  * --baseline adds `stratum@baseline`, the same pull run from another built checkout (a worktree of
  * an older commit), alternated with the others: a before/after in one set, same machine state.
  *
- * Prints a table and the ratios stratum/containerd and stratum/floor against the targets, and
+ * Prints a table and the ratios stratum/containerd and stratum/floor (and stratum-erofs's, against
+ * issue 13's targets) against the targets, and
  * writes .bench/unpack-results.json.
  */
 import { existsSync } from 'node:fs';
@@ -38,6 +40,9 @@ const TARGET_RATIO_CONTAINERD = 0.8;
 const TARGET_RATIO_FLOOR = 1.2;
 /** 150 MB in decimal units, the stricter reading of the target. */
 const TARGET_RSS_BYTES = 150e6;
+/** Issue 13: cold pull + unpack into EROFS layers against containerd 1.6 overlayfs and the tar floor. */
+const TARGET_EROFS_RATIO_CONTAINERD = 0.5;
+const TARGET_EROFS_RATIO_FLOOR = 0.6;
 /** The repository root (this file runs as dist/bench/unpack.js). */
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BENCH_DIR = join(ROOT, '.bench');
@@ -45,7 +50,7 @@ const RUNS_DIR = join(BENCH_DIR, 'unpack-runs');
 const STRATUM_CLI = join(ROOT, 'dist/src/cli/main.js');
 const NAMESPACE = 'bench';
 
-type ToolName = 'stratum' | 'stratum@baseline' | 'containerd' | 'skopeo+umoci' | 'tar-floor';
+type ToolName = 'stratum' | 'stratum-erofs' | 'stratum@baseline' | 'containerd' | 'skopeo+umoci' | 'tar-floor';
 
 interface Run {
   wallSeconds: number;
@@ -95,21 +100,26 @@ async function removeAtEnd(dir: string): Promise<void> {
   pendingRemovals.push(dir);
 }
 
-function stratumTool(name: ToolName, cli: string, ref: string, image: CachedBigImage): Tool {
+function stratumTool(name: ToolName, cli: string, ref: string, image: CachedBigImage, snapshotter: 'overlay' | 'erofs' = 'overlay'): Tool {
   return {
       name,
-      describe: `node ${name === 'stratum' ? 'dist/src/cli/main.js' : cli} pull --quiet --snapshotter overlay --store STORE HOST/${image.reference}`,
+      describe: `node ${name === 'stratum@baseline' ? cli : 'dist/src/cli/main.js'} pull --quiet --snapshotter ${snapshotter} --store STORE HOST/${image.reference}`,
       async prepare(dir) {
         const store = join(dir, 'store');
         return {
           spec: {
             command: process.execPath,
-            args: [cli, 'pull', '--quiet', '--snapshotter', 'overlay', '--store', store, ref],
+            args: [cli, 'pull', '--quiet', '--snapshotter', snapshotter, '--store', store, ref],
             // No user config may change what is measured.
             env: { ...process.env, STRATUM_CONFIG: '', XDG_CONFIG_HOME: join(BENCH_DIR, 'empty-config'), DOCKER_CONFIG: join(BENCH_DIR, 'empty-config') },
           },
-          // The store holds the blobs and the unpacked snapshots: at least the image's files.
+          // The store holds the blobs and the unpacked snapshots: at least the image's files (erofs: one image per layer).
           finish: async () => {
+            if (snapshotter === 'erofs') {
+              const images = spawnSync('find', [join(store, 'snapshots', 'erofs'), '-name', 'layer.erofs'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+              if (images.length !== image.layers.length) throw new Error(`${name}: ${store} holds ${images.length} layer images, expected ${image.layers.length}`);
+              return {};
+            }
             const want = image.options.smallFilesLayer + 2 * (image.layers.length - 1);
             const got = countFiles(store);
             if (got < want) throw new Error(`${name}: ${store} holds ${got} files, expected the image's ${want} unpacked files at least`);
@@ -128,6 +138,7 @@ function tools(host: string, image: CachedBigImage, baselineCli: string | undefi
   for (const b of blobs) if (!existsSync(b)) throw new Error(`layer blob ${b} missing from the registry's storage`);
   return [
     stratumTool('stratum', STRATUM_CLI, ref, image),
+    stratumTool('stratum-erofs', STRATUM_CLI, ref, image, 'erofs'),
     ...(baselineCli ? [stratumTool('stratum@baseline', baselineCli, ref, image)] : []),
     {
       name: 'containerd',
@@ -280,6 +291,8 @@ async function main(): Promise<void> {
     const stratumVsContainerd = ratio('stratum', 'containerd');
     const stratumVsFloor = ratio('stratum', 'tar-floor');
     const stratumRss = rss('stratum');
+    const erofsVsContainerd = ratio('stratum-erofs', 'containerd');
+    const erofsVsFloor = ratio('stratum-erofs', 'tar-floor');
 
     const out: string[] = [];
     out.push(`cold pull + unpack of ${image.reference} (${image.layers.length} layers, ${mb(image.totalCompressedBytes)} MB compressed, ${image.options.smallFilesLayer} small files in one layer), ${runs} alternating runs each after a warm-up`);
@@ -306,6 +319,9 @@ async function main(): Promise<void> {
     out.push(
       `stratum peak RSS (median): ${stratumRss ? `${mb(stratumRss.median)} MB  (target ≤ ${mb(TARGET_RSS_BYTES)} MB: ${stratumRss.median <= TARGET_RSS_BYTES ? 'met' : 'MISSED'})` : 'n/a'}`,
     );
+    // Issue 13's goal for EROFS layers written straight from the tar.
+    out.push(`stratum-erofs/containerd (wall medians): ${verdict(erofsVsContainerd, TARGET_EROFS_RATIO_CONTAINERD)}`);
+    out.push(`stratum-erofs/tar-floor (wall medians): ${verdict(erofsVsFloor, TARGET_EROFS_RATIO_FLOOR)}`);
     const informative = (['containerd', 'skopeo+umoci', 'stratum@baseline'] as const).map((n) => {
       const r = ratio(n, 'tar-floor');
       return `${n}/tar-floor ${r === undefined ? 'n/a' : `${r.toFixed(2)}x`}`;
@@ -333,7 +349,7 @@ async function main(): Promise<void> {
             : { command: t.describe, unavailable: skipped.get(t.name) },
         ]),
       ),
-      ratios: { stratumVsContainerd: stratumVsContainerd ?? null, stratumVsFloor: stratumVsFloor ?? null },
+      ratios: { stratumVsContainerd: stratumVsContainerd ?? null, stratumVsFloor: stratumVsFloor ?? null, erofsVsContainerd: erofsVsContainerd ?? null, erofsVsFloor: erofsVsFloor ?? null },
       targets: { stratumVsContainerd: TARGET_RATIO_CONTAINERD, stratumVsFloor: TARGET_RATIO_FLOOR, peakRssBytes: TARGET_RSS_BYTES },
       met:
         stratumVsContainerd === undefined

@@ -217,6 +217,52 @@ out:
   return NULL;
 }
 
+/* mountErofs(source, target): a read-only EROFS mount of an image file, file-backed (kernel >= 6.12: no loop device). */
+static napi_value mount_erofs_js(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (st_args(env, info, 2, 2, argv, "mountErofs(source, target)")) return NULL;
+  char *source = st_get_string(env, argv[0], "erofs image", NULL);
+  char *target = source ? st_get_string(env, argv[1], "mount target", NULL) : NULL;
+  if (!target) {
+    free(source);
+    return NULL;
+  }
+  st_error e;
+  int mfd = -1, failed = 1;
+  int fsfd = (int)syscall(SYS_fsopen, "erofs", FSOPEN_CLOEXEC);
+  if (fsfd < 0) {
+    st_fail(&e, ST_MOUNT, errno, "fsopen", target, "cannot open an erofs filesystem context");
+    goto out;
+  }
+  if (syscall(SYS_fsconfig, fsfd, FSCONFIG_SET_STRING, "source", source, 0) < 0) {
+    st_fail(&e, ST_MOUNT, errno, "fsconfig", target, "erofs source \"%s\" refused", source);
+    goto out;
+  }
+  if (syscall(SYS_fsconfig, fsfd, FSCONFIG_SET_FLAG, "ro", NULL, 0) < 0 ||
+      syscall(SYS_fsconfig, fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
+    st_fail(&e, ST_MOUNT, errno, "fsconfig", target, "cannot create the erofs mount of \"%s\"", source);
+    append_fs_log(fsfd, &e);
+    goto out;
+  }
+  mfd = (int)syscall(SYS_fsmount, fsfd, FSMOUNT_CLOEXEC, MOUNT_ATTR_RDONLY);
+  if (mfd < 0) {
+    st_fail(&e, ST_MOUNT, errno, "fsmount", target, "cannot make a mount of \"%s\"", source);
+    goto out;
+  }
+  if (syscall(SYS_move_mount, mfd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+    st_fail(&e, ST_MOUNT, errno, "move_mount", target, "cannot attach the erofs mount of \"%s\"", source);
+    goto out;
+  }
+  failed = 0;
+out:
+  if (mfd >= 0) close(mfd);
+  if (fsfd >= 0) close(fsfd);
+  if (failed) st_throw(env, &e);
+  free(source);
+  free(target);
+  return NULL;
+}
+
 static napi_value unmount_js(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   if (st_args(env, info, 1, 2, argv, "unmount(target, detach?)")) return NULL;
@@ -237,5 +283,6 @@ napi_status st_init_mount(napi_env env, napi_value exports) {
   napi_status s;
   if ((s = st_export(env, exports, "mountOverlayPaths", mount_overlay_js)) != napi_ok) return s;
   if ((s = st_export(env, exports, "bindMount", bind_mount_js)) != napi_ok) return s;
+  if ((s = st_export(env, exports, "mountErofs", mount_erofs_js)) != napi_ok) return s;
   return st_export(env, exports, "unmount", unmount_js);
 }

@@ -1,23 +1,27 @@
 /*
- * Native TLS receive (issue 12 experiment): an HTTPS blob GET whose body goes socket → OpenSSL →
- * file + hash on the libuv thread pool, never as JavaScript chunks. OpenSSL is the one inside the
- * node binary (3.0.x, its SSL_* / X509_* / EVP_* symbols are exported), so TLS behaves as Node's.
+ * Native receive: a blob GET, over TLS or plain HTTP, whose body goes socket → (OpenSSL →) file +
+ * hash on the libuv thread pool, never as JavaScript chunks. OpenSSL is the one inside the node
+ * binary (3.0.x, its SSL_* / X509_* / EVP_* symbols are exported), so TLS behaves as Node's.
  *
- * JavaScript keeps every decision: it resolves the address, builds the trust (tls.rootCertificates
- * + NODE_EXTRA_CA_CERTS + certs.d / config CAs), picks the client certificate and whether to
- * verify, writes the request head, parses the response head, follows redirects, resumes with
- * Range and counts Content-Length. C does the connect, the handshake (verification on unless JS
- * says rejectUnauthorized:false; the peer's name always checked when verifying), and the bulk
- * receive in slices so JS sees progress and can stop between slices.
+ * JavaScript keeps every decision (registry/transport/transport.ts builds a context per origin from
+ * the same decisions as its undici pool): it resolves the address, builds the trust
+ * (tls.rootCertificates + NODE_EXTRA_CA_CERTS + certs.d / config CAs), picks the client
+ * certificate and whether to verify, writes the request head, parses the response head, follows
+ * redirects, resumes with Range and counts Content-Length. C does the connect, the handshake
+ * (verification on unless JS says rejectUnauthorized:false; the peer's name always checked when
+ * verifying), and the bulk receive in slices so JS sees progress and can stop between slices.
  *
- *   tlsContext({ca: string[], cert?, key?, rejectUnauthorized}) → ctx   (one per origin/route)
+ *   tlsLoadRoots(pems) → Promise<count>   (once: Node's roots, parsed on the pool, shared by contexts)
+ *   tlsContext({ca: string[], roots?, cert?, key?, rejectUnauthorized} | {plain: true}) → ctx   (one per origin)
  *   tlsRequest(ctx, {address, port, host, head: Buffer, connectTimeoutMs, timeoutMs})
- *       → Promise<{conn, head: Buffer, alpn: string}>
- *   tlsReceive(conn, digestHandle, maxBytes) → Promise<bytes> (0: the peer closed)
+ *       → Promise<{conn, head: Buffer, alpn: string, protocol}>
+ *   tlsReceive(conn, digestHandle, maxBytes) → Promise<bytes> (what is ready, ≥ 1; 0: the peer closed)
+ *   tlsRead(conn, maxBytes) → Promise<Buffer>   (bodies JavaScript reads itself)
+ *   tlsAbort(conn)   (shuts the socket down: a waiting job rejects with an AbortError)
  *   tlsClose(conn)
  *
- * A pool thread waits (poll) on the socket while a job runs: a stalled peer holds a pool thread
- * for up to timeoutMs. Fine for the experiment; see the report for the event-loop-wait variant.
+ * A pool thread waits (poll) on the socket while a job runs, so a stalled peer holds a pool thread
+ * for up to timeoutMs; a job is one slice (4 MiB), and the transfers are at most --concurrency.
  */
 #include "common.h"
 
@@ -46,7 +50,7 @@ static const napi_type_tag CTX_TAG = {0x7374726174756d31ULL, 0x746c732d63747831U
 static const napi_type_tag CONN_TAG = {0x7374726174756d31ULL, 0x746c732d636f6e6eULL};
 
 typedef struct {
-  SSL_CTX *ctx;
+  SSL_CTX *ctx; /* NULL for a plain-HTTP context */
   int verify;
 } tls_ctx;
 
@@ -63,6 +67,7 @@ typedef struct {
   SSL *ssl;
   int fd;
   int busy;
+  int aborted; /* tlsAbort was called: set on the main thread, read by the pool job (atomics) */
   int timeout_ms;
   unsigned char *buf; /* RECV_BUF bytes */
   size_t pend_off, pend_len; /* body bytes read with the head, not handed out yet */
@@ -172,6 +177,17 @@ static napi_value error_value(napi_env env, const tls_err *e) {
   return err;
 }
 
+/* The rejection of a job whose connection tlsAbort shut down: an AbortError, as fetch's. */
+static napi_value abort_value(napi_env env) {
+  napi_value code, msg, err, name;
+  napi_create_string_utf8(env, "ABORT_ERR", NAPI_AUTO_LENGTH, &code);
+  napi_create_string_utf8(env, "This operation was aborted", NAPI_AUTO_LENGTH, &msg);
+  napi_create_error(env, code, msg, &err);
+  napi_create_string_utf8(env, "AbortError", NAPI_AUTO_LENGTH, &name);
+  napi_set_named_property(env, err, "name", name);
+  return err;
+}
+
 /* ---- context: trust, client certificate, verification ---- */
 
 static void asn1_text(const ASN1_TIME *t, char *out, size_t size) {
@@ -231,7 +247,7 @@ static int check_verdict(tls_conn *c, tls_err *e) {
 
 static void ctx_finalize(napi_env env, void *data, void *hint) {
   tls_ctx *t = data;
-  SSL_CTX_free(t->ctx);
+  if (t->ctx) SSL_CTX_free(t->ctx);
   free(t);
 }
 
@@ -279,11 +295,95 @@ static int add_pems(X509_STORE *store, const char *pem, size_t len) {
   return ERR_peek_error() ? -1 : n;
 }
 
-/* tlsContext({ca: string[], cert?, key?, rejectUnauthorized?}) → ctx. Verification is on unless rejectUnauthorized === false. */
+/*
+ * The trust every context shares (Node's bundled roots and NODE_EXTRA_CA_CERTS): parsed once per
+ * process, on a pool thread (tlsLoadRoots), since OpenSSL 3 takes ~0.1 ms per certificate and
+ * there are ~150–300 of them. Contexts add the parsed certificates by reference.
+ */
+static STACK_OF(X509) *shared_roots;
+static int shared_roots_state; /* 0 none, 1 loading, 2 loaded */
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  char *pems;
+  size_t len;
+  STACK_OF(X509) *parsed;
+  int bad;
+} roots_work;
+
+static void roots_execute(napi_env env, void *data) {
+  roots_work *w = data;
+  ERR_clear_error();
+  w->parsed = sk_X509_new_null();
+  BIO *b = BIO_new_mem_buf(w->pems, (int)w->len);
+  X509 *x;
+  /* What does not parse is skipped, as Node skips a bad NODE_EXTRA_CA_CERTS (with a warning it printed already). */
+  while (b && (x = PEM_read_bio_X509(b, NULL, NULL, NULL))) sk_X509_push(w->parsed, x);
+  if (!b) w->bad = 1;
+  ERR_clear_error();
+  BIO_free(b);
+}
+
+static void roots_complete(napi_env env, napi_status status, void *data) {
+  roots_work *w = data;
+  if (status != napi_ok || w->bad) {
+    sk_X509_pop_free(w->parsed, X509_free);
+    shared_roots_state = 0;
+    napi_value err, code, msg;
+    napi_create_string_utf8(env, "ERR_INVALID_ARGUMENT", NAPI_AUTO_LENGTH, &code);
+    napi_create_string_utf8(env, "tlsLoadRoots: out of memory", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, code, msg, &err);
+    napi_reject_deferred(env, w->deferred, err);
+  } else {
+    shared_roots = w->parsed;
+    shared_roots_state = 2;
+    napi_value n;
+    napi_create_int32(env, sk_X509_num(shared_roots), &n);
+    napi_resolve_deferred(env, w->deferred, n);
+  }
+  napi_delete_async_work(env, w->work);
+  free(w->pems);
+  free(w);
+}
+
+/* tlsLoadRoots(pems: string) → Promise<count>: parses the shared roots once (JS calls it once). */
+static napi_value tls_load_roots(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (st_args(env, info, 1, 1, argv, "tlsLoadRoots(pems)")) return NULL;
+  if (shared_roots_state != 0) {
+    st_throw_msg(env, "ERR_INVALID_ARGUMENT", "tlsLoadRoots: the roots are loaded (or loading) already");
+    return NULL;
+  }
+  roots_work *w = calloc(1, sizeof *w);
+  w->pems = st_get_string(env, argv[0], "pems", &w->len);
+  if (!w->pems) {
+    free(w);
+    return NULL;
+  }
+  shared_roots_state = 1;
+  return st_queue(env, "stratum.tlsLoadRoots", roots_execute, roots_complete, w, &w->deferred, &w->work);
+}
+
+/*
+ * tlsContext({ca: string[], roots?: true, cert?, key?, rejectUnauthorized?} | {plain: true}) → ctx.
+ * `roots`: trust the shared roots (tlsLoadRoots, resolved) besides `ca`. Verification is on unless
+ * rejectUnauthorized === false.
+ */
 static napi_value tls_context(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (st_args(env, info, 1, 1, argv, "tlsContext({ca, cert?, key?, rejectUnauthorized?})")) return NULL;
   napi_value o = argv[0], v;
+  bool plain = false;
+  if (napi_get_named_property(env, o, "plain", &v) == napi_ok) napi_get_value_bool(env, v, &plain);
+  if (plain) {
+    /* Plain HTTP (an insecure registry): the same requests and receive, no TLS. */
+    tls_ctx *t = calloc(1, sizeof *t);
+    napi_value ext;
+    napi_create_external(env, t, ctx_finalize, NULL, &ext);
+    napi_type_tag_object(env, ext, &CTX_TAG);
+    return ext;
+  }
   SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
   if (!ctx) {
     throw_ssl(env, "SSL_CTX_new");
@@ -301,6 +401,17 @@ static napi_value tls_context(napi_env env, napi_callback_info info) {
   /* Trust exactly the PEMs given (JS passes Node's roots + extras): no implicit system store. */
   X509_STORE *store = X509_STORE_new();
   SSL_CTX_set_cert_store(ctx, store);
+  bool with_roots = false;
+  if (napi_get_named_property(env, o, "roots", &v) == napi_ok) napi_get_value_bool(env, v, &with_roots);
+  if (with_roots) {
+    if (shared_roots_state != 2) {
+      SSL_CTX_free(ctx);
+      st_throw_msg(env, "ERR_INVALID_ARGUMENT", "tlsContext: roots asked before tlsLoadRoots resolved");
+      return NULL;
+    }
+    for (int i = 0; i < sk_X509_num(shared_roots); i++) X509_STORE_add_cert(store, sk_X509_value(shared_roots, i));
+    ERR_clear_error(); /* duplicates */
+  }
   bool is_arr = false;
   if (napi_get_named_property(env, o, "ca", &v) == napi_ok) napi_is_array(env, v, &is_arr);
   if (is_arr) {
@@ -458,6 +569,69 @@ static int ssl_wait(tls_conn *c, int r, tls_err *e, const char *what) {
   }
 }
 
+/*
+ * One read from the connection (TLS or plain): 1 with *n bytes, 0 at a clean end of stream, -1
+ * with e set. While nothing is there it waits (poll, up to timeout_ms of silence), or with
+ * `nowait` returns 2.
+ */
+static int conn_read_ex(tls_conn *c, void *buf, size_t len, size_t *n, tls_err *e, const char *what, int nowait) {
+  for (;;) {
+    if (c->ssl) {
+      if (SSL_read_ex(c->ssl, buf, len, n) == 1) return 1;
+      if (nowait && SSL_get_error(c->ssl, 0) == SSL_ERROR_WANT_READ) return 2;
+      int s = ssl_wait(c, 0, e, what);
+      if (s == 1) continue;
+      return s;
+    }
+    ssize_t r = recv(c->fd, buf, len, 0);
+    if (r > 0) {
+      *n = (size_t)r;
+      return 1;
+    }
+    if (r == 0) return 0;
+    if (errno == EINTR) continue;
+    int err = errno;
+    if (nowait && (err == EAGAIN || err == EWOULDBLOCK)) return 2;
+    if ((err == EAGAIN || err == EWOULDBLOCK) && (err = wait_fd(c->fd, POLLIN, c->timeout_ms)) == 0) continue;
+    fail_errno(e, err, "read", "%s", what);
+    return -1;
+  }
+}
+
+static int conn_read(tls_conn *c, void *buf, size_t len, size_t *n, tls_err *e, const char *what) {
+  return conn_read_ex(c, buf, len, n, e, what, 0);
+}
+
+/* Writes all of buf: 0, or -1 with e set. */
+static int conn_write_all(tls_conn *c, const void *buf, size_t len, tls_err *e, const char *what) {
+  size_t sent = 0;
+  while (sent < len) {
+    if (c->ssl) {
+      size_t n = 0;
+      if (SSL_write_ex(c->ssl, (const char *)buf + sent, len - sent, &n) == 1) {
+        sent += n;
+        continue;
+      }
+      if (ssl_wait(c, 0, e, what) != 1) {
+        if (!e->code[0]) fail_errno(e, ECONNRESET, "write", "%s", what);
+        return -1;
+      }
+      continue;
+    }
+    ssize_t r = send(c->fd, (const char *)buf + sent, len - sent, MSG_NOSIGNAL);
+    if (r >= 0) {
+      sent += (size_t)r;
+      continue;
+    }
+    if (errno == EINTR) continue;
+    int err = errno;
+    if ((err == EAGAIN || err == EWOULDBLOCK) && (err = wait_fd(c->fd, POLLOUT, c->timeout_ms)) == 0) continue;
+    fail_errno(e, err, "write", "%s", what);
+    return -1;
+  }
+  return 0;
+}
+
 typedef struct {
   napi_async_work work;
   napi_deferred deferred;
@@ -493,8 +667,10 @@ static void request_execute(napi_env env, void *data) {
     w->failed = 1;
     return;
   }
-  c->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int err = c->fd < 0 ? errno : 0;
+  int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  __atomic_store_n(&c->fd, fd, __ATOMIC_SEQ_CST);
+  int err = fd < 0 ? errno : 0;
+  if (!err && __atomic_load_n(&c->aborted, __ATOMIC_SEQ_CST)) err = ECANCELED; /* aborted before the socket existed */
   if (!err && connect(c->fd, ai->ai_addr, ai->ai_addrlen) != 0) {
     err = errno == EINPROGRESS ? wait_fd(c->fd, POLLOUT, w->connect_timeout_ms) : errno;
     if (!err) {
@@ -510,38 +686,31 @@ static void request_execute(napi_env env, void *data) {
   }
   int one = 1;
   setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  SSL_set_fd(c->ssl, c->fd);
-
-  int r;
-  while ((r = SSL_connect(c->ssl)) != 1) {
-    if (ssl_wait(c, r, &w->e, "TLS handshake") != 1) {
-      if (!w->e.code[0]) fail_ssl(&w->e, c, "TLS handshake");
+  if (c->ssl) {
+    SSL_set_fd(c->ssl, c->fd);
+    int r;
+    while ((r = SSL_connect(c->ssl)) != 1) {
+      if (ssl_wait(c, r, &w->e, "TLS handshake") != 1) {
+        if (!w->e.code[0]) fail_ssl(&w->e, c, "TLS handshake");
+        w->failed = 1;
+        return;
+      }
+    }
+    if (check_verdict(c, &w->e) != 0) {
       w->failed = 1;
       return;
     }
   }
-  if (check_verdict(c, &w->e) != 0) {
+  if (conn_write_all(c, w->head, w->head_len, &w->e, "send the request") != 0) {
     w->failed = 1;
     return;
-  }
-  size_t sent = 0;
-  while (sent < w->head_len) {
-    size_t n = 0;
-    if (SSL_write_ex(c->ssl, w->head + sent, w->head_len - sent, &n) == 1) {
-      sent += n;
-      continue;
-    }
-    if (ssl_wait(c, 0, &w->e, "send the request") != 1) {
-      if (!w->e.code[0]) fail_errno(&w->e, ECONNRESET, "write", "send the request");
-      w->failed = 1;
-      return;
-    }
   }
   /* Read until the end of the head; body bytes that came with it stay in c->buf. */
   size_t fill = 0;
   for (;;) {
     size_t n = 0;
-    if (SSL_read_ex(c->ssl, c->buf + fill, HEAD_MAX - fill, &n) == 1) {
+    int s = conn_read(c, c->buf + fill, HEAD_MAX - fill, &n, &w->e, "read the response head");
+    if (s == 1) {
       size_t from = fill > 3 ? fill - 3 : 0;
       fill += n;
       unsigned char *end = memmem(c->buf + from, fill - from, "\r\n\r\n", 4);
@@ -561,8 +730,6 @@ static void request_execute(napi_env env, void *data) {
       }
       continue;
     }
-    int s = ssl_wait(c, 0, &w->e, "read the response head");
-    if (s == 1) continue;
     if (s == 0) fail_errno(&w->e, ECONNRESET, "read", "the server closed the connection before the response head");
     w->failed = 1;
     return;
@@ -576,9 +743,9 @@ static void request_complete(napi_env env, napi_status status, void *data) {
     w->failed = 1;
     fail_errno(&w->e, ECANCELED, "connect", "tlsRequest");
   }
-  if (w->failed) {
+  if (w->failed || w->c->aborted) {
     conn_close(w->c);
-    napi_reject_deferred(env, w->deferred, error_value(env, &w->e));
+    napi_reject_deferred(env, w->deferred, w->c->aborted ? abort_value(env) : error_value(env, &w->e));
   } else {
     napi_value res, conn, head, alpn;
     napi_create_object(env, &res);
@@ -589,11 +756,11 @@ static void request_complete(napi_env env, napi_status status, void *data) {
     napi_set_named_property(env, res, "head", head);
     const unsigned char *proto = NULL;
     unsigned int plen = 0;
-    SSL_get0_alpn_selected(w->c->ssl, &proto, &plen);
-    napi_create_string_latin1(env, (const char *)proto, plen, &alpn);
+    if (w->c->ssl) SSL_get0_alpn_selected(w->c->ssl, &proto, &plen);
+    napi_create_string_latin1(env, proto ? (const char *)proto : "", plen, &alpn);
     napi_set_named_property(env, res, "alpn", alpn);
     napi_value ver;
-    napi_create_string_utf8(env, SSL_get_version(w->c->ssl), NAPI_AUTO_LENGTH, &ver);
+    napi_create_string_utf8(env, w->c->ssl ? SSL_get_version(w->c->ssl) : "plain", NAPI_AUTO_LENGTH, &ver);
     napi_set_named_property(env, res, "protocol", ver);
     napi_resolve_deferred(env, w->deferred, res);
   }
@@ -640,18 +807,20 @@ static napi_value tls_request(napi_env env, napi_callback_info info) {
   free(address);
   free(host);
 
-  c->ssl = SSL_new(t->ctx);
-  SSL_set_ex_data(c->ssl, conn_index, c);
   c->verr = X509_V_OK;
   c->verify = t->verify;
-  /* The name checked is the URL's host: an IP literal against IP SANs (and no SNI, as Node), a name against DNS SANs (and SNI). */
-  unsigned char ipbuf[16];
-  int is_ip = inet_pton(AF_INET, c->host, ipbuf) == 1 || inet_pton(AF_INET6, c->host, ipbuf) == 1;
   int ok = 1;
-  if (t->verify) {
-    ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), c->host) == 1 : SSL_set1_host(c->ssl, c->host) == 1;
+  if (t->ctx) {
+    c->ssl = SSL_new(t->ctx);
+    SSL_set_ex_data(c->ssl, conn_index, c);
+    /* The name checked is the URL's host: an IP literal against IP SANs (and no SNI, as Node), a name against DNS SANs (and SNI). */
+    unsigned char ipbuf[16];
+    int is_ip = inet_pton(AF_INET, c->host, ipbuf) == 1 || inet_pton(AF_INET6, c->host, ipbuf) == 1;
+    if (t->verify) {
+      ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), c->host) == 1 : SSL_set1_host(c->ssl, c->host) == 1;
+    }
+    if (ok && !is_ip) ok = SSL_set_tlsext_host_name(c->ssl, c->host) == 1;
   }
-  if (ok && !is_ip) ok = SSL_set_tlsext_host_name(c->ssl, c->host) == 1;
   if (!ok) {
     conn_close(c);
     free(c);
@@ -667,7 +836,10 @@ static napi_value tls_request(napi_env env, napi_callback_info info) {
   c->busy = 1;
   napi_create_reference(env, argv[0], 1, &w->ctx_ref);
   napi_create_reference(env, conn, 1, &w->conn_ref);
-  return st_queue(env, "stratum.tlsRequest", request_execute, request_complete, w, &w->deferred, &w->work);
+  napi_value promise = st_queue(env, "stratum.tlsRequest", request_execute, request_complete, w, &w->deferred, &w->work);
+  /* The connection rides on the promise, so a caller can tlsAbort a connect or a wait for the head. */
+  if (promise) napi_set_named_property(env, promise, "conn", conn);
+  return promise;
 }
 
 /* ---- body ---- */
@@ -687,14 +859,20 @@ static void receive_execute(napi_env env, void *data) {
       c->pend_off += fill;
       c->pend_len -= fill;
     }
+    int idle = 0;
     while (fill < want) {
       size_t n = 0;
-      if (SSL_read_ex(c->ssl, c->buf + fill, want - fill, &n) == 1) {
+      /* Wait for bytes only when this job has none yet: otherwise write what came and return, so
+       * the caller sees progress (a reader of the growing file) while the peer is slow. */
+      int s = conn_read_ex(c, c->buf + fill, want - fill, &n, &w->e, "receive the body", fill > 0 || w->total > 0);
+      if (s == 1) {
         fill += n;
         continue;
       }
-      int s = ssl_wait(c, 0, &w->e, "receive the body");
-      if (s == 1) continue;
+      if (s == 2) {
+        idle = 1;
+        break;
+      }
       if (s < 0) w->failed = 1;
       eof = 1;
       break;
@@ -703,7 +881,7 @@ static void receive_execute(napi_env env, void *data) {
       if ((w->write_err = st_digest_append(w->dh, c->buf, fill)) != 0) return;
       w->total += fill;
     }
-    if (w->failed) return;
+    if (w->failed || idle) return;
   }
 }
 
@@ -717,9 +895,11 @@ static void receive_complete(napi_env env, napi_status status, void *data) {
   }
   napi_value bytes;
   napi_create_double(env, (double)w->total, &bytes);
-  if (w->write_err || w->failed) {
+  if (w->write_err || w->failed || w->c->aborted) {
     napi_value err;
-    if (w->write_err) {
+    if (w->c->aborted && !w->write_err) {
+      err = abort_value(env);
+    } else if (w->write_err) {
       st_error se;
       st_fail(&se, ST_APPLY, w->write_err, "writev", "", "cannot write received bytes of a digested stream");
       err = st_error_value(env, &se);
@@ -738,7 +918,11 @@ static void receive_complete(napi_env env, napi_status status, void *data) {
   free(w);
 }
 
-/* tlsReceive(conn, digestHandle, maxBytes) → Promise<bytes written and hashed> (fewer than maxBytes only at end of stream). */
+/*
+ * tlsReceive(conn, digestHandle, maxBytes) → Promise<bytes written and hashed>: waits for the first
+ * bytes, then takes what keeps arriving up to maxBytes and returns when the socket runs dry; 0 only
+ * at the end of the stream.
+ */
 static napi_value tls_receive(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   if (st_args(env, info, 3, 3, argv, "tlsReceive(conn, digestHandle, maxBytes)")) return NULL;
@@ -751,7 +935,7 @@ static napi_value tls_receive(napi_env env, napi_callback_info info) {
     st_throw_msg(env, "ERR_INVALID_ARGUMENT", "tlsReceive: maxBytes must be positive");
     return NULL;
   }
-  const char *misuse = c->busy ? "a call on this TLS connection is still running" : !c->ssl ? "this TLS connection is closed" : NULL;
+  const char *misuse = c->busy ? "a call on this TLS connection is still running" : !c->buf ? "this connection is closed" : NULL;
   if (misuse || (misuse = st_digest_claim(dh))) {
     st_throw_msg(env, "ERR_INVALID_ARGUMENT", misuse);
     return NULL;
@@ -780,17 +964,10 @@ static void read_execute(napi_env env, void *data) {
     w->resp_len = n;
     return;
   }
-  for (;;) {
-    size_t n = 0;
-    if (SSL_read_ex(c->ssl, w->resp, w->max, &n) == 1) {
-      w->resp_len = n;
-      return;
-    }
-    int s = ssl_wait(c, 0, &w->e, "receive the body");
-    if (s == 1) continue;
-    if (s < 0) w->failed = 1;
-    return; /* 0: end of stream, an empty Buffer */
-  }
+  size_t n = 0;
+  int s = conn_read(c, w->resp, w->max, &n, &w->e, "receive the body");
+  if (s == 1) w->resp_len = n;
+  if (s < 0) w->failed = 1; /* 0: end of stream, an empty Buffer */
 }
 
 static void read_complete(napi_env env, napi_status status, void *data) {
@@ -800,8 +977,8 @@ static void read_complete(napi_env env, napi_status status, void *data) {
     w->failed = 1;
     fail_errno(&w->e, ECANCELED, "read", "tlsRead");
   }
-  if (w->failed) {
-    napi_reject_deferred(env, w->deferred, error_value(env, &w->e));
+  if (w->failed || w->c->aborted) {
+    napi_reject_deferred(env, w->deferred, w->c->aborted ? abort_value(env) : error_value(env, &w->e));
   } else {
     napi_value buf;
     void *copy;
@@ -825,7 +1002,7 @@ static napi_value tls_read(napi_env env, napi_callback_info info) {
     st_throw_msg(env, "ERR_INVALID_ARGUMENT", "tlsRead: maxBytes must be 1..64 MiB");
     return NULL;
   }
-  const char *misuse = c->busy ? "a call on this TLS connection is still running" : !c->ssl ? "this TLS connection is closed" : NULL;
+  const char *misuse = c->busy ? "a call on this TLS connection is still running" : !c->buf ? "this connection is closed" : NULL;
   if (misuse) {
     st_throw_msg(env, "ERR_INVALID_ARGUMENT", misuse);
     return NULL;
@@ -852,12 +1029,31 @@ static napi_value tls_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * tlsAbort(conn): stops what runs on the connection: its socket is shut down (safe from another
+ * thread, unlike close), so a job waiting in poll wakes and its promise rejects with an AbortError.
+ * The connection is closed by tlsClose once the job has returned.
+ */
+static napi_value tls_abort(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (st_args(env, info, 1, 1, argv, "tlsAbort(conn)")) return NULL;
+  tls_conn *c = tagged(env, argv[0], &CONN_TAG, "TLS connection");
+  if (!c) return NULL;
+  if (!c->buf) return NULL; /* closed */
+  __atomic_store_n(&c->aborted, 1, __ATOMIC_SEQ_CST);
+  int fd = __atomic_load_n(&c->fd, __ATOMIC_SEQ_CST);
+  if (fd >= 0) shutdown(fd, SHUT_RDWR);
+  return NULL;
+}
+
 napi_status st_init_tls(napi_env env, napi_value exports) {
   if (conn_index < 0) conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
   napi_status s;
+  if ((s = st_export(env, exports, "tlsLoadRoots", tls_load_roots)) != napi_ok) return s;
   if ((s = st_export(env, exports, "tlsContext", tls_context)) != napi_ok) return s;
   if ((s = st_export(env, exports, "tlsRequest", tls_request)) != napi_ok) return s;
   if ((s = st_export(env, exports, "tlsReceive", tls_receive)) != napi_ok) return s;
   if ((s = st_export(env, exports, "tlsRead", tls_read)) != napi_ok) return s;
+  if ((s = st_export(env, exports, "tlsAbort", tls_abort)) != napi_ok) return s;
   return st_export(env, exports, "tlsClose", tls_close);
 }

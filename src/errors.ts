@@ -35,6 +35,7 @@ export type ErrorCode =
   | 'ERR_INVALID_LAYER'
   | 'ERR_INVALID_ARCHIVE'
   | 'ERR_MOUNT'
+  | 'ERR_EROFS'
   | 'ERR_UNSAFE_PATH'
   | 'ERR_APPLY'
   | 'ERR_NATIVE_ADDON'
@@ -361,6 +362,13 @@ export class ArchiveError extends StratumError {
 export class MountError extends StratumError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_MOUNT', message, options);
+  }
+}
+
+/** An EROFS image that cannot be written (an entry EROFS cannot hold: an xattr outside its namespaces, an oversized name) or read back. */
+export class ErofsError extends StratumError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_EROFS', message, options);
   }
 }
 

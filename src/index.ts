@@ -100,6 +100,11 @@ export { pushStoredReferrers, type PushedReferrer } from './image/push-referrers
 // Snapshotters (what verifyStore checks besides the content store).
 export { openSnapshotter, defaultSnapshotter, validateStorageOpts, reclaimTemporaries, type Snapshotter, type SnapshotterName, type SnapshotProblem, type ReclaimedTemporaries } from './snapshotter/index.js';
 
+// EROFS layer images, written straight from a layer's tar (the erofs snapshotter's format).
+export { writeLayerImage, PendingImage, type LayerImageOptions, type LayerImageResult } from './erofs/build.js';
+export { writeDirImage } from './erofs/from-dir.js';
+export type { ImageStats } from './erofs/image.js';
+
 // Decompression.
 export { uncompressedDigest, detectCompression, decompressor } from './unpack/decompress.js';
 

@@ -34,10 +34,23 @@ export interface BenchRegistry {
 /** Bump when the cache's layout changes so old caches are rebuilt rather than misread. */
 const CACHE_FORMAT = 1;
 
-export const DEFAULT_BIG_IMAGE: Required<BigImageOptions> = { layers: 6, totalCompressedMB: 220, smallFilesLayer: 12000, seed: 'stratum-bench' };
+export const DEFAULT_BIG_IMAGE: Required<BigImageOptions> = { layers: 6, totalCompressedMB: 220, smallFilesLayer: 12000, seed: 'stratum-bench', driverExtras: false };
 
-export function cacheKey(options: Required<BigImageOptions>): string {
-  const canonical = JSON.stringify({ format: CACHE_FORMAT, reference: BIG_IMAGE_REF, ...options }, Object.keys({ format: 0, reference: 0, ...options }).sort());
+/**
+ * The drivers benchmark's two images (bench/drivers.ts): `small` (~50 MB compressed, 3 layers of
+ * which 3,000 small files, plus the extras layer) and `big` (bench/big:1's six layers plus the
+ * extras layer: a 100 MiB file, two tiny static programs, a file to read).
+ */
+export const DRIVER_IMAGES = {
+  small: { reference: 'bench/small:1', options: { layers: 3, totalCompressedMB: 48, smallFilesLayer: 3000, seed: 'stratum-bench-small', driverExtras: true } },
+  big: { reference: 'bench/big-drivers:1', options: { ...DEFAULT_BIG_IMAGE, driverExtras: true } },
+} as const satisfies Record<string, { reference: string; options: Required<BigImageOptions> }>;
+
+export function cacheKey(options: Required<BigImageOptions>, reference: string = BIG_IMAGE_REF): string {
+  // driverExtras off is left out, so bench/big:1's key (and its cached registry) stays what it was.
+  const { driverExtras, ...rest } = options;
+  const keyed = driverExtras ? options : rest;
+  const canonical = JSON.stringify({ format: CACHE_FORMAT, reference, ...keyed }, Object.keys({ format: 0, reference: 0, ...keyed }).sort());
   return createHash('sha256').update(canonical).digest('hex').slice(0, 16);
 }
 
@@ -50,8 +63,9 @@ export async function startBenchRegistry(
   cacheRoot: string,
   options: Required<BigImageOptions> = DEFAULT_BIG_IMAGE,
   log: (line: string) => void = () => {},
+  reference: string = BIG_IMAGE_REF,
 ): Promise<BenchRegistry> {
-  const key = cacheKey(options);
+  const key = cacheKey(options, reference);
   const dir = join(cacheRoot, `registry-${key}`);
   const storageDir = join(dir, 'storage');
   const markerPath = join(dir, 'image.json');
@@ -61,17 +75,17 @@ export async function startBenchRegistry(
     const cached = existsSync(markerPath) ? (JSON.parse(await readFile(markerPath, 'utf8')) as CachedBigImage) : undefined;
     if (cached && cached.key === key && (await servesImage(registry, cached))) return { registry, image: cached, cacheHit: true, storageDir };
 
-    log(`building ${BIG_IMAGE_REF} (${options.layers} layers, ~${options.totalCompressedMB} MB) into ${dir}; later runs reuse it`);
+    log(`building ${reference} (${options.layers}${options.driverExtras ? ' + 1' : ''} layers, ~${options.totalCompressedMB} MB) into ${dir}; later runs reuse it`);
     await rm(markerPath, { force: true });
     const buildDir = join(dir, 'layout');
     await removeBigImage(buildDir);
     const built = await buildBigImage(buildDir, options);
-    const digest = await pushBigImage(buildDir, registry);
+    const digest = await pushBigImage(buildDir, registry, reference);
     await removeBigImage(buildDir);
     const image: CachedBigImage = {
       key,
       options,
-      reference: BIG_IMAGE_REF,
+      reference,
       digest,
       totalCompressedBytes: built.totalCompressedBytes,
       layers: built.layers.map((l) => ({ digest: l.digest, size: l.size })),

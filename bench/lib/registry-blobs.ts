@@ -3,8 +3,8 @@ import type { BigImageOptions } from '../../test/fixtures/big-image.js';
 import { cacheKey, DEFAULT_BIG_IMAGE } from './big-image-registry.js';
 
 /** The storage directory startBenchRegistry serves for these image options. */
-export function benchRegistryStorage(cacheRoot: string, options: Required<BigImageOptions> = DEFAULT_BIG_IMAGE): string {
-  return join(cacheRoot, `registry-${cacheKey(options)}`, 'storage');
+export function benchRegistryStorage(cacheRoot: string, options: Required<BigImageOptions> = DEFAULT_BIG_IMAGE, reference?: string): string {
+  return join(cacheRoot, `registry-${cacheKey(options, reference)}`, 'storage');
 }
 
 /** Where distribution's filesystem driver keeps a blob's bytes (`docker/registry/v2/blobs/<alg>/<xx>/<hex>/data`). */

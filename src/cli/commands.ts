@@ -1,4 +1,4 @@
-import { formatOption, type CommandSpec, type OptionSpec } from './spec.js';
+import { formatOption, type CommandSpec, type OptionSpec, SNAPSHOTTER_CHOICES } from './spec.js';
 
 /** Fields of each listing's `--format` (docker's names where docker has the listing). */
 export const IMAGE_FIELDS = ['Repository', 'Tag', 'Digest', 'ID', 'Name', 'CreatedSince', 'CreatedAt', 'Size', 'Platform', 'Containers', 'SharedSize', 'UniqueSize', 'VirtualSize'] as const;
@@ -398,7 +398,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     description:
       "Re-unpack every image of the store from its stored blobs (no network) into storage driver DRIVER, compare each image's tree there with its tree in the current driver (names, types, modes, owners, content, symlink targets, xattrs, hardlinks), then record DRIVER as the store's driver and remove the old driver's snapshots. Each step is journaled in STORE/migrate.json: interrupted at any point, run the same command again and it resumes; until every image verified, the store keeps its old driver. Refused: an unknown driver, the one in use, a driver that cannot work on the store's filesystem, while stratum has snapshots mounted, and while the old driver holds snapshots no image carries (a writable snapshot: commit it as an image first, or --force to leave it in the old driver). --storage-opt gives the new driver's options. `save` and `load` remain the way to move images between stores.",
     options: [
-      { name: 'to', type: 'string', value: 'DRIVER', choices: ['overlay', 'fuse-overlayfs', 'native', 'btrfs', 'zfs', 'blockfile', 'overlay2', 'vfs'], description: 'The storage driver to move to (required)' },
+      { name: 'to', type: 'string', value: 'DRIVER', choices: SNAPSHOTTER_CHOICES, description: 'The storage driver to move to (required)' },
       { name: 'force', type: 'boolean', description: "Leave snapshots no image carries in the old driver's directory instead of refusing" },
       json('One JSON event per line: start, image (one per image), switched, removed'),
     ],

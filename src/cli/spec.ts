@@ -55,6 +55,9 @@ export interface CommandSpec {
   load?: () => Promise<CommandModule>;
 }
 
+/** Storage driver names the CLI offers: stratum's backends and Docker's overlay2 and vfs. */
+export const SNAPSHOTTER_CHOICES: readonly string[] = ['overlay', 'fuse-overlayfs', 'native', 'btrfs', 'zfs', 'blockfile', 'erofs', 'overlay2', 'vfs'];
+
 /** Options every command takes, before or after the command name. */
 export const GLOBAL_OPTIONS: readonly OptionSpec[] = [
   { name: 'store', type: 'string', value: 'DIR', complete: 'dir', description: 'Content store (default: $STRATUM_STORE or $XDG_DATA_HOME/stratum)' },
@@ -62,7 +65,7 @@ export const GLOBAL_OPTIONS: readonly OptionSpec[] = [
     name: 'snapshotter',
     type: 'string',
     value: 'NAME',
-    choices: ['overlay', 'fuse-overlayfs', 'native', 'btrfs', 'zfs', 'blockfile', 'overlay2', 'vfs'],
+    choices: SNAPSHOTTER_CHOICES,
     description: "Storage driver for this command (default: the store's)",
   },
   {

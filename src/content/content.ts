@@ -39,7 +39,7 @@ export interface IngestWriter {
   /** Appends streamed bytes; use with stream.pipeline(body, writer.stream()). */
   stream(): Writable;
   /**
-   * EXPERIMENT (issue 12), optional: appends up to maxBytes of a native TLS body (received,
+   * Optional: appends up to maxBytes of a native body, TLS or plain HTTP (received,
    * written and hashed in C). Resolves with the count; on a failure, what landed is counted in
    * `written` and the writer stays usable (a network error) or refuses to commit (a write error).
    */

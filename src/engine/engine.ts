@@ -754,7 +754,7 @@ export class Engine {
         unpacked = true;
         Object.assign(data, (await snapshotter.driverData?.(top)) ?? {});
         const mounted = (await this.mounts.list()).find((r) => r.image === image.name && r.snapshotRoot === resolve(driver.root));
-        if (snapshotter.applyMode === 'overlay') data.MergedDir = mounted?.target ?? '';
+        if (snapshotter.applyMode !== 'full') data.MergedDir = mounted?.target ?? '';
       } catch (err) {
         if (!isStratumError(err, 'ERR_NOT_FOUND')) throw err;
       }
@@ -1094,7 +1094,7 @@ export class Engine {
     snapshots.sort((a, b) => a.snapshotter.localeCompare(b.snapshotter) || a.name.localeCompare(b.name));
     const driver = await this.driver();
     const own = sizes.get(resolve(driver.root)) ?? new Map<string, number>();
-    const fullTree = (await this.snapshotter()).applyMode !== 'overlay';
+    const fullTree = (await this.snapshotter()).applyMode === 'full';
     const chainsOf = base.images.map((u) => chainIds(u.image.config.rootfs.diff_ids));
     const users = new Map<string, number>();
     for (const chain of chainsOf) for (const c of new Set(chain)) users.set(c, (users.get(c) ?? 0) + 1);

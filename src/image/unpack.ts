@@ -9,8 +9,9 @@ import { acquireFileLock } from '../content/lock.js';
 import type { Descriptor } from '../oci/types.js';
 import type { Snapshotter } from '../snapshotter/snapshotter.js';
 import { applyLayer } from '../unpack/apply.js';
-import type { OverlayFixups, UnpackLimits } from '../unpack/types.js';
+import type { UnpackLimits } from '../unpack/types.js';
 import { applyOverlayFixups } from '../unpack/overlay-fixups.js';
+import { writeLayerImage, type PendingImage } from '../erofs/build.js';
 import { mountTemporary, reclaimTemporaries, temporaryLabels, unmountTemporary } from '../snapshotter/temporaries.js';
 import { InvalidManifestError, isStratumError } from '../errors.js';
 import { checkLayerCount } from './layer-limit.js';
@@ -109,21 +110,26 @@ export async function unpackLayers(request: UnpackRequest): Promise<UnpackResult
     try {
       if (await isCommitted(snapshotter, chainId)) return await skip();
       const layerSubject = `layer ${i + 1}/${layers.length} (${layer.digest}) of ${subject}`;
-      const extract = async (source: Readable) => {
+      const applyOptions = {
+        ...(snapshotter.userxattr ? { userxattr: true } : {}),
+        hasLowerLayers: parent !== undefined,
+        expectedDiffId: diffIds[i],
+        subject: layerSubject,
+        ...(request.limits ? { limits: request.limits } : {}),
+      };
+      const extract = async (source: Readable): Promise<Extracted> => {
         const key = `extract-${process.pid}-${randomBytes(6).toString('hex')}-${chainId}`;
         await snapshotter.prepare(key, rebase ? undefined : parent, { labels: { 'dev.stratum.unpack.layer': layer.digest, ...temporaryLabels() } });
         try {
+          if (snapshotter.applyMode === 'erofs') {
+            // The layer becomes the snapshot's EROFS image, written straight from the tar; its metadata once the parent is there.
+            const imagePath = await snapshotter.layerImage!(key);
+            const { image } = await slot(() => writeLayerImage(withProgress(request, layer, source), imagePath, applyOptions));
+            return { key, image };
+          }
           const dir = await snapshotter.applyDir(key);
-          const applied = await slot(() =>
-            applyLayer(withProgress(request, layer, source), dir, {
-              mode: snapshotter.applyMode,
-              ...(snapshotter.userxattr ? { userxattr: true } : {}),
-              hasLowerLayers: parent !== undefined,
-              expectedDiffId: diffIds[i],
-              subject: layerSubject,
-              ...(request.limits ? { limits: request.limits } : {}),
-            }),
-          );
+          const mode = snapshotter.applyMode;
+          const applied = await slot(() => applyLayer(withProgress(request, layer, source), dir, { ...applyOptions, mode }));
           return { key, dir, applied };
         } catch (err) {
           source.destroy();
@@ -143,21 +149,29 @@ export async function unpackLayers(request: UnpackRequest): Promise<UnpackResult
         }
         // Committed only once the blob is verified too. What the reader got is vouched for by the
         // diffID the extraction checked, even if the download restarted after it was read.
-        await ready(layer.digest);
+        await ready(layer.digest).catch(async (err: unknown) => {
+          await result?.image?.abort().catch(() => {});
+          throw err;
+        });
       }
       // Not live, or the download restarted under a reader that failed: from the verified blob
       // (read once to unpack and rarely again, so its pages leave the cache as extraction goes).
       result ??= await extract(request.store.open(layer.digest, { dropBehind: true }));
-      const { key, dir, applied } = result;
+      const { key, dir, applied, image } = result;
       try {
         await parentCommitted;
-        if (applied.overlayFixups) await fixUpAgainstParent(snapshotter, parent, dir, applied.overlayFixups, layerSubject);
+        if (image) await finishImage(snapshotter, parent, image, layerSubject);
+        else if (applied?.overlayFixups) {
+          const fixups = applied.overlayFixups;
+          await withParentView(snapshotter, parent, layerSubject, (lowerView) => applyOverlayFixups(dir!, lowerView, fixups, layerSubject));
+        }
         await snapshotter.commit(chainId, key, {
           labels: { 'dev.stratum.layer': layer.digest, 'dev.stratum.diffid': diffIds[i]! },
           ...(rebase && parent ? { parent } : {}),
         });
         extracted++;
       } catch (err) {
+        await image?.abort().catch(() => {});
         await snapshotter.remove(key).catch(() => {});
         throw err;
       }
@@ -177,20 +191,39 @@ export async function unpackLayers(request: UnpackRequest): Promise<UnpackResult
   return { chainId: chain[chain.length - 1]!, extracted };
 }
 
-/** Finishes an overlay layer against the merged view of its (now committed) parent chain. */
-async function fixUpAgainstParent(snapshotter: Snapshotter, parent: string | undefined, dir: string, fixups: OverlayFixups, subject: string): Promise<void> {
+/** A layer extracted into an active snapshot: into its directory (applied), or as its EROFS image still to finish. */
+interface Extracted {
+  key: string;
+  dir?: string;
+  applied?: Awaited<ReturnType<typeof applyLayer>>;
+  image?: PendingImage;
+}
+
+/** Runs `fn` with the merged view of the (committed) parent chain mounted read-only; an empty directory without parent. */
+async function withParentView(snapshotter: Snapshotter, parent: string | undefined, subject: string, fn: (lowerView: string) => Promise<void>): Promise<void> {
   const viewKey = `fixup-${process.pid}-${randomBytes(6).toString('hex')}`;
   const mounts = parent !== undefined ? await snapshotter.view(viewKey, parent, { labels: temporaryLabels() }) : [];
   try {
     const lowerView = await mountTemporary(snapshotter.root, mounts, `fixup view of ${subject}`);
     try {
-      await applyOverlayFixups(dir, lowerView, fixups, subject);
+      await fn(lowerView);
     } finally {
       await unmountTemporary(lowerView);
     }
   } finally {
     if (parent !== undefined) await snapshotter.remove(viewKey).catch(() => {});
   }
+}
+
+/** Writes an EROFS layer image's metadata, against the parent chain's view when its fixups need the layers below. */
+async function finishImage(snapshotter: Snapshotter, parent: string | undefined, image: PendingImage, subject: string): Promise<void> {
+  if (!image.needsLower || parent === undefined) {
+    await image.finish();
+    return;
+  }
+  await withParentView(snapshotter, parent, subject, async (lowerView) => {
+    await image.finish(lowerView);
+  });
 }
 
 async function isCommitted(snapshotter: Snapshotter, name: string): Promise<boolean> {

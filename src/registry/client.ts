@@ -31,7 +31,6 @@ import { proxyFromEnv } from './transport/proxy.js';
 import { DEFAULT_PARALLEL_FETCH, type ParallelFetchOptions } from './ranged-fetch.js';
 import { certificateProblem } from './transport/tls-errors.js';
 import { Transport } from './transport/transport.js';
-import { NativeBody, nativeGet, type NativeTlsContext } from './transport/native-tls.js';
 import { describeError, isRetryable, parseRetryAfter, retryPolicy, withRetry, type RetryPolicy } from './retry.js';
 import { uploadBlob, type UploadOptions, type UploadSession } from './upload.js';
 import type { BlobFetcher, BlobResponse, Endpoint, ManifestFetcher, ResolvedManifest } from './types.js';
@@ -90,7 +89,7 @@ interface SendOptions {
   signal?: AbortSignal;
   /** What is being fetched, for error messages: `manifest docker.io/library/ubuntu:15.04`. */
   what: string;
-  /** EXPERIMENT (issue 12): a GET whose body may come as a NativeBody (see Transport.nativeContext). */
+  /** false: this GET goes through undici, never the native receive (see http.ts request). */
   native?: boolean;
 }
 
@@ -186,7 +185,8 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
         scope: repositoryScope(ref.repository),
         signal: options.signal,
         what,
-        native: true,
+        // A bounded range is one of many parallel chunks of a big blob: undici keeps their connections alive.
+        ...(options.length !== undefined ? { native: false } : {}),
       });
       if (res.statusCode === 200 || res.statusCode === 206) {
         const out: BlobResponse = { body: res.body, start: 0, endpoint, verified: false };
@@ -639,9 +639,7 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
   private async rawRequest(url: URL, method: NonNullable<SendOptions['method']>, headers: Record<string, string>, options: SendOptions): Promise<HttpResponse> {
     const { signal, what } = options;
     try {
-      const native = options.native && method === 'GET' && this.dispatcher instanceof Transport ? this.dispatcher.nativeContext(url.origin) : undefined;
-      if (native) return await nativeRequest(native, url, headers, signal);
-      return await request(url, { method, headers, signal, dispatcher: this.dispatcher, ...(options.body ? { body: options.body() } : {}) });
+      return await request(url, { method, headers, signal, dispatcher: this.dispatcher, ...(options.native === false ? { native: false } : {}), ...(options.body ? { body: options.body() } : {}) });
     } catch (err) {
       if ((err as { name?: string }).name === 'AbortError' || signal?.aborted) throw err;
       // A request body that failed on its own (a copied blob whose source failed its digest or
@@ -826,23 +824,3 @@ export function nextLink(value: string | undefined): string | undefined {
   return undefined;
 }
 
-/**
- * EXPERIMENT (issue 12): a GET over native/tls.c as an undici-shaped response. A body with a
- * Content-Length becomes a NativeBody (downloads receive it in C); anything else is refused as
- * not supported (a real integration would send it through undici instead).
- */
-async function nativeRequest(
-  native: { ctx: NativeTlsContext; connectTimeoutMs: number; timeoutMs: number },
-  url: URL,
-  headers: Record<string, string>,
-  signal: AbortSignal | undefined,
-): Promise<HttpResponse> {
-  signal?.throwIfAborted();
-  const res = await nativeGet(native.ctx, url, { headers, connectTimeoutMs: native.connectTimeoutMs, timeoutMs: native.timeoutMs });
-  const body = new NativeBody(res.conn, res.contentLength ?? 0);
-  if (res.contentLength === undefined && res.status !== 204 && res.status !== 304) {
-    body.destroy();
-    throw new NetworkError(`native TLS: ${url.host} answered without a Content-Length (not supported by the experiment)`);
-  }
-  return { statusCode: res.status, headers: res.headers, body } as unknown as HttpResponse;
-}

@@ -191,19 +191,26 @@ export async function downloadBlob(
           /** A body that runs past the descriptor's size (a hostile or broken server, chunked): stop reading it. */
           const overflow = (got: number) => new SizeMismatchError(`blob ${digest} of ${ref.name} from ${source}`, desc.size!, got, true);
           const body = res.body;
-          if (!options.tee && isNativeBody(body) && writer.receive) {
-            // EXPERIMENT (issue 12): socket → file + hash in C, NATIVE_SLICE bytes per pool job.
+          if (!options.tee && isNativeBody(body) && body.contentLength !== undefined && writer.receive) {
+            // socket → file + hash in C, NATIVE_SLICE bytes per pool job (progress and abort between them).
             const end = got.pos + body.remaining;
             if (desc.size !== undefined && end > desc.size) {
               body.destroy();
               throw overflow(end);
             }
-            while (body.remaining > 0) {
-              if (options.signal?.aborted) {
-                body.destroy();
-                options.signal.throwIfAborted();
+            // An abort shuts the socket down under a receive that waits on a stalled peer.
+            const stop = () => body.destroy();
+            options.signal?.addEventListener('abort', stop, { once: true });
+            try {
+              while (body.remaining > 0) {
+                options.signal?.throwIfAborted();
+                got.advance(await writer.receive(body, NATIVE_SLICE));
               }
-              got.advance(await writer.receive(body, NATIVE_SLICE));
+            } catch (err) {
+              options.signal?.throwIfAborted();
+              throw err;
+            } finally {
+              options.signal?.removeEventListener('abort', stop);
             }
           } else {
             const sink = writer.stream();

@@ -44,7 +44,7 @@ const inFlight = new Set<string>();
 export abstract class MetadataSnapshotter implements Snapshotter {
   abstract readonly name: string;
   abstract readonly capabilities: { rebase: boolean };
-  abstract readonly applyMode: 'overlay' | 'full';
+  abstract readonly applyMode: 'overlay' | 'full' | 'erofs';
   protected readonly meta: MetadataStore;
   private closed = false;
 
@@ -146,7 +146,16 @@ export abstract class MetadataSnapshotter implements Snapshotter {
     const records = recordsOf(await this.meta.read());
     const rec = mustGet(records, key);
     if (rec.kind === 'committed') throw new FailedPreconditionError(`snapshot ${JSON.stringify(key)} is committed: it has no mounts (view or prepare on it)`);
-    return this.mountsFor(rec.kind, rec.id, parentChain(records, rec.parent));
+    return this.readyMounts(this.mountsFor(rec.kind, rec.id, parentChain(records, rec.parent)));
+  }
+
+  /**
+   * Makes what handed-out mounts stand on ready before they are returned by prepare, view and
+   * mounts (blockfile loop-mounts the snapshot's file, erofs mounts the layer images a union
+   * stacks); nothing for most backends.
+   */
+  protected async readyMounts(mounts: Mount[]): Promise<Mount[]> {
+    return mounts;
   }
 
   async applyDir(key: string): Promise<string> {
@@ -156,12 +165,12 @@ export abstract class MetadataSnapshotter implements Snapshotter {
     return this.applyDirOf(rec.id);
   }
 
-  prepare(key: string, parent?: string, options?: SnapshotOptions): Promise<Mount[]> {
-    return this.createSnapshot('active', key, parent, options);
+  async prepare(key: string, parent?: string, options?: SnapshotOptions): Promise<Mount[]> {
+    return this.readyMounts(await this.createSnapshot('active', key, parent, options));
   }
 
-  view(key: string, parent?: string, options?: SnapshotOptions): Promise<Mount[]> {
-    return this.createSnapshot('view', key, parent, options);
+  async view(key: string, parent?: string, options?: SnapshotOptions): Promise<Mount[]> {
+    return this.readyMounts(await this.createSnapshot('view', key, parent, options));
   }
 
   async commit(name: string, key: string, options: CommitOptions = {}): Promise<void> {

@@ -12,6 +12,7 @@ import { blockfileStatus, blockfileUnavailable } from './blockfile/blockfile.js'
 import { parseBtrfsOptions } from './btrfs/btrfs.js';
 import { parseNativeOptions } from './native/native.js';
 import { parseOverlayOptions } from './overlay/overlay.js';
+import { erofsMountMode, erofsStatus, erofsUnavailable } from './erofs/erofs.js';
 
 const run = promisify(execFile);
 
@@ -218,6 +219,13 @@ export async function checkStorageDriver(name: SnapshotterName, root: string): P
       if (failed) throw new UnsupportedDriverError(`'overlay' is not supported over ${backing}: a test mount of two lower layers in ${root} failed: ${failed.message}`);
       return `the backing ${backing} supports d_type and a test overlay of two lower layers mounted`;
     }
+    case 'erofs': {
+      const why = await erofsUnavailable();
+      if (why !== undefined) throw new UnsupportedDriverError(`'erofs' is not supported: ${why}, use overlay or native`);
+      if (OVERLAY_REFUSED.has(backing)) throw new UnsupportedDriverError(`'erofs' is not supported over ${backing}: its writable layers are overlay upper directories; put the store on another filesystem`);
+      await checkDType(name, backing, root);
+      return `the kernel mounts EROFS images (${await erofsMountMode()}) and overlay stacks them over the backing ${backing}`;
+    }
     case 'fuse-overlayfs': {
       const missing = await fuseOverlayfsMissing();
       if (missing) throw new UnsupportedDriverError(`'fuse-overlayfs' is not supported: ${missing}`);
@@ -291,7 +299,7 @@ function sysParameter(name: string): string | undefined {
 export async function driverStatus(name: SnapshotterName, root: string, storageOpts: readonly string[] = []): Promise<Array<[string, string]>> {
   const backing = await backingFilesystem(root);
   const lines: Array<[string, string]> = [['Backing Filesystem', backing]];
-  if (name === 'overlay' || name === 'fuse-overlayfs' || name === 'native') lines.push(['Supports d_type', String(await supportsDType(root))]);
+  if (name === 'overlay' || name === 'fuse-overlayfs' || name === 'native' || name === 'erofs') lines.push(['Supports d_type', String(await supportsDType(root))]);
   if (name === 'fuse-overlayfs') {
     // podman's info names the same: its mount_program's version.
     const version = await run('fuse-overlayfs', ['--version']).then(({ stdout }) => /fuse-overlayfs: version (\S+)/.exec(stdout)?.[1] ?? 'unknown', (err: Error) => `unavailable: ${err.message.split('\n')[0]}`);
@@ -328,6 +336,7 @@ export async function driverStatus(name: SnapshotterName, root: string, storageO
     if (options.minSpace !== undefined) lines.push(['Min Space', String(options.minSpace)]);
   }
   if (name === 'blockfile') lines.push(...(await blockfileStatus(root, storageOpts)));
+  if (name === 'erofs') lines.push(...(await erofsStatus(root)));
   if (name === 'zfs') {
     const found = await zfsDatasetAt(root);
     if (found) {

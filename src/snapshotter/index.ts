@@ -7,6 +7,7 @@ import { optionsFor, splitStorageOpt, unknownOption } from './storage-opts.js';
 import { kernelHasOverlay } from './overlay/kernel.js';
 import { OverlaySnapshotter, parseOverlayOptions } from './overlay/overlay.js';
 import { FuseOverlayfsSnapshotter } from './fuse-overlayfs/fuse-overlayfs.js';
+import { ErofsSnapshotter } from './erofs/erofs.js';
 import type { Snapshotter } from './snapshotter.js';
 import { ensurePrivateDir } from '../sys/mkdir-all.js';
 import { checkLocation } from '../content/location.js';
@@ -45,6 +46,8 @@ async function openBackend(name: SnapshotterName, root: string, storageOpts: rea
       return ZfsSnapshotter.open(root, parseZfsOptions(storageOpts));
     case 'blockfile':
       return BlockfileSnapshotter.open(root, parseBlockfileOptions(storageOpts));
+    case 'erofs':
+      return ErofsSnapshotter.open(root);
     default:
       throw new InvalidArgumentError(`unknown snapshotter ${JSON.stringify(name)} (${SNAPSHOTTER_NAMES.join(', ')})`);
   }
@@ -53,16 +56,20 @@ async function openBackend(name: SnapshotterName, root: string, storageOpts: rea
 /** Each backend's parser of its storage options, the one place its keys and values are checked. */
 const OPTION_PARSERS: Readonly<Record<SnapshotterName, (storageOpts: readonly string[]) => object>> = {
   overlay: parseOverlayOptions,
-  'fuse-overlayfs': (storageOpts) => {
-    const [first] = optionsFor('fuse-overlayfs', storageOpts);
-    if (first) throw unknownOption(first, []);
-    return {};
-  },
+  'fuse-overlayfs': (storageOpts) => noOptions('fuse-overlayfs', storageOpts),
+  erofs: (storageOpts) => noOptions('erofs', storageOpts),
   native: parseNativeOptions,
   btrfs: parseBtrfsOptions,
   zfs: parseZfsOptions,
   blockfile: parseBlockfileOptions,
 };
+
+/** A driver without options refuses any given for it. */
+function noOptions(driver: SnapshotterName, storageOpts: readonly string[]): object {
+  const [first] = optionsFor(driver, storageOpts);
+  if (first) throw unknownOption(first, []);
+  return {};
+}
 
 /**
  * Checks every storage option against the driver its prefix names (an unknown prefix, an unknown
@@ -96,3 +103,4 @@ export { BtrfsSnapshotter, parseBtrfsOptions, type BtrfsOptions } from './btrfs/
 export { ZfsSnapshotter, parseZfsOptions, type ZfsOptions } from './zfs/zfs.js';
 export { splitStorageOpt, type StorageOpt } from './storage-opts.js';
 export { BlockfileSnapshotter, parseBlockfileOptions, type BlockfileOptions } from './blockfile/blockfile.js';
+export { ErofsSnapshotter, erofsUnavailable, LAYER_IMAGE } from './erofs/erofs.js';

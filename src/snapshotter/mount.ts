@@ -93,7 +93,8 @@ async function mountOne(m: Mount, target: string): Promise<void> {
     return wrap(`bind mount ${m.source} on ${target}`, () => binding.bindMount(m.source, target, readonly));
   }
   if (m.type === FUSE_OVERLAYFS_MOUNT_TYPE) return mountFuseOverlayfs(m, target);
-  if (m.type !== 'overlay') throw new InvalidArgumentError(`cannot mount ${m.source} on ${target}: mount type ${JSON.stringify(m.type)} is not supported (overlay, ${FUSE_OVERLAYFS_MOUNT_TYPE}, bind)`);
+  if (m.type === 'erofs') return wrap(`erofs mount of ${m.source} on ${target}`, () => binding.mountErofs(m.source, target));
+  if (m.type !== 'overlay') throw new InvalidArgumentError(`cannot mount ${m.source} on ${target}: mount type ${JSON.stringify(m.type)} is not supported (overlay, ${FUSE_OVERLAYFS_MOUNT_TYPE}, erofs, bind)`);
   const spec = parseOverlayOptions(m.options);
   if (spec.lowers.length === 0) throw new InvalidArgumentError(`cannot mount overlay on ${target}: no lowerdir`);
   if (spec.lowers.length > MAX_OVERLAY_LOWERS) {

@@ -54,20 +54,23 @@ export interface SnapshotProblem {
 }
 
 export interface Snapshotter {
-  /** 'overlay' | 'fuse-overlayfs' | 'native' | 'btrfs' | 'zfs' | 'blockfile' */
+  /** 'overlay' | 'fuse-overlayfs' | 'native' | 'btrfs' | 'zfs' | 'blockfile' | 'erofs' */
   readonly name: string;
   /** rebase: commit(…, {parent}) is supported (overlay). */
   readonly capabilities: { rebase: boolean };
   /**
    * How a layer is applied to an active snapshot of this backend: 'overlay' writes whiteouts as
    * char 0/0 devices and opaque xattrs into the snapshot's own upper directory; 'full' applies
-   * deletions to a directory that already holds the parent's files (native, btrfs, zfs).
+   * deletions to a directory that already holds the parent's files (native, btrfs, zfs); 'erofs'
+   * writes the layer as one EROFS image, at `layerImage(key)`, with overlay whiteouts inside.
    */
-  readonly applyMode: 'overlay' | 'full';
+  readonly applyMode: 'overlay' | 'full' | 'erofs';
   /** 'overlay' mode only: mounts use `userxattr` (rootless), so opaque markers are `user.overlay.*`. */
   readonly userxattr?: boolean;
   /** The directory a layer is extracted into for an active snapshot (overlay: its upperdir). */
   applyDir(key: string): Promise<string>;
+  /** 'erofs' mode: the file a layer's image is written to for an active snapshot; committed as the layer. */
+  layerImage?(key: string): Promise<string>;
   /** Directory that holds the snapshotter's data and metadata. */
   readonly root: string;
   stat(key: string): Promise<Info>;

@@ -24,6 +24,7 @@ const PREFIXES: Readonly<Record<string, SnapshotterName>> = {
   zfs: 'zfs',
   blockfile: 'blockfile',
   dm: 'blockfile',
+  erofs: 'erofs',
 };
 
 export function splitStorageOpt(raw: string): StorageOpt {

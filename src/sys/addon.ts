@@ -17,6 +17,7 @@ export interface RawAddon {
   lsetxattr(absPath: string, name: string, value: Buffer): void;
   mountOverlayPaths(target: string, lowers: string[], upper: string | null, work: string | null, flags: string[]): void;
   bindMount(source: string, target: string, readonly: boolean): void;
+  mountErofs(source: string, target: string): void;
   unmount(target: string, detach: boolean): void;
   digestCreate(fd: number, algorithm: string, dropBehind: boolean, name?: string): DigestHandle;
   dropCache(fd: number, offset: number, length: number): void;
@@ -24,14 +25,18 @@ export interface RawAddon {
   /** Resolves with the number of bytes written (write = true) or hashed. */
   digestWrite(handle: DigestHandle, buffers: Buffer[], write: boolean): Promise<number>;
   digestFinal(handle: DigestHandle): string;
-  /** An OpenSSL client context (native/tls.c): trust exactly `ca`, verify unless rejectUnauthorized is false. */
-  tlsContext(options: { ca: string[]; cert?: string; key?: string; rejectUnauthorized?: boolean }): TlsContextHandle;
+  /** An OpenSSL client context (native/tls.c): trust exactly `ca`, verify unless rejectUnauthorized is false; `plain`: no TLS at all. */
+  tlsContext(options: { ca: string[]; roots?: boolean; cert?: string; key?: string; rejectUnauthorized?: boolean } | { plain: true }): TlsContextHandle;
+  /** Parses the roots every context may share (`roots: true`) on the pool, once per process; resolves with their count. */
+  tlsLoadRoots(pems: string): Promise<number>;
   /** Connects, handshakes (peer name checked against `host`), sends `head`, resolves with the response head. */
   tlsRequest(
     ctx: TlsContextHandle,
     options: { address: string; port: number; host: string; head: Buffer; connectTimeoutMs?: number; timeoutMs?: number },
-  ): Promise<{ conn: TlsConnHandle; head: Buffer; alpn: string; protocol: string }>;
-  /** Receives up to maxBytes of body into the digest handle's file and hash; fewer only at end of stream. A rejection carries `bytes`. */
+  ): Promise<{ conn: TlsConnHandle; head: Buffer; alpn: string; protocol: string }> & { conn: TlsConnHandle };
+  /** Shuts the connection's socket down: a job waiting on it rejects with an AbortError (close it with tlsClose after). */
+  tlsAbort(conn: TlsConnHandle): void;
+  /** Receives what is ready of the body (waiting for the first bytes), up to maxBytes, into the digest handle's file and hash; 0 at end of stream. A rejection carries `bytes`. */
   tlsReceive(conn: TlsConnHandle, digest: DigestHandle, maxBytes: number): Promise<number>;
   /** What arrived (up to maxBytes), empty at end of stream: bodies JavaScript reads itself. */
   tlsRead(conn: TlsConnHandle, maxBytes: number): Promise<Buffer>;

@@ -69,8 +69,8 @@ export interface DigestWriter {
   /** Lowercase hex; finalises the writer. */
   digest(): string;
   /**
-   * EXPERIMENT (issue 12): receives up to maxBytes of a native TLS response body (native/tls.c)
-   * into this writer's file and hash on the pool. Fewer only at end of stream; a rejection
+   * Receives what is ready of a native response body (native/tls.c, TLS or plain HTTP), up to
+   * maxBytes, into this writer's file and hash on the pool; 0 at end of stream. A rejection
    * carries `bytes` (counted in `bytes` too): what landed before a network failure is consistent.
    */
   receiveTls(conn: TlsConnHandle, maxBytes: number): Promise<number>;
@@ -96,6 +96,8 @@ export interface NativeBinding {
   mountOverlay(target: string, options: OverlayOptions): void;
   /** open_tree(OPEN_TREE_CLONE) [+ mount_setattr(MOUNT_ATTR_RDONLY)] + move_mount; not recursive. */
   bindMount(source: string, target: string, readonly: boolean): void;
+  /** A read-only, file-backed EROFS mount of an image file (fsopen/fsconfig source/fsmount/move_mount; kernel ≥ 6.12). */
+  mountErofs(source: string, target: string): void;
   /** umount2 with UMOUNT_NOFOLLOW (| MNT_DETACH). */
   unmount(target: string, detach?: boolean): void;
   /**
@@ -216,6 +218,7 @@ function bind(raw: RawAddon): NativeBinding {
     lsetxattr: (absPath, name, value) => typed(() => raw.lsetxattr(absPath, name, value)),
     mountOverlay: (target, o) => typed(() => raw.mountOverlayPaths(target, o.lowers, o.upper ?? null, o.work ?? null, o.flags ?? [])),
     bindMount: (source, target, readonly) => typed(() => raw.bindMount(source, target, readonly)),
+    mountErofs: (source, target) => typed(() => raw.mountErofs(source, target)),
     unmount: (target, detach = false) => typed(() => raw.unmount(target, detach)),
     createDigestWriter(fd, algorithm, options = {}) {
       return new NativeDigestWriter(raw, typed(() => raw.digestCreate(fd, algorithm, options.dropBehind ?? false, options.name)), algorithm);

@@ -23,6 +23,29 @@ const MAX_SYMLINK_FOLLOWS = 40;
 
 type Kind = 'dir' | 'implicitDir' | 'file' | 'symlink' | 'node' | 'whiteout';
 
+/**
+ * Where a layer's entries land: the addon's calls inside a real root (nativeTarget), or another
+ * tree that takes the same ops (the EROFS image builder, src/erofs). Big files come as
+ * createFile, writes at increasing positions (a hole moves the position on), truncate, finishFile.
+ */
+export interface LayerTarget extends Pick<NativeBinding, 'applyBatch' | 'createFile' | 'finishFile'> {
+  writeAt(fd: number, chunk: Buffer, position: number): Promise<void>;
+  truncate(fd: number, size: number): void;
+  closeFile(fd: number): void;
+}
+
+/** The addon on a real directory: fds of files created inside the root. */
+export function nativeTarget(binding: NativeBinding): LayerTarget {
+  return {
+    applyBatch: (rootFd, ops) => binding.applyBatch(rootFd, ops),
+    createFile: (rootFd, path, mode) => binding.createFile(rootFd, path, mode),
+    finishFile: (fd, meta, path) => binding.finishFile(fd, meta, path),
+    writeAt: writeFully,
+    truncate: (fd, size) => ftruncateSync(fd, size),
+    closeFile: (fd) => closeSync(fd),
+  };
+}
+
 export interface LayerWriterOptions {
   mode: 'overlay' | 'full';
   /** overlay mode: false for a chain's first layer, which has nothing below to hide. */
@@ -64,7 +87,7 @@ export class LayerWriter {
   private current: { header: TarHeader; path: string; meta: EntryMeta; parts: Buffer[]; bytes: number; fd?: number; pos: number; writing?: Promise<void>; holes?: true } | null = null;
 
   constructor(
-    private readonly binding: NativeBinding,
+    private readonly binding: LayerTarget,
     private readonly rootFd: number,
     private readonly rootDir: string,
     private readonly opts: LayerWriterOptions,
@@ -111,7 +134,7 @@ export class LayerWriter {
     const c = this.current;
     this.current = null;
     if (c?.writing) await c.writing.catch(() => {});
-    if (c?.fd !== undefined) closeSync(c.fd);
+    if (c?.fd !== undefined) this.binding.closeFile(c.fd);
     await this.batcher.settle();
   }
 
@@ -192,7 +215,7 @@ export class LayerWriter {
     const fd = c.fd;
     const pos = c.pos;
     c.pos += chunk.length;
-    c.writing = writeFully(fd, chunk, pos);
+    c.writing = this.binding.writeAt(fd, chunk, pos);
     c.writing.catch(() => {});
   }
 
@@ -222,10 +245,10 @@ export class LayerWriter {
     try {
       if (c.writing) await c.writing;
       // A trailing hole: the size is set, no zeros written.
-      if (c.holes) ftruncateSync(c.fd, c.pos);
+      if (c.holes) this.binding.truncate(c.fd, c.pos);
       this.binding.finishFile(c.fd, c.meta, showName(c.path));
     } finally {
-      closeSync(c.fd);
+      this.binding.closeFile(c.fd);
     }
   }
 

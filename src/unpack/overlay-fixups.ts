@@ -85,10 +85,10 @@ async function exists(path: Buffer): Promise<boolean> {
   return (await lstat(path).catch(() => undefined)) !== undefined;
 }
 
-/** The entry's metadata as the layers below show it; overlayfs' own xattrs are not carried over. */
-function metaOf(st: BigIntStats, absPath: Buffer, binding: NativeBinding): EntryMeta {
+/** The entry's metadata as the layers below show it; overlayfs' own xattrs are not carried over (unless `keep` says so). */
+export function metaOf(st: BigIntStats, absPath: Buffer, binding: Pick<NativeBinding, 'lgetxattrs'>, keep: (name: string) => boolean = () => false): EntryMeta {
   const xattrs: Record<string, Buffer> = {};
-  for (const [name, value] of Object.entries(binding.lgetxattrs(absPath))) if (!isOverlayXattr(name)) xattrs[name] = value;
+  for (const [name, value] of Object.entries(binding.lgetxattrs(absPath))) if (!isOverlayXattr(name) || keep(name)) xattrs[name] = value;
   const second = 1_000_000_000n;
   return {
     mode: Number(st.mode & 0o7777n),

@@ -19,6 +19,7 @@ import type { SnapshotterName } from '../../src/snapshotter/index.js';
 import { pushOciLayout } from '../fixtures/push.js';
 import { deleteSubvolumesUnder, mountLoopBtrfs, type LoopBtrfs } from '../helpers/btrfs.js';
 import { blockfileUnavailable } from '../../src/snapshotter/blockfile/blockfile.js';
+import { erofsUnavailable } from '../../src/snapshotter/erofs/erofs.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { removeDir, TempDirs } from '../helpers/tmp.js';
 import { snapshotTree, type SnapshotOptions, type TreeEntry } from '../helpers/tree.js';
@@ -43,6 +44,8 @@ const FULL = process.env.STRATUM_CORPUS === 'full';
 const ZFS = FULL || process.env.STRATUM_CORPUS_ZFS === '1';
 const ZFS_OFF = 'left out of the CI slice (set STRATUM_CORPUS_ZFS=1 or STRATUM_CORPUS=full): a stalled zfs-fuse request cannot time out';
 const FEATURES = features(FULL);
+/** STRATUM_CORPUS_BACKENDS=a,b runs only those backends (to chase one backend's failure). */
+const ONLY_BACKENDS = process.env.STRATUM_CORPUS_BACKENDS?.split(',').filter(Boolean);
 /** STRATUM_CORPUS_WRITERS=a,b runs only those writers (to chase one failure). */
 const ONLY = process.env.STRATUM_CORPUS_WRITERS?.split(',').filter(Boolean);
 const WRITERS = writers().filter((w) => !ONLY || ONLY.includes(w.id));
@@ -99,13 +102,21 @@ before(async () => {
   const noBlockfile = await blockfileUnavailable();
   if (noBlockfile !== undefined) skippedBackends.push(`blockfile: ${noBlockfile}`);
   else backends.push({ name: 'blockfile', store: await tmp.make('store-blockfile') });
-  const pool = ZFS ? await startFilePool(loopMiB) : ZFS_OFF;
+  // erofs: each layer one EROFS image written from the tar (fsck.erofs on each), stacked by overlay.
+  const noErofs = await erofsUnavailable();
+  if (noErofs !== undefined) skippedBackends.push(`erofs: ${noErofs}`);
+  else backends.push({ name: 'erofs', store: await tmp.make('store-erofs') });
+  const pool = ZFS && (!ONLY_BACKENDS || ONLY_BACKENDS.includes('zfs')) ? await startFilePool(loopMiB) : ZFS_OFF;
   if (typeof pool === 'string') skippedBackends.push(`zfs: ${pool}`);
   else {
     zfs = pool;
     const store = join(pool.mnt, 'store');
     await mkdir(store, { recursive: true });
     backends.push({ name: 'zfs', store, prepareRoot: (root) => pool.datasetAt(root), secondsOnly: true });
+  }
+  if (ONLY_BACKENDS) {
+    for (const b of backends.filter((b) => !ONLY_BACKENDS.includes(b.name))) skippedBackends.push(`${b.name}: not in STRATUM_CORPUS_BACKENDS`);
+    backends.splice(0, backends.length, ...backends.filter((b) => ONLY_BACKENDS.includes(b.name)));
   }
 });
 
@@ -230,7 +241,7 @@ const ZFS_WRITER = 'gnutar-posix';
 function backendsFor(writer: Writer, group: readonly Feature[]): Backend[] {
   if (FULL) return backends;
   return backends.filter((b) => {
-    if (b.name === 'overlay' || b.name === 'fuse-overlayfs' || b.name === 'native') return true;
+    if (b.name === 'overlay' || b.name === 'fuse-overlayfs' || b.name === 'native' || b.name === 'erofs') return true;
     if (b.name === 'zfs') return writer.id === ZFS_WRITER && group.every((f) => f.group === 'main');
     return REPRESENTATIVE_WRITERS.has(writer.id);
   });

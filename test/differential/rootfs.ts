@@ -4,7 +4,7 @@
  * containerd 1.6's overlayfs view of the image pulled from the registry).
  */
 import { execFile } from 'node:child_process';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startContainerd, type PrivateContainerd, CTR } from '../../bench/lib/containerd.js';
@@ -13,7 +13,7 @@ import { pull } from '../../src/image/pull.js';
 import { mountImage, unmountImage } from '../../src/image/rootfs.js';
 import { OciStore } from '../../src/content/store.js';
 import { RegistryClient } from '../../src/registry/client.js';
-import { openSnapshotter, type SnapshotterName } from '../../src/snapshotter/index.js';
+import { LAYER_IMAGE, openSnapshotter, type SnapshotterName } from '../../src/snapshotter/index.js';
 import { CORPUS_TAG } from './writers.js';
 
 const run = promisify(execFile);
@@ -35,6 +35,23 @@ export function failure(err: unknown): string {
 export async function umociRootfs(layout: string, dir: string): Promise<Rootfs> {
   await run('/usr/bin/umoci', ['raw', 'unpack', '--image', `${layout}:${CORPUS_TAG}`, dir], { maxBuffer: 16 << 20 });
   return { dir, release: async () => {} };
+}
+
+const checkedImages = new Set<string>();
+
+/** erofs: `fsck.erofs` (erofs-utils) on every layer image not checked yet; a complaint fails the rootfs. */
+async function fsckLayerImages(root: string): Promise<void> {
+  for (const id of await readdir(join(root, 'snapshots')).catch(() => [] as string[])) {
+    const image = join(root, 'snapshots', id, LAYER_IMAGE);
+    if (checkedImages.has(image)) continue;
+    try {
+      await run('fsck.erofs', [image]);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !(await readdir(join(root, 'snapshots', id))).includes(LAYER_IMAGE)) continue;
+      throw new Error(`fsck.erofs ${image}: ${failure(err)}`);
+    }
+    checkedImages.add(image);
+  }
 }
 
 /** A private containerd 1.6 (see bench/lib/containerd.ts) that pulls from the loopback registry. */
@@ -82,6 +99,7 @@ export async function stratumRootfs(
   const client = new RegistryClient();
   try {
     await pull(ref, { store: content, client, unpack: { snapshotter } });
+    if (backend === 'erofs') await fsckLayerImages(root);
     await mountImage(content, snapshotter, await loadImageByName(content, ref), dir);
   } catch (err) {
     await snapshotter.close();

@@ -446,7 +446,7 @@ describe('blobs', () => {
     const res = await client().fetchBlob(rig.blob.ref, rig.blob.digest);
     assert.equal(digestOf(await readAll(res.body)), rig.blob.digest);
     const blobGets = rig.proxy.requests('GET', /\/blobs\//);
-    assert.deepEqual(blobGets.map((e) => e.status), [401, 307, 200]);
+    assert.deepEqual(blobGets.map((e) => e.status), [401, 307, 200], JSON.stringify(blobGets.map((e) => [e.status, e.host, e.headers])));
     assert.match(String(blobGets[1]!.headers.authorization), /^Bearer /);
     assert.equal(blobGets[2]!.host, `localhost:${rig.proxy.port}`);
     assert.equal(blobGets[2]!.headers.authorization, undefined);

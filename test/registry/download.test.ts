@@ -8,7 +8,7 @@ import { parseReference } from '../../src/oci/reference.js';
 import { OciStore } from '../../src/content/store.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { createLimiter, downloadBlob } from '../../src/registry/download.js';
-import { Agent } from 'undici';
+import { Transport } from '../../src/registry/transport/transport.js';
 import type { DownloadEvent } from '../../src/registry/types.js';
 import { TempDirs } from '../helpers/tmp.js';
 import { FAST_RETRIES, startRig, type RegistryRig } from './setup.js';
@@ -16,16 +16,28 @@ import { FAST_RETRIES, startRig, type RegistryRig } from './setup.js';
 const tmp = new TempDirs();
 let rig: RegistryRig;
 
-/** undici's Agent, noting the path of every request it carries. */
-class RecordingAgent extends Agent {
+/** The client's Transport, noting the path of every request undici carries (native bodies bypass it). */
+class RecordingTransport extends Transport {
   paths: string[] = [];
-  override dispatch(options: Parameters<InstanceType<typeof Agent>['dispatch']>[0], handler: Parameters<InstanceType<typeof Agent>['dispatch']>[1]): boolean {
+  override dispatch(options: Parameters<Transport['dispatch']>[0], handler: Parameters<Transport['dispatch']>[1]): boolean {
     this.paths.push(String(options.path));
     return super.dispatch(options, handler);
   }
 }
 
-let agent: RecordingAgent;
+function recordingTransport(): RecordingTransport {
+  return new RecordingTransport({
+    certsDirs: [],
+    isInsecure: () => true,
+    connections: 8,
+    keepAliveTimeoutMs: 4_000,
+    headersTimeoutMs: 30_000,
+    bodyTimeoutMs: 30_000,
+    connectTimeoutMs: 10_000,
+  });
+}
+
+let agent: RecordingTransport;
 
 function client(config: ConstructorParameters<typeof RegistryClient>[0] = {}): RegistryClient {
   return new RegistryClient({ ...config, dispatcher: agent, config: { retries: FAST_RETRIES, ...config.config } });
@@ -49,11 +61,20 @@ after(async () => {
   await tmp.cleanup();
 });
 
-describe('downloadBlob against a real registry', () => {
+// Every case runs on both receive paths: blob bodies received in C (native/tls.c, the default
+// for a direct route) and through undici (STRATUM_NATIVE_HTTP=0, and every proxied route).
+for (const mode of ['native', 'undici'] as const) describe(`downloadBlob against a real registry (${mode} receive)`, () => {
+  const saved = process.env.STRATUM_NATIVE_HTTP;
   before(() => {
-    agent = new RecordingAgent();
+    agent = recordingTransport();
+    if (mode === 'undici') process.env.STRATUM_NATIVE_HTTP = '0';
+    else delete process.env.STRATUM_NATIVE_HTTP;
   });
-  after(() => agent.close());
+  after(async () => {
+    if (saved === undefined) delete process.env.STRATUM_NATIVE_HTTP;
+    else process.env.STRATUM_NATIVE_HTTP = saved;
+    await agent.close();
+  });
 
   test('fresh download: events, committed blob, then "exists" without any GET', async () => {
     rig.proxy.reset().clearLog();
@@ -72,7 +93,13 @@ describe('downloadBlob against a real registry', () => {
     const last = events.filter((e) => e.type === 'downloading').at(-1) as Extract<DownloadEvent, { type: 'downloading' }>;
     assert.equal(last.current, bytes.length);
     assert.equal(last.total, bytes.length);
-    assert.equal(agent.paths.filter((p) => p.includes('/blobs/')).length, 1, 'the blob GET went through the client\'s dispatcher');
+    const blobGet = rig.proxy.requests('GET', /\/blobs\//);
+    assert.equal(blobGet.length, 1);
+    if (mode === 'undici') assert.equal(agent.paths.filter((p) => p.includes('/blobs/')).length, 1, 'the blob GET went through the client\'s dispatcher');
+    else {
+      assert.equal(agent.paths.filter((p) => p.includes('/blobs/')).length, 0, 'the blob body was received natively, not through undici');
+      assert.equal(blobGet[0]!.headers.connection, 'close', 'the native request (one connection per body)');
+    }
 
     rig.proxy.clearLog();
     const again: DownloadEvent[] = [];

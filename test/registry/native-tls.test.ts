@@ -1,20 +1,21 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { request as httpsRequest, createServer, type Server, type ServerOptions } from 'node:https';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { rootCertificates } from 'node:tls';
 import { rawAddon } from '../../src/sys/addon.js';
-import { NativeTlsContext, nativeGet, receiveBody, type NativeTlsOptions } from '../../src/registry/transport/native-tls.js';
+import { loadSharedRoots, NativeBody, NativeTlsContext, nativeGet, receiveBody, type NativeTlsOptions } from '../../src/registry/transport/native-tls.js';
 import { certificateProblem } from '../../src/registry/transport/tls-errors.js';
 import { makeCertificates, type CertPair, type TestCertificates } from '../helpers/certs.js';
 import { listenOnLoopback, OpenSockets } from '../helpers/loopback.js';
 import { TempDirs } from '../helpers/tmp.js';
 
 /**
- * Issue 12 experiment: native/tls.c against Node https servers. Every certificate failure must
+ * Native receive (native/tls.c) against Node https and http servers. Every certificate failure must
  * carry the code Node's own TLS gives for the same server (so tls-errors.ts names it alike), and
  * verification is on unless rejectUnauthorized is false.
  */
@@ -24,7 +25,7 @@ after(() => tmp.cleanup());
 const BODY = randomBytes(9 << 20); // more than two 4 MiB slices
 const BODY_SHA = createHash('sha256').update(BODY).digest('hex');
 
-describe('native TLS receive (experiment)', () => {
+describe('native receive (TLS and plain HTTP)', () => {
   let certs: TestCertificates;
   let dir: string;
   const servers: Server[] = [];
@@ -81,7 +82,7 @@ describe('native TLS receive (experiment)', () => {
         const text = res.head.toString('latin1');
         const len = Number(/content-length: (\d+)/i.exec(text)?.[1]);
         const progress: number[] = [];
-        const n = await receiveBody({ status: 200, headers: {}, alpn: res.alpn, protocol: res.protocol, contentLength: len, conn: res.conn }, h, { onProgress: (p) => progress.push(p) });
+        const n = await receiveBody({ status: 200, headers: {}, alpn: res.alpn, protocol: res.protocol, contentLength: len, chunked: false, conn: res.conn }, h, { onProgress: (p) => progress.push(p) });
         assert.equal(n, BODY.length);
         assert.ok(progress.length >= 3, 'progress after each slice');
         assert.equal(raw.digestFinal(h), BODY_SHA);
@@ -137,6 +138,17 @@ describe('native TLS receive (experiment)', () => {
     });
   }
 
+  test('shared roots: parsed once on the pool, trusted by every context that asks, beside its own CAs', async () => {
+    const port = await serve(certs.server);
+    assert.throws(() => new NativeTlsContext({ roots: true, ca: [] }), /before tlsLoadRoots resolved/);
+    const loading = loadSharedRoots(() => [...rootCertificates]);
+    assert.equal(loadSharedRoots(() => assert.fail('parsed twice')), loading, 'one load per process');
+    await loading;
+    assert.equal((await nativeSays(port, '127.0.0.1', { roots: true, ca: [pem(certs.ca.cert)] })).code, 'ok');
+    const without = await nativeSays(port, '127.0.0.1', { roots: true, ca: [] });
+    assert.equal(certificateProblem(without.err, `127.0.0.1:${port}`, undefined)?.problem, 'unknown-authority', String(without.code));
+  });
+
   test('rejectUnauthorized:false accepts what verification refuses', async () => {
     const port = await serve(certs.untrusted);
     assert.equal((await nativeSays(port, 'registry.example', { ca: [], rejectUnauthorized: false })).code, 'ok');
@@ -160,6 +172,117 @@ describe('native TLS receive (experiment)', () => {
     assert.notEqual(r.code, 'ok');
     assert.equal(typeof (r.err as { bytes?: unknown }).bytes, 'number');
   });
+
+  /** A plain-HTTP server answering every request with `body`. */
+  async function servePlain(body: (res: import('node:http').ServerResponse) => void): Promise<number> {
+    const server = createHttpServer((_req, res) => body(res));
+    server.on('connection', (s) => sockets.add(s));
+    servers.push(server as unknown as Server);
+    return listenOnLoopback(server);
+  }
+
+  async function readBody(body: NativeBody): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    for await (const part of body) parts.push(part as Buffer);
+    return Buffer.concat(parts);
+  }
+
+  test('plain HTTP: the same request and receive without TLS', async () => {
+    const port = await servePlain((res) => res.end(BODY));
+    const res = await nativeGet(new NativeTlsContext({ plain: true }), new URL(`http://127.0.0.1:${port}/v2/`));
+    assert.equal(res.protocol, 'plain');
+    assert.equal(res.contentLength, BODY.length);
+    const file = join(dir, `plain-${port}`);
+    const fd = openSync(file, 'w');
+    try {
+      const h = rawAddon().digestCreate(fd, 'sha256', false, file);
+      assert.equal(await receiveBody(res, h), BODY.length);
+      assert.equal(rawAddon().digestFinal(h), BODY_SHA);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  test('a receive returns what has arrived when the peer pauses (progress while a body is slow)', async () => {
+    const port = await servePlain((res) => {
+      res.setHeader('content-length', String(BODY.length));
+      res.write(BODY.subarray(0, 1 << 20));
+      setTimeout(() => res.end(BODY.subarray(1 << 20)), 400);
+    });
+    const res = await nativeGet(new NativeTlsContext({ plain: true }), new URL(`http://127.0.0.1:${port}/`));
+    const fd = openSync('/dev/null', 'w');
+    try {
+      const h = rawAddon().digestCreate(fd, 'sha256', false);
+      const started = Date.now();
+      const first = await rawAddon().tlsReceive(res.conn, h, 8 << 20);
+      assert.ok(first > 0 && first <= 1 << 20, `first receive: ${first}`);
+      assert.ok(Date.now() - started < 300, 'the first receive did not wait for the pause to end');
+      let got = first;
+      while (got < BODY.length) got += await rawAddon().tlsReceive(res.conn, h, 8 << 20);
+      assert.equal(rawAddon().digestFinal(h), BODY_SHA);
+    } finally {
+      rawAddon().tlsClose(res.conn);
+      closeSync(fd);
+    }
+  });
+
+  test('an abort wakes a receive waiting on a stalled peer, and a request waiting for the head', async () => {
+    const port = await servePlain((res) => {
+      res.setHeader('content-length', String(BODY.length));
+      res.write(BODY.subarray(0, 1 << 16)); // then nothing
+    });
+    const res = await nativeGet(new NativeTlsContext({ plain: true }), new URL(`http://127.0.0.1:${port}/`));
+    const fd = openSync('/dev/null', 'w');
+    try {
+      const h = rawAddon().digestCreate(fd, 'sha256', false);
+      let got = 0;
+      while (got < 1 << 16) got += await rawAddon().tlsReceive(res.conn, h, 8 << 20);
+      const started = Date.now();
+      const waiting = rawAddon().tlsReceive(res.conn, h, 8 << 20);
+      setTimeout(() => rawAddon().tlsAbort(res.conn), 100);
+      await assert.rejects(waiting, { name: 'AbortError', code: 'ABORT_ERR' });
+      assert.ok(Date.now() - started < 2000, 'the receive returned at the abort, not at the timeout');
+    } finally {
+      rawAddon().tlsClose(res.conn);
+      closeSync(fd);
+    }
+
+    const silent = await servePlain(() => {}); // never answers
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 100);
+    const started = Date.now();
+    await assert.rejects(nativeGet(new NativeTlsContext({ plain: true }), new URL(`http://127.0.0.1:${silent}/`), { signal: controller.signal, timeoutMs: 20_000 }), { name: 'AbortError' });
+    assert.ok(Date.now() - started < 2000, 'the request returned at the abort');
+  });
+
+  for (const protocol of ['https', 'http'] as const) {
+    test(`${protocol}: chunked and read-to-close bodies are read by JavaScript, decoded`, async () => {
+      const text = 'x'.repeat(100_000);
+      const answer = (res: import('node:http').ServerResponse) => {
+        res.writeHead(404, { 'content-type': 'text/plain' }); // no length: chunked
+        res.write(text.slice(0, 40_000));
+        setTimeout(() => res.end(text.slice(40_000)), 20);
+      };
+      const port = protocol === 'https' ? await serve(certs.server, {}, answer) : await servePlain(answer);
+      const ctx = protocol === 'https' ? new NativeTlsContext(trustCa()) : new NativeTlsContext({ plain: true });
+      const res = await nativeGet(ctx, new URL(`${protocol}://127.0.0.1:${port}/`));
+      assert.equal(res.status, 404);
+      assert.equal(res.chunked, true);
+      assert.equal(res.contentLength, undefined);
+      assert.equal((await readBody(new NativeBody(res.conn, undefined, true))).toString(), text);
+
+      const closing = await servePlain((res) => {
+        res.useChunkedEncodingByDefault = false;
+        res.shouldKeepAlive = false;
+        res.writeHead(401, { connection: 'close' });
+        res.end('denied until close');
+      });
+      const unframed = await nativeGet(new NativeTlsContext({ plain: true }), new URL(`http://127.0.0.1:${closing}/`));
+      assert.equal(unframed.chunked, false);
+      assert.equal(unframed.contentLength, undefined);
+      assert.equal((await readBody(new NativeBody(unframed.conn, undefined, false))).toString(), 'denied until close');
+    });
+  }
 
   test('refused connection and argument checks', async () => {
     const ctx = new NativeTlsContext(trustCa());

@@ -111,6 +111,18 @@ describe('transport: TLS, certificates, proxies, redirects against real registri
   });
 
   describe('certificates', () => {
+    test('a host\'s own CA is trusted beside Node\'s store, NODE_EXTRA_CA_CERTS included (manifests on undici, blobs received natively)', async () => {
+      const tls = await tlsRegistry(certs.server);
+      const root = await tmp.make('certs-d-beside');
+      // certs.d holds an unrelated CA; the registry's CA comes through NODE_EXTRA_CA_CERTS alone.
+      await writeCertsDir(root, tls.host, { ca: certs.otherCa.cert });
+      const r = await runCli(['pull', '--no-unpack', '-q', '--store', await tmp.make('transport-cli'), `${tls.host}/${image}`], { NODE_EXTRA_CA_CERTS: certs.ca.cert, STRATUM_CERTS_D: root });
+      assert.equal(r.code, 0, r.stderr);
+      const refused = await runCli(['pull', '--no-unpack', '-q', '--store', await tmp.make('transport-cli'), `${tls.host}/${image}`], { NODE_EXTRA_CA_CERTS: '', STRATUM_CERTS_D: root });
+      assert.notEqual(refused.code, 0, 'without NODE_EXTRA_CA_CERTS the registry is not trusted');
+      assert.match(refused.stderr, /unknown authority|certificate/i);
+    });
+
     test('a CA in a certs.d directory (Docker\'s layout, HOST:PORT/ca.crt) is trusted and verification is on', async () => {
       const tls = await tlsRegistry(certs.server);
       const root = await tmp.make('certs-d');

@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { after, describe, test } from 'node:test';
 import { backingFilesystem, checkStorageDriver, chooseStorageDriver, driverStatus, normalizeDriverName, supportsDType, isStratumError } from '../../src/index.js';
 import { fuseOverlayfsMissing } from '../../src/snapshotter/fuse-overlayfs/fuse-overlayfs.js';
+import { erofsUnavailable } from '../../src/snapshotter/erofs/erofs.js';
 import { mountLoopBtrfs } from '../helpers/btrfs.js';
 import { startFilePool } from '../helpers/zfs.js';
 import { TempDirs } from '../helpers/tmp.js';
@@ -30,7 +31,7 @@ describe('driver names', () => {
     assert.equal(normalizeDriverName('overlay2'), 'overlay');
     assert.equal(normalizeDriverName('vfs'), 'native');
     assert.equal(normalizeDriverName('BTRFS'), 'btrfs');
-    for (const name of ['zfs', 'native', 'overlay', 'fuse-overlayfs', 'blockfile']) assert.equal(normalizeDriverName(name), name);
+    for (const name of ['zfs', 'native', 'overlay', 'fuse-overlayfs', 'blockfile', 'erofs']) assert.equal(normalizeDriverName(name), name);
     assert.throws(() => normalizeDriverName('devicemapper'), (err: unknown) => isStratumError(err, 'ERR_INVALID_ARGUMENT') && /devicemapper is not supported by stratum; blockfile is its loop-lvm heir.*overlay2 and vfs/.test((err as Error).message));
     assert.throws(() => normalizeDriverName('overlay3'), /unknown storage driver "overlay3": use overlay, fuse-overlayfs, native, btrfs, zfs, blockfile/);
   });
@@ -63,6 +64,15 @@ describe('backing filesystem and choice', () => {
         const fuse = Object.fromEntries(await driverStatus('fuse-overlayfs', fs.dir));
         assert.equal(fuse['Backing Filesystem'], 'tmpfs');
         assert.match(fuse['Mount Program']!, /^fuse-overlayfs \d+\.\d+/);
+      }
+      const noErofs = await erofsUnavailable();
+      if (noErofs) t.diagnostic(`LOUD SKIP of the erofs checks: ${noErofs}`);
+      else {
+        assert.match(await checkStorageDriver('erofs', fs.dir), /the kernel mounts EROFS images \((file-backed|loop)\) and overlay stacks them over the backing tmpfs/);
+        const erofs = Object.fromEntries(await driverStatus('erofs', fs.dir));
+        assert.equal(erofs['Backing Filesystem'], 'tmpfs');
+        assert.match(erofs['Mount Mode']!, /^(file-backed|loop), read-only, one mount per layer/);
+        assert.equal(erofs.Layers, '0');
       }
     } finally {
       await fs.stop();

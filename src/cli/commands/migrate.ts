@@ -20,7 +20,7 @@ function describe(e: MigrateEvent): string {
 
 export async function run(inv: Invocation): Promise<number> {
   const to = inv.string('to');
-  if (to === undefined || to === '') throw new UsageError('migrate needs --to DRIVER (overlay, fuse-overlayfs, native, btrfs, zfs, blockfile)');
+  if (to === undefined || to === '') throw new UsageError('migrate needs --to DRIVER (overlay, fuse-overlayfs, native, btrfs, zfs, blockfile, erofs)');
   const json = inv.bool('json');
   const storageOpts = inv.globals['storage-opt'];
   // The store's driver is read, not chosen: --storage-opt here is the new driver's, not a new store's.

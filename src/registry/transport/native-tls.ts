@@ -1,27 +1,45 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { Readable } from 'node:stream';
-import { rawAddon, type DigestHandle, type TlsConnHandle, type TlsContextHandle } from '../../sys/addon.js';
+import { ChunkedDecoder } from './chunked.js';
+import { rawAddon, type DigestHandle, type RawAddon, type TlsConnHandle, type TlsContextHandle } from '../../sys/addon.js';
 
 /**
- * EXPERIMENT (issue 12): an HTTPS GET whose body is received, written and hashed by the addon
- * (native/tls.c) on the thread pool. JavaScript makes every decision (trust, client certificate,
- * verification, the address, the request, redirects, Range) and parses the response head; C moves
- * the bytes. Not wired into the client: see the issue 12 report for the integration design.
+ * Native receive (issue 12): a blob GET, over HTTPS or plain HTTP, whose body is received, written
+ * and hashed by the addon (native/tls.c) on the thread pool. JavaScript makes every decision
+ * (trust, client certificate, verification, the address, the request, redirects, Range) and
+ * parses the response head; C moves the bytes. Transport.nativeContext builds the context of an
+ * origin from the decisions of its undici pool; origins behind a proxy stay on undici.
  */
 
 export interface NativeTlsOptions {
-  /** Every CA to trust (PEM texts): pass tls.rootCertificates and any extras, as Node's `ca` option replaces its store. */
+  /** CAs to trust (PEM texts), besides the shared roots when `roots` is set. */
   ca: string[];
+  /** Also trust the roots loaded once by loadSharedRoots (Node's bundled roots and NODE_EXTRA_CA_CERTS). */
+  roots?: boolean;
   cert?: string;
   key?: string;
   /** Default true. */
   rejectUnauthorized?: boolean;
 }
 
+let sharedRoots: Promise<void> | undefined;
+
+/**
+ * Starts parsing `pems` (Node's roots) on the thread pool, once per process; later calls return the
+ * same promise. Contexts made with `roots: true` after it resolves share them.
+ */
+export function loadSharedRoots(pems: () => string[]): Promise<void> {
+  sharedRoots ??= rawAddon()
+    .tlsLoadRoots(pems().join('\n'))
+    .then(() => {});
+  return sharedRoots;
+}
+
 export class NativeTlsContext {
   readonly handle: TlsContextHandle;
-  constructor(options: NativeTlsOptions) {
+  /** `plain`: an http: origin (no TLS). */
+  constructor(options: NativeTlsOptions | { plain: true }) {
     this.handle = rawAddon().tlsContext(options);
   }
 }
@@ -31,37 +49,56 @@ export interface NativeTlsResponse {
   headers: Record<string, string>;
   alpn: string;
   protocol: string;
-  /** Body bytes left to receive (Content-Length); undefined when the server sent none (chunked: not supported here). */
+  /** Body bytes left to receive (Content-Length); undefined: chunked, or up to the close. */
   contentLength: number | undefined;
+  /** The body is chunked (read by JavaScript, never received in C). */
+  chunked: boolean;
   conn: TlsConnHandle;
 }
 
 export interface GetOptions {
   headers?: Record<string, string>;
+  /** Aborts the connect, the handshake or the wait for the head (the socket is shut down). */
+  signal?: AbortSignal;
   connectTimeoutMs?: number;
   timeoutMs?: number;
 }
 
 /** GET url over ctx; resolves once the response head is in (the body is received with receiveBody, or the conn closed). */
 export async function nativeGet(ctx: NativeTlsContext, url: URL, options: GetOptions = {}): Promise<NativeTlsResponse> {
-  if (url.protocol !== 'https:') throw new TypeError(`nativeGet: ${url.href} is not https`);
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new TypeError(`nativeGet: ${url.href} is not http(s)`);
   const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-  const port = Number(url.port || 443);
-  const address = isIP(host) ? host : (await lookup(host)).address;
+  const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+  const addresses = isIP(host) ? [host] : (await lookup(host, { all: true })).map((a) => a.address);
   const lines = [`GET ${url.pathname}${url.search} HTTP/1.1`, `Host: ${url.host}`, 'Connection: close'];
   for (const [k, v] of Object.entries(options.headers ?? {})) {
     if (/[\r\n]/.test(k) || /[\r\n]/.test(v)) throw new TypeError(`nativeGet: header ${k} holds a line break`);
     lines.push(`${k}: ${v}`);
   }
   const head = Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1');
-  const res = await rawAddon().tlsRequest(ctx.handle, {
-    address,
-    port,
-    host,
-    head,
-    ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
-    ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
-  });
+  let res: Awaited<ReturnType<RawAddon['tlsRequest']>> | undefined;
+  // Each resolved address in turn, as Node's net.connect without happy eyeballs: a name whose
+  // first address refuses (an IPv6 ::1 for a registry listening on 127.0.0.1) is still reached.
+  for (let i = 0; !res; i++) {
+    options.signal?.throwIfAborted();
+    const pending = rawAddon().tlsRequest(ctx.handle, {
+      address: addresses[i]!,
+      port,
+      host,
+      head,
+      ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
+      ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+    });
+    const abort = () => rawAddon().tlsAbort(pending.conn);
+    options.signal?.addEventListener('abort', abort, { once: true });
+    try {
+      res = await pending;
+    } catch (err) {
+      if ((err as { syscall?: string }).syscall !== 'connect' || i + 1 >= addresses.length || options.signal?.aborted) throw err;
+    } finally {
+      options.signal?.removeEventListener('abort', abort);
+    }
+  }
   const text = res.head.toString('latin1');
   const [statusLine = '', ...rest] = text.slice(0, -4).split('\r\n');
   const m = /^HTTP\/1\.[01] (\d{3})/.exec(statusLine);
@@ -77,14 +114,19 @@ export async function nativeGet(ctx: NativeTlsContext, url: URL, options: GetOpt
     const value = line.slice(i + 1).trim();
     headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
   }
-  if (headers['transfer-encoding'] && headers['transfer-encoding'] !== 'identity') {
-    // A real integration would fall back to undici for chunked bodies (registries send Content-Length for blobs).
-    rawAddon().tlsClose(res.conn);
-    throw new Error(`nativeGet: ${url.host} sent a ${headers['transfer-encoding']} body (not supported by the experiment)`);
-  }
   const cl = headers['content-length'];
-  const contentLength = cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
-  return { status: Number(m[1]), headers, alpn: res.alpn, protocol: res.protocol, contentLength, conn: res.conn };
+  const encoding = (headers['transfer-encoding'] ?? 'identity').toLowerCase();
+  const chunked = encoding === 'chunked';
+  const framed = cl !== undefined && /^\d+$/.test(cl) && encoding === 'identity';
+  const status = Number(m[1]);
+  // A body with a Content-Length can be received in C; a chunked one, or one that runs to the
+  // close (the request said `Connection: close`), is read by JavaScript (NativeBody's stream).
+  if (encoding !== 'identity' && !chunked) {
+    rawAddon().tlsClose(res.conn);
+    throw Object.assign(new Error(`${url.host} sent a body in transfer-encoding ${JSON.stringify(encoding)}`), { code: 'ERR_HTTP_TRANSFER_ENCODING' });
+  }
+  const contentLength = framed ? Number(cl) : undefined;
+  return { status, headers, alpn: res.alpn, protocol: res.protocol, contentLength, chunked: !framed && chunked, conn: res.conn };
 }
 
 export interface ReceiveOptions {
@@ -107,7 +149,7 @@ export async function receiveBody(res: NativeTlsResponse, digest: DigestHandle, 
       const n = await raw.tlsReceive(res.conn, digest, want);
       got += n;
       options.onProgress?.(got);
-      if (n < want) throw Object.assign(new Error(`the body ended after ${got} of ${res.contentLength} bytes`), { code: 'ECONNRESET', bytes: got });
+      if (n === 0) throw Object.assign(new Error(`the body ended after ${got} of ${res.contentLength} bytes`), { code: 'ECONNRESET', bytes: got });
     }
     return got;
   } finally {
@@ -127,12 +169,20 @@ export class NativeBody extends Readable {
   private inFlight = false;
   private connClosed = false;
 
+  private readonly dechunk: ChunkedDecoder | undefined;
+
+  /**
+   * contentLength undefined: the body runs until the peer closes, or is `chunked`; such a body is
+   * only read, never received into a writer.
+   */
   constructor(
     readonly conn: TlsConnHandle,
-    readonly contentLength: number,
+    readonly contentLength: number | undefined,
+    chunked = false,
   ) {
     super({ highWaterMark: 256 << 10 });
-    this.left = contentLength;
+    this.dechunk = chunked && contentLength === undefined ? new ChunkedDecoder() : undefined;
+    this.left = contentLength ?? Number.POSITIVE_INFINITY;
     if (this.left === 0) this.push(null);
   }
 
@@ -144,12 +194,32 @@ export class NativeBody extends Readable {
     }
     this.inFlight = true;
     rawAddon()
-      .tlsRead(this.conn, Math.min(Math.max(size, 64 << 10), this.left))
+      .tlsRead(this.conn, Math.min(Math.max(size, 64 << 10), this.left, 16 << 20))
       .then(
         (buf) => {
           this.inFlight = false;
+          if (this.dechunk && buf.length > 0) {
+            let parts: Buffer[];
+            try {
+              parts = this.dechunk.push(buf);
+            } catch (err) {
+              this.destroy(err as Error);
+              return;
+            }
+            for (const part of parts) this.push(part);
+            if (this.dechunk.done) {
+              this.left = 0;
+              this.close();
+              this.push(null);
+            } else if (parts.length === 0) this._read(size);
+            return;
+          }
           if (buf.length === 0) {
-            this.destroy(Object.assign(new Error(`the body ended ${this.left} bytes early`), { code: 'ECONNRESET' }));
+            if (this.contentLength === undefined && !this.dechunk) {
+              this.left = 0;
+              this.close();
+              this.push(null);
+            } else this.destroy(Object.assign(new Error(`the body ended ${this.left} bytes early`), { code: 'ECONNRESET' }));
             return;
           }
           this.left -= buf.length;
@@ -167,18 +237,19 @@ export class NativeBody extends Readable {
   }
 
   /**
-   * Receives up to maxBytes of the body into `writer` (its file and hash, on the pool). Resolves
-   * with the count; fewer than asked is an ECONNRESET error carrying `bytes`. Never mix with reading.
+   * Receives what is ready of the body, up to maxBytes, into `writer` (its file and hash, on the
+   * pool), waiting for the first bytes. Resolves with the count; a connection closed before the
+   * end is an ECONNRESET error. Never mix with reading.
    */
   async receiveInto(writer: { receiveTls(conn: TlsConnHandle, maxBytes: number): Promise<number> }, maxBytes: number): Promise<number> {
-    if (this.inFlight || this.connClosed) throw new Error('NativeBody: busy or closed');
+    if (this.inFlight || this.connClosed || this.contentLength === undefined) throw new Error('NativeBody: busy, closed or of unknown length');
     const want = Math.min(maxBytes, this.left);
     this.inFlight = true;
     let failed = false;
     try {
       const n = await writer.receiveTls(this.conn, want);
       this.left -= n;
-      if (n < want) throw Object.assign(new Error(`the connection closed ${this.left} bytes before the end of the body`), { code: 'ECONNRESET', bytes: n });
+      if (n === 0) throw Object.assign(new Error(`the connection closed ${this.left} bytes before the end of the body`), { code: 'ECONNRESET', bytes: 0 });
       return n;
     } catch (err) {
       // What landed before a failure is in the writer (it counted `bytes`); the connection is done.
@@ -199,13 +270,15 @@ export class NativeBody extends Readable {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    // A job on the pool keeps the connection: close once it returns.
+    // A job on the pool keeps the connection: shut its socket down (the job returns at once,
+    // even from a stalled peer) and close once it has returned.
     const finish = () => {
       this.close();
       cb(err);
     };
     if (!this.inFlight) finish();
     else {
+      if (!this.connClosed) rawAddon().tlsAbort(this.conn);
       const poll = setInterval(() => {
         if (!this.inFlight) {
           clearInterval(poll);

@@ -4,7 +4,8 @@ import type * as tls from 'node:tls';
 import type { Dispatcher as DispatcherType, Pool as PoolType, ProxyAgent as ProxyAgentType } from 'undici';
 import { ConfigError } from '../../errors.js';
 import { certsDirFor, readPem } from './certs.js';
-import { NativeTlsContext } from './native-tls.js';
+import type { HttpResponse } from '../http.js';
+import { loadSharedRoots, NativeBody, nativeGet, NativeTlsContext } from './native-tls.js';
 import { ProxyRules, redact, type ProxySettings } from './proxy.js';
 
 /**
@@ -13,7 +14,8 @@ import { ProxyRules, redact, type ProxySettings } from './proxy.js';
  */
 const require = createRequire(import.meta.url);
 const Dispatcher = require('undici/lib/dispatcher/dispatcher.js') as typeof DispatcherType;
-const Pool = require('undici/lib/dispatcher/pool.js') as typeof PoolType;
+/** undici's Pool (and its HTTP client, llhttp's wasm) on first use: a pull whose GETs all go native never loads it (~25 ms). */
+const loadPool = (): typeof PoolType => require('undici/lib/dispatcher/pool.js') as typeof PoolType;
 /** node:tls on first use: its ESM namespace would build the root certificate list (~15 ms) at every start. */
 const loadTls = (): typeof tls => require('node:tls') as typeof tls;
 /** ProxyAgent opens tunnels with `Pool#connect`, an API method undici's index puts on Dispatcher's prototype. */
@@ -75,7 +77,7 @@ export class Transport extends Dispatcher {
   private readonly routes = new Map<string, Route>();
   /** Each https origin's TLS material (PEMs), for the handshake diagnosis and the native context. */
   private readonly tlsMaterial = new Map<string, TlsMaterial>();
-  /** Each https origin's tls.connect options (one secure context), shared by its pool and the handshake diagnosis. */
+  /** Each https origin's tls.connect options (one secure context, made on first use), shared by its pool and the handshake diagnosis. */
   private readonly tlsConnect = new Map<string, tls.ConnectionOptions>();
   private readonly proxies: ProxyRules;
   private readonly natives = new Map<string, NativeTlsContext | null>();
@@ -89,43 +91,63 @@ export class Transport extends Dispatcher {
         throw new ConfigError('registry config', `hosts.${host}.skipVerify`, `TLS verification may be skipped only for insecure registries (loopback or listed in "insecure"); ${host} is neither`);
       }
     }
+    // The native contexts will want Node's roots: parse them on the thread pool now, while the
+    // program starts and the first requests are prepared, rather than in a request's path.
+    if (nativeEnabled()) this.nativeRoots().catch(() => {});
   }
 
   override dispatch(options: DispatcherType.DispatchOptions, handler: DispatcherType.DispatchHandler): boolean {
     return this.pool(String(options.origin)).dispatch(options, handler);
   }
 
-  /** The route requests to `origin` take (creating its pool), e.g. for an error's hint. */
+  /** The route requests to `origin` take, e.g. for an error's hint. */
   route(origin: string): Route {
-    this.pool(origin);
-    return this.routes.get(new URL(origin).origin)!;
+    return this.decide(new URL(origin));
   }
 
   /**
-   * EXPERIMENT (issue 12): the native TLS context (native/tls.c) of an https origin reached
-   * directly, built from the very decisions of its pool (CAs, client certificate, verification);
-   * undefined for http:, an origin behind a proxy, or unless STRATUM_NATIVE_TLS=1.
+   * A GET taken by the native receive (native/tls.c) when the origin's route allows it: a direct
+   * route (https with the origin's own TLS decisions, or plain http) and STRATUM_NATIVE_HTTP not
+   * 0. The response is undici-shaped; its body is a NativeBody. undefined: use undici.
    */
-  nativeContext(originText: string): { ctx: NativeTlsContext; connectTimeoutMs: number; timeoutMs: number } | undefined {
-    if (process.env.STRATUM_NATIVE_TLS !== '1') return undefined;
+  async nativeGet(url: URL, headers: Record<string, string>, signal?: AbortSignal): Promise<HttpResponse | undefined> {
+    const native = await this.nativeContext(url.origin);
+    if (!native) return undefined;
+    const res = await nativeGet(native.ctx, url, { headers, connectTimeoutMs: native.connectTimeoutMs, timeoutMs: native.timeoutMs, ...(signal ? { signal } : {}) });
+    const body = new NativeBody(res.conn, res.status === 204 || res.status === 304 ? 0 : res.contentLength, res.chunked);
+    return { statusCode: res.status, headers: res.headers, body } as unknown as HttpResponse;
+  }
+
+  /**
+   * The native receive context (native/tls.c) of an origin reached directly: for https, built from
+   * the very decisions of its pool (CAs, client certificate, verification); for http, a plain one.
+   * undefined for an origin behind a proxy (undici's ProxyAgent speaks CONNECT), or with
+   * STRATUM_NATIVE_HTTP=0 (every body through undici).
+   */
+  async nativeContext(originText: string): Promise<{ ctx: NativeTlsContext; connectTimeoutMs: number; timeoutMs: number } | undefined> {
+    if (!nativeEnabled()) return undefined;
     const url = new URL(originText);
-    if (url.protocol !== 'https:') return undefined;
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') return undefined;
     const origin = url.origin;
     let ctx = this.natives.get(origin);
     if (ctx === undefined) {
-      this.pool(origin);
+      const route = this.decide(url);
       const material = this.tlsMaterial.get(origin);
-      ctx = this.routes.get(origin)?.proxy || !material
-        ? null
-        : new NativeTlsContext({
-            // Node's store when no `ca` was set: its bundled roots and NODE_EXTRA_CA_CERTS.
-            ca: material.ca ?? [...loadTls().rootCertificates, ...nodeExtraCaCerts()],
-            ...(material.cert ? { cert: material.cert, key: material.key! } : {}),
-            rejectUnauthorized: material.verify,
-          });
+      if (route.proxy) ctx = null;
+      else if (url.protocol === 'http:') ctx = new NativeTlsContext({ plain: true });
+      else if (!material) ctx = null;
+      else {
+        await this.nativeRoots();
+        ctx = this.natives.get(origin) ?? new NativeTlsContext({ roots: true, ca: material.extraCa ?? [], ...(material.cert ? { cert: material.cert, key: material.key! } : {}), rejectUnauthorized: material.verify });
+      }
       this.natives.set(origin, ctx);
     }
     return ctx ? { ctx, connectTimeoutMs: this.options.connectTimeoutMs, timeoutMs: this.options.bodyTimeoutMs } : undefined;
+  }
+
+  /** Node's store for native contexts (its bundled roots and NODE_EXTRA_CA_CERTS), parsed once on the pool. */
+  private nativeRoots(): Promise<void> {
+    return loadSharedRoots(() => [...loadTls().rootCertificates, ...nodeExtraCaCerts()]);
   }
 
   override close(): Promise<void>;
@@ -161,7 +183,7 @@ export class Transport extends Dispatcher {
     const url = new URL(origin);
     const material = this.tlsMaterial.get(url.origin);
     if (!material || this.routes.get(url.origin)?.proxy) return Promise.resolve(undefined);
-    const settings = this.tlsConnect.get(url.origin)!;
+    const settings = this.secureOptions(url.origin, material);
     return new Promise((resolve) => {
       const socket = loadTls().connect({ ...settings, host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 443), ALPNProtocols: ['http/1.1'] }, () => {
         socket.write(`GET /v2/ HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\n\r\n`);
@@ -178,31 +200,50 @@ export class Transport extends Dispatcher {
     });
   }
 
+  /** The origin's route and TLS material, decided once (logged with --debug). */
+  private decide(url: URL): Route {
+    const origin = url.origin;
+    const known = this.routes.get(origin);
+    if (known) return known;
+    if (this.closed) throw new ConfigError('transport', origin, 'the registry client is closed');
+    const route: Route = { origin, caSources: [], verify: true };
+    const material = url.protocol === 'https:' ? this.tlsFor(url, route) : undefined;
+    if (material) this.tlsMaterial.set(origin, material);
+    const proxy = this.proxies.proxyFor(url);
+    if (proxy) route.proxy = redact(proxy.href);
+    this.routes.set(origin, route);
+    this.options.log?.(describeRoute(route, url.protocol === 'https:'));
+    return route;
+  }
+
+  /** The origin's tls.connect options, made once (a secure context costs milliseconds). */
+  private secureOptions(origin: string, material: TlsMaterial): tls.ConnectionOptions {
+    let secure = this.tlsConnect.get(origin);
+    if (!secure) this.tlsConnect.set(origin, (secure = connectOptions(material)));
+    return secure;
+  }
+
+  /** The origin's undici pool (or ProxyAgent), made on its first request. */
   private pool(originText: string): DispatcherType {
     const url = new URL(originText);
     const origin = url.origin;
     const existing = this.pools.get(origin);
     if (existing) return existing;
-    if (this.closed) throw new ConfigError('transport', origin, 'the registry client is closed');
+    this.decide(url);
     const o = this.options;
-    const route: Route = { origin, caSources: [], verify: true };
-    const material = url.protocol === 'https:' ? this.tlsFor(url, route) : undefined;
-    if (material) this.tlsMaterial.set(origin, material);
-    const secure = material ? connectOptions(material) : undefined;
-    if (secure) this.tlsConnect.set(origin, secure);
+    const material = this.tlsMaterial.get(origin);
+    const secure = material ? this.secureOptions(origin, material) : undefined;
     const proxy = this.proxies.proxyFor(url);
     const common = { connections: o.connections, keepAliveTimeout: o.keepAliveTimeoutMs, headersTimeout: o.headersTimeoutMs, bodyTimeout: o.bodyTimeoutMs };
     let pool: DispatcherType;
     if (proxy) {
-      route.proxy = redact(proxy.href);
       const ProxyAgent = loadProxyAgent();
       pool = new ProxyAgent({ ...common, uri: proxy.href, ...(secure ? { requestTls: secure } : {}), proxyTls: { timeout: o.connectTimeoutMs } });
     } else {
+      const Pool = loadPool();
       pool = new Pool(origin, { ...common, connect: { timeout: o.connectTimeoutMs, ...(secure ?? {}) } });
     }
     this.pools.set(origin, pool);
-    this.routes.set(origin, route);
-    o.log?.(describeRoute(route, url.protocol === 'https:'));
     return pool;
   }
 
@@ -220,8 +261,7 @@ export class Transport extends Dispatcher {
       route.caSources.push(path);
     }
     const material: TlsMaterial = { verify: true };
-    // Node's `ca` replaces its trust store: keep the bundled roots and NODE_EXTRA_CA_CERTS beside ours.
-    if (extra.length > 0) material.ca = [...loadTls().rootCertificates, ...nodeExtraCaCerts(), ...extra];
+    if (extra.length > 0) material.extraCa = extra;
     const client = settings?.client ? { cert: readPem(settings.client.cert, 'a client certificate'), key: readPem(settings.client.key, 'a private key'), source: settings.client.cert } : found?.client;
     if (client) {
       material.cert = client.cert;
@@ -236,24 +276,43 @@ export class Transport extends Dispatcher {
 
 /** The PEMs and the verification decision of one https origin. */
 interface TlsMaterial {
-  /** The whole trust store when the origin has CAs of its own; undefined: Node's default. */
-  ca?: string[];
+  /** The origin's own CAs, trusted beside Node's (its bundled roots and NODE_EXTRA_CA_CERTS). */
+  extraCa?: string[];
   cert?: string;
   key?: string;
   verify: boolean;
 }
 
 /**
- * tls.connect options for `material`: one secure context per origin, so the ~140 roots beside a
- * private CA are parsed once rather than at every connection.
+ * tls.connect options for `material`: one secure context per origin. Node's `ca` option replaces
+ * its trust store, and handing it the ~140 bundled roots again costs 30–130 ms of parsing; so an
+ * origin's own CAs are added to a default context with the native context's addCACert (what
+ * createSecureContext does for each `ca` entry): its first call copies Node's already parsed
+ * bundled roots (~1 ms). That copy lacks NODE_EXTRA_CA_CERTS, which are added again. Without
+ * that method: `ca` with the roots.
  */
 function connectOptions(material: TlsMaterial): tls.ConnectionOptions {
   const options: tls.ConnectionOptions = {};
-  if (material.ca || material.cert) {
-    options.secureContext = loadTls().createSecureContext({ ...(material.ca ? { ca: material.ca } : {}), ...(material.cert ? { cert: material.cert, key: material.key! } : {}) });
+  if (material.extraCa || material.cert) {
+    const t = loadTls();
+    const clientCert = material.cert ? { cert: material.cert, key: material.key! } : {};
+    const context = t.createSecureContext(clientCert) as tls.SecureContext & { context?: { addCACert?: (pem: string) => void } };
+    const native = context.context;
+    if (!material.extraCa) options.secureContext = context;
+    else if (typeof native?.addCACert === 'function') {
+      for (const pem of [...nodeExtraCaCerts(), ...material.extraCa]) native.addCACert(pem);
+      options.secureContext = context;
+    } else {
+      options.secureContext = t.createSecureContext({ ...clientCert, ca: [...t.rootCertificates, ...nodeExtraCaCerts(), ...material.extraCa] });
+    }
   }
   if (!material.verify) options.rejectUnauthorized = false;
   return options;
+}
+
+/** Blob bodies and other GETs on direct routes go through native/tls.c unless STRATUM_NATIVE_HTTP=0. */
+function nativeEnabled(): boolean {
+  return process.env.STRATUM_NATIVE_HTTP !== '0';
 }
 
 let extraCaCache: string[] | undefined;

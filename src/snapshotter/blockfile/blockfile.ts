@@ -7,7 +7,7 @@ import { diskUsage, exists, ownedName, removeTree, SNAPSHOTS_DIR, STAGING_DIR } 
 import { FullTreeSnapshotter } from '../full-tree.js';
 import { optionsFor, parseChoiceOption, parseSize, unknownOption } from '../storage-opts.js';
 import { isMountPoint, unmountAll } from '../mount.js';
-import type { Info, Mount, SnapshotOptions, Usage } from '../snapshotter.js';
+import type { Info, Mount, Usage } from '../snapshotter.js';
 
 /** In a snapshot's data directory: the file holding its filesystem, and where that is mounted while active or a view. */
 const IMAGE = 'image';
@@ -141,18 +141,6 @@ export class BlockfileSnapshotter extends FullTreeSnapshotter {
     await copyBlockFile(source, join(dir, IMAGE));
   }
 
-  override async prepare(key: string, parent?: string, options?: SnapshotOptions): Promise<Mount[]> {
-    return this.mounted(await super.prepare(key, parent, options));
-  }
-
-  override async view(key: string, parent?: string, options?: SnapshotOptions): Promise<Mount[]> {
-    return this.mounted(await super.view(key, parent, options));
-  }
-
-  override async mounts(key: string): Promise<Mount[]> {
-    return this.mounted(await super.mounts(key));
-  }
-
   override async applyDir(key: string): Promise<string> {
     const dir = await super.applyDir(key);
     await this.ensureMounted(dir, false);
@@ -214,7 +202,7 @@ export class BlockfileSnapshotter extends FullTreeSnapshotter {
   }
 
   /** The mounts, after the tree they bind is loop-mounted (read-only for a view). */
-  private async mounted(mounts: Mount[]): Promise<Mount[]> {
+  protected override async readyMounts(mounts: Mount[]): Promise<Mount[]> {
     for (const m of mounts) await this.ensureMounted(m.source, m.options.includes('ro'));
     return mounts;
   }

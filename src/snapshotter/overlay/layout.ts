@@ -22,7 +22,7 @@ export interface UnionLayers {
  */
 export abstract class OverlayLayoutSnapshotter extends MetadataSnapshotter {
   readonly capabilities = { rebase: true };
-  readonly applyMode = 'overlay' as const;
+  readonly applyMode: 'overlay' | 'erofs' = 'overlay';
   /** Opaque and whiteout xattrs must be `user.overlay.*` (rootless: trusted.* is out of reach). */
   readonly userxattr: boolean = overlayFeatures().userxattr;
 

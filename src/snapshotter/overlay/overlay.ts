@@ -70,11 +70,17 @@ export class OverlaySnapshotter extends OverlayLayoutSnapshotter {
     return s;
   }
 
-  protected unionMount({ lowers, upper }: UnionLayers): Mount {
-    const options = [...this.mountOptions];
-    if (this.userxattr) options.push('userxattr');
-    options.push(`lowerdir=${lowers.map(escapeOverlayPath).join(':')}`);
-    if (upper) options.push(`upperdir=${upper.upper}`, `workdir=${upper.work}`);
-    return { type: 'overlay', source: 'overlay', options };
+  protected unionMount(layers: UnionLayers): Mount {
+    return kernelOverlayMount(layers, { options: this.mountOptions, userxattr: this.userxattr });
   }
+}
+
+/** The kernel overlayfs mount of a union (lowers newest first), as containerd's overlay and erofs snapshotters give it. */
+export function kernelOverlayMount({ lowers, upper }: UnionLayers, features: { indexOff?: boolean; userxattr: boolean; options?: readonly string[] }): Mount {
+  // `options` (overlay's storage options, index=off included) replace the indexOff default.
+  const options: string[] = features.options ? [...features.options] : features.indexOff ? ['index=off'] : [];
+  if (features.userxattr) options.push('userxattr');
+  options.push(`lowerdir=${lowers.map(escapeOverlayPath).join(':')}`);
+  if (upper) options.push(`upperdir=${upper.upper}`, `workdir=${upper.work}`);
+  return { type: 'overlay', source: 'overlay', options };
 }

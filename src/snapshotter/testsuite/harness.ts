@@ -41,6 +41,12 @@ export interface Backend {
    * `snapshots/` (same paths, same inodes) instead of on a file written into the snapshot.
    */
   blockData?: boolean;
+  /**
+   * Commit turns the written files into another form (erofs: one image per layer, as containerd's
+   * erofs snapshotter converts the upper directory): "commit copies no data" becomes "the
+   * committed snapshot keeps its id and shows the data", checked through a view.
+   */
+  convertsOnCommit?: boolean;
 }
 
 export class Harness {
@@ -83,6 +89,11 @@ export class Harness {
   /** A second snapshotter instance on the same root (the caller closes it). */
   openAnother(): Promise<Snapshotter> {
     return this.backend.open(this.root);
+  }
+
+  /** See Backend.convertsOnCommit. */
+  get convertsOnCommit(): boolean {
+    return this.backend.convertsOnCommit === true;
   }
 
   /** See Backend.blockData. */
