@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { Engine, isStratumError } from '../../src/index.js';
 import { compareTrees, readTree } from '../../src/snapshotter/tree-compare.js';
+import { erofsUnavailable } from '../../src/snapshotter/erofs/erofs.js';
 import { random, type EntrySpec } from '../fixtures/layers.js';
 import { pushStackedImages } from '../fixtures/push.js';
 import { sharedRegistry, type TestRegistry } from '../helpers/registry.js';
@@ -146,14 +147,15 @@ async function assertOnlyDriver(driver: string): Promise<void> {
     await engine.close();
   }
   void df;
-  for (const other of ['overlay', 'btrfs', 'native'].filter((d) => d !== driver)) assert.equal(existsSync(join(store, 'snapshots', other)), false, `snapshots/${other} is gone`);
+  for (const other of ['overlay', 'btrfs', 'native', 'erofs'].filter((d) => d !== driver)) assert.equal(existsSync(join(store, 'snapshots', other)), false, `snapshots/${other} is gone`);
   assert.equal(existsSync(join(store, 'migrate.json')), false);
 }
 
 describe('stratum migrate --to DRIVER', () => {
-  test('overlay → btrfs (SIGKILL halfway, resumed) → native → overlay: trees as GNU tar extracts them, nothing lost', { timeout: 600_000 }, async (t) => {
+  test('overlay → btrfs (SIGKILL halfway, resumed) → erofs → native → overlay: trees as GNU tar extracts them, nothing lost', { timeout: 600_000 }, async (t) => {
     if (MISSING) return t.skip(MISSING);
     if (typeof fs === 'string') return t.skip(`LOUD SKIP: btrfs: ${fs}`);
+    const erofsMissing = await erofsUnavailable();
     for (const ref of refs) await ok('pull', '--store', store, '--snapshotter', 'overlay', ref);
     assert.equal((await storeConfig())['storage-driver'], 'overlay');
     for (const ref of refs) expected.set(ref, await tarExtraction(ref));
@@ -189,6 +191,13 @@ describe('stratum migrate --to DRIVER', () => {
     assert.equal((await storeConfig())['storage-driver'], 'btrfs');
     await assertImagesAsExtracted('btrfs');
     await assertOnlyDriver('btrfs');
+
+    // erofs: each layer an EROFS image under overlay (where the kernel mounts erofs).
+    if (erofsMissing === undefined) {
+      assert.match(await ok('migrate', '--store', store, '--to', 'erofs'), /Removed \d+ btrfs snapshots/);
+      await assertImagesAsExtracted('erofs');
+      await assertOnlyDriver('erofs');
+    } else console.error(`LOUD SKIP of the erofs hop: ${erofsMissing}`);
 
     const events = (await ok('migrate', '--store', store, '--to', 'native', '--json')).trim().split('\n').map((l) => JSON.parse(l) as { type: string; comparedWith?: string });
     assert.deepEqual(events.map((e) => e.type), ['start', 'image', 'image', 'image', 'switched', 'removed']);
