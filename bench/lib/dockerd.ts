@@ -3,6 +3,7 @@ import { createWriteStream, existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { privateDockerdConfig } from '../../test/helpers/dockerd-config.js';
 
 const run = promisify(execFile);
 /** Debian's docker.io client (another `docker` may sit earlier on PATH). */
@@ -37,20 +38,7 @@ export async function startBenchDockerd(dataRoot: string, driver: string, regist
   const execRoot = await mkdtemp('/run/stratum-bd-');
   const socket = join(execRoot, 'd.sock');
   const config = join(execRoot, 'daemon.json');
-  await writeFile(
-    config,
-    JSON.stringify({
-      'data-root': dataRoot,
-      'exec-root': join(execRoot, 'x'),
-      pidfile: join(execRoot, 'd.pid'),
-      hosts: [`unix://${socket}`],
-      iptables: false,
-      'ip-masq': false,
-      bridge: 'none',
-      'storage-driver': driver,
-      'insecure-registries': [registryHost],
-    }),
-  );
+  await writeFile(config, privateDockerdConfig({ dataRoot, execRoot, socket, driver, registryHost }));
   const logPath = join(execRoot, 'dockerd.log');
   const log = createWriteStream(logPath);
   const child: ChildProcess = spawn(DOCKERD, ['--config-file', config], { stdio: ['ignore', 'pipe', 'pipe'] });

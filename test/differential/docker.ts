@@ -9,6 +9,7 @@ import { createWriteStream, existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { privateDockerdConfig } from '../helpers/dockerd-config.js';
 
 const run = promisify(execFile);
 export const DOCKER = '/usr/bin/docker';
@@ -85,20 +86,7 @@ export async function startDockerd(registryHost: string): Promise<PrivateDockerd
   const execRoot = await mkdtemp('/run/stratum-dk-');
   const socket = join(execRoot, 'd.sock');
   const config = join(dataRoot, '..', `${dataRoot.split('/').pop()}.json`);
-  await writeFile(
-    config,
-    JSON.stringify({
-      'data-root': join(dataRoot, 'root'),
-      'exec-root': join(execRoot, 'x'),
-      pidfile: join(execRoot, 'd.pid'),
-      hosts: [`unix://${socket}`],
-      iptables: false,
-      'ip-masq': false,
-      bridge: 'none',
-      'storage-driver': 'overlay2',
-      'insecure-registries': [registryHost],
-    }),
-  );
+  await writeFile(config, privateDockerdConfig({ dataRoot: join(dataRoot, 'root'), execRoot, socket, driver: 'overlay2', registryHost }));
   const log = createWriteStream(join(dataRoot, 'dockerd.log'));
   const child: ChildProcess = spawn(DOCKERD, ['--config-file', config], { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.pipe(log);
