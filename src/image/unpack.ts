@@ -11,7 +11,7 @@ import type { Snapshotter } from '../snapshotter/snapshotter.js';
 import { applyLayer } from '../unpack/apply.js';
 import type { UnpackLimits } from '../unpack/types.js';
 import { applyOverlayFixups } from '../unpack/overlay-fixups.js';
-import { writeLayerImage, type PendingImage } from '../erofs/build.js';
+import type { PendingImage } from '../erofs/build.js';
 import { mountTemporary, reclaimTemporaries, temporaryLabels, unmountTemporary } from '../snapshotter/temporaries.js';
 import { InvalidManifestError, isStratumError } from '../errors.js';
 import { checkLayerCount } from './layer-limit.js';
@@ -124,6 +124,8 @@ export async function unpackLayers(request: UnpackRequest): Promise<UnpackResult
           if (snapshotter.applyMode === 'erofs') {
             // The layer becomes the snapshot's EROFS image, written straight from the tar; its metadata once the parent is there.
             const imagePath = await snapshotter.layerImage!(key);
+            // Loaded for erofs stores only: the writer is not part of every pull's start.
+            const { writeLayerImage } = await import('../erofs/build.js');
             const { image } = await slot(() => writeLayerImage(withProgress(request, layer, source), imagePath, applyOptions));
             return { key, image };
           }
