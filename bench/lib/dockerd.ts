@@ -1,9 +1,9 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { privateDockerdConfig } from '../../test/helpers/dockerd-config.js';
+import { privateDockerdConfig, waitForDockerd } from '../../test/helpers/dockerd-config.js';
 
 const run = promisify(execFile);
 /** Debian's docker.io client (another `docker` may sit earlier on PATH). */
@@ -63,25 +63,14 @@ export async function startBenchDockerd(dataRoot: string, driver: string, regist
     await run('umount', ['-R', '-l', dataRoot]).catch(() => {});
     await rm(execRoot, { recursive: true, force: true }).catch(() => {});
   };
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (exited) {
-      const { readFile } = await import('node:fs/promises');
-      const tail = (await readFile(logPath, 'utf8').catch(() => '')).trim().split('\n').slice(-3).join(' / ');
-      await stop();
-      throw new Error(`dockerd (${driver}) exited at start: ${tail}`);
-    }
-    try {
-      await docker(['version']);
-      break;
-    } catch (err) {
-      if (Date.now() > deadline) {
-        await stop();
-        throw new Error(`dockerd (${driver}) did not answer within 60 s: ${(err as Error).message}`);
-      }
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
+  await waitForDockerd({
+    name: `dockerd (${driver})`,
+    docker,
+    exited: () => exited,
+    stop,
+    timeoutMs: 60_000,
+    exitedDetail: async () => (await readFile(logPath, 'utf8').catch(() => '')).trim().split('\n').slice(-3).join(' / '),
+  });
   const storageInfo = async () => (await docker(['info', '--format', '{{.Driver}} {{json .DriverStatus}}'])).trim();
   return { driver, dataRoot, env, docker, storageInfo, stop };
 }

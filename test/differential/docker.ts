@@ -9,7 +9,7 @@ import { createWriteStream, existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { privateDockerdConfig } from '../helpers/dockerd-config.js';
+import { privateDockerdConfig, waitForDockerd } from '../helpers/dockerd-config.js';
 
 const run = promisify(execFile);
 export const DOCKER = '/usr/bin/docker';
@@ -109,23 +109,14 @@ export async function startDockerd(registryHost: string): Promise<PrivateDockerd
     await rm(config, { force: true });
     await rm(execRoot, { recursive: true, force: true }).catch(() => {});
   };
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (exited) {
-      await stop();
-      throw new Error(`dockerd exited at start; its log: ${join(dataRoot, 'dockerd.log')}`);
-    }
-    try {
-      await docker(['version']);
-      break;
-    } catch (err) {
-      if (Date.now() > deadline) {
-        await stop();
-        throw new Error(`dockerd did not answer within 30 s: ${(err as Error).message}`);
-      }
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
+  await waitForDockerd({
+    name: 'dockerd',
+    docker,
+    exited: () => exited,
+    stop,
+    timeoutMs: 30_000,
+    exitedDetail: async () => `its log: ${join(dataRoot, 'dockerd.log')}`,
+  });
   return { docker, env, stop };
 }
 
