@@ -507,6 +507,11 @@ static void conn_finalize(napi_env env, void *data, void *hint) {
   free(data);
 }
 
+/* Why a job cannot start on the connection now (one runs, or it is closed); NULL when it can. */
+static const char *conn_misuse(const tls_conn *c) {
+  return c->busy ? "a call on this TLS connection is still running" : !c->buf ? "this connection is closed" : NULL;
+}
+
 static void *tagged(napi_env env, napi_value v, const napi_type_tag *tag, const char *what) {
   bool ok = false;
   void *data = NULL;
@@ -935,7 +940,7 @@ static napi_value tls_receive(napi_env env, napi_callback_info info) {
     st_throw_msg(env, "ERR_INVALID_ARGUMENT", "tlsReceive: maxBytes must be positive");
     return NULL;
   }
-  const char *misuse = c->busy ? "a call on this TLS connection is still running" : !c->buf ? "this connection is closed" : NULL;
+  const char *misuse = conn_misuse(c);
   if (misuse || (misuse = st_digest_claim(dh))) {
     st_throw_msg(env, "ERR_INVALID_ARGUMENT", misuse);
     return NULL;
@@ -1002,7 +1007,7 @@ static napi_value tls_read(napi_env env, napi_callback_info info) {
     st_throw_msg(env, "ERR_INVALID_ARGUMENT", "tlsRead: maxBytes must be 1..64 MiB");
     return NULL;
   }
-  const char *misuse = c->busy ? "a call on this TLS connection is still running" : !c->buf ? "this connection is closed" : NULL;
+  const char *misuse = conn_misuse(c);
   if (misuse) {
     st_throw_msg(env, "ERR_INVALID_ARGUMENT", misuse);
     return NULL;
