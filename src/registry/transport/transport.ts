@@ -124,7 +124,7 @@ export class Transport extends Dispatcher {
    * undefined for an origin behind a proxy (undici's ProxyAgent speaks CONNECT), or with
    * STRATUM_NATIVE_HTTP=0 (every body through undici).
    */
-  async nativeContext(originText: string): Promise<{ ctx: NativeTlsContext; connectTimeoutMs: number; timeoutMs: number } | undefined> {
+  private async nativeContext(originText: string): Promise<{ ctx: NativeTlsContext; connectTimeoutMs: number; timeoutMs: number } | undefined> {
     if (!nativeEnabled()) return undefined;
     const url = new URL(originText);
     if (url.protocol !== 'https:' && url.protocol !== 'http:') return undefined;
