@@ -11,10 +11,11 @@
  * in one run, alternating the tools after one discarded warm-up of each, every run into fresh
  * state that is deleted afterwards.
  *
- *   npm run build && node dist/bench/unpack.js [--runs N] [--baseline CHECKOUT] [--only TOOL,...]
+ *   npm run build && node dist/bench/unpack.js [--runs N] [--baseline CHECKOUT]... [--only TOOL,...]
  *
  * --baseline adds `stratum@baseline`, the same pull run from another built checkout (a worktree of
  * an older commit), alternated with the others: a before/after in one set, same machine state.
+ * Given more than once (a bisection), each is `stratum@<checkout's folder name>`.
  *
  * Prints a table and the ratios stratum/containerd and stratum/floor (and stratum-erofs's, against
  * issue 13's targets) against the targets, and
@@ -23,7 +24,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { spawnSync } from 'node:child_process';
@@ -50,7 +51,14 @@ const RUNS_DIR = join(BENCH_DIR, 'unpack-runs');
 const STRATUM_CLI = join(ROOT, 'dist/src/cli/main.js');
 const NAMESPACE = 'bench';
 
-type ToolName = 'stratum' | 'stratum-erofs' | 'stratum@baseline' | 'containerd' | 'skopeo+umoci' | 'tar-floor';
+type ToolName = 'stratum' | 'stratum-erofs' | `stratum@${string}` | 'containerd' | 'skopeo+umoci' | 'tar-floor';
+
+interface Baseline {
+  name: `stratum@${string}`;
+  /** The built checkout's root. */
+  root: string;
+  cli: string;
+}
 
 interface Run {
   wallSeconds: number;
@@ -103,7 +111,7 @@ async function removeAtEnd(dir: string): Promise<void> {
 function stratumTool(name: ToolName, cli: string, ref: string, image: CachedBigImage, snapshotter: 'overlay' | 'erofs' = 'overlay'): Tool {
   return {
       name,
-      describe: `node ${name === 'stratum@baseline' ? cli : 'dist/src/cli/main.js'} pull --quiet --snapshotter ${snapshotter} --store STORE HOST/${image.reference}`,
+      describe: `node ${name.startsWith('stratum@') ? cli : 'dist/src/cli/main.js'} pull --quiet --snapshotter ${snapshotter} --store STORE HOST/${image.reference}`,
       async prepare(dir) {
         const store = join(dir, 'store');
         return {
@@ -131,7 +139,7 @@ function stratumTool(name: ToolName, cli: string, ref: string, image: CachedBigI
   };
 }
 
-function tools(host: string, image: CachedBigImage, baselineCli: string | undefined): Tool[] {
+function tools(host: string, image: CachedBigImage, baselines: Baseline[]): Tool[] {
   const ref = `${host}/${image.reference}`;
   const storage = benchRegistryStorage(BENCH_DIR, image.options);
   const blobs = image.layers.map((l) => registryBlobPath(storage, l.digest));
@@ -139,7 +147,7 @@ function tools(host: string, image: CachedBigImage, baselineCli: string | undefi
   return [
     stratumTool('stratum', STRATUM_CLI, ref, image),
     stratumTool('stratum-erofs', STRATUM_CLI, ref, image, 'erofs'),
-    ...(baselineCli ? [stratumTool('stratum@baseline', baselineCli, ref, image)] : []),
+    ...baselines.map((b) => stratumTool(b.name, b.cli, ref, image)),
     {
       name: 'containerd',
       describe: `ctr -a SOCK -n ${NAMESPACE} image pull --plain-http --snapshotter overlayfs HOST/${image.reference} (private containerd 1.6, fresh root per run)`,
@@ -213,16 +221,22 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       runs: { type: 'string', default: '3' },
-      baseline: { type: 'string' },
+      baseline: { type: 'string', multiple: true },
       only: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
-    process.stdout.write('usage: node dist/bench/unpack.js [--runs N (default 3)] [--baseline CHECKOUT (a built checkout to run as stratum@baseline)] [--only TOOL,... (e.g. stratum,stratum@baseline,tar-floor)]\n');
+    process.stdout.write('usage: node dist/bench/unpack.js [--runs N (default 3)] [--baseline CHECKOUT (a built checkout to run as stratum@baseline; repeatable: stratum@FOLDER each)] [--only TOOL,... (e.g. stratum,stratum@baseline,tar-floor)]\n');
     return;
   }
-  const baselineCli = values.baseline === undefined ? undefined : join(values.baseline, 'dist/src/cli/main.js');
+  const baselineRoots = values.baseline ?? [];
+  const baselines: Baseline[] = baselineRoots.map((root) => ({
+    name: baselineRoots.length === 1 ? 'stratum@baseline' : `stratum@${basename(resolve(root))}`,
+    root,
+    cli: join(root, 'dist/src/cli/main.js'),
+  }));
+  if (new Set(baselines.map((b) => b.name)).size !== baselines.length) throw new Error('--baseline: two checkouts share a folder name');
   const only = values.only === undefined ? undefined : new Set(values.only.split(','));
   const runs = Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs takes a whole number ≥ 1, got ${values.runs}`);
@@ -244,9 +258,11 @@ async function main(): Promise<void> {
     const skipped = new Map<ToolName, string>();
     const why = stratumUnavailable();
     if (why) skipped.set('stratum', why);
-    const baselineWhy = baselineCli && stratumUnavailable(baselineCli);
-    if (baselineWhy) skipped.set('stratum@baseline', baselineWhy);
-    const all = tools(registry.host, image, baselineCli).filter((t) => !only || only.has(t.name));
+    for (const b of baselines) {
+      const baselineWhy = stratumUnavailable(b.cli);
+      if (baselineWhy) skipped.set(b.name, baselineWhy);
+    }
+    const all = tools(registry.host, image, baselines).filter((t) => !only || only.has(t.name));
     if (only) for (const name of only) if (!all.some((t) => t.name === name)) throw new Error(`--only: no tool named ${name}`);
     const list = all.filter((t) => !skipped.has(t.name));
     for (const [name, reason] of skipped) log(`${name}: n/a (${reason})`);
@@ -257,7 +273,7 @@ async function main(): Promise<void> {
       join(ROOT, 'dist'),
       join(ROOT, 'node_modules'),
       join(ROOT, 'build', 'Release'),
-      ...(values.baseline ? ['dist', 'node_modules', 'build/Release'].map((d) => join(values.baseline!, d)) : []),
+      ...baselines.flatMap((b) => ['dist', 'node_modules', 'build/Release'].map((d) => join(b.root, d))),
       ...(await withSharedLibraries([process.execPath, GNU_TIME, CTR, '/usr/bin/containerd', '/usr/bin/containerd-shim-runc-v2', '/usr/bin/skopeo', '/usr/bin/umoci', '/usr/bin/docker-registry', '/usr/bin/bash', '/usr/bin/gzip', '/usr/bin/tar'].filter((f) => existsSync(f)))),
     ];
     const once = async (tool: Tool): Promise<Run> => {
@@ -322,7 +338,7 @@ async function main(): Promise<void> {
     // Issue 13's goal for EROFS layers written straight from the tar.
     out.push(`stratum-erofs/containerd (wall medians): ${verdict(erofsVsContainerd, TARGET_EROFS_RATIO_CONTAINERD)}`);
     out.push(`stratum-erofs/tar-floor (wall medians): ${verdict(erofsVsFloor, TARGET_EROFS_RATIO_FLOOR)}`);
-    const informative = (['containerd', 'skopeo+umoci', 'stratum@baseline'] as const).map((n) => {
+    const informative = (['containerd', 'skopeo+umoci', ...baselines.map((b) => b.name)] as const).map((n) => {
       const r = ratio(n, 'tar-floor');
       return `${n}/tar-floor ${r === undefined ? 'n/a' : `${r.toFixed(2)}x`}`;
     });
