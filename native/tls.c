@@ -42,7 +42,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RECV_BUF ((size_t)1 << 20) /* one write + hash per this many plaintext bytes */
+/*
+ * One write + hash per this many plaintext bytes. Small enough to stay in a core's L2 cache
+ * between the recv (or decrypt), the write into the page cache and the hash: at 1 MiB every pass
+ * read from L3/memory, and the kernel's copy into the page cache alone cost +0.13 s of system time
+ * on bench:unpack (perf: copy_folio_from_iter_atomic 1,772 against 1,237 samples).
+ */
+#define RECV_BUF ((size_t)256 << 10)
 #define HEAD_MAX ((size_t)64 << 10)
 
 /* Type tags: an external of another kind (a digest handle) is never taken for one of ours. */
