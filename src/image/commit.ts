@@ -11,6 +11,7 @@ import { isMountPoint } from '../snapshotter/mount.js';
 import { mountTemporary, reclaimTemporaries, temporaryLabels, unmountTemporary } from '../snapshotter/temporaries.js';
 import type { Snapshotter } from '../snapshotter/snapshotter.js';
 import { writeTreeDiff } from './diff.js';
+import { overlayUpper, upperHoldsChanges, writeOverlayDiff } from './overlay-diff.js';
 import { applyChanges } from './changes.js';
 import { checkEpoch, writeLayerBlob } from './layer-blob.js';
 import { resolveImage } from './resolve.js';
@@ -85,28 +86,32 @@ export async function commitImage(options: CommitImageOptions): Promise<CommitIm
   const lease = await Lease.create(store.root);
   const undo: Array<() => Promise<unknown>> = [];
   try {
-    let lower: string | undefined;
-    if (top !== undefined) {
+    const epoch = options.epoch;
+    const tarOptions = epoch !== undefined ? { epoch } : {};
+    // An overlay union's changes are its upper directory: read alone, the commit costs what changed, not the image's size.
+    const upper = overlayUpper(await snapshotter.mounts(key));
+    const diff =
+      upper !== undefined && (await upperHoldsChanges(upper))
+        ? await writeLayerBlob(store, lease, (out) => writeOverlayDiff(upper, out, tarOptions))
+        : await writeLayerBlob(store, lease, async (out) => writeTreeDiff(await parentView(), await mountedSnapshot(), out, tarOptions));
+
+    async function parentView(): Promise<string | undefined> {
+      if (top === undefined) return undefined;
       const viewKey = `commit-view-${randomBytes(6).toString('hex')}`;
       const mounts = await snapshotter.view(viewKey, top, { labels: temporaryLabels() });
       undo.push(() => snapshotter.remove(viewKey));
       const dir = await mountTemporary(snapshotter.root, mounts, `parent view for commit of ${key}`);
       undo.push(() => unmountTemporary(dir));
-      lower = dir;
+      return dir;
     }
     // Where the snapshot is mounted already (overlay refuses a second mount of one upper), else a mount of our own.
-    const mountedAt = info.labels[MOUNTPOINT_LABEL];
-    let upper: string;
-    if (mountedAt !== undefined && (await isMountPoint(mountedAt))) {
-      upper = mountedAt;
-    } else {
+    async function mountedSnapshot(): Promise<string> {
+      const mountedAt = info.labels[MOUNTPOINT_LABEL];
+      if (mountedAt !== undefined && (await isMountPoint(mountedAt))) return mountedAt;
       const dir = await mountTemporary(snapshotter.root, await snapshotter.mounts(key), `snapshot ${key} for commit`);
       undo.push(() => unmountTemporary(dir));
-      upper = dir;
+      return dir;
     }
-
-    const epoch = options.epoch;
-    const diff = await writeLayerBlob(store, lease, (out) => writeTreeDiff(lower, upper, out, epoch !== undefined ? { epoch } : {}));
     const layer = { ...diff, ...diff.stats };
     const created = (epoch !== undefined ? new Date(epoch * 1000) : new Date()).toISOString();
     const rawConfig = JSON.parse((await store.read(image.configDescriptor.digest)).toString('utf8')) as Record<string, unknown> & {

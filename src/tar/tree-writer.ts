@@ -37,15 +37,18 @@ export class TreeTarWriter {
     return { mtimeSec: Number(st.mtimeNs / 1_000_000_000n), mtimeNsec: Number(st.mtimeNs % 1_000_000_000n) };
   }
 
-  /** Writes `abs` (already lstat'ed) as `path` (a byte string); false for what tar does not hold (sockets). */
-  async entry(abs: Buffer, path: string, st: BigIntStats): Promise<boolean> {
+  /**
+   * Writes `abs` (already lstat'ed) as `path` (a byte string), with `xattrs` when given (else
+   * its own); false for what tar does not hold (sockets).
+   */
+  async entry(abs: Buffer, path: string, st: BigIntStats, xattrs?: Record<string, Buffer>): Promise<boolean> {
     const base = {
       name: path,
       mode: Number(st.mode & 0o7777n),
       uid: Number(st.uid),
       gid: Number(st.gid),
       ...this.mtime(st),
-      xattrs: lgetxattrs(abs),
+      xattrs: xattrs ?? lgetxattrs(abs),
     };
     const inode = `${st.dev}:${st.ino}`;
     let header: TarEntryHeader;
