@@ -32,7 +32,7 @@ import type { StoreUsage } from '../image/usage.js';
 import type { StoreProblem, VerifyResult } from '../image/verify.js';
 import { IMAGE_LABEL, MOUNTPOINT_LABEL } from '../image/labels.js';
 import type { UnpackEvent } from '../image/unpack.js';
-import { openSnapshotter, parseZfsOptions, SNAPSHOTTER_NAMES, validateStorageOpts, type SnapshotterName } from '../snapshotter/index.js';
+import { openSnapshotter, SNAPSHOTTER_NAMES, validateStorageOpts, type SnapshotterName } from '../snapshotter/index.js';
 import type { Info, Mount, Snapshotter, SnapshotOptions, Usage } from '../snapshotter/snapshotter.js';
 import { isMountPoint, mountAll, mountsUnder, unmountAll } from '../snapshotter/mount.js';
 import { reclaimTemporaries, type ReclaimedTemporaries } from '../snapshotter/temporaries.js';
@@ -253,7 +253,7 @@ export class Engine {
     const source = this.options.storageDriver !== undefined ? (this.options.storageDriverSource ?? "the Engine's options") : '$STRATUM_SNAPSHOTTER';
     const rootFor = (name: SnapshotterName) => this.snapshotRootOverride() ?? this.snapshotsDir(name);
     if (this.options.storageOpts !== undefined) {
-      validateStorageOpts(this.options.storageOpts);
+      await validateStorageOpts(this.options.storageOpts);
       const recorded = config['storage-opts'];
       if (recorded !== undefined && JSON.stringify(recorded) !== JSON.stringify(this.options.storageOpts)) {
         this.warn(`the store's recorded storage-opts hold (${recorded.join(', ') || 'none'}), not the ones given; stratum migrate --to DRIVER --storage-opt … changes them with the driver`);
@@ -339,7 +339,7 @@ export class Engine {
     this.checkOpen();
     const choice = await this.driver();
     if (this.options.batchPoolThreads) loadNative().batchPoolThreads();
-    if (choice.name === 'zfs') await ensureZfsRoot(choice.root, parseZfsOptions(await this.storageOpts()).fsname);
+    if (choice.name === 'zfs') await ensureZfsRoot(choice.root, (await import('../snapshotter/zfs/zfs.js')).parseZfsOptions(await this.storageOpts()).fsname);
     return this.openAt(choice.name, choice.root, true);
   }
 
@@ -1033,7 +1033,7 @@ export class Engine {
           },
           rootFor: (name) => this.snapshotsDir(name),
           open: async (name, storageOpts) => {
-            if (name === 'zfs') await ensureZfsRoot(this.snapshotsDir(name), parseZfsOptions(storageOpts).fsname);
+            if (name === 'zfs') await ensureZfsRoot(this.snapshotsDir(name), (await import('../snapshotter/zfs/zfs.js')).parseZfsOptions(storageOpts).fsname);
             return this.openAt(name, this.snapshotsDir(name), true, storageOpts);
           },
           forget: async (name) => {

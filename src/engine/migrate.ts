@@ -81,7 +81,7 @@ export async function migrateStore(ctx: MigrationContext, options: MigrateOption
   if (!journal && recorded.name === to) throw new FailedPreconditionError(`the store already uses the ${to} storage driver`);
   const from = journal?.from ?? recorded.name;
   const storageOpts = journal?.storageOpts ?? withOptionsFor(to, recorded.storageOpts, options.storageOpts);
-  validateStorageOpts(storageOpts, to);
+  await validateStorageOpts(storageOpts, to);
 
   const { images, warnings } = await ctx.listImages();
   const source = await ctx.open(from, recorded.storageOpts);

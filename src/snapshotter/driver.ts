@@ -4,15 +4,16 @@ import { mkdir, mkdtemp, readFile, rm, statfs, writeFile } from 'node:fs/promise
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { InvalidArgumentError, UnsupportedDriverError } from '../errors.js';
-import { fuseOverlayfsMissing } from './fuse-overlayfs/fuse-overlayfs.js';
 import { FUSE_OVERLAYFS_MOUNT_TYPE, fuseOverlayfsOption, MAX_OVERLAY_LOWERS, mountAll, unmountAll } from './mount.js';
 import { kernelHasOverlay, overlayFeatures } from './overlay/kernel.js';
 import { SNAPSHOTTER_NAMES, type SnapshotterName } from './names.js';
-import { blockfileStatus, blockfileUnavailable } from './blockfile/blockfile.js';
-import { parseBtrfsOptions } from './btrfs/btrfs.js';
-import { parseNativeOptions } from './native/native.js';
-import { parseOverlayOptions } from './overlay/overlay.js';
-import { erofsMountMode, erofsStatus, erofsUnavailable } from './erofs/erofs.js';
+// Each backend's module is loaded only when that driver is checked or described: a pull loads its own.
+const blockfile = () => import('./blockfile/blockfile.js');
+const btrfs = () => import('./btrfs/btrfs.js');
+const erofs = () => import('./erofs/erofs.js');
+const fuseOverlayfs = () => import('./fuse-overlayfs/fuse-overlayfs.js');
+const native = () => import('./native/native.js');
+const overlay = () => import('./overlay/overlay.js');
 
 const run = promisify(execFile);
 
@@ -204,7 +205,7 @@ export async function checkStorageDriver(name: SnapshotterName, root: string): P
       return `the snapshot root is on ZFS dataset ${dataset.dataset}`;
     }
     case 'blockfile': {
-      const why = await blockfileUnavailable();
+      const why = await (await blockfile()).blockfileUnavailable();
       if (why !== undefined) throw new UnsupportedDriverError(`'blockfile' is not supported: ${why}, use native`);
       return REFLINK_FILESYSTEMS.has(backing)
         ? `loop devices work; the backing ${backing} reflinks snapshot files (block-level copy-on-write)`
@@ -220,14 +221,14 @@ export async function checkStorageDriver(name: SnapshotterName, root: string): P
       return `the backing ${backing} supports d_type and a test overlay of two lower layers mounted`;
     }
     case 'erofs': {
-      const why = await erofsUnavailable();
+      const why = await (await erofs()).erofsUnavailable();
       if (why !== undefined) throw new UnsupportedDriverError(`'erofs' is not supported: ${why}, use overlay or native`);
       if (OVERLAY_REFUSED.has(backing)) throw new UnsupportedDriverError(`'erofs' is not supported over ${backing}: its writable layers are overlay upper directories; put the store on another filesystem`);
       await checkDType(name, backing, root);
-      return `the kernel mounts EROFS images (${await erofsMountMode()}) and overlay stacks them over the backing ${backing}`;
+      return `the kernel mounts EROFS images (${await (await erofs()).erofsMountMode()}) and overlay stacks them over the backing ${backing}`;
     }
     case 'fuse-overlayfs': {
-      const missing = await fuseOverlayfsMissing();
+      const missing = await (await fuseOverlayfs()).fuseOverlayfsMissing();
       if (missing) throw new UnsupportedDriverError(`'fuse-overlayfs' is not supported: ${missing}`);
       await checkDType(name, backing, root);
       const failed = await overlayTestMount(root, { fuse: true });
@@ -310,13 +311,13 @@ export async function driverStatus(name: SnapshotterName, root: string, storageO
     // directory alone: Docker calls that a naive diff.
     lines.push(['Native Overlay Diff', 'false']);
     lines.push(['userxattr', String(overlayFeatures().userxattr)]);
-    const options = parseOverlayOptions(storageOpts);
+    const options = (await overlay()).parseOverlayOptions(storageOpts);
     lines.push(['using metacopy', String(options.metacopy ?? sysParameter('metacopy') === 'Y')]);
     lines.push(['redirect_dir', options.redirectDir ?? `kernel default (${sysParameter('redirect_dir') === 'Y' ? 'on' : 'off'})`]);
     lines.push(['index', options.index === undefined ? (overlayFeatures().indexOff ? 'off' : 'kernel default') : options.index ? 'on' : 'off']);
   }
   if (name === 'native') {
-    const { reflink } = parseNativeOptions(storageOpts);
+    const { reflink } = (await native()).parseNativeOptions(storageOpts);
     lines.push(['Reflink', reflink === undefined ? 'where the filesystem can' : String(reflink)]);
   }
   if (name === 'btrfs') {
@@ -331,12 +332,12 @@ export async function driverStatus(name: SnapshotterName, root: string, storageO
     } catch (err) {
       lines.push(['Usage', `unavailable: ${(err as Error).message.split('\n')[0]}`]);
     }
-    const options = parseBtrfsOptions(storageOpts);
+    const options = (await btrfs()).parseBtrfsOptions(storageOpts);
     lines.push(['Compression', options.compression ?? 'none'], ['Snapshot Size Limit', options.size === undefined ? 'none' : String(options.size)]);
     if (options.minSpace !== undefined) lines.push(['Min Space', String(options.minSpace)]);
   }
-  if (name === 'blockfile') lines.push(...(await blockfileStatus(root, storageOpts)));
-  if (name === 'erofs') lines.push(...(await erofsStatus(root)));
+  if (name === 'blockfile') lines.push(...(await (await blockfile()).blockfileStatus(root, storageOpts)));
+  if (name === 'erofs') lines.push(...(await (await erofs()).erofsStatus(root)));
   if (name === 'zfs') {
     const found = await zfsDatasetAt(root);
     if (found) {

@@ -1,13 +1,6 @@
 import { InvalidArgumentError } from '../errors.js';
-import { BtrfsSnapshotter, parseBtrfsOptions } from './btrfs/btrfs.js';
-import { ZfsSnapshotter, parseZfsOptions } from './zfs/zfs.js';
-import { BlockfileSnapshotter, parseBlockfileOptions } from './blockfile/blockfile.js';
-import { NativeSnapshotter, parseNativeOptions } from './native/native.js';
 import { optionsFor, splitStorageOpt, unknownOption } from './storage-opts.js';
 import { kernelHasOverlay } from './overlay/kernel.js';
-import { OverlaySnapshotter, parseOverlayOptions } from './overlay/overlay.js';
-import { FuseOverlayfsSnapshotter } from './fuse-overlayfs/fuse-overlayfs.js';
-import { ErofsSnapshotter } from './erofs/erofs.js';
 import type { Snapshotter } from './snapshotter.js';
 import { ensurePrivateDir } from '../sys/mkdir-all.js';
 import { checkLocation } from '../content/location.js';
@@ -32,36 +25,51 @@ export async function openSnapshotter(name: SnapshotterName, root: string, optio
 /** `storageOpts`: the store's storage-opts (`blockfile.size=10G`…); each backend takes its own. */
 async function openBackend(name: SnapshotterName, root: string, storageOpts: readonly string[] = []): Promise<Snapshotter> {
   checkLocation(root, 'snapshot root');
+  const backend = BACKENDS[name];
+  if (!backend) throw new InvalidArgumentError(`unknown snapshotter ${JSON.stringify(name)} (${SNAPSHOTTER_NAMES.join(', ')})`);
   await ensurePrivateDir(root);
-  switch (name) {
-    case 'overlay':
-      return OverlaySnapshotter.open(root, parseOverlayOptions(storageOpts));
-    case 'fuse-overlayfs':
-      return FuseOverlayfsSnapshotter.open(root);
-    case 'native':
-      return NativeSnapshotter.open(root, parseNativeOptions(storageOpts));
-    case 'btrfs':
-      return BtrfsSnapshotter.open(root, parseBtrfsOptions(storageOpts));
-    case 'zfs':
-      return ZfsSnapshotter.open(root, parseZfsOptions(storageOpts));
-    case 'blockfile':
-      return BlockfileSnapshotter.open(root, parseBlockfileOptions(storageOpts));
-    case 'erofs':
-      return ErofsSnapshotter.open(root);
-    default:
-      throw new InvalidArgumentError(`unknown snapshotter ${JSON.stringify(name)} (${SNAPSHOTTER_NAMES.join(', ')})`);
-  }
+  return (await backend()).open(root, storageOpts);
 }
 
-/** Each backend's parser of its storage options, the one place its keys and values are checked. */
-const OPTION_PARSERS: Readonly<Record<SnapshotterName, (storageOpts: readonly string[]) => object>> = {
-  overlay: parseOverlayOptions,
-  'fuse-overlayfs': (storageOpts) => noOptions('fuse-overlayfs', storageOpts),
-  erofs: (storageOpts) => noOptions('erofs', storageOpts),
-  native: parseNativeOptions,
-  btrfs: parseBtrfsOptions,
-  zfs: parseZfsOptions,
-  blockfile: parseBlockfileOptions,
+interface Backend {
+  open(root: string, storageOpts: readonly string[]): Promise<Snapshotter>;
+  /** The backend's parser of its storage options, the one place its keys and values are checked. */
+  parse(storageOpts: readonly string[]): object;
+}
+
+/**
+ * Each backend, loaded when it is used: a command pays at start-up only for the driver its store
+ * uses (the others' modules, EROFS's writer among them, were a third of a pull's modules).
+ */
+const BACKENDS: Readonly<Record<SnapshotterName, () => Promise<Backend>>> = {
+  overlay: async () => {
+    const { OverlaySnapshotter, parseOverlayOptions } = await import('./overlay/overlay.js');
+    return { open: (root, o) => OverlaySnapshotter.open(root, parseOverlayOptions(o)), parse: parseOverlayOptions };
+  },
+  'fuse-overlayfs': async () => {
+    const { FuseOverlayfsSnapshotter } = await import('./fuse-overlayfs/fuse-overlayfs.js');
+    return { open: (root) => FuseOverlayfsSnapshotter.open(root), parse: (o) => noOptions('fuse-overlayfs', o) };
+  },
+  erofs: async () => {
+    const { ErofsSnapshotter } = await import('./erofs/erofs.js');
+    return { open: (root) => ErofsSnapshotter.open(root), parse: (o) => noOptions('erofs', o) };
+  },
+  native: async () => {
+    const { NativeSnapshotter, parseNativeOptions } = await import('./native/native.js');
+    return { open: (root, o) => NativeSnapshotter.open(root, parseNativeOptions(o)), parse: parseNativeOptions };
+  },
+  btrfs: async () => {
+    const { BtrfsSnapshotter, parseBtrfsOptions } = await import('./btrfs/btrfs.js');
+    return { open: (root, o) => BtrfsSnapshotter.open(root, parseBtrfsOptions(o)), parse: parseBtrfsOptions };
+  },
+  zfs: async () => {
+    const { ZfsSnapshotter, parseZfsOptions } = await import('./zfs/zfs.js');
+    return { open: (root, o) => ZfsSnapshotter.open(root, parseZfsOptions(o)), parse: parseZfsOptions };
+  },
+  blockfile: async () => {
+    const { BlockfileSnapshotter, parseBlockfileOptions } = await import('./blockfile/blockfile.js');
+    return { open: (root, o) => BlockfileSnapshotter.open(root, parseBlockfileOptions(o)), parse: parseBlockfileOptions };
+  },
 };
 
 /** A driver without options refuses any given for it. */
@@ -76,10 +84,10 @@ function noOptions(driver: SnapshotterName, storageOpts: readonly string[]): obj
  * key of that driver, a bad value: a StorageOptionError naming the option) and returns the options
  * of `driver`, parsed, when one is given.
  */
-export function validateStorageOpts(storageOpts: readonly string[], driver?: SnapshotterName): object | undefined {
+export async function validateStorageOpts(storageOpts: readonly string[], driver?: SnapshotterName): Promise<object | undefined> {
   const drivers = new Set(storageOpts.map((o) => splitStorageOpt(o).driver));
-  for (const name of drivers) OPTION_PARSERS[name](storageOpts);
-  return driver === undefined ? undefined : OPTION_PARSERS[driver](storageOpts);
+  for (const name of drivers) (await BACKENDS[name]()).parse(storageOpts);
+  return driver === undefined ? undefined : (await BACKENDS[driver]()).parse(storageOpts);
 }
 
 /**
@@ -96,11 +104,4 @@ export async function defaultSnapshotter(probeDir?: string): Promise<Snapshotter
 export type { Snapshotter, Info, Kind, Mount, Usage, SnapshotOptions, CommitOptions, WalkFunc, SnapshotProblem } from './snapshotter.js';
 export { mountAll, unmountAll, isMountPoint } from './mount.js';
 export { reclaimTemporaries, OWNER_LABEL, TEMP_MOUNTS_DIR, type ReclaimedTemporaries } from './temporaries.js';
-export { OverlaySnapshotter, parseOverlayOptions, type OverlayOptions } from './overlay/overlay.js';
-export { FuseOverlayfsSnapshotter } from './fuse-overlayfs/fuse-overlayfs.js';
-export { NativeSnapshotter, parseNativeOptions, type NativeOptions } from './native/native.js';
-export { BtrfsSnapshotter, parseBtrfsOptions, type BtrfsOptions } from './btrfs/btrfs.js';
-export { ZfsSnapshotter, parseZfsOptions, type ZfsOptions } from './zfs/zfs.js';
 export { splitStorageOpt, type StorageOpt } from './storage-opts.js';
-export { BlockfileSnapshotter, parseBlockfileOptions, type BlockfileOptions } from './blockfile/blockfile.js';
-export { ErofsSnapshotter, erofsUnavailable, LAYER_IMAGE } from './erofs/erofs.js';

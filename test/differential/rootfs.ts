@@ -13,7 +13,8 @@ import { pull } from '../../src/image/pull.js';
 import { mountImage, unmountImage } from '../../src/image/rootfs.js';
 import { OciStore } from '../../src/content/store.js';
 import { RegistryClient } from '../../src/registry/client.js';
-import { LAYER_IMAGE, openSnapshotter, type SnapshotterName } from '../../src/snapshotter/index.js';
+import { openSnapshotter, type SnapshotterName } from '../../src/snapshotter/index.js';
+import { LAYER_IMAGE } from '../../src/snapshotter/backends.js';
 import { CORPUS_TAG } from './writers.js';
 
 const run = promisify(execFile);

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { StorageOptionError } from '../../src/errors.js';
 import { setDatasetProperties } from '../../src/snapshotter/zfs/zfs.js';
-import { BtrfsSnapshotter, NativeSnapshotter, OverlaySnapshotter, ZfsSnapshotter, type OverlayOptions } from '../../src/snapshotter/index.js';
+import { BtrfsSnapshotter, NativeSnapshotter, OverlaySnapshotter, ZfsSnapshotter, type OverlayOptions } from '../../src/snapshotter/backends.js';
 import { mountAll, unmountAll } from '../../src/snapshotter/mount.js';
 import { temporaryLabels } from '../../src/snapshotter/temporaries.js';
 import { loadNative } from '../../src/sys/native.js';

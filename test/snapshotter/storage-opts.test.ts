@@ -1,19 +1,24 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { isStratumError, StorageOptionError } from '../../src/errors.js';
-import { parseBtrfsOptions, parseNativeOptions, parseOverlayOptions, parseZfsOptions, splitStorageOpt, validateStorageOpts } from '../../src/snapshotter/index.js';
+import { parseBtrfsOptions, parseNativeOptions, parseOverlayOptions, parseZfsOptions } from '../../src/snapshotter/backends.js';
+import { splitStorageOpt, validateStorageOpts } from '../../src/snapshotter/index.js';
 import { overlayMountOptions } from '../../src/snapshotter/overlay/overlay.js';
 
 /** The error names the option as given, and is an ERR_INVALID_ARGUMENT. */
-function refuses(fn: () => unknown, option: string, reason: RegExp): void {
-  assert.throws(fn, (err: unknown) => {
+function refusal(option: string, reason: RegExp): (err: unknown) => true {
+  return (err: unknown) => {
     assert.ok(err instanceof StorageOptionError, String(err));
     assert.ok(isStratumError(err, 'ERR_INVALID_ARGUMENT'));
     assert.equal(err.option, option);
     assert.match(err.message, new RegExp(`storage option ${JSON.stringify(option).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
     assert.match(err.message, reason);
     return true;
-  });
+  };
+}
+
+function refuses(fn: () => unknown, option: string, reason: RegExp): void {
+  assert.throws(fn, refusal(option, reason));
 }
 
 describe('storage options per driver', () => {
@@ -60,9 +65,9 @@ describe('storage options per driver', () => {
     refuses(() => parseNativeOptions(['vfs.size=10G']), 'vfs.size=10G', /native takes native.reflink/);
   });
 
-  test("validateStorageOpts checks every driver's options, not only the one in use, and returns that one's", () => {
-    assert.deepEqual(validateStorageOpts(['zfs.compression=lz4', 'native.reflink=false'], 'native'), { reflink: false });
-    refuses(() => validateStorageOpts(['native.reflink=false', 'zfs.compression=fast'], 'native'), 'zfs.compression=fast', /lz4/);
-    refuses(() => validateStorageOpts(['fuse-overlayfs.mountopt=x']), 'fuse-overlayfs.mountopt=x', /fuse-overlayfs takes no options/);
+  test("validateStorageOpts checks every driver's options, not only the one in use, and returns that one's", async () => {
+    assert.deepEqual(await validateStorageOpts(['zfs.compression=lz4', 'native.reflink=false'], 'native'), { reflink: false });
+    await assert.rejects(validateStorageOpts(['native.reflink=false', 'zfs.compression=fast'], 'native'), refusal('zfs.compression=fast', /lz4/));
+    await assert.rejects(validateStorageOpts(['fuse-overlayfs.mountopt=x']), refusal('fuse-overlayfs.mountopt=x', /fuse-overlayfs takes no options/));
   });
 });

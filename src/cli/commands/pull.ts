@@ -4,7 +4,6 @@ import type { Engine } from '../../engine/engine.js';
 import { openEngine, parsePositiveInt, UsageError } from '../context.js';
 import type { Invocation } from '../invocation.js';
 import { PullProgress, type ProgressMode } from '../progress.js';
-import { readKeyFile } from './sign.js';
 
 export async function run(inv: Invocation): Promise<number> {
   const reference = parseReference(inv.arg(0));
@@ -14,7 +13,7 @@ export async function run(inv: Invocation): Promise<number> {
   const unpack = !inv.bool('no-unpack');
   const verifyKeyPath = inv.string('verify-key');
   if (verifyKeyPath !== undefined && inv.bool('all-platforms')) throw new UsageError('--verify-key cannot be used with --all-platforms yet (it checks the one image a pull resolves)');
-  const verifyKey = verifyKeyPath !== undefined ? await readKeyFile(verifyKeyPath, '--verify-key') : undefined;
+  const verifyKey = verifyKeyPath !== undefined ? await (await import('./sign.js')).readKeyFile(verifyKeyPath, '--verify-key') : undefined;
   const mode: ProgressMode = inv.bool('json') ? 'json' : inv.bool('quiet') ? 'quiet' : inv.stdout.isTTY ? 'tty' : 'plain';
   const engine = await openEngine(inv.globals);
   try {
