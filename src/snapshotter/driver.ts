@@ -307,13 +307,16 @@ export async function driverStatus(name: SnapshotterName, root: string, storageO
     lines.push(['Mount Program', `fuse-overlayfs ${version}`], ['userxattr', String(overlayFeatures().userxattr)]);
   }
   if (name === 'overlay') {
-    // stratum diffs by walking the two trees (containerd's walking differ), never from the upper
-    // directory alone: Docker calls that a naive diff.
-    lines.push(['Native Overlay Diff', 'false']);
-    lines.push(['userxattr', String(overlayFeatures().userxattr)]);
     const options = (await overlay()).parseOverlayOptions(storageOpts);
-    lines.push(['using metacopy', String(options.metacopy ?? sysParameter('metacopy') === 'Y')]);
-    lines.push(['redirect_dir', options.redirectDir ?? `kernel default (${sysParameter('redirect_dir') === 'Y' ? 'on' : 'off'})`]);
+    const metacopy = options.metacopy ?? sysParameter('metacopy') === 'Y';
+    const redirectDir = options.redirectDir ?? (sysParameter('redirect_dir') === 'Y' ? 'on' : 'off');
+    // commit reads an overlay's changes from its upper directory, unless overlay may keep them
+    // elsewhere (metacopy: data in a lower; redirect_dir=on: a renamed directory under its old
+    // name): then it walks both trees, which Docker calls a naive diff.
+    lines.push(['Native Overlay Diff', String(!metacopy && redirectDir !== 'on')]);
+    lines.push(['userxattr', String(overlayFeatures().userxattr)]);
+    lines.push(['using metacopy', String(metacopy)]);
+    lines.push(['redirect_dir', options.redirectDir ?? `kernel default (${redirectDir})`]);
     lines.push(['index', options.index === undefined ? (overlayFeatures().indexOff ? 'off' : 'kernel default') : options.index ? 'on' : 'off']);
   }
   if (name === 'native') {
