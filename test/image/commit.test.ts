@@ -1,7 +1,8 @@
 /**
  * stratum commit: the changes made in a writable snapshot become a new layer and image. What
  * the new image unpacks to (through stratum's own view, and through skopeo + umoci after a push)
- * is the tree the snapshot showed, for every backend; the layer holds whiteouts for deletions
+ * is the tree the snapshot showed, for every backend (overlay and erofs diff from the upper
+ * directory, the others compare trees); the layer holds whiteouts for deletions
  * and nothing of the backend's own (no 0/0 devices, no overlay xattrs).
  */
 import assert from 'node:assert/strict';
@@ -22,6 +23,7 @@ import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { TempDirs } from '../helpers/tmp.js';
 import { umociUnpack } from '../helpers/tools.js';
 import { assertSameTree, snapshotTree } from '../helpers/tree.js';
+import { erofsUnavailable } from '../../src/snapshotter/backends.js';
 
 const exec = promisify(execFile);
 const tmp = new TempDirs();
@@ -97,10 +99,12 @@ async function layerEntries(store: string, name: string): Promise<Array<{ path: 
 }
 
 describe('stratum commit: a writable snapshot’s changes become an image', () => {
-  for (const snapshotter of ['overlay', 'native', 'btrfs'] as const) {
+  for (const snapshotter of ['overlay', 'native', 'btrfs', 'erofs'] as const) {
     test(`${snapshotter}: the new image unpacks (stratum view, and umoci after a push) to the tree the snapshot shows`, { timeout: 120_000 }, async (t) => {
       if (MISSING) return t.skip(MISSING);
       if (snapshotter === 'btrfs' && typeof btrfs === 'string') return t.skip(`LOUD SKIP: btrfs: ${btrfs}`);
+      const noErofs = snapshotter === 'erofs' ? await erofsUnavailable() : undefined;
+      if (noErofs) return t.skip(`LOUD SKIP: erofs: ${noErofs}`);
       const store = snapshotter === 'btrfs' ? join((btrfs as LoopBtrfs).mnt, `store-${Date.now()}`) : await tmp.make(`commit-${snapshotter}`);
       const flags = ['--store', store, '--snapshotter', snapshotter];
       const app = `${registry.host}/library/app:1`;
