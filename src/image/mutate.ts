@@ -18,6 +18,7 @@ import { autoDecompressor } from '../unpack/decompress.js';
 import { normalizeTar } from '../tar/normalize.js';
 import { applyChanges, mergeContainerConfig, type ContainerConfig } from './changes.js';
 import { writeTreeDiff } from './diff.js';
+import { overlayUpper, upperHoldsChanges, writeOverlayDiff } from './overlay-diff.js';
 import { writeTreeAsTar } from './export.js';
 import type { StoredImage } from './image.js';
 import { checkEpoch, checkLayerBlobOptions, writeLayerBlob, type LayerBlob, type LayerBlobOptions } from './layer-blob.js';
@@ -382,6 +383,11 @@ async function produceLayer(ctx: MutationContext, source: LayerSource, out: Writ
   const undo: Array<() => Promise<unknown>> = [];
   try {
     const upperSnap = await ctx.findSnapshot(upperKey);
+    if ('snapshot' in source && upperSnap.info.kind === 'active') {
+      // An overlay union's own changes are its upper directory (as commit reads them).
+      const upper = overlayUpper(await upperSnap.snapshotter.mounts(upperKey));
+      if (upper !== undefined && (await upperHoldsChanges(upper))) return await writeOverlayDiff(upper, out, tarOptions);
+    }
     const parentKey = 'snapshot' in source ? upperSnap.info.parent : lowerKey;
     const lower = parentKey === undefined ? undefined : await snapshotTree(ctx, parentKey, undo);
     const upper = await snapshotTree(ctx, upperKey, undo);
