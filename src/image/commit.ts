@@ -11,7 +11,7 @@ import { isMountPoint } from '../snapshotter/mount.js';
 import { mountTemporary, reclaimTemporaries, temporaryLabels, unmountTemporary } from '../snapshotter/temporaries.js';
 import type { Snapshotter } from '../snapshotter/snapshotter.js';
 import { writeTreeDiff } from './diff.js';
-import { overlayUpper, upperHoldsChanges, writeOverlayDiff } from './overlay-diff.js';
+import { overlayUpper, upperDiffOrTrees, writeOverlayDiff } from './overlay-diff.js';
 import { applyChanges } from './changes.js';
 import { checkEpoch, writeLayerBlob } from './layer-blob.js';
 import { resolveImage } from './resolve.js';
@@ -90,10 +90,11 @@ export async function commitImage(options: CommitImageOptions): Promise<CommitIm
     const tarOptions = epoch !== undefined ? { epoch } : {};
     // An overlay union's changes are its upper directory: read alone, the commit costs what changed, not the image's size.
     const upper = overlayUpper(await snapshotter.mounts(key));
-    const diff =
-      upper !== undefined && (await upperHoldsChanges(upper))
-        ? await writeLayerBlob(store, lease, (out) => writeOverlayDiff(upper, out, tarOptions))
-        : await writeLayerBlob(store, lease, async (out) => writeTreeDiff(await parentView(), await mountedSnapshot(), out, tarOptions));
+    const diff = await upperDiffOrTrees((compareTrees) =>
+      writeLayerBlob(store, lease, async (out) =>
+        upper !== undefined && !compareTrees ? writeOverlayDiff(upper, out, tarOptions) : writeTreeDiff(await parentView(), await mountedSnapshot(), out, tarOptions),
+      ),
+    );
 
     async function parentView(): Promise<string | undefined> {
       if (top === undefined) return undefined;

@@ -18,7 +18,7 @@ import { autoDecompressor } from '../unpack/decompress.js';
 import { normalizeTar } from '../tar/normalize.js';
 import { applyChanges, mergeContainerConfig, type ContainerConfig } from './changes.js';
 import { writeTreeDiff } from './diff.js';
-import { overlayUpper, upperHoldsChanges, writeOverlayDiff } from './overlay-diff.js';
+import { overlayUpper, upperDiffOrTrees, writeOverlayDiff } from './overlay-diff.js';
 import { writeTreeAsTar } from './export.js';
 import type { StoredImage } from './image.js';
 import { checkEpoch, checkLayerBlobOptions, writeLayerBlob, type LayerBlob, type LayerBlobOptions } from './layer-blob.js';
@@ -92,7 +92,7 @@ class PendingLayer {
     if (this.written && 'tar' in this.source && typeof this.source.tar !== 'string') {
       throw new LayerSourceError('the tar stream of this layer was read by an earlier write and its blob is gone: give a path to write it again');
     }
-    this.written = writeLayerBlob(ctx.store, lease, (out) => produceLayer(ctx, this.source, out, epoch), this.options).then(({ stats: _, ...blob }) => blob);
+    this.written = upperDiffOrTrees((compareTrees) => writeLayerBlob(ctx.store, lease, (out) => produceLayer(ctx, this.source, out, epoch, compareTrees), this.options)).then(({ stats: _, ...blob }) => blob);
     return this.written;
   }
 }
@@ -345,8 +345,11 @@ function defaultCreatedBy(source: LayerSource): string {
   return `stratum: diff of snapshots ${source.diffOf[0] ?? '(none)'} and ${source.diffOf[1]}`;
 }
 
-/** Writes the layer tar of `source` to `out` and ends it. */
-async function produceLayer(ctx: MutationContext, source: LayerSource, out: Writable, epoch: number | undefined): Promise<unknown> {
+/**
+ * Writes the layer tar of `source` to `out` and ends it. An active overlay snapshot's own changes
+ * come from its upper directory unless `compareTrees` (see upperDiffOrTrees).
+ */
+async function produceLayer(ctx: MutationContext, source: LayerSource, out: Writable, epoch: number | undefined, compareTrees: boolean): Promise<unknown> {
   const tarOptions = epoch !== undefined ? { epoch } : {};
   if ('dir' in source) {
     const st = await stat(source.dir).catch((err: unknown) => {
@@ -383,10 +386,9 @@ async function produceLayer(ctx: MutationContext, source: LayerSource, out: Writ
   const undo: Array<() => Promise<unknown>> = [];
   try {
     const upperSnap = await ctx.findSnapshot(upperKey);
-    if ('snapshot' in source && upperSnap.info.kind === 'active') {
-      // An overlay union's own changes are its upper directory (as commit reads them).
+    if ('snapshot' in source && upperSnap.info.kind === 'active' && !compareTrees) {
       const upper = overlayUpper(await upperSnap.snapshotter.mounts(upperKey));
-      if (upper !== undefined && (await upperHoldsChanges(upper))) return await writeOverlayDiff(upper, out, tarOptions);
+      if (upper !== undefined) return await writeOverlayDiff(upper, out, tarOptions);
     }
     const parentKey = 'snapshot' in source ? upperSnap.info.parent : lowerKey;
     const lower = parentKey === undefined ? undefined : await snapshotTree(ctx, parentKey, undo);

@@ -24,24 +24,29 @@ export function overlayUpper(mounts: readonly Mount[]): OverlayUpper | undefined
 }
 
 /**
- * Whether the upper directory alone holds the union's changes. Not when overlay kept a file's
- * data in a lower layer (metacopy) or a renamed directory's contents under its old name
- * (redirect_dir): then the trees must be compared (Docker's overlay2 falls back to its naive diff
- * for the same reason).
+ * The upper directory does not hold every change of its union: overlay kept a file's data in a
+ * lower layer (metacopy) or a renamed directory's contents under its old name (redirect_dir).
+ * Then the trees must be compared (Docker's overlay2 falls back to its naive diff for the same
+ * reason); see upperDiffOrTrees.
  */
-export async function upperHoldsChanges(upper: OverlayUpper): Promise<boolean> {
-  const marks = overlayMarks(upper.userxattr);
-  const scan = async (rel: string): Promise<boolean> => {
-    for (const name of await readdirNames(underDir(upper.upperDir, rel))) {
-      const path = rel ? `${rel}/${name}` : name;
-      const abs = underDir(upper.upperDir, path);
-      const xattrs = lgetxattrs(abs);
-      if (xattrs[marks.metacopy] !== undefined || xattrs[marks.redirect] !== undefined) return false;
-      if ((await lstat(abs)).isDirectory() && !(await scan(path))) return false;
-    }
-    return true;
-  };
-  return scan('');
+export class UpperNotDiffError extends Error {
+  constructor(readonly path: string, readonly mark: string) {
+    super(`${path} in the upper directory carries ${mark}: the upper directory does not hold every change`);
+  }
+}
+
+/**
+ * Runs `write` reading the upper directory (`compareTrees` false); where that upper turns out not
+ * to hold every change (UpperNotDiffError, met while the layer was written), once more comparing
+ * trees. The first attempt's output is the caller's to discard (writeLayerBlob aborts its ingest).
+ */
+export async function upperDiffOrTrees<T>(write: (compareTrees: boolean) => Promise<T>): Promise<T> {
+  try {
+    return await write(false);
+  } catch (err) {
+    if (err instanceof UpperNotDiffError) return write(true);
+    throw err;
+  }
 }
 
 /**
@@ -50,7 +55,8 @@ export async function upperHoldsChanges(upper: OverlayUpper): Promise<boolean> {
  * directory on the way to one) and is written with its metadata; a 0/0 character device is a
  * deletion, written as `.wh.NAME`; an opaque directory gets `.wh..wh..opq` right after it. The
  * lower layers are never read, so the cost is that of the changes, not of the image. overlay's
- * own xattrs are not carried. Only for an upper where `upperHoldsChanges` is true.
+ * own xattrs are not carried. An entry with a metacopy or redirect mark rejects with
+ * UpperNotDiffError (what was written is then incomplete): see upperDiffOrTrees.
  */
 export async function writeOverlayDiff(upper: OverlayUpper, out: Writable, options: TreeTarOptions = {}): Promise<DiffStats> {
   const tar = new TreeTarWriter(out, options);
@@ -67,6 +73,7 @@ export async function writeOverlayDiff(upper: OverlayUpper, out: Writable, optio
         continue;
       }
       const all = lgetxattrs(abs);
+      for (const mark of [marks.metacopy, marks.redirect]) if (all[mark] !== undefined) throw new UpperNotDiffError(path, mark);
       const xattrs = Object.fromEntries(Object.entries(all).filter(([k]) => !k.startsWith(marks.prefix)));
       if (!(await tar.entry(abs, path, st, xattrs)) || !st.isDirectory()) continue;
       if (all[marks.opaque]?.toString() === 'y') {

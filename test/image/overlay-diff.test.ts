@@ -3,8 +3,8 @@
  * directory alone. Each case changes a real union through its merged mount, then writes the
  * layer both ways, from the upper directory and by comparing the merged tree with the lower one
  * (the walking differ), and applies each onto a copy of the lower tree: both must give the
- * merged tree. Unions whose upper does not hold the changes (redirect_dir, metacopy) are refused
- * by upperHoldsChanges, so commit compares trees there.
+ * merged tree. Where the upper does not hold the changes (redirect_dir, metacopy) writing from it
+ * is refused (UpperNotDiffError) and upperDiffOrTrees writes again comparing trees, as commit does.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -14,7 +14,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { writeTreeDiff } from '../../src/image/diff.js';
-import { overlayUpper, upperHoldsChanges, writeOverlayDiff, type OverlayUpper } from '../../src/image/overlay-diff.js';
+import { overlayUpper, UpperNotDiffError, upperDiffOrTrees, writeOverlayDiff, type OverlayUpper } from '../../src/image/overlay-diff.js';
 import { TarReader } from '../../src/tar/reader.js';
 import { applyLayer } from '../../src/unpack/apply.js';
 import { TempDirs } from '../helpers/tmp.js';
@@ -89,7 +89,6 @@ async function applied(lower: string, layer: Buffer, name: string) {
 
 /** Both differs' layers, checked to rebuild the merged tree from the lower one. */
 async function bothWays(u: Union): Promise<{ fromUpper: Buffer; walked: Buffer }> {
-  assert.equal(await upperHoldsChanges(u.upper), true, 'the upper directory holds every change');
   const fromUpper = await collect((out) => writeOverlayDiff(u.upper, out));
   const walked = await collect((out) => writeTreeDiff(u.lower, u.merged, out));
   const expected = await snapshotTree(u.merged);
@@ -152,17 +151,22 @@ describe('overlay differ: a union’s changes from its upper directory', () => {
     if (MISSING) return t.skip(MISSING);
     const u = await union(t, ['redirect_dir=on', 'index=off']);
     await rename(join(u.merged, 'var/lib/data'), join(u.merged, 'var/lib/moved'));
-    assert.equal(await upperHoldsChanges(u.upper), false);
-    // The walking differ still gets it right.
-    const walked = await collect((out) => writeTreeDiff(u.lower, u.merged, out));
-    assertSameTree(await snapshotTree(u.merged), await applied(u.lower, walked, 'redirect'), { names: ['merged union', 'lower + walked layer'] });
+    await assert.rejects(collect((out) => writeOverlayDiff(u.upper, out)), (err: unknown) => err instanceof UpperNotDiffError && err.mark === 'trusted.overlay.redirect');
+    // upperDiffOrTrees tries the upper, then writes again comparing trees, which gets it right.
+    const attempts: boolean[] = [];
+    const layer = await upperDiffOrTrees((compareTrees) => {
+      attempts.push(compareTrees);
+      return collect((out) => (compareTrees ? writeTreeDiff(u.lower, u.merged, out) : writeOverlayDiff(u.upper, out)));
+    });
+    assert.deepEqual(attempts, [false, true]);
+    assertSameTree(await snapshotTree(u.merged), await applied(u.lower, layer, 'redirect'), { names: ['merged union', 'lower + walked layer'] });
   });
 
   test('metacopy: a chmod copies up metadata only, so the upper is not the diff', async (t) => {
     if (MISSING) return t.skip(MISSING);
     const u = await union(t, ['metacopy=on', 'redirect_dir=on', 'index=off']);
     await chmod(join(u.merged, 'var/lib/data/big.bin'), 0o600);
-    assert.equal(await upperHoldsChanges(u.upper), false);
+    await assert.rejects(collect((out) => writeOverlayDiff(u.upper, out)), (err: unknown) => err instanceof UpperNotDiffError && err.mark === 'trusted.overlay.metacopy');
   });
 
   test('only a single kernel overlay mount with an upper directory is recognised', () => {
