@@ -204,7 +204,8 @@ describe('kill -9 during commit', () => {
       commit.child.kill('SIGKILL');
     }
     assert.equal((await commit.done).signal, 'SIGKILL');
-    assert.ok((await mountsMentioning(store)).length >= mounts, 'the killed commit left its mounts');
+    if (mounts === 0) assert.deepEqual(await mountsMentioning(store), [], 'reading the upper directory mounted nothing');
+    else assert.ok((await mountsMentioning(store)).length >= mounts, 'the killed commit left its mounts');
     assert.equal((await ingestDirs()).length, 1, 'the killed commit left its ingest directory');
 
     const again = await cli(['commit', '--store', store, '--snapshotter', driver, 'work', 'crash/committed:1']);
