@@ -11,10 +11,11 @@
  * (verification on unless JS says rejectUnauthorized:false; the peer's name always checked when
  * verifying), and the bulk receive in slices so JS sees progress and can stop between slices.
  *
- *   tlsLoadRoots(pems) → Promise<count>   (once: Node's roots, parsed on the pool, shared by contexts)
+ *   tlsLoadRoots(pems) → Promise<count>   (once: Node's roots, parsed on the pool, shared by contexts;
+ *                                          a context may be made while they load)
  *   tlsContext({ca: string[], roots?, cert?, key?, rejectUnauthorized} | {plain: true}) → ctx   (one per origin)
- *   tlsRequest(ctx, {address, port, host, head: Buffer, connectTimeoutMs, timeoutMs})
- *       → Promise<{conn, head: Buffer, alpn: string, protocol}>
+ *   tlsRequest(ctx, {address, port, host, head: Buffer, connectTimeoutMs, timeoutMs, conn?})
+ *       → Promise<{conn, head: Buffer, alpn: string, protocol}>   (conn: a kept-alive connection to reuse)
  *   tlsReceive(conn, digestHandle, maxBytes) → Promise<bytes> (what is ready, ≥ 1; 0: the peer closed)
  *   tlsRead(conn, maxBytes) → Promise<Buffer>   (bodies JavaScript reads itself)
  *   tlsAbort(conn)   (shuts the socket down: a waiting job rejects with an AbortError)
@@ -36,6 +37,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -67,6 +69,7 @@ typedef struct {
   int err;           /* errno for network failures */
   const char *syscall;
   char valid_from[40], valid_to[40]; /* the failing certificate's dates, when verification failed */
+  int stale; /* a kept-alive connection failed before any byte of the answer: retry on a new one */
 } tls_err;
 
 typedef struct {
@@ -170,6 +173,10 @@ static napi_value error_value(napi_env env, const tls_err *e) {
   if (e->syscall) {
     napi_create_string_utf8(env, e->syscall, NAPI_AUTO_LENGTH, &v);
     napi_set_named_property(env, err, "syscall", v);
+  }
+  if (e->stale) {
+    napi_get_boolean(env, true, &v);
+    napi_set_named_property(env, err, "stale", v);
   }
   if (e->valid_from[0]) {
     napi_value cert;
@@ -303,11 +310,18 @@ static int add_pems(X509_STORE *store, const char *pem, size_t len) {
 
 /*
  * The trust every context shares (Node's bundled roots and NODE_EXTRA_CA_CERTS): parsed once per
- * process, on a pool thread (tlsLoadRoots), since OpenSSL 3 takes ~0.1 ms per certificate and
- * there are ~150–300 of them. Contexts add the parsed certificates by reference.
+ * process, on a pool thread (tlsLoadRoots), since OpenSSL 3 takes ~0.1–0.2 ms per certificate and
+ * there are ~150–300 of them (25–50 ms). Contexts add the parsed certificates by reference; a
+ * context made while they are still being parsed gets them through a lookup (roots_lookup) that
+ * waits for the parse only when a chain needs an issuer its own CAs do not hold: a registry whose
+ * CA comes from certs.d is spoken to at once, and for a public one the wait overlaps the connect.
+ * The parse is published by the pool thread itself (under roots_mu), so a handshake waiting in the
+ * lookup on another pool thread never depends on the main thread.
  */
 static STACK_OF(X509) *shared_roots;
-static int shared_roots_state; /* 0 none, 1 loading, 2 loaded */
+static int shared_roots_state; /* 0 none (or failed), 1 loading, 2 loaded; written under roots_mu */
+static pthread_mutex_t roots_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t roots_cv = PTHREAD_COND_INITIALIZER;
 
 typedef struct {
   napi_async_work work;
@@ -325,25 +339,39 @@ static void roots_execute(napi_env env, void *data) {
   BIO *b = BIO_new_mem_buf(w->pems, (int)w->len);
   X509 *x;
   /* What does not parse is skipped, as Node skips a bad NODE_EXTRA_CA_CERTS (with a warning it printed already). */
-  while (b && (x = PEM_read_bio_X509(b, NULL, NULL, NULL))) sk_X509_push(w->parsed, x);
-  if (!b) w->bad = 1;
+  while (b && w->parsed && (x = PEM_read_bio_X509(b, NULL, NULL, NULL))) sk_X509_push(w->parsed, x);
+  if (!b || !w->parsed) w->bad = 1;
   ERR_clear_error();
   BIO_free(b);
+  pthread_mutex_lock(&roots_mu);
+  if (w->bad) {
+    shared_roots_state = 0;
+  } else {
+    shared_roots = w->parsed;
+    w->parsed = NULL;
+    shared_roots_state = 2;
+  }
+  pthread_cond_broadcast(&roots_cv);
+  pthread_mutex_unlock(&roots_mu);
 }
 
 static void roots_complete(napi_env env, napi_status status, void *data) {
   roots_work *w = data;
+  if (w->parsed) sk_X509_pop_free(w->parsed, X509_free);
   if (status != napi_ok || w->bad) {
-    sk_X509_pop_free(w->parsed, X509_free);
-    shared_roots_state = 0;
+    if (status != napi_ok) {
+      /* The job never ran (cancelled): nobody published; wake any waiter with nothing. */
+      pthread_mutex_lock(&roots_mu);
+      if (shared_roots_state == 1) shared_roots_state = 0;
+      pthread_cond_broadcast(&roots_cv);
+      pthread_mutex_unlock(&roots_mu);
+    }
     napi_value err, code, msg;
     napi_create_string_utf8(env, "ERR_INVALID_ARGUMENT", NAPI_AUTO_LENGTH, &code);
     napi_create_string_utf8(env, "tlsLoadRoots: out of memory", NAPI_AUTO_LENGTH, &msg);
     napi_create_error(env, code, msg, &err);
     napi_reject_deferred(env, w->deferred, err);
   } else {
-    shared_roots = w->parsed;
-    shared_roots_state = 2;
     napi_value n;
     napi_create_int32(env, sk_X509_num(shared_roots), &n);
     napi_resolve_deferred(env, w->deferred, n);
@@ -353,11 +381,69 @@ static void roots_complete(napi_env env, napi_status status, void *data) {
   free(w);
 }
 
+/* The shared roots once parsed (waiting while they are), or NULL when their parse failed. */
+static STACK_OF(X509) *roots_wait(void) {
+  pthread_mutex_lock(&roots_mu);
+  while (shared_roots_state == 1) pthread_cond_wait(&roots_cv, &roots_mu);
+  STACK_OF(X509) *roots = shared_roots_state == 2 ? shared_roots : NULL;
+  pthread_mutex_unlock(&roots_mu);
+  return roots;
+}
+
+/*
+ * The lookup of a store made while the roots were being parsed: asked for an issuer the store does
+ * not hold, it adds every shared root to the store (once), then answers from the store, as
+ * OpenSSL's by_dir lookup does with the files it loads.
+ */
+static int roots_lookup_by_subject(X509_LOOKUP *lu, X509_LOOKUP_TYPE type, const X509_NAME *name, X509_OBJECT *ret) {
+  if (type != X509_LU_X509) return 0;
+  STACK_OF(X509) *roots = roots_wait();
+  X509_STORE *store = X509_LOOKUP_get_store(lu);
+  if (!roots || !store) return 0;
+  if (!__atomic_load_n((int *)X509_LOOKUP_get_method_data(lu), __ATOMIC_ACQUIRE)) {
+    for (int i = 0; i < sk_X509_num(roots); i++) X509_STORE_add_cert(store, sk_X509_value(roots, i)); /* duplicates are ignored */
+    ERR_clear_error();
+    __atomic_store_n((int *)X509_LOOKUP_get_method_data(lu), 1, __ATOMIC_RELEASE);
+  }
+  if (!X509_STORE_lock(store)) return 0;
+  X509_OBJECT *obj = X509_OBJECT_retrieve_by_subject(X509_STORE_get0_objects(store), type, name);
+  X509 *x = obj ? X509_OBJECT_get0_X509(obj) : NULL;
+  /* The caller takes its own reference: the one set1 adds stays on a root, which lives for the process. */
+  int found = x && X509_OBJECT_set1_X509(ret, x) == 1;
+  X509_STORE_unlock(store);
+  return found;
+}
+
+static int roots_lookup_new(X509_LOOKUP *lu) {
+  int *added = calloc(1, sizeof *added); /* whether this store holds the roots yet */
+  return added && X509_LOOKUP_set_method_data(lu, added) == 1;
+}
+
+static void roots_lookup_free(X509_LOOKUP *lu) {
+  free(X509_LOOKUP_get_method_data(lu));
+}
+
+static X509_LOOKUP_METHOD *roots_lookup_method(void) {
+  static X509_LOOKUP_METHOD *m;
+  if (!m) {
+    m = X509_LOOKUP_meth_new("stratum shared roots");
+    if (m) {
+      X509_LOOKUP_meth_set_new_item(m, roots_lookup_new);
+      X509_LOOKUP_meth_set_free(m, roots_lookup_free);
+      X509_LOOKUP_meth_set_get_by_subject(m, roots_lookup_by_subject);
+    }
+  }
+  return m;
+}
+
 /* tlsLoadRoots(pems: string) → Promise<count>: parses the shared roots once (JS calls it once). */
 static napi_value tls_load_roots(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (st_args(env, info, 1, 1, argv, "tlsLoadRoots(pems)")) return NULL;
-  if (shared_roots_state != 0) {
+  pthread_mutex_lock(&roots_mu);
+  int state = shared_roots_state;
+  pthread_mutex_unlock(&roots_mu);
+  if (state != 0) {
     st_throw_msg(env, "ERR_INVALID_ARGUMENT", "tlsLoadRoots: the roots are loaded (or loading) already");
     return NULL;
   }
@@ -367,7 +453,9 @@ static napi_value tls_load_roots(napi_env env, napi_callback_info info) {
     free(w);
     return NULL;
   }
+  pthread_mutex_lock(&roots_mu);
   shared_roots_state = 1;
+  pthread_mutex_unlock(&roots_mu);
   return st_queue(env, "stratum.tlsLoadRoots", roots_execute, roots_complete, w, &w->deferred, &w->work);
 }
 
@@ -410,13 +498,17 @@ static napi_value tls_context(napi_env env, napi_callback_info info) {
   bool with_roots = false;
   if (napi_get_named_property(env, o, "roots", &v) == napi_ok) napi_get_value_bool(env, v, &with_roots);
   if (with_roots) {
-    if (shared_roots_state != 2) {
+    pthread_mutex_lock(&roots_mu);
+    int state = shared_roots_state;
+    pthread_mutex_unlock(&roots_mu);
+    if (state == 2) {
+      for (int i = 0; i < sk_X509_num(shared_roots); i++) X509_STORE_add_cert(store, sk_X509_value(shared_roots, i));
+      ERR_clear_error(); /* duplicates */
+    } else if (state != 1 || !roots_lookup_method() || !X509_STORE_add_lookup(store, roots_lookup_method())) {
       SSL_CTX_free(ctx);
-      st_throw_msg(env, "ERR_INVALID_ARGUMENT", "tlsContext: roots asked before tlsLoadRoots resolved");
+      st_throw_msg(env, "ERR_INVALID_ARGUMENT", state != 1 ? "tlsContext: roots asked before tlsLoadRoots (or after it failed)" : "tlsContext: cannot add the roots' lookup");
       return NULL;
     }
-    for (int i = 0; i < sk_X509_num(shared_roots); i++) X509_STORE_add_cert(store, sk_X509_value(shared_roots, i));
-    ERR_clear_error(); /* duplicates */
   }
   bool is_arr = false;
   if (napi_get_named_property(env, o, "ca", &v) == napi_ok) napi_is_array(env, v, &is_arr);
@@ -649,6 +741,8 @@ typedef struct {
   napi_ref ctx_ref, conn_ref, digest_ref;
   tls_conn *c;
   digest_handle *dh;
+  SSL_CTX *ssl_ctx; /* the context's (held by ctx_ref while the job runs); NULL: plain */
+  int reuse;        /* a kept-alive connection: no connect or handshake unless it went stale */
   /* request */
   char address[INET6_ADDRSTRLEN + 1];
   int port, connect_timeout_ms;
@@ -663,11 +757,36 @@ typedef struct {
   tls_err e;
 } tls_work;
 
-static void request_execute(napi_env env, void *data) {
-  st_pool_thread_setup();
-  tls_work *w = data;
+/* A fresh SSL object for the connection's host: name checks when verifying, SNI for a name. 0, or -1. */
+static int conn_new_ssl(tls_conn *c, SSL_CTX *ctx) {
+  c->ssl = SSL_new(ctx);
+  if (!c->ssl) return -1;
+  SSL_set_ex_data(c->ssl, conn_index, c);
+  c->refused = 0;
+  c->verr = X509_V_OK;
+  c->name_mismatch = 0;
+  /* The name checked is the URL's host: an IP literal against IP SANs (and no SNI, as Node), a name against DNS SANs (and SNI). */
+  unsigned char ipbuf[16];
+  int is_ip = inet_pton(AF_INET, c->host, ipbuf) == 1 || inet_pton(AF_INET6, c->host, ipbuf) == 1;
+  int ok = 1;
+  if (c->verify) ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), c->host) == 1 : SSL_set1_host(c->ssl, c->host) == 1;
+  if (ok && !is_ip) ok = SSL_set_tlsext_host_name(c->ssl, c->host) == 1;
+  return ok ? 0 : -1;
+}
+
+/*
+ * Whether a kept-alive connection can carry another request: nothing may be waiting on it (a
+ * peer's close, its close_notify or stray bytes all mean it is done).
+ */
+static int conn_idle_usable(tls_conn *c) {
+  if (c->fd < 0 || (c->ssl && SSL_pending(c->ssl) > 0)) return 0;
+  struct pollfd p = {.fd = c->fd, .events = POLLIN};
+  return poll(&p, 1, 0) == 0;
+}
+
+/* Connect (and handshake): 0, or -1 with w->e set. */
+static int request_connect(tls_work *w) {
   tls_conn *c = w->c;
-  ERR_clear_error(); /* OpenSSL's error queue is per thread: start this job's with nothing in it */
   char what[INET6_ADDRSTRLEN + 48];
   snprintf(what, sizeof what, strchr(w->address, ':') ? "connect [%s]:%d" : "connect %s:%d", w->address, w->port);
   struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM}, *ai = NULL;
@@ -676,7 +795,7 @@ static void request_execute(napi_env env, void *data) {
   if (getaddrinfo(w->address, service, &hints, &ai) != 0) {
     fail_errno(&w->e, EINVAL, "getaddrinfo", "%s: not a numeric address", what);
     w->failed = 1;
-    return;
+    return -1;
   }
   int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   __atomic_store_n(&c->fd, fd, __ATOMIC_SEQ_CST);
@@ -693,7 +812,7 @@ static void request_execute(napi_env env, void *data) {
   if (err) {
     fail_errno(&w->e, err, "connect", "%s", what);
     w->failed = 1;
-    return;
+    return -1;
   }
   int one = 1;
   setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -704,15 +823,38 @@ static void request_execute(napi_env env, void *data) {
       if (ssl_wait(c, r, &w->e, "TLS handshake") != 1) {
         if (!w->e.code[0]) fail_ssl(&w->e, c, "TLS handshake");
         w->failed = 1;
-        return;
+        return -1;
       }
     }
     if (check_verdict(c, &w->e) != 0) {
       w->failed = 1;
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static void request_execute(napi_env env, void *data) {
+  st_pool_thread_setup();
+  tls_work *w = data;
+  tls_conn *c = w->c;
+  ERR_clear_error(); /* OpenSSL's error queue is per thread: start this job's with nothing in it */
+  if (w->reuse && !conn_idle_usable(c)) {
+    /* The peer closed it while it was idle: a new connection to the same address. */
+    if (c->ssl) SSL_free(c->ssl);
+    c->ssl = NULL;
+    int fd = __atomic_exchange_n(&c->fd, -1, __ATOMIC_SEQ_CST);
+    if (fd >= 0) close(fd);
+    w->reuse = 0;
+    if (w->ssl_ctx && conn_new_ssl(c, w->ssl_ctx) != 0) {
+      fail_ssl(&w->e, c, "TLS setup");
+      w->failed = 1;
       return;
     }
   }
+  if (!w->reuse && request_connect(w) != 0) return;
   if (conn_write_all(c, w->head, w->head_len, &w->e, "send the request") != 0) {
+    w->e.stale = w->reuse;
     w->failed = 1;
     return;
   }
@@ -742,6 +884,7 @@ static void request_execute(napi_env env, void *data) {
       continue;
     }
     if (s == 0) fail_errno(&w->e, ECONNRESET, "read", "the server closed the connection before the response head");
+    w->e.stale = w->reuse && fill == 0;
     w->failed = 1;
     return;
   }
@@ -783,34 +926,58 @@ static void request_complete(napi_env env, napi_status status, void *data) {
   free(w);
 }
 
-/* tlsRequest(ctx, {address, port, host, head, connectTimeoutMs?, timeoutMs?}) → Promise<{conn, head, alpn, protocol}>. */
+/*
+ * tlsRequest(ctx, {address, port, host, head, connectTimeoutMs?, timeoutMs?, conn?}) → Promise<{conn, head, alpn, protocol}>.
+ * `conn`: a kept-alive connection of this context whose last body was read to its end; it carries
+ * the request unless the peer closed it meanwhile (then a new connection to `address` does). A
+ * failure on it before any byte of the answer has `stale: true` (the caller may retry anew).
+ */
 static napi_value tls_request(napi_env env, napi_callback_info info) {
-  static const char usage[] = "tlsRequest(ctx, {address, port, host, head: Buffer, connectTimeoutMs?, timeoutMs?})";
+  static const char usage[] = "tlsRequest(ctx, {address, port, host, head: Buffer, connectTimeoutMs?, timeoutMs?, conn?})";
   napi_value argv[2];
   if (st_args(env, info, 2, 2, argv, usage)) return NULL;
   tls_ctx *t = tagged(env, argv[0], &CTX_TAG, "TLS context");
   if (!t) return NULL;
-  napi_value o = argv[1], v;
+  napi_value o = argv[1], v, reused = NULL;
+  tls_conn *old = NULL;
+  napi_valuetype vt = napi_undefined;
+  if (napi_get_named_property(env, o, "conn", &reused) == napi_ok) napi_typeof(env, reused, &vt);
+  if (vt != napi_undefined && vt != napi_null) {
+    if (!(old = tagged(env, reused, &CONN_TAG, "TLS connection"))) return NULL;
+    const char *misuse = conn_misuse(old);
+    if (!misuse && old->pend_len > 0) misuse = "this connection has body bytes not read yet";
+    if (!misuse && (old->ssl != NULL) != (t->ctx != NULL)) misuse = "this connection is of another context";
+    if (misuse) {
+      st_throw_msg(env, "ERR_INVALID_ARGUMENT", misuse);
+      return NULL;
+    }
+  }
   int bad = 0;
   char *address = prop_string(env, o, "address", &bad), *host = prop_string(env, o, "host", &bad);
   int64_t port = prop_int(env, o, "port", 0);
   bool is_buf = false;
   if (napi_get_named_property(env, o, "head", &v) == napi_ok) napi_is_buffer(env, v, &is_buf);
-  if (bad || !address || !host || strlen(address) > INET6_ADDRSTRLEN || strlen(host) >= 256 || !host[0] || port <= 0 || port > 65535 || !is_buf) {
+  if (bad || !address || !host || strlen(address) > INET6_ADDRSTRLEN || strlen(host) >= 256 || !host[0] || port <= 0 || port > 65535 || !is_buf ||
+      (old && strcmp(old->host, host) != 0)) {
     free(address);
     free(host);
-    if (!bad) st_throw_msg(env, "ERR_INVALID_ARGUMENT", usage);
+    if (!bad) st_throw_msg(env, "ERR_INVALID_ARGUMENT", old ? "tlsRequest: conn was made for another host" : usage);
     return NULL;
   }
   tls_work *w = calloc(1, sizeof *w);
-  tls_conn *c = calloc(1, sizeof *c);
-  c->fd = -1;
+  tls_conn *c = old ? old : calloc(1, sizeof *c);
+  if (!old) {
+    c->fd = -1;
+    c->buf = malloc(RECV_BUF);
+    snprintf(c->host, sizeof c->host, "%s", host);
+    c->verify = t->verify;
+  }
   c->timeout_ms = (int)prop_int(env, o, "timeoutMs", 30000);
-  c->buf = malloc(RECV_BUF);
-  snprintf(c->host, sizeof c->host, "%s", host);
   snprintf(w->address, sizeof w->address, "%s", address);
   w->port = (int)port;
   w->connect_timeout_ms = (int)prop_int(env, o, "connectTimeoutMs", 30000);
+  w->ssl_ctx = t->ctx;
+  w->reuse = old != NULL;
   void *hd;
   napi_get_buffer_info(env, v, &hd, &w->head_len);
   w->head = malloc(w->head_len ? w->head_len : 1);
@@ -818,21 +985,7 @@ static napi_value tls_request(napi_env env, napi_callback_info info) {
   free(address);
   free(host);
 
-  c->verr = X509_V_OK;
-  c->verify = t->verify;
-  int ok = 1;
-  if (t->ctx) {
-    c->ssl = SSL_new(t->ctx);
-    SSL_set_ex_data(c->ssl, conn_index, c);
-    /* The name checked is the URL's host: an IP literal against IP SANs (and no SNI, as Node), a name against DNS SANs (and SNI). */
-    unsigned char ipbuf[16];
-    int is_ip = inet_pton(AF_INET, c->host, ipbuf) == 1 || inet_pton(AF_INET6, c->host, ipbuf) == 1;
-    if (t->verify) {
-      ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), c->host) == 1 : SSL_set1_host(c->ssl, c->host) == 1;
-    }
-    if (ok && !is_ip) ok = SSL_set_tlsext_host_name(c->ssl, c->host) == 1;
-  }
-  if (!ok) {
+  if (!old && t->ctx && conn_new_ssl(c, t->ctx) != 0) {
     conn_close(c);
     free(c);
     free(w->head);
@@ -840,9 +993,11 @@ static napi_value tls_request(napi_env env, napi_callback_info info) {
     throw_ssl(env, "tlsRequest: the host name is not usable");
     return NULL;
   }
-  napi_value conn;
-  napi_create_external(env, c, conn_finalize, NULL, &conn);
-  napi_type_tag_object(env, conn, &CONN_TAG);
+  napi_value conn = reused;
+  if (!old) {
+    napi_create_external(env, c, conn_finalize, NULL, &conn);
+    napi_type_tag_object(env, conn, &CONN_TAG);
+  }
   w->c = c;
   c->busy = 1;
   napi_create_reference(env, argv[0], 1, &w->ctx_ref);

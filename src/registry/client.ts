@@ -89,7 +89,7 @@ interface SendOptions {
   signal?: AbortSignal;
   /** What is being fetched, for error messages: `manifest docker.io/library/ubuntu:15.04`. */
   what: string;
-  /** true: a blob body, which may be received natively (see http.ts request). */
+  /** false: this GET goes through undici, never the native receive (see http.ts request). */
   native?: boolean;
 }
 
@@ -186,7 +186,7 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
         signal: options.signal,
         what,
         // A bounded range is one of many parallel chunks of a big blob: undici keeps their connections alive.
-        ...(options.length === undefined ? { native: true } : {}),
+        ...(options.length !== undefined ? { native: false } : {}),
       });
       if (res.statusCode === 200 || res.statusCode === 206) {
         const out: BlobResponse = { body: res.body, start: 0, endpoint, verified: false };
@@ -639,7 +639,7 @@ export class RegistryClient implements ManifestFetcher, BlobFetcher {
   private async rawRequest(url: URL, method: NonNullable<SendOptions['method']>, headers: Record<string, string>, options: SendOptions): Promise<HttpResponse> {
     const { signal, what } = options;
     try {
-      return await request(url, { method, headers, signal, dispatcher: this.dispatcher, ...(options.native ? { native: true } : {}), ...(options.body ? { body: options.body() } : {}) });
+      return await request(url, { method, headers, signal, dispatcher: this.dispatcher, ...(options.native === false ? { native: false } : {}), ...(options.body ? { body: options.body() } : {}) });
     } catch (err) {
       if ((err as { name?: string }).name === 'AbortError' || signal?.aborted) throw err;
       // A request body that failed on its own (a copied blob whose source failed its digest or

@@ -10,7 +10,7 @@ import type { Dispatcher } from 'undici';
 const require = createRequire(import.meta.url);
 type Api = { request(this: Dispatcher, options: Dispatcher.RequestOptions): Promise<Dispatcher.ResponseData> };
 let api: Api | undefined;
-/** Loaded on first use (not every command sends requests). */
+/** Loaded on first use: a pull whose requests all go native never needs it (~25 ms). */
 const loadApi = (): Api => (api ??= require('undici/lib/api/index.js') as Api);
 
 /** A response as undici gives it. */
@@ -20,9 +20,9 @@ export interface RequestOptions extends Omit<Dispatcher.RequestOptions, 'origin'
   method?: Dispatcher.HttpMethod;
   dispatcher: Dispatcher;
   /**
-   * true: a blob body, which may go to the dispatcher's native receive (one connection per body).
-   * Small requests (tokens, manifests, Range chunks) stay on undici's kept-alive connections: over
-   * a real network a fresh TCP + TLS handshake per request costs round trips a loopback never shows.
+   * false: never the native receive, even for a GET (the bounded Range chunks of a parallel fetch,
+   * which undici spreads over its pool). Otherwise a GET goes native when the dispatcher allows it;
+   * its connections are kept alive and reused as undici's are.
    */
   native?: boolean;
 }
@@ -49,13 +49,13 @@ function plainHeaders(headers: RequestOptions['headers']): Record<string, string
 
 /**
  * undici's `request(url, options)`, without its global-dispatcher fallback: the caller always
- * names one. A GET marked `native` goes to the dispatcher's native receive when it has one and
- * the route allows it (Transport decides).
+ * names one. A GET without a body goes to the dispatcher's native receive when it has one and
+ * the route allows it (Transport decides), unless marked `native: false`.
  */
 export async function request(url: URL, options: RequestOptions): Promise<Dispatcher.ResponseData> {
   const { dispatcher, native, ...rest } = options;
   const method = rest.method ?? (rest.body ? 'PUT' : 'GET');
-  const getter = method === 'GET' && !rest.body && native === true ? nativeGetter(dispatcher) : undefined;
+  const getter = method === 'GET' && !rest.body && native !== false ? nativeGetter(dispatcher) : undefined;
   const headers = getter ? plainHeaders(rest.headers) : undefined;
   if (getter && headers) {
     const res = await getter.nativeGet(url, headers, rest.signal as AbortSignal | undefined);

@@ -22,6 +22,8 @@ export interface ProxyLogEntry {
   headers: IncomingHttpHeaders;
   /** Status the client got (0 when the socket was destroyed before headers). */
   status: number;
+  /** Which client connection carried it (1, 2, … in the order the proxy accepted them). */
+  connection: number;
   /** Body bytes handed to the socket, for bodies the proxy pads ('oversize'). */
   bodyBytes?: number;
   /** Request body bytes the proxy received from the client. */
@@ -107,6 +109,9 @@ export class FaultProxy {
   private redirectHost?: string;
   private redirectRules: RedirectRule[] = [];
   private readonly sockets = new Set<Socket>();
+  private readonly connectionIds = new WeakMap<Socket, number>();
+  /** Client connections accepted so far. */
+  connectionsAccepted = 0;
 
   private constructor(
     private readonly server: Server | HttpsServer,
@@ -122,6 +127,7 @@ export class FaultProxy {
     const proxy = new FaultProxy(server, new URL(target));
     server.on('request', (req, res) => proxy.handle(req, res));
     server.on('connection', (s) => {
+      proxy.connectionIds.set(s, ++proxy.connectionsAccepted);
       proxy.sockets.add(s);
       s.on('close', () => proxy.sockets.delete(s));
     });
@@ -288,7 +294,7 @@ export class FaultProxy {
     const method = req.method ?? 'GET';
     const url = req.url ?? '/';
     let path = url.split('?', 1)[0]!;
-    const entry: ProxyLogEntry = { method, url, path, host: req.headers.host ?? '', headers: { ...req.headers }, status: 0, requestBytes: 0 };
+    const entry: ProxyLogEntry = { method, url, path, host: req.headers.host ?? '', headers: { ...req.headers }, status: 0, connection: this.connectionIds.get(req.socket) ?? 0, requestBytes: 0 };
     this.log.push(entry);
     req.on('data', (chunk: Buffer) => (entry.requestBytes += chunk.length));
     res.on('finish', () => (entry.status = res.statusCode));

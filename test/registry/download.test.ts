@@ -98,7 +98,12 @@ for (const mode of ['native', 'undici'] as const) describe(`downloadBlob against
     if (mode === 'undici') assert.equal(agent.paths.filter((p) => p.includes('/blobs/')).length, 1, 'the blob GET went through the client\'s dispatcher');
     else {
       assert.equal(agent.paths.filter((p) => p.includes('/blobs/')).length, 0, 'the blob body was received natively, not through undici');
-      assert.equal(blobGet[0]!.headers.connection, 'close', 'the native request (one connection per body)');
+      assert.equal(blobGet[0]!.headers.connection, undefined, 'the native request (HTTP/1.1, kept alive)');
+      // The same blob into another store: its GET goes out on the kept-alive connection.
+      await downloadBlob(client(), ref, { digest, size: bytes.length }, await store(), {});
+      const gets = rig.proxy.requests('GET', /\/blobs\//);
+      assert.equal(gets.length, 2);
+      assert.equal(gets[1]!.connection, gets[0]!.connection, 'the second GET reused the first one\'s connection');
     }
 
     rig.proxy.clearLog();

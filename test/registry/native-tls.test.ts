@@ -82,7 +82,7 @@ describe('native receive (TLS and plain HTTP)', () => {
         const text = res.head.toString('latin1');
         const len = Number(/content-length: (\d+)/i.exec(text)?.[1]);
         const progress: number[] = [];
-        const n = await receiveBody({ status: 200, headers: {}, alpn: res.alpn, protocol: res.protocol, contentLength: len, chunked: false, conn: res.conn }, h, { onProgress: (p) => progress.push(p) });
+        const n = await receiveBody({ status: 200, headers: {}, alpn: res.alpn, protocol: res.protocol, contentLength: len, chunked: false, reusable: false, conn: res.conn }, h, { onProgress: (p) => progress.push(p) });
         assert.equal(n, BODY.length);
         assert.ok(progress.length >= 3, 'progress after each slice');
         assert.equal(raw.digestFinal(h), BODY_SHA);
@@ -138,13 +138,37 @@ describe('native receive (TLS and plain HTTP)', () => {
     });
   }
 
-  test('shared roots: parsed once on the pool, trusted by every context that asks, beside its own CAs', async () => {
+  test('shared roots: parsed once on the pool, trusted by every context that asks, beside its own CAs; a context made while they parse waits for them only when a chain needs them', async () => {
     const port = await serve(certs.server);
-    assert.throws(() => new NativeTlsContext({ roots: true, ca: [] }), /before tlsLoadRoots resolved/);
-    const loading = loadSharedRoots(() => [...rootCertificates]);
-    assert.equal(loadSharedRoots(() => assert.fail('parsed twice')), loading, 'one load per process');
+    const otherPort = await serve(certs.untrusted);
+    assert.throws(() => new NativeTlsContext({ roots: true, ca: [] }), /before tlsLoadRoots/);
+    // The "roots" here: the unrelated CA (which signs `untrusted`) among enough copies of Node's
+    // bundled roots that parsing them takes a while (hundreds of milliseconds).
+    const copies = Array.from({ length: 12 }, () => rootCertificates).flat();
+    let parsed = false;
+    const first = loadSharedRoots(() => [...copies, pem(certs.otherCa.cert)]);
+    assert.equal(loadSharedRoots(() => assert.fail('parsed twice')), first, 'one load per process');
+    const loading = first.then(() => (parsed = true));
+    // Made while the roots parse: the host's own CA verifies at once, without waiting for them.
+    const ownCa = new NativeTlsContext({ roots: true, ca: [pem(certs.ca.cert)] });
+    const viaLookup = new NativeTlsContext({ roots: true, ca: [] });
+    const refused = new NativeTlsContext({ roots: true, ca: [] });
+    const res = await nativeGet(ownCa, new URL(`https://127.0.0.1:${port}/`), { timeoutMs: 5000 });
+    assert.equal(parsed, false, 'the own-CA handshake did not wait for the roots');
+    rawAddon().tlsClose(res.conn);
+    // A chain that needs a root waits for the parse, then verifies against them.
+    const other = await nativeGet(viaLookup, new URL(`https://127.0.0.1:${otherPort}/`), { timeoutMs: 5000 });
+    assert.equal(other.status, 200, 'verified through the roots (the only place its CA is)');
+    rawAddon().tlsClose(other.conn);
+    const notTrusted = await nativeGet(refused, new URL(`https://127.0.0.1:${port}/`), { timeoutMs: 5000 }).then(
+      () => assert.fail('verified without its CA'),
+      (err: unknown) => err,
+    );
+    assert.equal(certificateProblem(notTrusted, `127.0.0.1:${port}`, undefined)?.problem, 'unknown-authority', String(notTrusted));
     await loading;
+    // Made after the parse: the roots are added directly, with the same verdicts.
     assert.equal((await nativeSays(port, '127.0.0.1', { roots: true, ca: [pem(certs.ca.cert)] })).code, 'ok');
+    assert.equal((await nativeSays(otherPort, '127.0.0.1', { roots: true, ca: [] })).code, 'ok');
     const without = await nativeSays(port, '127.0.0.1', { roots: true, ca: [] });
     assert.equal(certificateProblem(without.err, `127.0.0.1:${port}`, undefined)?.problem, 'unknown-authority', String(without.code));
   });
@@ -202,6 +226,77 @@ describe('native receive (TLS and plain HTTP)', () => {
       closeSync(fd);
     }
   });
+
+  /**
+   * A server (https or http) that numbers its connections and each connection's requests; `answer`
+   * may end a response, or do something worse, from those numbers.
+   */
+  async function serveCounting(tls: boolean, answer: (res: import('node:http').ServerResponse, conn: number, nth: number) => void): Promise<{ port: number; connections: () => number }> {
+    let connections = 0;
+    const handler = (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => {
+      const socket = req.socket as typeof req.socket & { stratumConn?: number; stratumNth?: number };
+      socket.stratumConn ??= ++connections;
+      socket.stratumNth = (socket.stratumNth ?? 0) + 1;
+      answer(res, socket.stratumConn, socket.stratumNth);
+    };
+    if (!tls) return { port: await servePlain((res) => handler(res.req, res)), connections: () => connections };
+    const port = await serve(certs.server, {}, (res) => handler(res.req, res));
+    return { port, connections: () => connections };
+  }
+
+  for (const tls of [true, false]) {
+    const scheme = tls ? 'https' : 'http';
+    const context = () => (tls ? new NativeTlsContext(trustCa()) : new NativeTlsContext({ plain: true }));
+    /** One GET read to its end (a NativeBody released to the context as Transport does). */
+    const get = async (ctx: NativeTlsContext, port: number, path = '/') => {
+      const res = await nativeGet(ctx, new URL(`${scheme}://127.0.0.1:${port}${path}`), { timeoutMs: 5000 });
+      const body = new NativeBody(res.conn, res.contentLength, res.chunked, res.reusable ? (c) => ctx.release(c) : undefined);
+      return { status: res.status, reusable: res.reusable, text: (await readBody(body)).toString() };
+    };
+
+    test(`keep-alive (${scheme}): GETs whose bodies were read share one connection`, async () => {
+      const server = await serveCounting(tls, (res, conn, nth) => res.end(`c${conn} r${nth}`));
+      const ctx = context();
+      assert.deepEqual(await get(ctx, server.port), { status: 200, reusable: true, text: 'c1 r1' });
+      assert.deepEqual(await get(ctx, server.port), { status: 200, reusable: true, text: 'c1 r2' });
+      assert.deepEqual(await get(ctx, server.port), { status: 200, reusable: true, text: 'c1 r3' });
+      assert.equal(server.connections(), 1);
+      ctx.closeIdle();
+    });
+
+    test(`keep-alive (${scheme}): Connection: close, a body not read to its end, and a dead idle connection are never reused`, async () => {
+      const server = await serveCounting(tls, (res, conn, nth) => {
+        if (conn === 1) res.setHeader('connection', 'close');
+        res.end(conn === 2 ? BODY : `c${conn} r${nth}`);
+      });
+      const ctx = context();
+      assert.deepEqual(await get(ctx, server.port), { status: 200, reusable: false, text: 'c1 r1' });
+      // Connection 2: a big body abandoned after its first chunk.
+      const res = await nativeGet(ctx, new URL(`${scheme}://127.0.0.1:${server.port}/`));
+      assert.equal(res.reusable, true);
+      const body = new NativeBody(res.conn, res.contentLength, res.chunked, (c) => ctx.release(c));
+      for await (const _ of body) break;
+      assert.deepEqual(await get(ctx, server.port), { status: 200, reusable: true, text: 'c3 r1' });
+      // The server drops its idle connections: the next GET notices before sending and connects anew.
+      sockets.destroyAll();
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(await get(ctx, server.port), { status: 200, reusable: true, text: 'c4 r1' });
+      assert.equal(server.connections(), 4);
+      ctx.closeIdle();
+    });
+
+    test(`keep-alive (${scheme}): a kept connection the server drops as the request arrives is retried on a new one`, async () => {
+      const server = await serveCounting(tls, (res, conn, nth) => {
+        if (nth === 2) res.socket!.destroy();
+        else res.end(`c${conn} r${nth}`);
+      });
+      const ctx = context();
+      assert.equal((await get(ctx, server.port)).text, 'c1 r1');
+      assert.equal((await get(ctx, server.port)).text, 'c2 r1');
+      assert.equal(server.connections(), 2);
+      ctx.closeIdle();
+    });
+  }
 
   test('a receive returns what has arrived when the peer pauses (progress while a body is slow)', async () => {
     const port = await servePlain((res) => {

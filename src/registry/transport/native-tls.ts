@@ -36,11 +36,39 @@ export function loadSharedRoots(pems: () => string[]): Promise<void> {
   return sharedRoots;
 }
 
+/** Kept-alive connections a context holds at most; more are closed as their bodies end. */
+const MAX_IDLE = 8;
+/** An idle connection older than this is closed rather than reused (servers drop idle ones after 30–120 s). */
+const IDLE_TIMEOUT_MS = 30_000;
+
 export class NativeTlsContext {
   readonly handle: TlsContextHandle;
+  /** Connections whose last response was read to its end, newest last. */
+  private readonly idle: Array<{ conn: TlsConnHandle; since: number }> = [];
+
   /** `plain`: an http: origin (no TLS). */
   constructor(options: NativeTlsOptions | { plain: true }) {
     this.handle = rawAddon().tlsContext(options);
+  }
+
+  /** A kept-alive connection for the next request, if one is idle and young enough. */
+  takeIdle(): TlsConnHandle | undefined {
+    const now = Date.now();
+    for (let entry = this.idle.pop(); entry; entry = this.idle.pop()) {
+      if (now - entry.since < IDLE_TIMEOUT_MS) return entry.conn;
+      rawAddon().tlsClose(entry.conn);
+    }
+    return undefined;
+  }
+
+  /** Takes back a connection whose response was read to its end (HTTP/1.1 keep-alive). */
+  release(conn: TlsConnHandle): void {
+    if (this.idle.length >= MAX_IDLE) rawAddon().tlsClose(conn);
+    else this.idle.push({ conn, since: Date.now() });
+  }
+
+  closeIdle(): void {
+    for (const { conn } of this.idle.splice(0)) rawAddon().tlsClose(conn);
   }
 }
 
@@ -53,6 +81,8 @@ export interface NativeTlsResponse {
   contentLength: number | undefined;
   /** The body is chunked (read by JavaScript, never received in C). */
   chunked: boolean;
+  /** HTTP/1.1 without `Connection: close` and a body framed by its length: the connection may carry another request once the body is read. */
+  reusable: boolean;
   conn: TlsConnHandle;
 }
 
@@ -70,7 +100,9 @@ export async function nativeGet(ctx: NativeTlsContext, url: URL, options: GetOpt
   const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
   const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
   const addresses = isIP(host) ? [host] : (await lookup(host, { all: true })).map((a) => a.address);
-  const lines = [`GET ${url.pathname}${url.search} HTTP/1.1`, `Host: ${url.host}`, 'Connection: close'];
+  // HTTP/1.1 keeps the connection alive by default: a context keeps it for the next request once
+  // this one's body is read (tokens, the probe, manifests and blobs then share handshakes).
+  const lines = [`GET ${url.pathname}${url.search} HTTP/1.1`, `Host: ${url.host}`];
   for (const [k, v] of Object.entries(options.headers ?? {})) {
     if (/[\r\n]/.test(k) || /[\r\n]/.test(v)) throw new TypeError(`nativeGet: header ${k} holds a line break`);
     lines.push(`${k}: ${v}`);
@@ -79,7 +111,8 @@ export async function nativeGet(ctx: NativeTlsContext, url: URL, options: GetOpt
   let res: Awaited<ReturnType<RawAddon['tlsRequest']>> | undefined;
   // Each resolved address in turn, as Node's net.connect without happy eyeballs: a name whose
   // first address refuses (an IPv6 ::1 for a registry listening on 127.0.0.1) is still reached.
-  for (let i = 0; !res; i++) {
+  let kept = ctx.takeIdle();
+  for (let i = 0; !res; ) {
     options.signal?.throwIfAborted();
     const pending = rawAddon().tlsRequest(ctx.handle, {
       address: addresses[i]!,
@@ -88,13 +121,22 @@ export async function nativeGet(ctx: NativeTlsContext, url: URL, options: GetOpt
       head,
       ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
       ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+      ...(kept ? { conn: kept } : {}),
     });
     const abort = () => rawAddon().tlsAbort(pending.conn);
     options.signal?.addEventListener('abort', abort, { once: true });
     try {
       res = await pending;
     } catch (err) {
-      if ((err as { syscall?: string }).syscall !== 'connect' || i + 1 >= addresses.length || options.signal?.aborted) throw err;
+      if (options.signal?.aborted) throw err;
+      // A kept-alive connection the server closed as the request went out: the GET again on a new one.
+      if (kept && (err as { stale?: boolean }).stale) {
+        kept = undefined;
+        continue;
+      }
+      if ((err as { syscall?: string }).syscall !== 'connect' || i + 1 >= addresses.length) throw err;
+      kept = undefined;
+      i++;
     } finally {
       options.signal?.removeEventListener('abort', abort);
     }
@@ -126,7 +168,9 @@ export async function nativeGet(ctx: NativeTlsContext, url: URL, options: GetOpt
     throw Object.assign(new Error(`${url.host} sent a body in transfer-encoding ${JSON.stringify(encoding)}`), { code: 'ERR_HTTP_TRANSFER_ENCODING' });
   }
   const contentLength = framed ? Number(cl) : undefined;
-  return { status, headers, alpn: res.alpn, protocol: res.protocol, contentLength, chunked: !framed && chunked, conn: res.conn };
+  const noBody = status === 204 || status === 304 || (status >= 100 && status < 200);
+  const reusable = statusLine.startsWith('HTTP/1.1 ') && !/(^|,)\s*close\s*(,|$)/i.test(headers['connection'] ?? '') && (framed || noBody);
+  return { status, headers, alpn: res.alpn, protocol: res.protocol, contentLength, chunked: !framed && chunked, reusable, conn: res.conn };
 }
 
 export interface ReceiveOptions {
@@ -168,6 +212,8 @@ export class NativeBody extends Readable {
   private left: number;
   private inFlight = false;
   private connClosed = false;
+  /** A receive or read failed: the connection is never reused. */
+  private failed = false;
 
   private readonly dechunk: ChunkedDecoder | undefined;
 
@@ -175,15 +221,23 @@ export class NativeBody extends Readable {
    * contentLength undefined: the body runs until the peer closes, or is `chunked`; such a body is
    * only read, never received into a writer.
    */
+  /**
+   * `release`: where the connection goes once the body is read to its end (a context's keep-alive
+   * pool); without it, or after a failure or an early end, the connection is closed.
+   */
   constructor(
     readonly conn: TlsConnHandle,
     readonly contentLength: number | undefined,
     chunked = false,
+    private readonly release?: (conn: TlsConnHandle) => void,
   ) {
     super({ highWaterMark: 256 << 10 });
     this.dechunk = chunked && contentLength === undefined ? new ChunkedDecoder() : undefined;
     this.left = contentLength ?? Number.POSITIVE_INFINITY;
-    if (this.left === 0) this.push(null);
+    if (this.left === 0) {
+      this.close();
+      this.push(null);
+    }
   }
 
   override _read(size: number): void {
@@ -253,7 +307,7 @@ export class NativeBody extends Readable {
       return n;
     } catch (err) {
       // What landed before a failure is in the writer (it counted `bytes`); the connection is done.
-      failed = true;
+      failed = this.failed = true;
       throw err;
     } finally {
       this.inFlight = false;
@@ -291,7 +345,8 @@ export class NativeBody extends Readable {
   private close(): void {
     if (this.connClosed) return;
     this.connClosed = true;
-    rawAddon().tlsClose(this.conn);
+    if (this.release && this.left === 0 && this.contentLength !== undefined && !this.failed) this.release(this.conn);
+    else rawAddon().tlsClose(this.conn);
   }
 }
 

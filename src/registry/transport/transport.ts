@@ -114,7 +114,8 @@ export class Transport extends Dispatcher {
     const native = await this.nativeContext(url.origin);
     if (!native) return undefined;
     const res = await nativeGet(native.ctx, url, { headers, connectTimeoutMs: native.connectTimeoutMs, timeoutMs: native.timeoutMs, ...(signal ? { signal } : {}) });
-    const body = new NativeBody(res.conn, res.status === 204 || res.status === 304 ? 0 : res.contentLength, res.chunked);
+    const ctx = native.ctx;
+    const body = new NativeBody(res.conn, res.status === 204 || res.status === 304 ? 0 : res.contentLength, res.chunked, res.reusable ? (conn) => ctx.release(conn) : undefined);
     return { statusCode: res.status, headers: res.headers, body } as unknown as HttpResponse;
   }
 
@@ -137,8 +138,9 @@ export class Transport extends Dispatcher {
       else if (url.protocol === 'http:') ctx = new NativeTlsContext({ plain: true });
       else if (!material) ctx = null;
       else {
-        await this.nativeRoots();
-        ctx = this.natives.get(origin) ?? new NativeTlsContext({ roots: true, ca: material.extraCa ?? [], ...(material.cert ? { cert: material.cert, key: material.key! } : {}), rejectUnauthorized: material.verify });
+        // The roots may still be parsing: the context looks them up when a chain first needs one.
+        this.nativeRoots().catch(() => {});
+        ctx = new NativeTlsContext({ roots: true, ca: material.extraCa ?? [], ...(material.cert ? { cert: material.cert, key: material.key! } : {}), rejectUnauthorized: material.verify });
       }
       this.natives.set(origin, ctx);
     }
@@ -154,6 +156,7 @@ export class Transport extends Dispatcher {
   override close(callback: () => void): void;
   override close(callback?: () => void): Promise<void> | void {
     this.closed = true;
+    this.closeNativeIdle();
     const done = Promise.all([...this.pools.values()].map((p) => p.close())).then(() => {});
     if (!callback) return done;
     done.then(callback, callback);
@@ -165,11 +168,16 @@ export class Transport extends Dispatcher {
   override destroy(err: Error | null, callback: () => void): void;
   override destroy(a?: Error | null | (() => void), b?: () => void): Promise<void> | void {
     this.closed = true;
+    this.closeNativeIdle();
     const err = typeof a === 'function' ? null : (a ?? null);
     const callback = typeof a === 'function' ? a : b;
     const done = Promise.all([...this.pools.values()].map((p) => p.destroy(err))).then(() => {});
     if (!callback) return done;
     done.then(callback, callback);
+  }
+
+  private closeNativeIdle(): void {
+    for (const ctx of this.natives.values()) ctx?.closeIdle();
   }
 
   /**
