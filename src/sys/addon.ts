@@ -29,10 +29,10 @@ export interface RawAddon {
   tlsContext(options: { ca: string[]; roots?: boolean; cert?: string; key?: string; rejectUnauthorized?: boolean } | { plain: true }): TlsContextHandle;
   /** Parses the roots every context may share (`roots: true`) on the pool, once per process; resolves with their count. */
   tlsLoadRoots(pems: string): Promise<number>;
-  /** Connects, handshakes (peer name checked against `host`), sends `head`, resolves with the response head. */
+  /** Connects, handshakes (peer name checked against `host`), sends `head`, resolves with the response head; `conn`: a kept-alive connection to send it on instead (a new one if the peer closed it). */
   tlsRequest(
     ctx: TlsContextHandle,
-    options: { address: string; port: number; host: string; head: Buffer; connectTimeoutMs?: number; timeoutMs?: number },
+    options: { address: string; port: number; host: string; head: Buffer; connectTimeoutMs?: number; timeoutMs?: number; conn?: TlsConnHandle },
   ): Promise<{ conn: TlsConnHandle; head: Buffer; alpn: string; protocol: string }> & { conn: TlsConnHandle };
   /** Shuts the connection's socket down: a job waiting on it rejects with an AbortError (close it with tlsClose after). */
   tlsAbort(conn: TlsConnHandle): void;

@@ -261,6 +261,15 @@ describe('native receive (TLS and plain HTTP)', () => {
       assert.deepEqual(await get(ctx, server.port), { status: 200, reusable: true, text: 'c1 r2' });
       assert.deepEqual(await get(ctx, server.port), { status: 200, reusable: true, text: 'c1 r3' });
       assert.equal(server.connections(), 1);
+      // A kept connection carries requests for its own host and context only.
+      const kept = ctx.takeIdle()!;
+      const head = Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+      const misuse = (c: NativeTlsContext, host: string) => () => rawAddon().tlsRequest(c.handle, { address: '127.0.0.1', port: server.port, host, head, conn: kept });
+      assert.throws(misuse(ctx, 'localhost'), /conn was made for another host/);
+      assert.throws(misuse(tls ? new NativeTlsContext({ plain: true }) : new NativeTlsContext(trustCa()), '127.0.0.1'), /of another context/);
+      assert.throws(() => rawAddon().tlsRequest(ctx.handle, { address: '127.0.0.1', port: server.port, host: '127.0.0.1', head, conn: ctx.handle as never }), /expected a TLS connection/);
+      ctx.release(kept);
+      assert.deepEqual(await get(ctx, server.port), { status: 200, reusable: true, text: 'c1 r4' });
       ctx.closeIdle();
     });
 

@@ -17,7 +17,7 @@ describe('addon argument checks', () => {
     ['digestCreate', 'digestCreate(fd, algorithm, dropBehind?, name?)'],
     ['digestFinal', 'digestFinal(handle)'],
     ['tlsContext', 'tlsContext({ca, cert?, key?, rejectUnauthorized?})'],
-    ['tlsRequest', 'tlsRequest(ctx, {address, port, host, head: Buffer, connectTimeoutMs?, timeoutMs?})'],
+    ['tlsRequest', 'tlsRequest(ctx, {address, port, host, head: Buffer, connectTimeoutMs?, timeoutMs?, conn?})'],
     ['tlsReceive', 'tlsReceive(conn, digestHandle, maxBytes)'],
     ['tlsRead', 'tlsRead(conn, maxBytes)'],
     ['tlsClose', 'tlsClose(conn)'],
