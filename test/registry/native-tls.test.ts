@@ -307,6 +307,24 @@ describe('native receive (TLS and plain HTTP)', () => {
     });
   }
 
+  test('a name with several addresses: each in turn until one connects (an address nobody listens on first)', async () => {
+    const port = await serve(certs.server);
+    const asked: string[] = [];
+    const resolve = async (host: string) => {
+      asked.push(host);
+      return ['127.0.0.3', '127.0.0.1']; // the server listens on 127.0.0.1 only
+    };
+    const res = await nativeGet(new NativeTlsContext(trustCa()), new URL(`https://localhost:${port}/`), { resolve, timeoutMs: 5000 });
+    assert.equal(res.status, 200);
+    assert.deepEqual(asked, ['localhost']);
+    rawAddon().tlsClose(res.conn);
+    // Every address refuses: the last refusal is the error.
+    await assert.rejects(
+      nativeGet(new NativeTlsContext(trustCa()), new URL(`https://localhost:${port}/`), { resolve: async () => ['127.0.0.3', '127.0.0.4'] }),
+      (err: Error & { code?: string }) => err.code === 'ECONNREFUSED' && /127\.0\.0\.4/.test(err.message),
+    );
+  });
+
   test('a receive returns what has arrived when the peer pauses (progress while a body is slow)', async () => {
     const port = await servePlain((res) => {
       res.setHeader('content-length', String(BODY.length));

@@ -88,10 +88,16 @@ export interface NativeTlsResponse {
 
 export interface GetOptions {
   headers?: Record<string, string>;
+  /** The host name's addresses, in the order to try them (default: every address the system resolver gives). */
+  resolve?: (host: string) => Promise<string[]>;
   /** Aborts the connect, the handshake or the wait for the head (the socket is shut down). */
   signal?: AbortSignal;
   connectTimeoutMs?: number;
   timeoutMs?: number;
+}
+
+async function resolveAll(host: string): Promise<string[]> {
+  return (await lookup(host, { all: true })).map((a) => a.address);
 }
 
 /** GET url over ctx; resolves once the response head is in (the body is received with receiveBody, or the conn closed). */
@@ -99,7 +105,8 @@ export async function nativeGet(ctx: NativeTlsContext, url: URL, options: GetOpt
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new TypeError(`nativeGet: ${url.href} is not http(s)`);
   const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
   const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
-  const addresses = isIP(host) ? [host] : (await lookup(host, { all: true })).map((a) => a.address);
+  const addresses = isIP(host) ? [host] : await (options.resolve ?? resolveAll)(host);
+  if (addresses.length === 0) throw Object.assign(new Error(`${host} has no address`), { code: 'ENOTFOUND', hostname: host });
   // HTTP/1.1 keeps the connection alive by default: a context keeps it for the next request once
   // this one's body is read (tokens, the probe, manifests and blobs then share handshakes).
   const lines = [`GET ${url.pathname}${url.search} HTTP/1.1`, `Host: ${url.host}`];
