@@ -40,7 +40,7 @@ import { mb } from './lib/stats.js';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BENCH_DIR = join(ROOT, '.bench');
 const RUNS_DIR = join(BENCH_DIR, 'drivers-runs');
-const STRATUM_CLI = join(ROOT, 'dist/src/cli/main.js');
+const STRATUM_CLI = join(ROOT, 'dist/src/bin/stratum.js');
 const CHANGE_FILE = join(BENCH_DIR, 'change-100m.bin');
 const CHANGE_BYTES = 100e6;
 const WARM_STARTS = 10;

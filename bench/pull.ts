@@ -39,7 +39,7 @@ const TARGET_RSS_BYTES = 150e6;
 /** The repository root (this file runs as dist/bench/pull.js). */
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BENCH_DIR = join(ROOT, '.bench');
-const STRATUM_CLI = join(ROOT, 'dist/src/cli/main.js');
+const STRATUM_CLI = join(ROOT, 'dist/src/bin/stratum.js');
 const CERTS_D = join(BENCH_DIR, 'certs.d');
 
 /** Where a row pulls from. */
@@ -271,7 +271,7 @@ function omitSamples(s: Summary): Omit<Summary, 'samples'> {
 
 function describe(spec: CommandSpec): string {
   const cmd = spec.command === process.execPath ? 'node' : spec.command;
-  return [cmd, ...spec.args.map((a) => (a === STRATUM_CLI ? 'dist/src/cli/main.js' : a))].join(' ');
+  return [cmd, ...spec.args.map((a) => (a === STRATUM_CLI ? 'dist/src/bin/stratum.js' : a))].join(' ');
 }
 
 main().catch((err: unknown) => {

@@ -29,7 +29,7 @@ import { SOURCES_LOG } from '../src/content/sources.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BENCH_DIR = join(ROOT, '.bench');
-const STRATUM_CLI = join(ROOT, 'dist/src/cli/main.js');
+const STRATUM_CLI = join(ROOT, 'dist/src/bin/stratum.js');
 /** Where skopeo (as root) keeps what it learnt about blob locations. */
 const SKOPEO_BLOB_INFO_CACHE = '/var/lib/containers/cache';
 const ENV = { ...process.env, STRATUM_CONFIG: '', XDG_CONFIG_HOME: join(BENCH_DIR, 'empty-config'), DOCKER_CONFIG: join(BENCH_DIR, 'empty-config') };

@@ -48,7 +48,7 @@ const TARGET_EROFS_RATIO_FLOOR = 0.6;
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BENCH_DIR = join(ROOT, '.bench');
 const RUNS_DIR = join(BENCH_DIR, 'unpack-runs');
-const STRATUM_CLI = join(ROOT, 'dist/src/cli/main.js');
+const STRATUM_CLI = join(ROOT, 'dist/src/bin/stratum.js');
 const NAMESPACE = 'bench';
 
 type ToolName = 'stratum' | 'stratum-erofs' | `stratum@${string}` | 'containerd' | 'skopeo+umoci' | 'tar-floor';
@@ -111,7 +111,7 @@ async function removeAtEnd(dir: string): Promise<void> {
 function stratumTool(name: ToolName, cli: string, ref: string, image: CachedBigImage, snapshotter: 'overlay' | 'erofs' = 'overlay'): Tool {
   return {
       name,
-      describe: `node ${name.startsWith('stratum@') ? cli : 'dist/src/cli/main.js'} pull --quiet --snapshotter ${snapshotter} --store STORE HOST/${image.reference}`,
+      describe: `node ${name.startsWith('stratum@') ? cli : 'dist/src/bin/stratum.js'} pull --quiet --snapshotter ${snapshotter} --store STORE HOST/${image.reference}`,
       async prepare(dir) {
         const store = join(dir, 'store');
         return {
@@ -234,7 +234,8 @@ async function main(): Promise<void> {
   const baselines: Baseline[] = baselineRoots.map((root) => ({
     name: baselineRoots.length === 1 ? 'stratum@baseline' : `stratum@${basename(resolve(root))}`,
     root,
-    cli: join(root, 'dist/src/cli/main.js'),
+    // Builds before the bundle (session 11) have only the module tree's entry.
+    cli: existsSync(join(root, 'dist/src/bin/stratum.js')) ? join(root, 'dist/src/bin/stratum.js') : join(root, 'dist/src/cli/main.js'),
   }));
   if (new Set(baselines.map((b) => b.name)).size !== baselines.length) throw new Error('--baseline: two checkouts share a folder name');
   const only = values.only === undefined ? undefined : new Set(values.only.split(','));

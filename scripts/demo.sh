@@ -14,10 +14,10 @@ echo "registry with fixtures on $host (docker.io is mirrored there)"
 
 export STRATUM_STORE="$work/store"
 set -x
-node dist/src/cli/main.js pull --mirror "docker.io=http://$host" ubuntu:15.04
-node dist/src/cli/main.js history ubuntu:15.04
-node dist/src/cli/main.js pull --mirror "docker.io=http://$host" ubuntu:15.04
-node dist/src/cli/main.js pull --mirror "docker.io=http://$host" base:1
-node dist/src/cli/main.js pull --mirror "docker.io=http://$host" app:1
-node dist/src/cli/main.js images
-node dist/src/cli/main.js df -v
+node dist/src/bin/stratum.js pull --mirror "docker.io=http://$host" ubuntu:15.04
+node dist/src/bin/stratum.js history ubuntu:15.04
+node dist/src/bin/stratum.js pull --mirror "docker.io=http://$host" ubuntu:15.04
+node dist/src/bin/stratum.js pull --mirror "docker.io=http://$host" base:1
+node dist/src/bin/stratum.js pull --mirror "docker.io=http://$host" app:1
+node dist/src/bin/stratum.js images
+node dist/src/bin/stratum.js df -v

@@ -5,8 +5,8 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The compiled CLI entry point (dist/src/cli/main.js). */
-export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+/** The CLI as installed: the bundle of the compiled entry point (dist/src/bin/stratum.js, scripts/bundle.mjs). */
+export const CLI = fileURLToPath(new URL('../../src/bin/stratum.js', import.meta.url));
 
 export interface CliResult {
   code: number;
