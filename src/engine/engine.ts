@@ -339,7 +339,7 @@ export class Engine {
     this.checkOpen();
     const choice = await this.driver();
     if (this.options.batchPoolThreads) loadNative().batchPoolThreads();
-    if (choice.name === 'zfs') await ensureZfsRoot(choice.root, (await import('../snapshotter/zfs/zfs.js')).parseZfsOptions(await this.storageOpts()).fsname);
+    if (choice.name === 'zfs') await ensureZfsRoot(choice.root, await this.storageOpts());
     return this.openAt(choice.name, choice.root, true);
   }
 
@@ -1033,7 +1033,7 @@ export class Engine {
           },
           rootFor: (name) => this.snapshotsDir(name),
           open: async (name, storageOpts) => {
-            if (name === 'zfs') await ensureZfsRoot(this.snapshotsDir(name), (await import('../snapshotter/zfs/zfs.js')).parseZfsOptions(storageOpts).fsname);
+            if (name === 'zfs') await ensureZfsRoot(this.snapshotsDir(name), storageOpts);
             return this.openAt(name, this.snapshotsDir(name), true, storageOpts);
           },
           forget: async (name) => {

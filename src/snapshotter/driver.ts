@@ -14,6 +14,7 @@ const erofs = () => import('./erofs/erofs.js');
 const fuseOverlayfs = () => import('./fuse-overlayfs/fuse-overlayfs.js');
 const native = () => import('./native/native.js');
 const overlay = () => import('./overlay/overlay.js');
+const zfs = () => import('./zfs/zfs.js');
 
 const run = promisify(execFile);
 
@@ -275,8 +276,10 @@ export async function chooseStorageDriver(options: { root: string; requested?: s
 /**
  * Makes `root` a ZFS dataset's mountpoint for the zfs snapshotter when it is only inside one
  * (Docker's zfs driver likewise makes its datasets under the one that holds its root).
+ * `storageOpts`: the store's; zfs.fsname names the dataset to make it under.
  */
-export async function ensureZfsRoot(root: string, fsname?: string): Promise<void> {
+export async function ensureZfsRoot(root: string, storageOpts: readonly string[]): Promise<void> {
+  const { fsname } = (await zfs()).parseZfsOptions(storageOpts);
   const path = resolve(root);
   const found = await zfsDatasetAt(path);
   if (found?.mountpoint === path) return;

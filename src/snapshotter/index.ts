@@ -42,35 +42,24 @@ interface Backend {
  * uses (the others' modules, EROFS's writer among them, were a third of a pull's modules).
  */
 const BACKENDS: Readonly<Record<SnapshotterName, () => Promise<Backend>>> = {
-  overlay: async () => {
-    const { OverlaySnapshotter, parseOverlayOptions } = await import('./overlay/overlay.js');
-    return { open: (root, o) => OverlaySnapshotter.open(root, parseOverlayOptions(o)), parse: parseOverlayOptions };
-  },
-  'fuse-overlayfs': async () => {
-    const { FuseOverlayfsSnapshotter } = await import('./fuse-overlayfs/fuse-overlayfs.js');
-    return { open: (root) => FuseOverlayfsSnapshotter.open(root), parse: (o) => noOptions('fuse-overlayfs', o) };
-  },
-  erofs: async () => {
-    const { ErofsSnapshotter } = await import('./erofs/erofs.js');
-    return { open: (root) => ErofsSnapshotter.open(root), parse: (o) => noOptions('erofs', o) };
-  },
-  native: async () => {
-    const { NativeSnapshotter, parseNativeOptions } = await import('./native/native.js');
-    return { open: (root, o) => NativeSnapshotter.open(root, parseNativeOptions(o)), parse: parseNativeOptions };
-  },
-  btrfs: async () => {
-    const { BtrfsSnapshotter, parseBtrfsOptions } = await import('./btrfs/btrfs.js');
-    return { open: (root, o) => BtrfsSnapshotter.open(root, parseBtrfsOptions(o)), parse: parseBtrfsOptions };
-  },
-  zfs: async () => {
-    const { ZfsSnapshotter, parseZfsOptions } = await import('./zfs/zfs.js');
-    return { open: (root, o) => ZfsSnapshotter.open(root, parseZfsOptions(o)), parse: parseZfsOptions };
-  },
-  blockfile: async () => {
-    const { BlockfileSnapshotter, parseBlockfileOptions } = await import('./blockfile/blockfile.js');
-    return { open: (root, o) => BlockfileSnapshotter.open(root, parseBlockfileOptions(o)), parse: parseBlockfileOptions };
-  },
+  overlay: () => import('./overlay/overlay.js').then((m) => withOptions(m.OverlaySnapshotter, m.parseOverlayOptions)),
+  'fuse-overlayfs': () => import('./fuse-overlayfs/fuse-overlayfs.js').then((m) => withoutOptions('fuse-overlayfs', m.FuseOverlayfsSnapshotter)),
+  erofs: () => import('./erofs/erofs.js').then((m) => withoutOptions('erofs', m.ErofsSnapshotter)),
+  native: () => import('./native/native.js').then((m) => withOptions(m.NativeSnapshotter, m.parseNativeOptions)),
+  btrfs: () => import('./btrfs/btrfs.js').then((m) => withOptions(m.BtrfsSnapshotter, m.parseBtrfsOptions)),
+  zfs: () => import('./zfs/zfs.js').then((m) => withOptions(m.ZfsSnapshotter, m.parseZfsOptions)),
+  blockfile: () => import('./blockfile/blockfile.js').then((m) => withOptions(m.BlockfileSnapshotter, m.parseBlockfileOptions)),
 };
+
+/** A backend whose `open` takes the options its parser makes of the storage-opts. */
+function withOptions<O extends object>(backend: { open(root: string, options: O): Promise<Snapshotter> }, parse: (storageOpts: readonly string[]) => O): Backend {
+  return { open: (root, storageOpts) => backend.open(root, parse(storageOpts)), parse };
+}
+
+/** A backend that takes no options. */
+function withoutOptions(driver: SnapshotterName, backend: { open(root: string): Promise<Snapshotter> }): Backend {
+  return { open: (root) => backend.open(root), parse: (storageOpts) => noOptions(driver, storageOpts) };
+}
 
 /** A driver without options refuses any given for it. */
 function noOptions(driver: SnapshotterName, storageOpts: readonly string[]): object {
