@@ -509,12 +509,17 @@ export class Engine {
     this.checkOpen();
     if (this.options.batchPoolThreads) loadNative().batchPoolThreads();
     const client = await this.registry();
+    const ref = typeof reference === 'string' ? parseReference(reference) : reference;
+    // The manifest's round trips (probe, token, manifest) run while the pull's modules load.
+    const resolving = client.resolve(ref);
+    resolving.catch(() => {}); // awaited by pull(); a failure before it is the one to report
     const config = await this.registryConfig();
     const snapshotter = options.unpack === false ? undefined : await this.snapshotter();
     const { pull } = await import('../image/pull.js');
-    const result = await pull(reference, {
+    const result = await pull(ref, {
       store: this.store,
       client,
+      resolving,
       ...(options.platform ? { platform: options.platform } : {}),
       ...(config.concurrency !== undefined ? { concurrency: config.concurrency } : {}),
       ...(options.maxLayers !== undefined ? { maxLayers: options.maxLayers } : {}),

@@ -16,11 +16,10 @@ import type { OciStore } from '../content/store.js';
 import type { RegistryClient } from '../registry/client.js';
 import { downloadBlob } from '../registry/download.js';
 import type { DownloadEvent, ResolvedManifest } from '../registry/types.js';
-import { uncompressedDigest } from '../unpack/decompress.js';
 import { InvalidManifestError, NoMatchingPlatformError } from '../errors.js';
 import type { Snapshotter } from '../snapshotter/snapshotter.js';
 import type { UnpackLimits } from '../unpack/types.js';
-import { unpackLayers, type UnpackEvent, type UnpackResult } from './unpack.js';
+import type { UnpackEvent, UnpackResult } from './unpack.js';
 import type { IngestFollow } from '../content/follow.js';
 import { SOURCE_DIGEST_ANNOTATION, SOURCE_MEDIA_TYPE_ANNOTATION, SCHEMA1_BLOB_ANNOTATION } from './annotations.js';
 import { loadImage, type StoredImage } from './image.js';
@@ -61,6 +60,11 @@ export interface PullOptions {
    * fetched or unpacked; a throw stops the pull there (`pull --verify-key` checks the signature).
    */
   beforeFetch?: (resolved: ResolvedManifest) => Promise<void>;
+  /**
+   * The resolution of this pull's reference (`client.resolve(reference)`), when the caller started
+   * it already: the Engine sends the manifest's requests before this module and its imports load.
+   */
+  resolving?: Promise<ResolvedManifest>;
 }
 
 export interface PullResult {
@@ -95,7 +99,7 @@ interface PulledImage {
  */
 export async function pull(input: string | Reference, options: PullOptions): Promise<PullResult> {
   const reference = typeof input === 'string' ? parseReference(input) : input;
-  const resolved = await options.client.resolve(reference);
+  const resolved = await (options.resolving ?? options.client.resolve(reference));
   await options.beforeFetch?.(resolved);
   const session = new PullSession(reference, options, await Lease.create(options.store.root));
   try {
@@ -118,6 +122,8 @@ class PullSession {
   /** Layer blobs followed in the store while they download, for extraction on the way (see OciStore.follow). */
   private readonly live = new Map<Digest, { follow: IngestFollow; settle: (ok: boolean) => void }>();
   private unpacking: Promise<UnpackResult> | undefined;
+  /** The layer code, loaded while the config and first layers arrive when this pull unpacks (a pull that does not never loads it). */
+  private readonly unpackModule: Promise<typeof import('./unpack.js')> | undefined;
   /** Stops this pull's downloads when one part of it failed (and follows the caller's signal). */
   private readonly cancel = new AbortController();
   private readonly signal: AbortSignal;
@@ -133,6 +139,8 @@ class PullSession {
     // Every transfer in flight listens on it (request, body pipeline, retry sleep): more than
     // Node's default of 10 at --concurrency 4 and up, which is no leak.
     setMaxListeners(10 + 4 * (options.concurrency ?? 3), this.signal);
+    this.unpackModule = options.unpack ? import('./unpack.js') : undefined;
+    this.unpackModule?.catch(() => {}); // awaited in unpack()
   }
 
   private get store(): OciStore {
@@ -205,8 +213,9 @@ class PullSession {
   }
 
   /** Starts unpacking (when asked to); layers are extracted as soon as their blobs are verified. */
-  private unpack(layers: readonly Descriptor[], config: ImageConfig): Promise<UnpackResult> {
+  private async unpack(layers: readonly Descriptor[], config: ImageConfig): Promise<UnpackResult> {
     const options = this.options.unpack!;
+    const { unpackLayers } = await (this.unpackModule ?? import('./unpack.js'));
     return unpackLayers({
       store: this.verifiedProvider(),
       snapshotter: options.snapshotter,
@@ -330,6 +339,7 @@ class PullSession {
     const diffIds = new Map<Digest, Digest>();
     const sizes = new Map<Digest, number>();
     const mediaTypes = new Map<Digest, string>();
+    const { uncompressedDigest } = await import('../unpack/decompress.js');
     await this.fetchAll(blobs, async ({ digest }) => {
       // The diffID is hashed from the ingest as it grows; only when the download restarted under
       // that reader (or the blob was already stored) is the stored blob read back for it.
