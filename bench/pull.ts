@@ -8,7 +8,11 @@
  * Each row alternates the two tools (ABAB…) after one discarded warm-up run of each, every run
  * into a fresh empty store that is deleted afterwards.
  *
- *   npm run bench:pull [-- --runs N] [-- --concurrency N] [-- --only tls,plain,redirect]
+ *   npm run bench:pull [-- --runs N] [-- --concurrency N] [-- --only tls,plain,redirect] [-- --floor]
+ *
+ * --floor adds a third tool to every row, `floor` (bench/lib/pull-floor.ts): a Node process that
+ * only moves and hashes the same blobs through stratum's native receive, with no CLI, Engine or
+ * store: the least a Node program can take for this copy on this machine.
  *
  * skopeo trusts the CA with --src-cert-dir; stratum through STRATUM_CERTS_D=<dir> holding
  * `<dir>/127.0.0.1:PORT/ca.crt`. A tool that fails in a row is reported as failed there and the
@@ -40,6 +44,7 @@ const TARGET_RSS_BYTES = 150e6;
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BENCH_DIR = join(ROOT, '.bench');
 const STRATUM_CLI = join(ROOT, 'dist/src/bin/stratum.js');
+const FLOOR_JS = join(ROOT, 'dist/bench/lib/pull-floor.js');
 const CERTS_D = join(BENCH_DIR, 'certs.d');
 
 /** Where a row pulls from. */
@@ -52,7 +57,7 @@ interface Endpoint {
 }
 
 interface Tool {
-  name: 'stratum' | 'skopeo';
+  name: 'stratum' | 'skopeo' | 'floor';
   /** The command for one cold copy into `store` (an empty directory that does not exist yet for skopeo). */
   command(endpoint: Endpoint, repoAndTag: string, store: string): CommandSpec;
 }
@@ -62,9 +67,9 @@ interface Run extends Measurement {
   error?: string;
 }
 
-function tools(concurrency: number | undefined): Tool[] {
+function tools(concurrency: number | undefined, floor: boolean): Tool[] {
   const emptyConfig = join(BENCH_DIR, 'empty-config');
-  return [
+  const list: Tool[] = [
     {
       name: 'stratum',
       command: (endpoint, ref, store) => ({
@@ -82,20 +87,34 @@ function tools(concurrency: number | undefined): Tool[] {
       }),
     },
   ];
+  if (floor) {
+    list.push({
+      name: 'floor',
+      command: (endpoint, ref, store) => {
+        const [repository, tag] = ref.split(':') as [string, string];
+        return {
+          command: process.execPath,
+          args: [FLOOR_JS, ...(endpoint.tls ? ['--ca', join(CERTS_D, endpoint.host, 'ca.crt')] : []), ...(concurrency ? ['--concurrency', String(concurrency)] : []), `${endpoint.tls ? 'https' : 'http'}://${endpoint.host}/v2/${repository}/`, tag, store],
+        };
+      },
+    });
+  }
+  return list;
 }
 
-function parseOptions(): { runs: number; concurrency: number | undefined; only: Variant[] } | undefined {
+function parseOptions(): { runs: number; concurrency: number | undefined; only: Variant[]; floor: boolean } | undefined {
   const { values } = parseArgs({
     options: {
       runs: { type: 'string', default: '3' },
       concurrency: { type: 'string' },
       only: { type: 'string', default: VARIANTS.join(',') },
+      floor: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
     process.stdout.write(
-      'usage: node dist/bench/pull.js [--runs N (default 3)] [--concurrency N (stratum --concurrency; default: its own)] [--only tls,plain,redirect]\n',
+      'usage: node dist/bench/pull.js [--runs N (default 3)] [--concurrency N (stratum --concurrency; default: its own)] [--only tls,plain,redirect] [--floor (add the Node floor, bench/lib/pull-floor.ts)]\n',
     );
     return undefined;
   }
@@ -106,7 +125,7 @@ function parseOptions(): { runs: number; concurrency: number | undefined; only: 
   const only = values.only.split(',').map((v) => v.trim()).filter(Boolean);
   const unknown = only.filter((v) => !(VARIANTS as readonly string[]).includes(v));
   if (unknown.length > 0 || only.length === 0) throw new Error(`--only takes a comma-separated list of ${VARIANTS.join(', ')}; got ${values.only}`);
-  return { runs, concurrency, only: VARIANTS.filter((v) => only.includes(v)) };
+  return { runs, concurrency, only: VARIANTS.filter((v) => only.includes(v)), floor: values.floor };
 }
 
 interface RowResult {
@@ -118,7 +137,7 @@ async function main(): Promise<void> {
   const opts = parseOptions();
   if (!opts) return;
   requireGnuTime();
-  if (!existsSync(STRATUM_CLI)) throw new Error(`${STRATUM_CLI} is missing: build first (npm run build)`);
+  for (const file of [STRATUM_CLI, ...(opts.floor ? [FLOOR_JS] : [])]) if (!existsSync(file)) throw new Error(`${file} is missing: build first (npm run build)`);
 
   await mkdir(BENCH_DIR, { recursive: true });
   const log = (line: string) => process.stderr.write(`bench:pull: ${line}\n`);
@@ -132,7 +151,7 @@ async function main(): Promise<void> {
 
     await rm(storesDir, { recursive: true, force: true });
     await mkdir(storesDir, { recursive: true });
-    const list = tools(opts.concurrency);
+    const list = tools(opts.concurrency, opts.floor);
     const rows: RowResult[] = [];
     for (const endpoint of endpoints) {
       log(`row ${endpoint.variant}: ${endpoint.tls ? 'https' : 'http'}://${endpoint.host}`);
@@ -218,7 +237,7 @@ function renderReport(rows: RowResult[], list: Tool[], image: { reference: strin
   out.push(`stratum pull vs skopeo copy: ${image.reference} (${image.layers.length} layers, ${mb(image.totalCompressedBytes)} MB compressed), ${runs} alternating runs each after a warm-up`);
   out.push(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`);
   out.push('');
-  out.push(row(['row', 'tool', 'wall median', 'wall min', 'wall max', 'peak RSS median', 'RSS max', 'ratio stratum/skopeo']));
+  out.push(row(['row', 'tool', 'wall median', 'wall min', 'wall max', 'peak RSS median', 'RSS max', 'ratio to skopeo']));
   out.push(row(['---', '---', '---', '---', '---', '---', '---', '---']));
   const verdicts: string[] = [];
   for (const { endpoint, runs: results } of rows) {
@@ -227,13 +246,18 @@ function renderReport(rows: RowResult[], list: Tool[], image: { reference: strin
     const summaries = new Map(list.map((t) => [t.name, ok(t.name).length > 0 && !error(t.name) ? { wall: summarize(ok(t.name).map((r) => r.wallSeconds)), rss: summarize(ok(t.name).map((r) => r.peakRssBytes)) } : undefined]));
     const s = summaries.get('stratum');
     const k = summaries.get('skopeo');
-    const ratio = s && k ? s.wall.median / k.wall.median : undefined;
+    const toSkopeo = (name: Tool['name']) => {
+      const m = summaries.get(name);
+      return m && k ? m.wall.median / k.wall.median : undefined;
+    };
+    const ratio = toSkopeo('stratum');
     for (const tool of list) {
       const m = summaries.get(tool.name);
       const cells = m
         ? [secs(m.wall.median), secs(m.wall.min), secs(m.wall.max), `${mb(m.rss.median)} MB`, `${mb(m.rss.max)} MB`]
         : [`failed: ${firstLine(error(tool.name))}`, '', '', '', ''];
-      out.push(row([endpoint.variant, tool.name, ...cells, tool.name === 'stratum' && ratio !== undefined ? `${ratio.toFixed(2)}x` : '']));
+      const toolRatio = tool.name === 'skopeo' ? undefined : toSkopeo(tool.name);
+      out.push(row([endpoint.variant, tool.name, ...cells, toolRatio !== undefined ? `${toolRatio.toFixed(2)}x` : '']));
     }
     if (endpoint.variant === 'tls') {
       verdicts.push(
@@ -246,6 +270,7 @@ function renderReport(rows: RowResult[], list: Tool[], image: { reference: strin
       variant: endpoint.variant,
       tls: endpoint.tls,
       ratioWall: ratio ?? null,
+      ...(summaries.has('floor') ? { ratioFloorWall: toSkopeo('floor') ?? null } : {}),
       tools: Object.fromEntries(
         list.map((t) => {
           const m = summaries.get(t.name);
@@ -271,7 +296,7 @@ function omitSamples(s: Summary): Omit<Summary, 'samples'> {
 
 function describe(spec: CommandSpec): string {
   const cmd = spec.command === process.execPath ? 'node' : spec.command;
-  return [cmd, ...spec.args.map((a) => (a === STRATUM_CLI ? 'dist/src/bin/stratum.js' : a))].join(' ');
+  return [cmd, ...spec.args.map((a) => (a === STRATUM_CLI ? 'dist/src/bin/stratum.js' : a === FLOOR_JS ? 'dist/bench/lib/pull-floor.js' : a))].join(' ');
 }
 
 main().catch((err: unknown) => {
