@@ -509,12 +509,15 @@ export class Engine {
     this.checkOpen();
     if (this.options.batchPoolThreads) loadNative().batchPoolThreads();
     const client = await this.registry();
-    const ref = typeof reference === 'string' ? parseReference(reference) : reference;
-    // The manifest's round trips (probe, token, manifest) run while the pull's modules load.
-    const resolving = client.resolve(ref);
-    resolving.catch(() => {}); // awaited by pull(); a failure before it is the one to report
     const config = await this.registryConfig();
     const snapshotter = options.unpack === false ? undefined : await this.snapshotter();
+    const beforeFetch = options.verifyKey !== undefined ? await this.signatureCheck(reference, options.verifyKey, options.signal) : undefined;
+    // The manifest's round trips (probe, token, manifest) run while the pull's modules load. Only
+    // now: the request cannot be withdrawn, and a pull refused before it (its driver, its key)
+    // must end at once, not when a slow registry answers.
+    const ref = typeof reference === 'string' ? parseReference(reference) : reference;
+    const resolving = client.resolve(ref);
+    resolving.catch(() => {}); // awaited by pull()
     const { pull } = await import('../image/pull.js');
     const result = await pull(ref, {
       store: this.store,
@@ -526,7 +529,7 @@ export class Engine {
       ...(options.onEvent ? { onEvent: options.onEvent } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
       ...(snapshotter ? { unpack: { snapshotter } } : {}),
-      ...(options.verifyKey !== undefined ? { beforeFetch: await this.signatureCheck(reference, options.verifyKey, options.signal) } : {}),
+      ...(beforeFetch ? { beforeFetch } : {}),
     });
     // Where each layer came from: a later push to that registry mounts it instead of uploading it.
     const { recordSources } = await import('../content/sources.js');

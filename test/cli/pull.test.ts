@@ -1,14 +1,15 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { EMPTY_GZIP_LAYER_DIGEST, shortDigest } from '../../src/oci/digest.js';
 import { sharedRegistry, type TestRegistry } from '../helpers/registry.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { TempDirs } from '../helpers/tmp.js';
-import { jsonEvents, runCli, treeDigest } from '../helpers/cli.js';
+import { CLI, jsonEvents, runCli, treeDigest } from '../helpers/cli.js';
 import { pushFixtures, UBUNTU_OS_RELEASE, type PushedFixtures } from '../fixtures/images.js';
 
 const exec = promisify(execFile);
@@ -278,5 +279,39 @@ describe('stratum pull (CLI, real registry through the fault proxy)', () => {
     assert.equal(b.code, 0, b.stderr);
     for (const layer of fixtures.app.layers) assert.equal(blobGets(layer.digest), 1, `GETs of ${layer.digest}`);
     assert.equal((await runCli(['images', '--store', store, '--format', 'json'])).code, 0);
+  });
+});
+
+describe('stratum pull refused before its first request (CLI)', () => {
+  const dirs = new TempDirs();
+  after(() => dirs.cleanup());
+
+  it('ends at once, with no connection to the registry, even when the registry never answers', async () => {
+    // A registry that accepts connections and never says a word: a request sent to it would hold
+    // the process until its timeout, so the refusal has to come before any request goes out.
+    const held: Socket[] = [];
+    const silent = createServer((socket) => void held.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as { port: number }).port;
+    try {
+      const dir = await dirs.make('refused');
+      const key = join(dir, 'not-a-key.pem');
+      await writeFile(key, 'not a key\n');
+      const home = await dirs.make('home');
+      const started = Date.now();
+      const result = await new Promise<{ code: number | null; killed: boolean; stderr: string }>((resolve) => {
+        execFile(process.execPath, [CLI, 'pull', '--store', join(dir, 'store'), '--verify-key', key, `127.0.0.1:${port}/app:1`], { timeout: 20_000, env: { ...process.env, XDG_CONFIG_HOME: home, DOCKER_CONFIG: home, STRATUM_CONFIG: '' } }, (err, _stdout, stderr) =>
+          resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, killed: Boolean(err && (err as { killed?: boolean }).killed), stderr }),
+        );
+      });
+      assert.equal(result.killed, false, `still running after 20 s: ${result.stderr}`);
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(result.stderr, /not a PEM public key/);
+      assert.ok(Date.now() - started < 10_000);
+      assert.equal(held.length, 0, 'the registry was connected to before the key was read');
+    } finally {
+      for (const socket of held) socket.destroy();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
   });
 });
