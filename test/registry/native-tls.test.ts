@@ -273,6 +273,24 @@ describe('native receive (TLS and plain HTTP)', () => {
       ctx.closeIdle();
     });
 
+    test(`keep-alive (${scheme}): a 304 has no body whatever its Content-Length says, and its connection carries the next GET`, async () => {
+      const server = await serveCounting(tls, (res, conn, nth) => {
+        if (nth === 1) {
+          // A 304's Content-Length is the resource's: no byte of it follows the head.
+          res.writeHead(304, { 'content-length': '5' });
+          res.end();
+        } else res.end(`c${conn} r${nth}`);
+      });
+      const ctx = context();
+      const notModified = await nativeGet(ctx, new URL(`${scheme}://127.0.0.1:${server.port}/`), { timeoutMs: 5000 });
+      assert.equal(notModified.contentLength, 0);
+      const body = new NativeBody(notModified.conn, notModified.contentLength, notModified.chunked, (c) => ctx.release(c));
+      assert.equal((await readBody(body)).length, 0);
+      assert.deepEqual(await get(ctx, server.port), { status: 200, reusable: true, text: 'c1 r2' });
+      assert.equal(server.connections(), 1);
+      ctx.closeIdle();
+    });
+
     test(`keep-alive (${scheme}): Connection: close, a body not read to its end, and a dead idle connection are never reused`, async () => {
       const server = await serveCounting(tls, (res, conn, nth) => {
         if (conn === 1) res.setHeader('connection', 'close');

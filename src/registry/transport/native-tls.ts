@@ -77,7 +77,7 @@ export interface NativeTlsResponse {
   headers: Record<string, string>;
   alpn: string;
   protocol: string;
-  /** Body bytes left to receive (Content-Length); undefined: chunked, or up to the close. */
+  /** Body bytes left to receive: the Content-Length, 0 for a 204, 304 or 1xx; undefined: chunked, or up to the close. */
   contentLength: number | undefined;
   /** The body is chunked (read by JavaScript, never received in C). */
   chunked: boolean;
@@ -174,10 +174,11 @@ export async function nativeGet(ctx: NativeTlsContext, url: URL, options: GetOpt
     rawAddon().tlsClose(res.conn);
     throw Object.assign(new Error(`${url.host} sent a body in transfer-encoding ${JSON.stringify(encoding)}`), { code: 'ERR_HTTP_TRANSFER_ENCODING' });
   }
-  const contentLength = framed ? Number(cl) : undefined;
+  // A 204, a 304 or a 1xx has no body whatever its Content-Length says (a 304's is the resource's).
   const noBody = status === 204 || status === 304 || (status >= 100 && status < 200);
+  const contentLength = noBody ? 0 : framed ? Number(cl) : undefined;
   const reusable = statusLine.startsWith('HTTP/1.1 ') && !/(^|,)\s*close\s*(,|$)/i.test(headers['connection'] ?? '') && (framed || noBody);
-  return { status, headers, alpn: res.alpn, protocol: res.protocol, contentLength, chunked: !framed && chunked, reusable, conn: res.conn };
+  return { status, headers, alpn: res.alpn, protocol: res.protocol, contentLength, chunked: !noBody && !framed && chunked, reusable, conn: res.conn };
 }
 
 export interface ReceiveOptions {
@@ -226,11 +227,9 @@ export class NativeBody extends Readable {
 
   /**
    * contentLength undefined: the body runs until the peer closes, or is `chunked`; such a body is
-   * only read, never received into a writer.
-   */
-  /**
-   * `release`: where the connection goes once the body is read to its end (a context's keep-alive
-   * pool); without it, or after a failure or an early end, the connection is closed.
+   * only read, never received into a writer. `release`: where the connection goes once the body is
+   * read to its end (a context's keep-alive pool); without it, or after a failure or an early end,
+   * the connection is closed.
    */
   constructor(
     readonly conn: TlsConnHandle,

@@ -115,7 +115,7 @@ export class Transport extends Dispatcher {
     if (!native) return undefined;
     const res = await nativeGet(native.ctx, url, { headers, connectTimeoutMs: native.connectTimeoutMs, timeoutMs: native.timeoutMs, ...(signal ? { signal } : {}) });
     const ctx = native.ctx;
-    const body = new NativeBody(res.conn, res.status === 204 || res.status === 304 ? 0 : res.contentLength, res.chunked, res.reusable ? (conn) => ctx.release(conn) : undefined);
+    const body = new NativeBody(res.conn, res.contentLength, res.chunked, res.reusable ? (conn) => ctx.release(conn) : undefined);
     return { statusCode: res.status, headers: res.headers, body } as unknown as HttpResponse;
   }
 
