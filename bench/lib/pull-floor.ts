@@ -15,7 +15,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync } from 'node:fs
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { rawAddon } from '../../src/sys/addon.js';
-import { NativeTlsContext, nativeGet, receiveBody, type NativeTlsResponse } from '../../src/registry/transport/native-tls.js';
+import { NativeBody, NativeTlsContext, nativeGet, receiveBody, type NativeTlsResponse } from '../../src/registry/transport/native-tls.js';
 
 interface BlobRef {
   digest: string;
@@ -56,14 +56,7 @@ async function get(url: URL, headers: Record<string, string> = {}): Promise<Nati
 
 async function readAll(res: NativeTlsResponse): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  let got = 0;
-  while (res.contentLength === undefined || got < res.contentLength) {
-    const chunk = await rawAddon().tlsRead(res.conn, 1 << 20);
-    if (chunk.length === 0) break;
-    chunks.push(chunk);
-    got += chunk.length;
-  }
-  rawAddon().tlsClose(res.conn);
+  for await (const chunk of new NativeBody(res.conn, res.contentLength, res.chunked)) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
 }
 

@@ -215,7 +215,7 @@ class PullSession {
   /** Starts unpacking (when asked to); layers are extracted as soon as their blobs are verified. */
   private async unpack(layers: readonly Descriptor[], config: ImageConfig): Promise<UnpackResult> {
     const options = this.options.unpack!;
-    const { unpackLayers } = await (this.unpackModule ?? import('./unpack.js'));
+    const { unpackLayers } = await this.unpackModule!;
     return unpackLayers({
       store: this.verifiedProvider(),
       snapshotter: options.snapshotter,
